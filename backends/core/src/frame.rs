@@ -1,0 +1,393 @@
+//! The host side of the frame protocol (described in full in `docs/frames.md`).
+//!
+//! What we trust: nothing the guest sends. Every guest frame is found by its per-session
+//! marker, its declared length is checked against a cap *before* anything is buffered, and
+//! its payload must parse as one of the [`GuestFrame`] shapes. Bytes outside frames are stray
+//! output, returned as such and never interpreted.
+//!
+//! What we guarantee: memory held by a [`FrameScanner`] is bounded by the frame cap plus the
+//! marker length, whatever the guest writes.
+
+use memchr::memmem;
+use serde::{Deserialize, Serialize};
+
+/// Bytes before the nonce in a guest frame marker.
+const MARKER_PREFIX: &[u8] = b"\x00\x1bMCPB";
+/// Byte after the nonce in a guest frame marker.
+const MARKER_SUFFIX: u8 = 0x1f;
+/// Length of the nonce in hex characters.
+pub const NONCE_LEN: usize = 32;
+/// Length of the big-endian length prefix.
+const LEN_BYTES: usize = 4;
+/// Absolute ceiling on any frame, whatever the configured output limit.
+pub const FRAME_CEILING: usize = 64 * 1024 * 1024;
+
+/// A protocol violation by the guest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// A frame declared more bytes than allowed.
+    #[error("a frame of {declared} bytes exceeds the {limit}-byte cap")]
+    Oversized {
+        /// Declared payload length.
+        declared: usize,
+        /// The cap.
+        limit: usize,
+    },
+    /// A frame's payload is not one of the known shapes.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// A well-formed frame arrived when the session did not expect it.
+    #[error("unexpected frame: {0}")]
+    Unexpected(String),
+}
+
+/// The per-session random value that delimits guest frames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nonce(String);
+
+impl Nonce {
+    /// A fresh random nonce.
+    pub fn random() -> Self {
+        let bytes: [u8; NONCE_LEN / 2] = rand::random();
+        Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+    /// The nonce as the hex text sent in the `hello` frame.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// The full marker that precedes every guest frame.
+    pub fn marker(&self) -> Vec<u8> {
+        let mut marker = Vec::with_capacity(MARKER_PREFIX.len() + NONCE_LEN + 1);
+        marker.extend_from_slice(MARKER_PREFIX);
+        marker.extend_from_slice(self.0.as_bytes());
+        marker.push(MARKER_SUFFIX);
+        marker
+    }
+}
+
+/// One entry of the server catalogue the host sends to the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogueEntry {
+    /// The server's configured name.
+    pub name: String,
+    /// Its Python alias.
+    pub alias: String,
+    /// What it does, from its config.
+    pub description: String,
+}
+
+/// Frames the host sends.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HostFrame<'a> {
+    /// Sent once after the runtime source.
+    Hello {
+        /// The session's marker nonce.
+        nonce: &'a str,
+        /// Servers the configuration knows.
+        catalogue: &'a [CatalogueEntry],
+        /// Per-stream output cap in bytes.
+        output_limit: u64,
+        /// Opaque state for the runtime.
+        state: serde_json::Value,
+    },
+    /// Execute code.
+    Run {
+        /// Run id, echoed in the result.
+        id: u64,
+        /// Python source.
+        code: &'a str,
+        /// Servers this run may use.
+        servers: &'a [String],
+        /// The run's deadline in milliseconds.
+        timeout_ms: u64,
+    },
+}
+
+/// Frames the guest sends.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum GuestFrame {
+    /// The runtime is up.
+    Ready(ReadyFrame),
+    /// A run finished.
+    Result(ResultFrame),
+}
+
+/// Payload of a `ready` frame.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ReadyFrame {
+    /// Python version, e.g. `3.12.0`.
+    pub python: String,
+    /// Implementation and platform, e.g. `cpython-wasi`.
+    pub implementation: String,
+}
+
+/// Payload of a `result` frame.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ResultFrame {
+    /// The run's id.
+    pub id: u64,
+    /// Captured stdout (head and tail when cut).
+    pub stdout: String,
+    /// Captured stderr (head and tail when cut).
+    pub stderr: String,
+    /// Bytes of stdout dropped between head and tail.
+    #[serde(default)]
+    pub stdout_cut: u64,
+    /// Bytes of stderr dropped between head and tail.
+    #[serde(default)]
+    pub stderr_cut: u64,
+    /// Byte offset in `stdout` where the cut happened.
+    #[serde(default)]
+    pub stdout_cut_at: Option<u64>,
+    /// Byte offset in `stderr` where the cut happened.
+    #[serde(default)]
+    pub stderr_cut_at: Option<u64>,
+    /// The exception, if the code failed.
+    pub error: Option<GuestErrorInfo>,
+    /// How long the code ran, as measured by the guest.
+    #[serde(default)]
+    pub duration_ms: f64,
+}
+
+/// An exception raised by user code.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct GuestErrorInfo {
+    /// Exception type name.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Exception message.
+    pub message: String,
+    /// Traceback showing user frames only.
+    pub traceback: String,
+}
+
+/// Encode a host frame: length prefix and JSON.
+pub fn encode_host_frame(frame: &HostFrame<'_>) -> Vec<u8> {
+    let payload = serde_json::to_vec(frame).expect("host frames always serialise");
+    encode_raw(&payload)
+}
+
+/// Encode raw bytes (the runtime source) with a length prefix.
+pub fn encode_raw(payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).expect("host frames are far below 4 GiB");
+    let mut out = Vec::with_capacity(LEN_BYTES + payload.len());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// What the scanner found in the guest's stdout.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScanEvent {
+    /// Bytes outside any frame.
+    Stray(Vec<u8>),
+    /// A complete, valid frame.
+    Frame(Box<GuestFrame>),
+}
+
+/// Splits the guest's stdout into frames and stray output.
+#[derive(Debug)]
+pub struct FrameScanner {
+    finder: memmem::Finder<'static>,
+    marker_len: usize,
+    max_frame: usize,
+    pending: Vec<u8>,
+}
+
+impl FrameScanner {
+    /// A scanner for frames delimited by `nonce`, each at most `max_frame` bytes
+    /// (clamped to [`FRAME_CEILING`]).
+    pub fn new(nonce: &Nonce, max_frame: usize) -> Self {
+        let marker = nonce.marker();
+        Self {
+            marker_len: marker.len(),
+            finder: memmem::Finder::new(&marker).into_owned(),
+            max_frame: max_frame.min(FRAME_CEILING),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Feed bytes read from the guest's stdout; found events are appended to `events`.
+    /// An error is final: the session must end.
+    pub fn push(&mut self, data: &[u8], events: &mut Vec<ScanEvent>) -> Result<(), FrameError> {
+        self.pending.extend_from_slice(data);
+        loop {
+            let Some(start) = self.finder.find(&self.pending) else {
+                // Keep only what could be the start of a marker; the rest is stray.
+                let keep = self.partial_marker_suffix();
+                let stray_end = self.pending.len() - keep;
+                if stray_end > 0 {
+                    events.push(ScanEvent::Stray(self.pending[..stray_end].to_vec()));
+                    self.pending.drain(..stray_end);
+                }
+                return Ok(());
+            };
+            let header_end = start + self.marker_len + LEN_BYTES;
+            if self.pending.len() < header_end {
+                self.emit_stray_before(start, events);
+                return Ok(());
+            }
+            let len_bytes: [u8; LEN_BYTES] = self.pending[start + self.marker_len..header_end]
+                .try_into()
+                .expect("slice has LEN_BYTES bytes");
+            let declared = u32::from_be_bytes(len_bytes) as usize;
+            if declared > self.max_frame {
+                return Err(FrameError::Oversized {
+                    declared,
+                    limit: self.max_frame,
+                });
+            }
+            if self.pending.len() < header_end + declared {
+                self.emit_stray_before(start, events);
+                return Ok(());
+            }
+            let frame = parse_guest_frame(&self.pending[header_end..header_end + declared])?;
+            if start > 0 {
+                events.push(ScanEvent::Stray(self.pending[..start].to_vec()));
+            }
+            events.push(ScanEvent::Frame(Box::new(frame)));
+            self.pending.drain(..header_end + declared);
+        }
+    }
+
+    fn emit_stray_before(&mut self, start: usize, events: &mut Vec<ScanEvent>) {
+        if start > 0 {
+            events.push(ScanEvent::Stray(self.pending[..start].to_vec()));
+            self.pending.drain(..start);
+        }
+    }
+
+    /// Length of the longest suffix of `pending` that is a proper prefix of the marker.
+    fn partial_marker_suffix(&self) -> usize {
+        let marker = self.finder.needle();
+        let max = (self.marker_len - 1).min(self.pending.len());
+        (1..=max)
+            .rev()
+            .find(|&n| self.pending[self.pending.len() - n..] == marker[..n])
+            .unwrap_or(0)
+    }
+}
+
+/// Parse and validate one guest frame payload.
+pub fn parse_guest_frame(payload: &[u8]) -> Result<GuestFrame, FrameError> {
+    serde_json::from_slice(payload).map_err(|e| FrameError::Malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(nonce: &Nonce, json: &str) -> Vec<u8> {
+        let mut out = nonce.marker();
+        out.extend_from_slice(&u32::try_from(json.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(json.as_bytes());
+        out
+    }
+
+    const READY: &str = r#"{"type":"ready","python":"3.12.0","implementation":"cpython-wasi"}"#;
+
+    fn scan_all(scanner: &mut FrameScanner, chunks: &[&[u8]]) -> Vec<ScanEvent> {
+        let mut events = Vec::new();
+        for chunk in chunks {
+            scanner.push(chunk, &mut events).unwrap();
+        }
+        events
+    }
+
+    fn stray_text(events: &[ScanEvent]) -> Vec<u8> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                ScanEvent::Stray(b) => Some(b.clone()),
+                ScanEvent::Frame(_) => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    #[test]
+    fn frames_between_stray_bytes_are_found_byte_by_byte() {
+        let nonce = Nonce::random();
+        let mut input = b"hello \x00\x1bMC raw".to_vec();
+        input.extend(frame(&nonce, READY));
+        input.extend_from_slice(b"tail");
+        let mut scanner = FrameScanner::new(&nonce, 1024);
+        let chunks: Vec<&[u8]> = input.chunks(1).collect();
+        let events = scan_all(&mut scanner, &chunks);
+        let frames = events
+            .iter()
+            .filter(|e| matches!(e, ScanEvent::Frame(_)))
+            .count();
+        assert_eq!(frames, 1);
+        assert_eq!(stray_text(&events), b"hello \x00\x1bMC rawtail");
+    }
+
+    #[test]
+    fn a_frame_with_another_nonce_is_stray_output() {
+        let nonce = Nonce::random();
+        let forged = frame(&Nonce::random(), READY);
+        let mut scanner = FrameScanner::new(&nonce, 1024);
+        let events = scan_all(&mut scanner, &[&forged]);
+        assert!(events.iter().all(|e| matches!(e, ScanEvent::Stray(_))));
+        assert_eq!(stray_text(&events), forged);
+    }
+
+    #[test]
+    fn oversized_frames_fail_before_buffering() {
+        let nonce = Nonce::random();
+        let mut header = nonce.marker();
+        header.extend_from_slice(&u32::MAX.to_be_bytes());
+        let mut scanner = FrameScanner::new(&nonce, 1024);
+        let mut events = Vec::new();
+        let err = scanner.push(&header, &mut events).unwrap_err();
+        assert!(matches!(err, FrameError::Oversized { .. }));
+    }
+
+    #[test]
+    fn malformed_payloads_are_rejected() {
+        let nonce = Nonce::random();
+        let mut scanner = FrameScanner::new(&nonce, 1024);
+        let mut events = Vec::new();
+        for bad in [
+            r#"{"type":"nope"}"#,
+            "not json",
+            r#"{"type":"result","id":-1}"#,
+        ] {
+            let mut scanner2 = FrameScanner::new(&nonce, 1024);
+            assert!(
+                scanner2.push(&frame(&nonce, bad), &mut events).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(scanner.push(&frame(&nonce, READY), &mut events).is_ok());
+    }
+
+    #[test]
+    fn pending_bytes_stay_bounded_without_markers() {
+        let nonce = Nonce::random();
+        let mut scanner = FrameScanner::new(&nonce, 1024);
+        let mut events = Vec::new();
+        for _ in 0..1000 {
+            scanner.push(&[0u8; 4096], &mut events).unwrap();
+            assert!(scanner.pending.len() < 64);
+        }
+    }
+
+    #[test]
+    fn host_frames_carry_a_length_prefix() {
+        let encoded = encode_host_frame(&HostFrame::Run {
+            id: 7,
+            code: "pass",
+            servers: &[],
+            timeout_ms: 1000,
+        });
+        let len = u32::from_be_bytes(encoded[..4].try_into().unwrap()) as usize;
+        assert_eq!(len, encoded.len() - 4);
+        let json: serde_json::Value = serde_json::from_slice(&encoded[4..]).unwrap();
+        assert_eq!(json["type"], "run");
+        assert_eq!(json["id"], 7);
+    }
+}

@@ -1,0 +1,25 @@
+//! `sandbox-core`: the seam every sandbox backend implements, and everything above it that is
+//! written once.
+//!
+//! - [`Sandbox`] / [`GuestControl`]: start a guest with limits, get its streams and controls.
+//! - [`SandboxSpec`]: limits and grants, denied by default.
+//! - [`frame`]: the host side of the frame protocol (`docs/frames.md`); the guest is hostile.
+//! - [`guest`]: the Python guest runtime every backend runs.
+//! - [`Session`]: one guest, many runs, deadlines, output caps.
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod frame;
+pub mod guest;
+mod output;
+mod sandbox;
+mod session;
+mod spec;
+
+pub use error::SandboxError;
+pub use output::{CappedBytes, Captured, Cut};
+pub use sandbox::{
+    GuestControl, GuestExit, GuestReader, GuestWriter, Probe, ResourceUsage, Sandbox, StartedGuest,
+};
+pub use session::{RunOutcome, RunRequest, RunStatus, Session, SessionConfig};
+pub use spec::{MIN_MEMORY_BYTES, ReadOnlyMount, SandboxSpec, SandboxSpecBuilder};

@@ -1,0 +1,150 @@
+//! Captured output with honest accounting of what was cut.
+
+/// One captured stream of a run: the text kept, and where bytes were dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Captured {
+    /// The text kept.
+    pub text: String,
+    /// Cuts, in order: byte offset in `text` where bytes were dropped, and how many.
+    pub cuts: Vec<Cut>,
+}
+
+/// A place where output was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cut {
+    /// Byte offset in the kept text (always a char boundary).
+    pub at: usize,
+    /// Bytes dropped there.
+    pub bytes: u64,
+}
+
+impl Captured {
+    /// Total bytes dropped.
+    pub fn cut_bytes(&self) -> u64 {
+        self.cuts.iter().map(|c| c.bytes).sum()
+    }
+
+    /// The text with a marker at every cut, made by `marker(bytes_dropped)`.
+    pub fn render(&self, marker: impl Fn(u64) -> String) -> String {
+        let mut out = String::with_capacity(self.text.len() + self.cuts.len() * 48);
+        let mut from = 0;
+        for cut in &self.cuts {
+            out.push_str(&self.text[from..cut.at]);
+            out.push_str(&marker(cut.bytes));
+            from = cut.at;
+        }
+        out.push_str(&self.text[from..]);
+        out
+    }
+
+    /// Build from what the guest reported, enforcing `limit` on the host side too: a guest
+    /// that sends more than it should is cut here, and a bogus cut offset is clamped.
+    pub fn from_guest(mut text: String, cut: u64, cut_at: Option<u64>, limit: usize) -> Self {
+        let mut cuts = Vec::new();
+        if cut > 0 {
+            let at = cut_at
+                .and_then(|at| usize::try_from(at).ok())
+                .map_or(text.len(), |at| {
+                    floor_char_boundary(&text, at.min(text.len()))
+                });
+            cuts.push(Cut { at, bytes: cut });
+        }
+        if text.len() > limit {
+            let keep = floor_char_boundary(&text, limit);
+            let dropped = (text.len() - keep) as u64;
+            text.truncate(keep);
+            cuts.retain(|c| c.at < keep);
+            cuts.push(Cut {
+                at: keep,
+                bytes: dropped,
+            });
+        }
+        Self { text, cuts }
+    }
+
+    /// Append stray bytes (raw writes to the guest's fd 1 or 2), lossily decoded.
+    pub fn append_stray(&mut self, stray: &CappedBytes) {
+        if stray.data.is_empty() && stray.dropped == 0 {
+            return;
+        }
+        self.text.push_str(&String::from_utf8_lossy(&stray.data));
+        if stray.dropped > 0 {
+            self.cuts.push(Cut {
+                at: self.text.len(),
+                bytes: stray.dropped,
+            });
+        }
+    }
+}
+
+/// A byte buffer that keeps at most `limit` bytes and counts the rest.
+#[derive(Debug, Clone, Default)]
+pub struct CappedBytes {
+    limit: usize,
+    data: Vec<u8>,
+    dropped: u64,
+}
+
+impl CappedBytes {
+    /// An empty buffer keeping at most `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            data: Vec::new(),
+            dropped: 0,
+        }
+    }
+    /// Keep what fits, count the rest.
+    pub fn push(&mut self, bytes: &[u8]) {
+        let room = self.limit.saturating_sub(self.data.len());
+        let take = room.min(bytes.len());
+        self.data.extend_from_slice(&bytes[..take]);
+        self.dropped += (bytes.len() - take) as u64;
+    }
+    /// Bytes kept.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+    /// True when nothing was kept or dropped.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty() && self.dropped == 0
+    }
+}
+
+fn floor_char_boundary(text: &str, mut at: usize) -> usize {
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_places_markers_at_cuts() {
+        let captured = Captured::from_guest("headtail".into(), 10, Some(4), 100);
+        assert_eq!(
+            captured.render(|n| format!("[{n} cut]")),
+            "head[10 cut]tail"
+        );
+    }
+
+    #[test]
+    fn host_enforces_the_limit_on_lying_guests() {
+        let captured = Captured::from_guest("é".repeat(100), 0, None, 11);
+        assert_eq!(captured.text.len(), 10);
+        assert_eq!(captured.cut_bytes(), 190);
+    }
+
+    #[test]
+    fn capped_bytes_count_what_they_drop() {
+        let mut buf = CappedBytes::new(4);
+        buf.push(b"abcdef");
+        buf.push(b"gh");
+        let mut captured = Captured::default();
+        captured.append_stray(&buf);
+        assert_eq!(captured.render(|n| format!("<{n}>")), "abcd<4>");
+    }
+}

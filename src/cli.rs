@@ -1,0 +1,97 @@
+//! Command-line interface. Flags override the `MCP_BRIDGE_*` environment (see `env.rs`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// A code-execution MCP server: one `run_python` tool, sandboxed, with MCP servers as
+/// Python proxies.
+#[derive(Debug, Parser)]
+#[command(name = "mcp-server-code-execution-mode", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve MCP over stdio (what MCP clients launch).
+    Run(ConfigArgs),
+    /// Fetch and verify the WASI interpreter and precompile it, then exit.
+    Provision(ConfigArgs),
+    /// Measure the backends through the real server over MCP.
+    Bench(BenchArgs),
+}
+
+/// Settings shared by the subcommands that start sandboxes. Each overrides the environment
+/// variable named in its help.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigArgs {
+    /// Sandbox backend [env: MCP_BRIDGE_BACKEND] (wasi).
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Default per-run timeout, e.g. 30, 30s, 2m, 500ms [env: MCP_BRIDGE_TIMEOUT].
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// Upper clamp for per-run timeouts [env: MCP_BRIDGE_MAX_TIMEOUT].
+    #[arg(long)]
+    pub max_timeout: Option<String>,
+    /// Memory cap per sandbox, e.g. 512m [env: MCP_BRIDGE_MEMORY].
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Process cap per sandbox [env: MCP_BRIDGE_PIDS].
+    #[arg(long)]
+    pub pids: Option<String>,
+    /// CPU quota per sandbox, in cores [env: MCP_BRIDGE_CPUS].
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Idle time before a session is reaped [env: MCP_BRIDGE_RUNTIME_IDLE_TIMEOUT].
+    #[arg(long)]
+    pub idle_timeout: Option<String>,
+    /// Text form of results: compact, toon or json [env: MCP_BRIDGE_OUTPUT_MODE].
+    #[arg(long)]
+    pub output_mode: Option<String>,
+    /// Per-stream output cap, e.g. 64k [env: MCP_BRIDGE_OUTPUT_LIMIT].
+    #[arg(long)]
+    pub output_limit: Option<String>,
+    /// Warm sessions kept ready [env: MCP_BRIDGE_POOL_SIZE].
+    #[arg(long)]
+    pub pool_size: Option<String>,
+    /// Most sessions alive at once [env: MCP_BRIDGE_MAX_SESSIONS].
+    #[arg(long)]
+    pub max_sessions: Option<String>,
+    /// Host state directory [env: MCP_BRIDGE_STATE_DIR].
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Log level: error, warn, info, debug, trace [env: MCP_BRIDGE_LOG_LEVEL].
+    #[arg(long)]
+    pub log_level: Option<String>,
+    /// `uid:gid` inside the sandbox [env: MCP_BRIDGE_CONTAINER_USER].
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Local python.wasm instead of the pinned download [env: MCP_BRIDGE_PYTHON_WASM].
+    #[arg(long)]
+    pub python_wasm: Option<PathBuf>,
+}
+
+/// Settings of the `bench` subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Backends to measure: a comma-separated list, or `all`.
+    #[arg(long, default_value = "wasi")]
+    pub backend: String,
+    /// Warm round trips to time per backend.
+    #[arg(long, default_value_t = 200)]
+    pub iterations: usize,
+    /// Print JSON instead of Markdown.
+    #[arg(long)]
+    pub json: bool,
+    /// Directory to write `bench.json` and `bench.md` into.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The server binary to drive (default: this executable).
+    #[arg(long, hide = true)]
+    pub server: Option<PathBuf>,
+}

@@ -1,0 +1,40 @@
+//! Every environment variable the bridge reads, in one place.
+
+/// Sandbox backend: `wasi` (default), later `podman`, `docker`, `oci`.
+pub const BACKEND: &str = "MCP_BRIDGE_BACKEND";
+/// Container engine for the container backend: `auto`, `podman` or `docker`.
+pub const RUNTIME: &str = "MCP_BRIDGE_RUNTIME";
+/// Container image for the container backends.
+pub const IMAGE: &str = "MCP_BRIDGE_IMAGE";
+/// Default per-run timeout.
+pub const TIMEOUT: &str = "MCP_BRIDGE_TIMEOUT";
+/// Upper clamp for per-run timeouts.
+pub const MAX_TIMEOUT: &str = "MCP_BRIDGE_MAX_TIMEOUT";
+/// Memory cap per sandbox.
+pub const MEMORY: &str = "MCP_BRIDGE_MEMORY";
+/// Process cap per sandbox.
+pub const PIDS: &str = "MCP_BRIDGE_PIDS";
+/// CPU quota per sandbox.
+pub const CPUS: &str = "MCP_BRIDGE_CPUS";
+/// `uid:gid` inside the sandbox.
+pub const CONTAINER_USER: &str = "MCP_BRIDGE_CONTAINER_USER";
+/// Idle time after which a session is reaped.
+pub const IDLE_TIMEOUT: &str = "MCP_BRIDGE_RUNTIME_IDLE_TIMEOUT";
+/// Host state directory (server configs, saved tools, memory).
+pub const STATE_DIR: &str = "MCP_BRIDGE_STATE_DIR";
+/// Text form of results: `compact`, `toon` or `json`.
+pub const OUTPUT_MODE: &str = "MCP_BRIDGE_OUTPUT_MODE";
+/// Per-stream output cap (ours).
+pub const OUTPUT_LIMIT: &str = "MCP_BRIDGE_OUTPUT_LIMIT";
+/// Log level.
+pub const LOG_LEVEL: &str = "MCP_BRIDGE_LOG_LEVEL";
+/// Allow proxying a server that is this bridge.
+pub const ALLOW_SELF_SERVER: &str = "MCP_BRIDGE_ALLOW_SELF_SERVER";
+/// One extra server config file, read first.
+pub const SERVERS_CONFIG: &str = "MCP_SERVERS_CONFIG";
+/// Warm sessions kept ready (ours).
+pub const POOL_SIZE: &str = "MCP_BRIDGE_POOL_SIZE";
+/// Most sessions alive at once (ours).
+pub const MAX_SESSIONS: &str = "MCP_BRIDGE_MAX_SESSIONS";
+/// Local python.wasm to use instead of the pinned download (read by `python-wasm`).
+pub const PYTHON_WASM: &str = "MCP_BRIDGE_PYTHON_WASM";

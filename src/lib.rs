@@ -1,0 +1,13 @@
+//! The code-execution MCP server as a library: configuration, the MCP layer, sessions.
+//!
+//! The binary (`main.rs`) is a thin edge over this: it parses the command line, sets up
+//! logging and runs a subcommand.
+#![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod cli;
+pub mod config;
+pub mod env;
+pub mod mcp;
+pub mod sessions;
+pub mod units;

@@ -1,0 +1,154 @@
+//! `mcp-server-code-execution-mode`: the binary edge. Parses the command line, sets up logging
+//! (stderr only: stdout belongs to the MCP protocol), and runs a subcommand.
+
+mod bench;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use rmcp::ServiceExt;
+use sandbox_core::RunRequest;
+use tracing::{error, info};
+
+use mcp_server_code_execution_mode::backend;
+use mcp_server_code_execution_mode::cli::{Cli, Command, ConfigArgs};
+use mcp_server_code_execution_mode::config::{self, Config};
+use mcp_server_code_execution_mode::mcp::Bridge;
+use mcp_server_code_execution_mode::sessions::Sessions;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => serve(&args).await,
+            Command::Provision(args) => provision(&args).await,
+            Command::Bench(args) => bench::run(&args).await,
+        }
+    });
+    // Do not wait for blocked stdin readers or epoch threads on the way out.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report_fatal(&e);
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[allow(
+    clippy::print_stderr,
+    reason = "fatal errors before or after logging is set up"
+)]
+fn report_fatal(error: &anyhow::Error) {
+    eprintln!("mcp-server-code-execution-mode: {error:#}");
+}
+
+/// Resolve the configuration and set up logging; an invalid configuration stops here.
+fn configure(args: &ConfigArgs) -> Result<Arc<Config>> {
+    let config = config::resolve(args)
+        .map_err(|e| anyhow::anyhow!("invalid configuration, not starting:\n{e}"))?;
+    init_logging(&config.log_level);
+    Ok(Arc::new(config))
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::new(level);
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
+fn sessions_for(config: &Config) -> Result<Arc<Sessions>> {
+    let sandbox = backend::build(config).map_err(anyhow::Error::msg)?;
+    Ok(Sessions::new(
+        sandbox,
+        config.spec.clone(),
+        config.session_config(),
+        config.pool_size,
+        config.max_sessions,
+        config.idle_timeout,
+    ))
+}
+
+/// `run`: serve MCP over stdio until the client goes away or we are told to stop.
+async fn serve(args: &ConfigArgs) -> Result<()> {
+    let config = configure(args)?;
+    let sessions = sessions_for(&config)?;
+    sessions.spawn_reaper();
+    // Provision and warm up off the critical path: `initialize` is answered at once.
+    let warm = sessions.clone();
+    tokio::spawn(async move {
+        match warm.sandbox().probe().await {
+            sandbox_core::Probe::Available { detail } => {
+                info!(backend = warm.backend(), %detail, "backend ready");
+                warm.refill();
+            }
+            sandbox_core::Probe::Unavailable { reason } => {
+                error!(backend = warm.backend(), %reason, "backend unavailable");
+            }
+        }
+    });
+    let bridge = Bridge::new(config.clone(), sessions.clone(), Vec::new());
+    let (stdin, stdout) = rmcp::transport::stdio_pipes();
+    let service = bridge
+        .serve((stdin, stdout))
+        .await
+        .context("MCP initialisation failed")?;
+    let outcome = tokio::select! {
+        done = service.waiting() => done.map(|_| ()).context("MCP service ended with an error"),
+        () = shutdown_signal() => {
+            info!("signal received; shutting down");
+            Ok(())
+        }
+    };
+    sessions.shutdown_all().await;
+    outcome
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// `provision`: fetch, verify and precompile the interpreter, then prove a session starts.
+async fn provision(args: &ConfigArgs) -> Result<()> {
+    let config = configure(args)?;
+    let sessions = sessions_for(&config)?;
+    match sessions.sandbox().probe().await {
+        sandbox_core::Probe::Available { detail } => info!(%detail, "interpreter ready"),
+        sandbox_core::Probe::Unavailable { reason } => anyhow::bail!("{reason}"),
+    }
+    let session = sessions
+        .start_cold()
+        .await
+        .context("starting a first session")?;
+    let outcome = session
+        .run(&RunRequest {
+            code: "import sys; print(sys.version.split()[0])".into(),
+            servers: Vec::new(),
+            timeout: config.timeout,
+        })
+        .await;
+    session.shutdown().await;
+    anyhow::ensure!(
+        !outcome.is_error(),
+        "the first session failed: {:?}",
+        outcome.status
+    );
+    info!(python = outcome.stdout.text.trim(), "a first session ran");
+    Ok(())
+}

@@ -1,0 +1,311 @@
+//! Results, formatted once: the structured report and its text forms (compact, toon, json).
+
+use std::fmt::Write as _;
+
+use sandbox_core::{Captured, RunOutcome, RunStatus};
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::OutputMode;
+
+/// The structured result of one `run_python` call (`structuredContent`).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct RunReport {
+    /// True when the code ran to the end without raising.
+    pub ok: bool,
+    /// `completed`, `raised`, `timed_out` or `sandbox_failed`.
+    pub status: String,
+    /// What the code printed, with a marker where output was cut.
+    pub stdout: String,
+    /// What the code wrote to stderr, with a marker where output was cut.
+    pub stderr: String,
+    /// The exception, when the code raised one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorReport>,
+    /// Servers loaded for this run.
+    pub servers: Vec<String>,
+    /// The session the code ran in.
+    pub session: String,
+    /// True when the session's variables and imports did not survive this call.
+    pub state_lost: bool,
+    /// Bytes of output cut by the output cap, per stream.
+    pub cut_bytes: CutBytes,
+    /// Wall-clock time of the run on the host, in milliseconds.
+    pub duration_ms: f64,
+    /// What the caller should know beyond the output (timeouts, lost state).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
+}
+
+/// An exception raised by the code.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ErrorReport {
+    /// Exception type, e.g. `ZeroDivisionError`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Exception message.
+    pub message: String,
+    /// Traceback through the caller's code only.
+    pub traceback: String,
+}
+
+/// Output bytes cut per stream.
+#[derive(Debug, Clone, Copy, Default, Serialize, JsonSchema)]
+pub struct CutBytes {
+    /// Bytes of stdout cut.
+    pub stdout: u64,
+    /// Bytes of stderr cut.
+    pub stderr: u64,
+}
+
+/// Human size: `812 B`, `4.0 KB`, `18.2 MB`.
+pub fn human_bytes(bytes: u64) -> String {
+    #[allow(clippy::cast_precision_loss, reason = "display only")]
+    let b = bytes as f64;
+    if bytes < 1000 {
+        format!("{bytes} B")
+    } else if b < 1e6 {
+        format!("{:.1} KB", b / 1e3)
+    } else if b < 1e9 {
+        format!("{:.1} MB", b / 1e6)
+    } else {
+        format!("{:.1} GB", b / 1e9)
+    }
+}
+
+fn render(captured: &Captured, stream: &str) -> String {
+    captured.render(|bytes| {
+        format!(
+            "\n… {} of {stream} cut (output limit reached) …\n",
+            human_bytes(bytes)
+        )
+    })
+}
+
+impl RunReport {
+    /// Build the report of a run.
+    pub fn new(
+        outcome: &RunOutcome,
+        session: &str,
+        servers: Vec<String>,
+        timeout_secs: f64,
+    ) -> Self {
+        let (status, notice) = match &outcome.status {
+            RunStatus::Completed => ("completed", None),
+            RunStatus::Raised => ("raised", None),
+            RunStatus::TimedOut { state_lost: false } => (
+                "timed_out",
+                Some(format!(
+                    "Timed out after {timeout_secs} s; the code was interrupted \
+                     (KeyboardInterrupt) and the session kept its state."
+                )),
+            ),
+            RunStatus::TimedOut { state_lost: true } => (
+                "timed_out",
+                Some(format!(
+                    "Timed out after {timeout_secs} s; the sandbox was stopped and this \
+                     session's state (variables, imports, files) was lost. The next call \
+                     starts a fresh session."
+                )),
+            ),
+            RunStatus::SandboxFailed { reason } => (
+                "sandbox_failed",
+                Some(format!("{reason}. The next call starts a fresh session.")),
+            ),
+        };
+        Self {
+            ok: !outcome.is_error(),
+            status: status.to_string(),
+            stdout: render(&outcome.stdout, "stdout"),
+            stderr: render(&outcome.stderr, "stderr"),
+            error: outcome.error.as_ref().map(|e| ErrorReport {
+                kind: e.kind.clone(),
+                message: e.message.clone(),
+                traceback: e.traceback.clone(),
+            }),
+            servers,
+            session: session.to_string(),
+            state_lost: outcome.state_lost(),
+            cut_bytes: CutBytes {
+                stdout: outcome.stdout.cut_bytes(),
+                stderr: outcome.stderr.cut_bytes(),
+            },
+            duration_ms: outcome.elapsed.as_secs_f64() * 1000.0,
+            notice,
+        }
+    }
+
+    /// The report as JSON.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("reports always serialise")
+    }
+
+    /// The text form for `mode`.
+    pub fn text(&self, mode: OutputMode) -> String {
+        match mode {
+            OutputMode::Compact => self.compact(),
+            OutputMode::Toon => toon(&self.to_value()),
+            OutputMode::Json => serde_json::to_string(&self.to_value()).expect("serialises"),
+        }
+    }
+
+    /// Plain text: stdout, then stderr, the error and notices under short headers.
+    fn compact(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&self.stdout);
+        let mut section = |title: &str, body: &str| {
+            if body.is_empty() {
+                return;
+            }
+            if !out.is_empty() && !out.ends_with('\n') {
+                out.push('\n');
+            }
+            let _ = write!(out, "[{title}]\n{body}");
+        };
+        section("stderr", &self.stderr);
+        if let Some(error) = &self.error {
+            let body = if error.traceback.is_empty() {
+                format!("{}: {}", error.kind, error.message)
+            } else {
+                error.traceback.clone()
+            };
+            section("error", &body);
+        }
+        if let Some(notice) = &self.notice {
+            section("notice", notice);
+        }
+        if out.is_empty() {
+            out.push_str("(no output)");
+        }
+        out
+    }
+}
+
+/// Token-Oriented Object Notation of a JSON value: `key: value` lines, two-space nesting,
+/// `key[N]: a,b` for arrays of primitives, `- ` items otherwise.
+pub fn toon(value: &Value) -> String {
+    let mut out = String::new();
+    toon_value(value, 0, &mut out);
+    while out.ends_with('\n') {
+        out.pop();
+    }
+    out
+}
+
+fn toon_value(value: &Value, indent: usize, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                toon_field(key, v, indent, out);
+            }
+        }
+        Value::Array(items) => toon_items(items, indent, out),
+        scalar => {
+            out.push_str(&toon_scalar(scalar));
+            out.push('\n');
+        }
+    }
+}
+
+fn toon_field(key: &str, value: &Value, indent: usize, out: &mut String) {
+    let pad = "  ".repeat(indent);
+    let key = toon_key(key);
+    match value {
+        Value::Object(map) if map.is_empty() => {
+            let _ = writeln!(out, "{pad}{key}: {{}}");
+        }
+        Value::Object(_) => {
+            let _ = writeln!(out, "{pad}{key}:");
+            toon_value(value, indent + 1, out);
+        }
+        Value::Array(items) if items.iter().all(|i| !i.is_object() && !i.is_array()) => {
+            let row: Vec<String> = items.iter().map(toon_scalar).collect();
+            let _ = writeln!(out, "{pad}{key}[{}]: {}", items.len(), row.join(","));
+        }
+        Value::Array(items) => {
+            let _ = writeln!(out, "{pad}{key}[{}]:", items.len());
+            toon_items(items, indent + 1, out);
+        }
+        scalar => {
+            let _ = writeln!(out, "{pad}{key}: {}", toon_scalar(scalar));
+        }
+    }
+}
+
+fn toon_items(items: &[Value], indent: usize, out: &mut String) {
+    let pad = "  ".repeat(indent);
+    for item in items {
+        match item {
+            Value::Object(_) | Value::Array(_) => {
+                let _ = writeln!(out, "{pad}-");
+                toon_value(item, indent + 1, out);
+            }
+            scalar => {
+                let _ = writeln!(out, "{pad}- {}", toon_scalar(scalar));
+            }
+        }
+    }
+}
+
+fn toon_key(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        && !key.starts_with(|c: char| c.is_ascii_digit());
+    if bare { key.to_string() } else { quote(key) }
+}
+
+fn toon_scalar(value: &Value) -> String {
+    match value {
+        Value::String(s) => {
+            let needs_quotes = s.is_empty()
+                || s.trim() != s
+                || s.starts_with('-')
+                || matches!(s.as_str(), "true" | "false" | "null")
+                || s.parse::<f64>().is_ok()
+                || s.contains(|c: char| {
+                    matches!(c, ':' | ',' | '"' | '\\' | '[' | ']' | '{' | '}') || c.is_control()
+                });
+            if needs_quotes { quote(s) } else { s.clone() }
+        }
+        other => other.to_string(),
+    }
+}
+
+fn quote(s: &str) -> String {
+    serde_json::to_string(s).expect("strings serialise")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn toon_writes_nested_objects_and_arrays() {
+        let value = json!({
+            "ok": false,
+            "stdout": "line one\nline two",
+            "servers": ["time", "git"],
+            "error": {"type": "ValueError", "message": "bad: value"},
+            "empty": "",
+        });
+        let text = toon(&value);
+        assert!(text.contains("ok: false"), "{text}");
+        assert!(text.contains("stdout: \"line one\\nline two\""), "{text}");
+        assert!(text.contains("servers[2]: time,git"), "{text}");
+        assert!(
+            text.contains("error:\n  type: ValueError\n  message: \"bad: value\""),
+            "{text}"
+        );
+        assert!(text.contains("empty: \"\""), "{text}");
+    }
+
+    #[test]
+    fn sizes_read_like_a_person_wrote_them() {
+        assert_eq!(human_bytes(812), "812 B");
+        assert_eq!(human_bytes(18_200_000), "18.2 MB");
+    }
+}

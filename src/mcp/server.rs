@@ -1,0 +1,182 @@
+//! The rmcp server handler: lists and calls `run_python`, serves the capabilities resource.
+//!
+//! Two failure channels, as MCP intends: code that ran and failed (an exception, a timeout, a
+//! sandbox that died) and arguments the caller can fix are tool results with `isError`, so
+//! the agent reads the message; only requests that cannot be routed (an unknown tool, an
+//! unknown resource) are protocol errors.
+
+use std::sync::Arc;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
+    ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, ServerCapabilities,
+    ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use sandbox_core::RunRequest;
+use sandbox_core::frame::CatalogueEntry;
+use tracing::{Instrument, info_span};
+
+use crate::config::Config;
+use crate::mcp::format::RunReport;
+use crate::mcp::tools::{RUN_PYTHON, parse_run_args, run_python_tool};
+use crate::sessions::Sessions;
+
+/// URI of the capabilities resource.
+pub const CAPABILITIES_URI: &str = "resource://mcp-server-code-execution-mode/capabilities";
+/// Text of the capabilities resource.
+pub const CAPABILITIES_TEXT: &str = include_str!("capabilities.md");
+
+/// The MCP server: one per client connection.
+#[derive(Debug, Clone)]
+pub struct Bridge {
+    config: Arc<Config>,
+    sessions: Arc<Sessions>,
+    catalogue: Arc<Vec<CatalogueEntry>>,
+    tool: Tool,
+}
+
+impl Bridge {
+    /// A server running code on `sessions`.
+    pub fn new(
+        config: Arc<Config>,
+        sessions: Arc<Sessions>,
+        catalogue: Vec<CatalogueEntry>,
+    ) -> Self {
+        Self {
+            config,
+            sessions,
+            catalogue: Arc::new(catalogue),
+            tool: run_python_tool(),
+        }
+    }
+
+    async fn run_python(&self, params: &CallToolRequestParams) -> CallToolResult {
+        let args = match parse_run_args(params.arguments.as_ref()) {
+            Ok(args) => args,
+            Err(message) => return CallToolResult::error(vec![ContentBlock::text(message)]),
+        };
+        if let Some(unknown) = args.servers.iter().find(|s| !self.knows_server(s)) {
+            return CallToolResult::error(vec![ContentBlock::text(self.unknown_server(unknown))]);
+        }
+        let timeout = self.config.clamp_timeout(args.timeout_secs);
+        let (session, _origin) = match self.sessions.get(&args.session, args.reset).await {
+            Ok(found) => found,
+            Err(e) => {
+                return CallToolResult::error(vec![ContentBlock::text(format!(
+                    "could not start a sandbox: {e}"
+                ))]);
+            }
+        };
+        let request = RunRequest {
+            code: args.code,
+            servers: args.servers.clone(),
+            timeout,
+        };
+        let outcome = session.run(&request).await;
+        self.sessions.touch(&args.session);
+        let report = RunReport::new(&outcome, &args.session, args.servers, timeout.as_secs_f64());
+        let mut result = CallToolResult::structured(report.to_value());
+        result.content = vec![ContentBlock::text(report.text(self.config.output_mode))];
+        result.is_error = Some(!report.ok);
+        result
+    }
+
+    fn knows_server(&self, name: &str) -> bool {
+        self.catalogue.iter().any(|entry| entry.name == name)
+    }
+
+    fn unknown_server(&self, name: &str) -> String {
+        if self.catalogue.is_empty() {
+            return format!(
+                "unknown server `{name}`: no MCP servers are configured for this bridge \
+                 (see `runtime.discovered_servers()`)"
+            );
+        }
+        let known: Vec<&str> = self.catalogue.iter().map(|e| e.name.as_str()).collect();
+        format!(
+            "unknown server `{name}`; known servers: {}",
+            known.join(", ")
+        )
+    }
+}
+
+impl ServerHandler for Bridge {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(Implementation::new(
+            "mcp-server-code-execution-mode",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .with_instructions(
+            "Use run_python to run Python in a persistent sandbox; read the capabilities \
+                 resource or call mcp.runtime.capability_summary() inside it for the helpers.",
+        )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(vec![self.tool.clone()]))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        if request.name != RUN_PYTHON {
+            return Err(McpError::invalid_params(
+                format!(
+                    "unknown tool `{}`; this server has one tool, `{RUN_PYTHON}`",
+                    request.name
+                ),
+                None,
+            ));
+        }
+        let span = info_span!("request", tool = RUN_PYTHON);
+        Ok(self.run_python(&request).instrument(span).await.into())
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        let resource = Resource::new(CAPABILITIES_URI, "capabilities")
+            .with_title("What the sandbox can do")
+            .with_description("How to use run_python and the helpers inside the sandbox")
+            .with_mime_type("text/markdown");
+        Ok(ListResourcesResult::with_all_items(vec![resource]))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        if request.uri != CAPABILITIES_URI {
+            return Err(McpError::resource_not_found(
+                format!(
+                    "no resource {}; the one resource is {CAPABILITIES_URI}",
+                    request.uri
+                ),
+                None,
+            ));
+        }
+        Ok(ReadResourceResult::new(vec![ResourceContents::text(
+            CAPABILITIES_TEXT,
+            CAPABILITIES_URI,
+        )])
+        .into())
+    }
+}

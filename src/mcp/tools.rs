@@ -1,0 +1,261 @@
+//! The `run_python` tool: its schema, its description, and checking its arguments.
+
+use std::sync::Arc;
+
+use rmcp::model::{JsonObject, Tool, ToolAnnotations};
+use serde_json::{Value, json};
+
+use crate::mcp::format::RunReport;
+use crate::sessions::{DEFAULT_SESSION, validate_name};
+use crate::units::parse_duration;
+
+/// The tool's name.
+pub const RUN_PYTHON: &str = "run_python";
+
+/// What an agent reads about the tool: short (well under 150 tokens), and enough to find
+/// servers and helpers on its own.
+pub const RUN_PYTHON_DESCRIPTION: &str = "Run Python in a sandbox whose variables, imports and \
+functions persist between calls; top-level `await` works. Print what you need: stdout, stderr \
+and errors come back. No network; /tmp and /workspace are writable. MCP servers: \
+`import mcp.runtime as r; r.discovered_servers()` lists them; pass servers=[\"name\"] to get \
+`mcp_<name>` proxies (`await mcp_name.tool(arg=...)`). `r.capability_summary()` explains the \
+rest.";
+
+const ARGUMENTS: [&str; 5] = ["code", "servers", "timeout", "session", "reset"];
+
+/// The tool definition listed by `tools/list`.
+pub fn run_python_tool() -> Tool {
+    let input = json!({
+        "type": "object",
+        "properties": {
+            "code": {"type": "string", "description": "Python source; top-level await allowed."},
+            "servers": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "MCP servers to load as mcp_<name> proxies for this run."
+            },
+            "timeout": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "Seconds before the run is stopped (default 30, max 120)."
+            },
+            "session": {
+                "type": "string",
+                "description": "Named session to run in (default \"default\")."
+            },
+            "reset": {"type": "boolean", "description": "Start the session afresh first."}
+        },
+        "required": ["code"],
+        "additionalProperties": false
+    });
+    let output = serde_json::to_value(schemars::schema_for!(RunReport)).expect("schema");
+    Tool::new(RUN_PYTHON, RUN_PYTHON_DESCRIPTION, as_object(input))
+        .with_raw_output_schema(Arc::new(as_object(output)))
+        .with_title("Run Python")
+        .with_annotations(
+            ToolAnnotations::new()
+                .read_only(false)
+                .destructive(false)
+                .idempotent(false)
+                .open_world(false),
+        )
+}
+
+fn as_object(value: Value) -> JsonObject {
+    match value {
+        Value::Object(map) => map,
+        _ => unreachable!("schemas are objects"),
+    }
+}
+
+/// Checked arguments of one call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunArgs {
+    /// Python source.
+    pub code: String,
+    /// Servers to load.
+    pub servers: Vec<String>,
+    /// Requested timeout in seconds, before clamping.
+    pub timeout_secs: Option<f64>,
+    /// Session name.
+    pub session: String,
+    /// Start the session afresh.
+    pub reset: bool,
+}
+
+/// Check the arguments of a call; the error is a sentence the caller can act on.
+pub fn parse_run_args(arguments: Option<&JsonObject>) -> Result<RunArgs, String> {
+    let empty = JsonObject::new();
+    let args = arguments.unwrap_or(&empty);
+    if let Some(unknown) = args.keys().find(|k| !ARGUMENTS.contains(&k.as_str())) {
+        return Err(format!(
+            "unknown argument `{unknown}`; run_python takes {}",
+            ARGUMENTS.join(", ")
+        ));
+    }
+    let code = match args.get("code") {
+        Some(Value::String(code)) => code.clone(),
+        Some(other) => return Err(format!("`code` must be a string, got {}", kind(other))),
+        None => return Err("missing required argument `code` (the Python source to run)".into()),
+    };
+    let servers = match args.get("servers") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| match item {
+                Value::String(name) => Ok(name.clone()),
+                other => Err(format!(
+                    "`servers` must list names (strings), got {}",
+                    kind(other)
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(Value::String(name)) => vec![name.clone()],
+        Some(other) => {
+            return Err(format!(
+                "`servers` must be a list of names, got {}",
+                kind(other)
+            ));
+        }
+    };
+    let timeout_secs = match args.get("timeout") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(secs) if secs.is_finite() && secs >= 0.0 => Some(secs),
+            _ => {
+                return Err(format!(
+                    "`timeout` must be a positive number of seconds, got {n}"
+                ));
+            }
+        },
+        Some(Value::String(text)) => Some(
+            parse_duration(text)
+                .map_err(|e| format!("`timeout`: {e}"))?
+                .as_secs_f64(),
+        ),
+        Some(other) => {
+            return Err(format!(
+                "`timeout` must be a number of seconds, got {}",
+                kind(other)
+            ));
+        }
+    };
+    let session = match args.get("session") {
+        None | Some(Value::Null) => DEFAULT_SESSION.to_string(),
+        Some(Value::String(name)) => {
+            validate_name(name).map_err(|e| e.to_string())?;
+            name.clone()
+        }
+        Some(other) => return Err(format!("`session` must be a string, got {}", kind(other))),
+    };
+    let reset = match args.get("reset") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(reset)) => *reset,
+        Some(other) => {
+            return Err(format!(
+                "`reset` must be true or false, got {}",
+                kind(other)
+            ));
+        }
+    };
+    Ok(RunArgs {
+        code,
+        servers,
+        timeout_secs,
+        session,
+        reset,
+    })
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(value: Value) -> Result<RunArgs, String> {
+        parse_run_args(Some(&as_object(value)))
+    }
+
+    #[test]
+    fn the_description_stays_short() {
+        // Roughly 4 characters per token; keep well under 150 tokens.
+        assert!(
+            RUN_PYTHON_DESCRIPTION.len() < 520,
+            "{}",
+            RUN_PYTHON_DESCRIPTION.len()
+        );
+    }
+
+    #[test]
+    fn good_arguments_are_accepted() {
+        let parsed = args(
+            json!({"code": "1", "servers": ["time"], "timeout": 5, "session": "s1",
+            "reset": true}),
+        )
+        .unwrap();
+        assert_eq!(parsed.servers, vec!["time"]);
+        assert_eq!(parsed.timeout_secs, Some(5.0));
+        assert_eq!(parsed.session, "s1");
+        assert!(parsed.reset);
+        assert_eq!(
+            args(json!({"code": "", "timeout": "2m"}))
+                .unwrap()
+                .timeout_secs,
+            Some(120.0)
+        );
+    }
+
+    #[test]
+    fn bad_arguments_get_a_sentence_naming_the_problem() {
+        assert!(
+            parse_run_args(None)
+                .unwrap_err()
+                .contains("missing required argument `code`")
+        );
+        assert!(
+            args(json!({"code": 1}))
+                .unwrap_err()
+                .contains("`code` must be a string")
+        );
+        assert!(
+            args(json!({"cod": "x"}))
+                .unwrap_err()
+                .contains("unknown argument `cod`")
+        );
+        assert!(
+            args(json!({"code": "x", "timeout": "soon"}))
+                .unwrap_err()
+                .contains("timeout")
+        );
+        assert!(
+            args(json!({"code": "x", "timeout": -1}))
+                .unwrap_err()
+                .contains("timeout")
+        );
+        assert!(
+            args(json!({"code": "x", "servers": [1]}))
+                .unwrap_err()
+                .contains("servers")
+        );
+        assert!(
+            args(json!({"code": "x", "session": "../x"}))
+                .unwrap_err()
+                .contains("session")
+        );
+        assert!(
+            args(json!({"code": "x", "reset": "yes"}))
+                .unwrap_err()
+                .contains("reset")
+        );
+    }
+}

@@ -1,0 +1,285 @@
+//! Named sessions, a warm pool, and the reaper of idle sessions.
+//!
+//! A session name maps to one guest interpreter. Starting one takes a warm session from the
+//! pool when there is one (and refills the pool in the background), else starts it cold. A
+//! session whose guest died (timeout kill, crash) is replaced by the next call that names it.
+//! Sessions idle past the idle timeout are shut down and forgotten.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sandbox_core::{Sandbox, SandboxError, SandboxSpec, Session, SessionConfig};
+use tracing::{debug, info, warn};
+
+/// The name of the session used when a call names none.
+pub const DEFAULT_SESSION: &str = "default";
+
+/// Why a session could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The name is not acceptable.
+    #[error("invalid session name {0:?}: use 1 to 64 letters, digits, `-`, `_` or `.`")]
+    InvalidName(String),
+    /// Too many sessions are alive.
+    #[error("{0} sessions are already alive; reuse one or wait for idle ones to be reaped")]
+    TooMany(usize),
+    /// The sandbox could not start.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+}
+
+/// How a session was obtained, for the result's metadata and for benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// It was already running.
+    Existing,
+    /// Taken from the warm pool.
+    Pool,
+    /// Started for this call.
+    Cold,
+}
+
+struct Slot {
+    session: tokio::sync::Mutex<Option<Arc<Session>>>,
+    last_used: Mutex<Instant>,
+}
+
+/// All sessions of one server.
+pub struct Sessions {
+    sandbox: Arc<dyn Sandbox>,
+    spec: SandboxSpec,
+    config: SessionConfig,
+    pool_size: usize,
+    max_sessions: usize,
+    idle_timeout: Duration,
+    named: Mutex<HashMap<String, Arc<Slot>>>,
+    pool: Mutex<Vec<Session>>,
+    refilling: AtomicBool,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("backend", &self.sandbox.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Check a session name before it is used anywhere.
+pub fn validate_name(name: &str) -> Result<(), SessionError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(SessionError::InvalidName(name.to_string()))
+    }
+}
+
+impl Sessions {
+    /// Sessions on `sandbox` with the given limits and policies.
+    pub fn new(
+        sandbox: Arc<dyn Sandbox>,
+        spec: SandboxSpec,
+        config: SessionConfig,
+        pool_size: usize,
+        max_sessions: usize,
+        idle_timeout: Duration,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            sandbox,
+            spec,
+            config,
+            pool_size,
+            max_sessions,
+            idle_timeout,
+            named: Mutex::new(HashMap::new()),
+            pool: Mutex::new(Vec::new()),
+            refilling: AtomicBool::new(false),
+        })
+    }
+
+    /// The backend's name.
+    pub fn backend(&self) -> &'static str {
+        self.sandbox.name()
+    }
+
+    /// The backend itself.
+    pub fn sandbox(&self) -> &Arc<dyn Sandbox> {
+        &self.sandbox
+    }
+
+    /// The session called `name`, started (or restarted, with `reset`) as needed.
+    pub async fn get(
+        self: &Arc<Self>,
+        name: &str,
+        reset: bool,
+    ) -> Result<(Arc<Session>, Origin), SessionError> {
+        validate_name(name)?;
+        let slot = {
+            let mut named = self.named.lock().expect("sessions lock");
+            let count = named.len();
+            if !named.contains_key(name) && count >= self.max_sessions {
+                return Err(SessionError::TooMany(count));
+            }
+            named
+                .entry(name.to_string())
+                .or_insert_with(|| {
+                    Arc::new(Slot {
+                        session: tokio::sync::Mutex::new(None),
+                        last_used: Mutex::new(Instant::now()),
+                    })
+                })
+                .clone()
+        };
+        *slot.last_used.lock().expect("slot lock") = Instant::now();
+        let mut current = slot.session.lock().await;
+        if let Some(old) = current.take_if(|s| reset || !s.is_alive()) {
+            debug!(session = name, reset, "replacing session");
+            tokio::spawn(async move { old.shutdown().await });
+        }
+        if let Some(session) = current.as_ref() {
+            return Ok((session.clone(), Origin::Existing));
+        }
+        let (session, origin) = self.fresh().await?;
+        let session = Arc::new(session);
+        *current = Some(session.clone());
+        Ok((session, origin))
+    }
+
+    /// Mark a session used now (after a run), so the reaper measures idleness from the end.
+    pub fn touch(&self, name: &str) {
+        if let Some(slot) = self.named.lock().expect("sessions lock").get(name) {
+            *slot.last_used.lock().expect("slot lock") = Instant::now();
+        }
+    }
+
+    /// A new session: from the pool if one is warm, else started now.
+    pub async fn fresh(self: &Arc<Self>) -> Result<(Session, Origin), SandboxError> {
+        let warm = {
+            let mut pool = self.pool.lock().expect("pool lock");
+            pool.retain(Session::is_alive);
+            pool.pop()
+        };
+        self.refill();
+        match warm {
+            Some(session) => Ok((session, Origin::Pool)),
+            None => Ok((self.start_cold().await?, Origin::Cold)),
+        }
+    }
+
+    /// Start a session now, bypassing the pool.
+    pub async fn start_cold(&self) -> Result<Session, SandboxError> {
+        Session::start(self.sandbox.as_ref(), &self.spec, &self.config).await
+    }
+
+    /// Top the warm pool up in the background (one refill at a time).
+    pub fn refill(self: &Arc<Self>) {
+        if self.pool_size == 0 || self.refilling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let have = this.pool.lock().expect("pool lock").len();
+                if have >= this.pool_size {
+                    break;
+                }
+                match this.start_cold().await {
+                    Ok(session) => this.pool.lock().expect("pool lock").push(session),
+                    Err(e) => {
+                        warn!("could not warm a session: {e}");
+                        break;
+                    }
+                }
+            }
+            this.refilling.store(false, Ordering::Release);
+        });
+    }
+
+    /// Number of warm sessions ready now.
+    pub fn warm_count(&self) -> usize {
+        self.pool.lock().expect("pool lock").len()
+    }
+
+    /// Shut down and forget sessions idle for longer than the idle timeout.
+    pub async fn reap_idle(&self) {
+        let now = Instant::now();
+        let idle: Vec<(String, Arc<Slot>)> = {
+            let mut named = self.named.lock().expect("sessions lock");
+            let names: Vec<String> = named
+                .iter()
+                .filter(|(_, slot)| {
+                    now.duration_since(*slot.last_used.lock().expect("slot lock"))
+                        > self.idle_timeout
+                })
+                .map(|(name, _)| name.clone())
+                .collect();
+            names
+                .into_iter()
+                .filter_map(|n| named.remove(&n).map(|slot| (n, slot)))
+                .collect()
+        };
+        for (name, slot) in idle {
+            if let Some(session) = slot.session.lock().await.take() {
+                info!(session = name, "reaping idle session");
+                session.shutdown().await;
+            }
+        }
+    }
+
+    /// Run the reaper until the process ends.
+    pub fn spawn_reaper(self: &Arc<Self>) {
+        let this = Arc::downgrade(self);
+        let period =
+            (self.idle_timeout / 4).clamp(Duration::from_millis(200), Duration::from_secs(30));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                let Some(this) = this.upgrade() else { break };
+                this.reap_idle().await;
+            }
+        });
+    }
+
+    /// Shut every session down (on exit), removing their scratch space.
+    pub async fn shutdown_all(&self) {
+        let slots: Vec<Arc<Slot>> = self
+            .named
+            .lock()
+            .expect("sessions lock")
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        let warm: Vec<Session> = self.pool.lock().expect("pool lock").drain(..).collect();
+        for slot in slots {
+            let session = slot.session.lock().await.take();
+            if let Some(session) = session {
+                session.shutdown().await;
+            }
+        }
+        for session in warm {
+            session.shutdown().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_names_are_checked_before_use() {
+        assert!(validate_name("default").is_ok());
+        assert!(validate_name("a-b_c.1").is_ok());
+        for bad in ["", "../x", "a/b", "x y", &"a".repeat(65)] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+}
