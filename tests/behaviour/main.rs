@@ -1,0 +1,54 @@
+//! The behaviour suite: every test is written once, as `async fn(&TestBackend)`, and stamped
+//! out per backend by `for_each_backend!`. It starts the real binary and speaks MCP to it.
+//! A backend that cannot run here prints `SKIP <backend>: <reason>` and passes, unless
+//! `TEST_REQUIRE_BACKENDS` names it.
+//!
+//! Run one backend's tests with `cargo test --test behaviour wasi::`.
+
+mod exec;
+mod isolation;
+mod limits;
+mod protocol;
+mod support;
+
+macro_rules! for_each_backend {
+    ($($topic:ident: $($test:ident),* $(,)?;)*) => {
+        for_each_backend!(@backend wasi; $($topic: $($test),*;)*);
+    };
+    (@backend $backend:ident; $($topic:ident: $($test:ident),*;)*) => {
+        mod $backend {
+            $(mod $topic {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $test() -> anyhow::Result<()> {
+                        let backend = crate::support::TestBackend { name: stringify!($backend) };
+                        if !backend.available()? {
+                            return Ok(());
+                        }
+                        crate::$topic::$test(&backend).await
+                    }
+                )*
+            })*
+        }
+    };
+}
+
+for_each_backend! {
+    exec: prints_stdout, keeps_globals_between_calls, top_level_await_works,
+        asyncio_objects_survive_between_calls, exceptions_show_only_user_frames,
+        syntax_errors_point_at_the_line, stderr_is_captured_separately,
+        system_exit_ends_the_run_not_the_session, named_sessions_are_separate,
+        reset_starts_afresh, stdin_reads_see_end_of_file, runtime_helpers_are_importable,
+        large_code_runs, unicode_round_trips;
+    limits: runaway_loop_is_stopped_and_next_call_works, blocking_sleep_is_stopped,
+        memory_cap_gives_memory_error, huge_stdout_is_capped_honestly,
+        raw_fd_writes_do_not_break_the_protocol, frame_lookalike_text_is_plain_output,
+        guest_exit_is_reported_and_next_call_works, timeout_argument_is_clamped,
+        concurrent_calls_on_one_session_are_serialised;
+    protocol: lists_one_tool_with_schemas, unknown_tool_is_a_protocol_error,
+        bad_arguments_get_a_clear_error, unknown_server_is_named,
+        malformed_json_rpc_keeps_the_server_serving, capabilities_resource_is_readable,
+        output_modes_shape_the_text, structured_content_reports_the_run;
+    isolation: no_network, empty_environment, host_files_are_invisible,
+        scratch_is_writable_and_private_per_session, root_is_not_writable;
+}

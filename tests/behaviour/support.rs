@@ -1,0 +1,216 @@
+//! The test bridge: the real binary, started as a child process and driven over MCP.
+
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use rmcp::model::{CallToolRequestParams, CallToolResult, JsonObject};
+use rmcp::service::RunningService;
+use rmcp::transport::TokioChildProcess;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// Path of the binary under test.
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_mcp-server-code-execution-mode");
+
+/// A backend the suite runs against.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TestBackend {
+    pub(crate) name: &'static str,
+}
+
+/// Whether a backend can run here, found out once per test process.
+fn probe(name: &'static str) -> &'static Result<(), String> {
+    static WASI: OnceLock<Result<(), String>> = OnceLock::new();
+    let cell = match name {
+        "wasi" => &WASI,
+        other => panic!("no probe for backend {other}"),
+    };
+    cell.get_or_init(|| {
+        let output = std::process::Command::new(BIN)
+            .args(["provision", "--backend", name])
+            .env("MCP_BRIDGE_LOG_LEVEL", "error")
+            .output()
+            .map_err(|e| format!("cannot run {BIN}: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
+        }
+    })
+}
+
+impl TestBackend {
+    /// `Ok(true)` when the backend can run; `Ok(false)` (after printing a loud SKIP line)
+    /// when it cannot and is not required; an error when it is required but cannot run.
+    pub(crate) fn available(&self) -> Result<bool> {
+        match probe(self.name) {
+            Ok(()) => Ok(true),
+            Err(reason) => {
+                let required = std::env::var("TEST_REQUIRE_BACKENDS").unwrap_or_default();
+                if required.split(',').any(|b| b.trim() == self.name) {
+                    bail!("backend {} is required (TEST_REQUIRE_BACKENDS) but: {reason}", self.name);
+                }
+                #[allow(clippy::print_stderr, reason = "the skip must be loud")]
+                {
+                    eprintln!("SKIP {}: {reason}", self.name);
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Start a bridge on this backend with extra environment.
+    pub(crate) async fn bridge_with(&self, env: &[(&str, &str)]) -> Result<TestBridge> {
+        let mut command = tokio::process::Command::new(BIN);
+        command
+            .arg("run")
+            .arg("--backend")
+            .arg(self.name)
+            .env("MCP_BRIDGE_LOG_LEVEL", "warn")
+            .env("MCP_BRIDGE_STATE_DIR", std::env::temp_dir().join("mcp-bridge-test-state"));
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let (transport, _) = TokioChildProcess::builder(command)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawning the bridge")?;
+        let client = ().serve(transport).await.context("initialising the bridge")?;
+        Ok(TestBridge { client })
+    }
+
+    /// Start a bridge with the default configuration.
+    pub(crate) async fn bridge(&self) -> Result<TestBridge> {
+        self.bridge_with(&[]).await
+    }
+}
+
+/// A running bridge and an MCP client connected to it.
+pub(crate) struct TestBridge {
+    pub(crate) client: RunningService<RoleClient, ()>,
+}
+
+/// What a `run_python` call returned, in the shapes tests look at.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) is_error: bool,
+    pub(crate) text: String,
+    pub(crate) structured: Value,
+}
+
+impl Reply {
+    pub(crate) fn stdout(&self) -> &str {
+        self.structured["stdout"].as_str().unwrap_or_default()
+    }
+    pub(crate) fn stderr(&self) -> &str {
+        self.structured["stderr"].as_str().unwrap_or_default()
+    }
+    pub(crate) fn status(&self) -> &str {
+        self.structured["status"].as_str().unwrap_or_default()
+    }
+}
+
+impl TestBridge {
+    /// Call `run_python` with raw arguments.
+    pub(crate) async fn call_raw(&self, arguments: Value) -> Result<CallToolResult> {
+        let Value::Object(arguments) = arguments else { bail!("arguments must be an object") };
+        let params = CallToolRequestParams::new("run_python").with_arguments(arguments as JsonObject);
+        Ok(self.client.call_tool(params).await?)
+    }
+
+    /// Call `run_python` with these arguments and decode the reply.
+    pub(crate) async fn call(&self, arguments: Value) -> Result<Reply> {
+        let result = self.call_raw(arguments).await?;
+        Ok(Reply {
+            is_error: result.is_error == Some(true),
+            text: result
+                .content
+                .iter()
+                .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            structured: result.structured_content.clone().unwrap_or(Value::Null),
+        })
+    }
+
+    /// Run code in the default session.
+    pub(crate) async fn run(&self, code: &str) -> Result<Reply> {
+        self.call(json!({ "code": code })).await
+    }
+
+    /// Run code that must succeed; returns its stdout.
+    pub(crate) async fn ok(&self, code: &str) -> Result<String> {
+        let reply = self.run(code).await?;
+        anyhow::ensure!(!reply.is_error, "expected success for {code:?}, got: {}", reply.text);
+        Ok(reply.stdout().to_string())
+    }
+}
+
+/// A bridge driven with raw JSON-RPC lines, for malformed-input tests.
+pub(crate) struct RawBridge {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    stdout: BufReader<tokio::process::ChildStdout>,
+}
+
+impl RawBridge {
+    pub(crate) async fn start(backend: &TestBackend) -> Result<Self> {
+        let mut child = tokio::process::Command::new(BIN)
+            .args(["run", "--backend", backend.name])
+            .env("MCP_BRIDGE_LOG_LEVEL", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        Ok(Self { child, stdin, stdout })
+    }
+
+    pub(crate) async fn send_line(&mut self, line: &str) -> Result<()> {
+        self.stdin.write_all(line.as_bytes()).await?;
+        self.stdin.write_all(b"\n").await?;
+        self.stdin.flush().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn send(&mut self, message: &Value) -> Result<()> {
+        self.send_line(&message.to_string()).await
+    }
+
+    /// Read messages until one has this id.
+    pub(crate) async fn response(&mut self, id: i64) -> Result<Value> {
+        let read = async {
+            loop {
+                let mut line = String::new();
+                if self.stdout.read_line(&mut line).await? == 0 {
+                    bail!("the bridge closed its stdout");
+                }
+                let Ok(message) = serde_json::from_str::<Value>(&line) else {
+                    bail!("the bridge wrote a non-JSON line to stdout: {line:?}");
+                };
+                if message["id"] == json!(id) {
+                    return Ok(message);
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), read).await.context("no response")?
+    }
+
+    pub(crate) async fn initialize(&mut self) -> Result<()> {
+        self.send(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "raw-test", "version": "0"}}}))
+            .await?;
+        self.response(0).await?;
+        self.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await
+    }
+
+    pub(crate) fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
