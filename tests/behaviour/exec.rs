@@ -16,7 +16,9 @@ pub(crate) async fn prints_stdout(b: &TestBackend) -> Result<()> {
 
 pub(crate) async fn keeps_globals_between_calls(b: &TestBackend) -> Result<()> {
     let bridge = b.bridge().await?;
-    bridge.ok("import math\nx = 41\ndef bump(n):\n    return n + 1").await?;
+    bridge
+        .ok("import math\nx = 41\ndef bump(n):\n    return n + 1")
+        .await?;
     let out = bridge.ok("print(bump(x), math.floor(2.5))").await?;
     ensure!(out == "42 2\n", "{out:?}");
     Ok(())
@@ -28,14 +30,18 @@ pub(crate) async fn top_level_await_works(b: &TestBackend) -> Result<()> {
                 print(sum(await asyncio.gather(*(sq(i) for i in range(10)))))";
     let out = bridge.ok(code).await?;
     ensure!(out == "285\n", "{out:?}");
-    let out = bridge.ok("print(await asyncio.wait_for(sq(3), timeout=5))").await?;
+    let out = bridge
+        .ok("print(await asyncio.wait_for(sq(3), timeout=5))")
+        .await?;
     ensure!(out == "9\n", "{out:?}");
     Ok(())
 }
 
 pub(crate) async fn asyncio_objects_survive_between_calls(b: &TestBackend) -> Result<()> {
     let bridge = b.bridge().await?;
-    bridge.ok("import asyncio\nq = asyncio.Queue()\nawait q.put(5)").await?;
+    bridge
+        .ok("import asyncio\nq = asyncio.Queue()\nawait q.put(5)")
+        .await?;
     let out = bridge.ok("print(await q.get())").await?;
     ensure!(out == "5\n", "{out:?}");
     Ok(())
@@ -43,15 +49,23 @@ pub(crate) async fn asyncio_objects_survive_between_calls(b: &TestBackend) -> Re
 
 pub(crate) async fn exceptions_show_only_user_frames(b: &TestBackend) -> Result<()> {
     let bridge = b.bridge().await?;
-    let reply = bridge.run("def f(d):\n    return 1 / d\n\nprint('before')\nf(0)").await?;
+    let reply = bridge
+        .run("def f(d):\n    return 1 / d\n\nprint('before')\nf(0)")
+        .await?;
     ensure!(reply.is_error);
     ensure!(reply.status() == "raised", "{}", reply.status());
     ensure!(reply.stdout() == "before\n", "{:?}", reply.stdout());
     let error = &reply.structured["error"];
     ensure!(error["type"] == "ZeroDivisionError", "{error}");
     let tb = error["traceback"].as_str().unwrap_or_default();
-    ensure!(tb.contains("return 1 / d"), "traceback lacks the user's line: {tb}");
-    ensure!(!tb.contains("runtime.py") && !tb.contains("__mcp_runtime__"), "{tb}");
+    ensure!(
+        tb.contains("return 1 / d"),
+        "traceback lacks the user's line: {tb}"
+    );
+    ensure!(
+        !tb.contains("runtime.py") && !tb.contains("__mcp_runtime__"),
+        "{tb}"
+    );
     ensure!(reply.text.contains("ZeroDivisionError"), "{}", reply.text);
     // The session survives an exception.
     ensure!(bridge.ok("print(f(1))").await? == "1.0\n");
@@ -62,15 +76,25 @@ pub(crate) async fn syntax_errors_point_at_the_line(b: &TestBackend) -> Result<(
     let bridge = b.bridge().await?;
     let reply = bridge.run("x = 1\ny = (\n").await?;
     ensure!(reply.is_error);
-    ensure!(reply.structured["error"]["type"] == "SyntaxError", "{}", reply.structured);
+    ensure!(
+        reply.structured["error"]["type"] == "SyntaxError",
+        "{}",
+        reply.structured
+    );
     Ok(())
 }
 
 pub(crate) async fn stderr_is_captured_separately(b: &TestBackend) -> Result<()> {
     let bridge = b.bridge().await?;
-    let reply = bridge.run("import sys\nprint('out')\nprint('err', file=sys.stderr)").await?;
+    let reply = bridge
+        .run("import sys\nprint('out')\nprint('err', file=sys.stderr)")
+        .await?;
     ensure!(!reply.is_error, "{}", reply.text);
-    ensure!(reply.stdout() == "out\n" && reply.stderr() == "err\n", "{:?}", reply.structured);
+    ensure!(
+        reply.stdout() == "out\n" && reply.stderr() == "err\n",
+        "{:?}",
+        reply.structured
+    );
     Ok(())
 }
 
@@ -78,20 +102,39 @@ pub(crate) async fn system_exit_ends_the_run_not_the_session(b: &TestBackend) ->
     let bridge = b.bridge().await?;
     bridge.ok("kept = 'yes'").await?;
     let reply = bridge.run("import sys\nsys.exit(3)").await?;
-    ensure!(reply.is_error && reply.structured["error"]["type"] == "SystemExit", "{}", reply.text);
+    ensure!(
+        reply.is_error && reply.structured["error"]["type"] == "SystemExit",
+        "{}",
+        reply.text
+    );
     let reply = bridge.run("exit()").await?;
-    ensure!(reply.structured["error"]["type"] == "SystemExit", "{}", reply.text);
+    ensure!(
+        reply.structured["error"]["type"] == "SystemExit",
+        "{}",
+        reply.text
+    );
     ensure!(bridge.ok("print(kept)").await? == "yes\n");
     Ok(())
 }
 
 pub(crate) async fn named_sessions_are_separate(b: &TestBackend) -> Result<()> {
     let bridge = b.bridge().await?;
-    bridge.call(json!({"code": "v = 'a'", "session": "one"})).await?;
-    bridge.call(json!({"code": "v = 'b'", "session": "two"})).await?;
-    let one = bridge.call(json!({"code": "print(v)", "session": "one"})).await?;
-    let two = bridge.call(json!({"code": "print(v)", "session": "two"})).await?;
-    ensure!(one.stdout() == "a\n" && two.stdout() == "b\n", "{one:?} {two:?}");
+    bridge
+        .call(json!({"code": "v = 'a'", "session": "one"}))
+        .await?;
+    bridge
+        .call(json!({"code": "v = 'b'", "session": "two"}))
+        .await?;
+    let one = bridge
+        .call(json!({"code": "print(v)", "session": "one"}))
+        .await?;
+    let two = bridge
+        .call(json!({"code": "print(v)", "session": "two"}))
+        .await?;
+    ensure!(
+        one.stdout() == "a\n" && two.stdout() == "b\n",
+        "{one:?} {two:?}"
+    );
     let default = bridge.run("print('v' in globals())").await?;
     ensure!(default.stdout() == "False\n", "{:?}", default.stdout());
     ensure!(one.structured["session"] == "one");
@@ -101,7 +144,9 @@ pub(crate) async fn named_sessions_are_separate(b: &TestBackend) -> Result<()> {
 pub(crate) async fn reset_starts_afresh(b: &TestBackend) -> Result<()> {
     let bridge = b.bridge().await?;
     bridge.ok("gone = 1").await?;
-    let reply = bridge.call(json!({"code": "print('gone' in globals())", "reset": true})).await?;
+    let reply = bridge
+        .call(json!({"code": "print('gone' in globals())", "reset": true}))
+        .await?;
     ensure!(reply.stdout() == "False\n", "{:?}", reply.structured);
     Ok(())
 }
@@ -109,8 +154,14 @@ pub(crate) async fn reset_starts_afresh(b: &TestBackend) -> Result<()> {
 pub(crate) async fn stdin_reads_see_end_of_file(b: &TestBackend) -> Result<()> {
     let bridge = b.bridge().await?;
     let reply = bridge.run("input()").await?;
-    ensure!(reply.structured["error"]["type"] == "EOFError", "{}", reply.text);
-    let out = bridge.ok("import sys\nprint(repr(sys.stdin.read()))").await?;
+    ensure!(
+        reply.structured["error"]["type"] == "EOFError",
+        "{}",
+        reply.text
+    );
+    let out = bridge
+        .ok("import sys\nprint(repr(sys.stdin.read()))")
+        .await?;
     ensure!(out == "''\n", "{out:?}");
     ensure!(bridge.ok("print('still fine')").await? == "still fine\n");
     Ok(())
@@ -142,7 +193,9 @@ pub(crate) async fn large_code_runs(b: &TestBackend) -> Result<()> {
 
 pub(crate) async fn unicode_round_trips(b: &TestBackend) -> Result<()> {
     let bridge = b.bridge().await?;
-    let out = bridge.ok("s = 'héllo wörld ✓ 日本 🐍'\nprint(s, len(s))").await?;
+    let out = bridge
+        .ok("s = 'héllo wörld ✓ 日本 🐍'\nprint(s, len(s))")
+        .await?;
     ensure!(out == "héllo wörld ✓ 日本 🐍 18\n", "{out:?}");
     Ok(())
 }

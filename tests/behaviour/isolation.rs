@@ -20,9 +20,14 @@ pub(crate) async fn no_network(b: &TestBackend) -> Result<()> {
 }
 
 pub(crate) async fn empty_environment(b: &TestBackend) -> Result<()> {
-    let bridge = b.bridge_with(&[("BRIDGE_TEST_SECRET", "s3cr3t-value")]).await?;
+    let bridge = b
+        .bridge_with(&[("BRIDGE_TEST_SECRET", "s3cr3t-value")])
+        .await?;
     let out = bridge.ok("import os\nprint(sorted(os.environ))").await?;
-    ensure!(!out.contains("BRIDGE_TEST_SECRET") && !out.contains("HOME"), "{out}");
+    ensure!(
+        !out.contains("BRIDGE_TEST_SECRET") && !out.contains("HOME"),
+        "{out}"
+    );
     Ok(())
 }
 
@@ -37,17 +42,25 @@ pub(crate) async fn host_files_are_invisible(b: &TestBackend) -> Result<()> {
     );
     let out = bridge.ok(&code).await?;
     let _ = std::fs::remove_file(&marker);
-    ensure!(!out.contains("bridge-marker"), "host marker readable: {out}");
+    ensure!(
+        !out.contains("bridge-marker"),
+        "host marker readable: {out}"
+    );
     Ok(())
 }
 
 pub(crate) async fn scratch_is_writable_and_private_per_session(b: &TestBackend) -> Result<()> {
     let bridge = b.bridge().await?;
     let write = "for d in ('/tmp', '/workspace'):\n    open(d + '/note.txt', 'w').write('mine')\nprint(open('/workspace/note.txt').read())";
-    let reply = bridge.call(json!({"code": write, "session": "writer"})).await?;
+    let reply = bridge
+        .call(json!({"code": write, "session": "writer"}))
+        .await?;
     ensure!(reply.stdout() == "mine\n", "{}", reply.text);
-    let look = "import os\nprint(os.path.exists('/tmp/note.txt'), os.path.exists('/workspace/note.txt'))";
-    let reply = bridge.call(json!({"code": look, "session": "reader"})).await?;
+    let look =
+        "import os\nprint(os.path.exists('/tmp/note.txt'), os.path.exists('/workspace/note.txt'))";
+    let reply = bridge
+        .call(json!({"code": look, "session": "reader"}))
+        .await?;
     ensure!(reply.stdout() == "False False\n", "{}", reply.text);
     Ok(())
 }

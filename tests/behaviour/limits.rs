@@ -16,7 +16,10 @@ fn check_timed_out(reply: &Reply) -> Result<()> {
     ensure!(reply.status() == "timed_out", "{}", reply.structured);
     let notice = reply.structured["notice"].as_str().unwrap_or_default();
     if reply.structured["state_lost"] == json!(true) {
-        ensure!(notice.contains("state") && notice.contains("lost"), "{notice}");
+        ensure!(
+            notice.contains("state") && notice.contains("lost"),
+            "{notice}"
+        );
     }
     ensure!(reply.text.contains("Timed out"), "{}", reply.text);
     Ok(())
@@ -25,18 +28,29 @@ fn check_timed_out(reply: &Reply) -> Result<()> {
 pub(crate) async fn runaway_loop_is_stopped_and_next_call_works(b: &TestBackend) -> Result<()> {
     let bridge = b.bridge().await?;
     bridge.ok("marker = 1").await?;
-    let reply = bridge.call(json!({"code": "print('spinning')\nwhile True:\n    pass", "timeout": 1})).await?;
+    let reply = bridge
+        .call(json!({"code": "print('spinning')\nwhile True:\n    pass", "timeout": 1}))
+        .await?;
     check_timed_out(&reply)?;
     next_call_works(&bridge).await?;
     let kept = bridge.run("print('marker' in globals())").await?;
-    let expect = if reply.structured["state_lost"] == json!(true) { "False\n" } else { "True\n" };
-    ensure!(kept.stdout() == expect, "state_lost said one thing, the session another");
+    let expect = if reply.structured["state_lost"] == json!(true) {
+        "False\n"
+    } else {
+        "True\n"
+    };
+    ensure!(
+        kept.stdout() == expect,
+        "state_lost said one thing, the session another"
+    );
     Ok(())
 }
 
 pub(crate) async fn blocking_sleep_is_stopped(b: &TestBackend) -> Result<()> {
     let bridge = b.bridge().await?;
-    let reply = bridge.call(json!({"code": "import time\ntime.sleep(300)", "timeout": 1})).await?;
+    let reply = bridge
+        .call(json!({"code": "import time\ntime.sleep(300)", "timeout": 1}))
+        .await?;
     check_timed_out(&reply)?;
     next_call_works(&bridge).await
 }
@@ -45,7 +59,9 @@ pub(crate) async fn memory_cap_gives_memory_error(b: &TestBackend) -> Result<()>
     let bridge = b.bridge_with(&[("MCP_BRIDGE_MEMORY", "128m")]).await?;
     let reply = bridge.run("big = bytearray(400 * 1024 * 1024)").await?;
     ensure!(reply.is_error, "{}", reply.text);
-    let kind = reply.structured["error"]["type"].as_str().unwrap_or_default();
+    let kind = reply.structured["error"]["type"]
+        .as_str()
+        .unwrap_or_default();
     let killed = reply.status() == "sandbox_failed";
     ensure!(kind == "MemoryError" || killed, "{}", reply.structured);
     next_call_works(&bridge).await
@@ -56,10 +72,19 @@ pub(crate) async fn huge_stdout_is_capped_honestly(b: &TestBackend) -> Result<()
     let reply = bridge.run("print('a' * 100_000_000)\nprint('END')").await?;
     ensure!(!reply.is_error, "{}", reply.text);
     let stdout = reply.stdout();
-    ensure!(stdout.len() < 70 * 1024, "stdout not capped: {} bytes", stdout.len());
-    ensure!(stdout.starts_with("aaaa") && stdout.ends_with("END\n"), "head and tail kept");
+    ensure!(
+        stdout.len() < 70 * 1024,
+        "stdout not capped: {} bytes",
+        stdout.len()
+    );
+    ensure!(
+        stdout.starts_with("aaaa") && stdout.ends_with("END\n"),
+        "head and tail kept"
+    );
     ensure!(stdout.contains("MB of stdout cut"), "no honest marker");
-    let cut = reply.structured["cut_bytes"]["stdout"].as_u64().unwrap_or(0);
+    let cut = reply.structured["cut_bytes"]["stdout"]
+        .as_u64()
+        .unwrap_or(0);
     ensure!(cut > 99_000_000 && cut < 100_000_005, "cut {cut}");
     // Many small writes are capped the same way.
     let reply = bridge.run("for i in range(300_000):\n    print(i)").await?;
@@ -73,7 +98,11 @@ pub(crate) async fn raw_fd_writes_do_not_break_the_protocol(b: &TestBackend) -> 
                 os.write(1, bytes(range(256)))\nprint('after')";
     let reply = bridge.run(code).await?;
     ensure!(!reply.is_error, "{}", reply.text);
-    ensure!(reply.stdout().contains("after") && reply.stdout().contains("raw-out"), "{:?}", reply.stdout());
+    ensure!(
+        reply.stdout().contains("after") && reply.stdout().contains("raw-out"),
+        "{:?}",
+        reply.stdout()
+    );
     ensure!(reply.stderr().contains("raw-err"), "{:?}", reply.stderr());
     next_call_works(&bridge).await
 }
@@ -88,7 +117,10 @@ pub(crate) async fn frame_lookalike_text_is_plain_output(b: &TestBackend) -> Res
     let reply = bridge.run(&code).await?;
     ensure!(!reply.is_error, "{}", reply.text);
     ensure!(reply.stdout().contains("real"), "{:?}", reply.stdout());
-    ensure!(reply.stdout().contains("forged"), "the lookalike must arrive as text");
+    ensure!(
+        reply.stdout().contains("forged"),
+        "the lookalike must arrive as text"
+    );
     next_call_works(&bridge).await
 }
 
@@ -103,10 +135,19 @@ pub(crate) async fn guest_exit_is_reported_and_next_call_works(b: &TestBackend) 
 }
 
 pub(crate) async fn timeout_argument_is_clamped(b: &TestBackend) -> Result<()> {
-    let bridge = b.bridge_with(&[("MCP_BRIDGE_MAX_TIMEOUT", "2s"), ("MCP_BRIDGE_TIMEOUT", "1")]).await?;
-    let reply = bridge.call(json!({"code": "import time\ntime.sleep(60)", "timeout": 100})).await?;
+    let bridge = b
+        .bridge_with(&[
+            ("MCP_BRIDGE_MAX_TIMEOUT", "2s"),
+            ("MCP_BRIDGE_TIMEOUT", "1"),
+        ])
+        .await?;
+    let reply = bridge
+        .call(json!({"code": "import time\ntime.sleep(60)", "timeout": 100}))
+        .await?;
     check_timed_out(&reply)?;
-    let reply = bridge.call(json!({"code": "print('quick')", "timeout": 0})).await?;
+    let reply = bridge
+        .call(json!({"code": "print('quick')", "timeout": 0}))
+        .await?;
     ensure!(reply.stdout() == "quick\n", "{}", reply.text);
     Ok(())
 }
@@ -122,4 +163,15 @@ pub(crate) async fn concurrent_calls_on_one_session_are_serialised(b: &TestBacke
     let out = bridge.ok("print(sorted(seen) == list(range(8)))").await?;
     ensure!(out == "True\n", "runs interleaved: {out:?}");
     Ok(())
+}
+
+pub(crate) async fn filling_scratch_space_is_stopped(b: &TestBackend) -> Result<()> {
+    let bridge = b.bridge().await?;
+    let code = "f = open('/tmp/fill', 'wb')\nwhile True:\n    f.write(b'x' * 2**20)";
+    let reply = bridge.call(json!({"code": code, "timeout": 60})).await?;
+    ensure!(reply.is_error, "{}", reply.text);
+    let full = reply.structured["error"]["type"] == "OSError";
+    let stopped = reply.status() == "sandbox_failed" && reply.text.contains("/tmp");
+    ensure!(full || stopped, "{}", reply.text);
+    next_call_works(&bridge).await
 }

@@ -13,15 +13,26 @@ pub(crate) async fn lists_one_tool_with_schemas(b: &TestBackend) -> Result<()> {
     let tool = &tools[0];
     ensure!(tool.name == "run_python");
     let description = tool.description.as_deref().unwrap_or_default();
-    ensure!(description.len() < 600, "description too long: {}", description.len());
+    ensure!(
+        description.len() < 600,
+        "description too long: {}",
+        description.len()
+    );
     ensure!(description.contains("discovered_servers"), "{description}");
     let input = Value::Object((*tool.input_schema).clone());
     ensure!(input["required"] == json!(["code"]), "{input}");
     for arg in ["code", "servers", "timeout", "session", "reset"] {
-        ensure!(input["properties"][arg].is_object(), "missing {arg}: {input}");
+        ensure!(
+            input["properties"][arg].is_object(),
+            "missing {arg}: {input}"
+        );
     }
     let output = tool.output_schema.as_ref().context("no output schema")?;
-    ensure!(output.get("properties").is_some_and(|p| p.get("stdout").is_some()));
+    ensure!(
+        output
+            .get("properties")
+            .is_some_and(|p| p.get("stdout").is_some())
+    );
     Ok(())
 }
 
@@ -43,14 +54,24 @@ pub(crate) async fn bad_arguments_get_a_clear_error(b: &TestBackend) -> Result<(
         (json!({}), "missing required argument `code`"),
         (json!({"code": 5}), "`code` must be a string"),
         (json!({"code": "1", "timeout": "soon"}), "timeout"),
-        (json!({"code": "1", "servers": "nope-server"}), "unknown server `nope-server`"),
-        (json!({"code": "1", "session": "../../etc"}), "invalid session name"),
+        (
+            json!({"code": "1", "servers": "nope-server"}),
+            "unknown server `nope-server`",
+        ),
+        (
+            json!({"code": "1", "session": "../../etc"}),
+            "invalid session name",
+        ),
         (json!({"code": "1", "bogus": 1}), "unknown argument `bogus`"),
     ];
     for (arguments, expected) in cases {
         let reply = bridge.call(arguments.clone()).await?;
         ensure!(reply.is_error, "{arguments} should fail");
-        ensure!(reply.text.contains(expected), "{arguments}: {:?} lacks {expected:?}", reply.text);
+        ensure!(
+            reply.text.contains(expected),
+            "{arguments}: {:?} lacks {expected:?}",
+            reply.text
+        );
     }
     ensure!(bridge.ok("print('fine')").await? == "fine\n");
     Ok(())
@@ -58,8 +79,14 @@ pub(crate) async fn bad_arguments_get_a_clear_error(b: &TestBackend) -> Result<(
 
 pub(crate) async fn unknown_server_is_named(b: &TestBackend) -> Result<()> {
     let bridge = b.bridge().await?;
-    let reply = bridge.call(json!({"code": "1", "servers": ["github"]})).await?;
-    ensure!(reply.is_error && reply.text.contains("`github`"), "{}", reply.text);
+    let reply = bridge
+        .call(json!({"code": "1", "servers": ["github"]}))
+        .await?;
+    ensure!(
+        reply.is_error && reply.text.contains("`github`"),
+        "{}",
+        reply.text
+    );
     Ok(())
 }
 
@@ -68,7 +95,8 @@ pub(crate) async fn malformed_json_rpc_keeps_the_server_serving(b: &TestBackend)
     raw.initialize().await?;
     raw.send_line("{this is not json").await?;
     raw.send_line("[]").await?;
-    raw.send_line(r#"{"jsonrpc":"2.0","id":"x","method":"no/such/method"}"#).await?;
+    raw.send_line(r#"{"jsonrpc":"2.0","id":"x","method":"no/such/method"}"#)
+        .await?;
     raw.send(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
         "params": {"name": "run_python", "arguments": {"code": 12}}}))
         .await?;
@@ -78,7 +106,10 @@ pub(crate) async fn malformed_json_rpc_keeps_the_server_serving(b: &TestBackend)
         "params": {"name": "run_python", "arguments": {"code": "print(2 + 2)"}}}))
         .await?;
     let good = raw.response(8).await?;
-    ensure!(good["result"]["structuredContent"]["stdout"] == "4\n", "{good}");
+    ensure!(
+        good["result"]["structuredContent"]["stdout"] == "4\n",
+        "{good}"
+    );
     ensure!(raw.is_running());
     Ok(())
 }
@@ -88,9 +119,15 @@ pub(crate) async fn capabilities_resource_is_readable(b: &TestBackend) -> Result
     let resources = bridge.client.list_all_resources().await?;
     let uri = "resource://mcp-server-code-execution-mode/capabilities";
     ensure!(resources.iter().any(|r| r.uri == uri), "{resources:?}");
-    let read = bridge.client.read_resource(ReadResourceRequestParams::new(uri)).await?;
+    let read = bridge
+        .client
+        .read_resource(ReadResourceRequestParams::new(uri))
+        .await?;
     let text = serde_json::to_string(&read)?;
-    ensure!(text.contains("run_python") && text.contains("discovered_servers"), "{text}");
+    ensure!(
+        text.contains("run_python") && text.contains("discovered_servers"),
+        "{text}"
+    );
     Ok(())
 }
 
@@ -98,9 +135,21 @@ pub(crate) async fn output_modes_shape_the_text(b: &TestBackend) -> Result<()> {
     let code = "print('hi')";
     let compact = b.bridge().await?.run(code).await?;
     ensure!(compact.text == "hi\n", "{:?}", compact.text);
-    let toon = b.bridge_with(&[("MCP_BRIDGE_OUTPUT_MODE", "toon")]).await?.run(code).await?;
-    ensure!(toon.text.contains("stdout: \"hi\\n\"") && toon.text.contains("ok: true"), "{}", toon.text);
-    let json = b.bridge_with(&[("MCP_BRIDGE_OUTPUT_MODE", "json")]).await?.run(code).await?;
+    let toon = b
+        .bridge_with(&[("MCP_BRIDGE_OUTPUT_MODE", "toon")])
+        .await?
+        .run(code)
+        .await?;
+    ensure!(
+        toon.text.contains("stdout: \"hi\\n\"") && toon.text.contains("ok: true"),
+        "{}",
+        toon.text
+    );
+    let json = b
+        .bridge_with(&[("MCP_BRIDGE_OUTPUT_MODE", "json")])
+        .await?
+        .run(code)
+        .await?;
     let parsed: Value = serde_json::from_str(&json.text)?;
     ensure!(parsed["stdout"] == "hi\n", "{parsed}");
     Ok(())
@@ -111,8 +160,14 @@ pub(crate) async fn structured_content_reports_the_run(b: &TestBackend) -> Resul
     let reply = bridge.run("print('x')").await?;
     let s = &reply.structured;
     ensure!(s["ok"] == json!(true) && s["status"] == "completed", "{s}");
-    ensure!(s["session"] == "default" && s["servers"] == json!([]), "{s}");
-    ensure!(s["state_lost"] == json!(false) && s["cut_bytes"]["stdout"] == 0, "{s}");
+    ensure!(
+        s["session"] == "default" && s["servers"] == json!([]),
+        "{s}"
+    );
+    ensure!(
+        s["state_lost"] == json!(false) && s["cut_bytes"]["stdout"] == 0,
+        "{s}"
+    );
     ensure!(s["duration_ms"].as_f64().is_some(), "{s}");
     Ok(())
 }

@@ -51,7 +51,10 @@ impl TestBackend {
             Err(reason) => {
                 let required = std::env::var("TEST_REQUIRE_BACKENDS").unwrap_or_default();
                 if required.split(',').any(|b| b.trim() == self.name) {
-                    bail!("backend {} is required (TEST_REQUIRE_BACKENDS) but: {reason}", self.name);
+                    bail!(
+                        "backend {} is required (TEST_REQUIRE_BACKENDS) but: {reason}",
+                        self.name
+                    );
                 }
                 #[allow(clippy::print_stderr, reason = "the skip must be loud")]
                 {
@@ -70,7 +73,10 @@ impl TestBackend {
             .arg("--backend")
             .arg(self.name)
             .env("MCP_BRIDGE_LOG_LEVEL", "warn")
-            .env("MCP_BRIDGE_STATE_DIR", std::env::temp_dir().join("mcp-bridge-test-state"));
+            .env(
+                "MCP_BRIDGE_STATE_DIR",
+                std::env::temp_dir().join("mcp-bridge-test-state"),
+            );
         for (key, value) in env {
             command.env(key, value);
         }
@@ -116,8 +122,11 @@ impl Reply {
 impl TestBridge {
     /// Call `run_python` with raw arguments.
     pub(crate) async fn call_raw(&self, arguments: Value) -> Result<CallToolResult> {
-        let Value::Object(arguments) = arguments else { bail!("arguments must be an object") };
-        let params = CallToolRequestParams::new("run_python").with_arguments(arguments as JsonObject);
+        let Value::Object(arguments) = arguments else {
+            bail!("arguments must be an object")
+        };
+        let params =
+            CallToolRequestParams::new("run_python").with_arguments(arguments as JsonObject);
         Ok(self.client.call_tool(params).await?)
     }
 
@@ -144,7 +153,11 @@ impl TestBridge {
     /// Run code that must succeed; returns its stdout.
     pub(crate) async fn ok(&self, code: &str) -> Result<String> {
         let reply = self.run(code).await?;
-        anyhow::ensure!(!reply.is_error, "expected success for {code:?}, got: {}", reply.text);
+        anyhow::ensure!(
+            !reply.is_error,
+            "expected success for {code:?}, got: {}",
+            reply.text
+        );
         Ok(reply.stdout().to_string())
     }
 }
@@ -168,7 +181,11 @@ impl RawBridge {
             .spawn()?;
         let stdin = child.stdin.take().expect("piped");
         let stdout = BufReader::new(child.stdout.take().expect("piped"));
-        Ok(Self { child, stdin, stdout })
+        Ok(Self {
+            child,
+            stdin,
+            stdout,
+        })
     }
 
     pub(crate) async fn send_line(&mut self, line: &str) -> Result<()> {
@@ -198,16 +215,21 @@ impl RawBridge {
                 }
             }
         };
-        tokio::time::timeout(Duration::from_secs(60), read).await.context("no response")?
+        tokio::time::timeout(Duration::from_secs(60), read)
+            .await
+            .context("no response")?
     }
 
     pub(crate) async fn initialize(&mut self) -> Result<()> {
-        self.send(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        self.send(
+            &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "raw-test", "version": "0"}}}))
-            .await?;
+            "clientInfo": {"name": "raw-test", "version": "0"}}}),
+        )
+        .await?;
         self.response(0).await?;
-        self.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await
+        self.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await
     }
 
     pub(crate) fn is_running(&mut self) -> bool {

@@ -40,6 +40,8 @@ MESSAGE_LIMIT = 16 * 1024  # bytes of an error message we send
 TRACEBACK_LIMIT = 64 * 1024  # bytes of a traceback we send
 CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
 READ_CHUNK = 1 << 16
+# WASI (and Emscripten) builds deliver no signals and have no socketpair.
+NO_SIGNALS_OR_SOCKETS = sys.platform in ("wasi", "emscripten")
 
 # Bound once, so user code that monkeypatches `os` or `json` cannot break the frame loop.
 _read = os.read
@@ -283,10 +285,14 @@ class Capture:
         )
 
     def begin(self, limit: int) -> None:
-        if self.stream.closed:  # user code closed it in an earlier run
-            self._open()
-        else:
+        try:
+            usable = not self.stream.closed
+        except ValueError:  # detached by user code
+            usable = False
+        if usable:
             self._flush()
+        else:  # user code closed or detached it in an earlier run
+            self._open()
         self.sink.reset(limit)
 
     def finish(self) -> Output:
@@ -409,6 +415,8 @@ class Interrupts:
     def __init__(self) -> None:
         self.in_user_code = False
         self._signal: types.ModuleType | None = None
+        if NO_SIGNALS_OR_SOCKETS:  # nothing to guard; importing signal costs start-up time
+            return
         try:
             import signal
 
@@ -739,7 +747,7 @@ class Session:
         self._real_stderr = sys.stderr
         self.globals = new_main_module()
         sys.stdin = sys.__stdin__ = empty_stdin()
-        if sys.platform in ("wasi", "emscripten"):
+        if NO_SIGNALS_OR_SOCKETS:
             sys.meta_path.insert(0, FixAsyncioOnImport())
         install_mcp_package(self)
 
@@ -748,6 +756,8 @@ class Session:
         while True:
             try:
                 payload = self._reader.read()
+            except KeyboardInterrupt:  # user code put back Python's own SIGINT handler
+                continue
             except OSError as exc:
                 diagnose(f"reading frames failed: {exc!r}")
                 return
@@ -774,7 +784,8 @@ class Session:
             raise BadFrame(f"unexpected frame type {kind!r}")
 
     def _send(self, payload: bytes) -> None:
-        assert self._writer is not None
+        if self._writer is None:
+            raise BadFrame("no hello yet, so no nonce to frame a reply with")
         self._writer.send(payload)
 
     def _on_hello(self, frame: dict) -> None:

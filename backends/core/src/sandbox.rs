@@ -84,6 +84,8 @@ pub enum GuestExit {
     Killed,
     /// It was stopped by the runtime (a trap, a signal, the OOM killer); the text says how.
     Crashed(String),
+    /// The backend stopped it for exceeding a limit; the text names the limit.
+    LimitExceeded(String),
 }
 
 impl fmt::Display for GuestExit {
@@ -92,6 +94,7 @@ impl fmt::Display for GuestExit {
             Self::Exited(code) => write!(f, "the interpreter exited with status {code}"),
             Self::Killed => f.write_str("the sandbox was killed"),
             Self::Crashed(how) => write!(f, "the sandbox crashed: {how}"),
+            Self::LimitExceeded(what) => write!(f, "the sandbox was stopped: {what}"),
         }
     }
 }

@@ -42,6 +42,10 @@ const BACKEND: &str = "wasi";
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Size of the in-memory pipes between host and guest.
 const PIPE_BYTES: usize = 256 * 1024;
+/// How often a session's scratch space is measured against its quota.
+const SCRATCH_POLL: Duration = Duration::from_millis(250);
+/// Most files and directories a session's scratch space may hold.
+const SCRATCH_MAX_ENTRIES: u64 = 10_000;
 
 /// The WASI backend. Cheap to construct; the interpreter is provisioned and compiled on first
 /// use (or by [`WasiSandbox::prepare`]).
@@ -105,6 +109,7 @@ impl ResourceLimiter for MemoryLimiter {
 impl WasiSandbox {
     /// A backend that provisions its interpreter with `provisioner`.
     pub fn new(provisioner: Provisioner) -> Self {
+        scratch::remove_orphans(&std::env::temp_dir());
         Self {
             provisioner,
             loaded: OnceCell::new(),
@@ -273,16 +278,28 @@ fn start_guest(loaded: &Arc<Loaded>, spec: &SandboxSpec) -> Result<StartedGuest,
     store.set_epoch_deadline(1);
 
     let (exit_tx, exit_rx) = watch::channel(None);
+    let exit_tx = Arc::new(exit_tx);
+    let scratch_root = scratch.root().to_path_buf();
     let pre = loaded.pre.clone();
+    let guest_exit = exit_tx.clone();
     let task = tokio::spawn(async move {
         let exit = run_guest(&pre, store).await;
         debug!(%exit, "WASI guest ended");
         // The scratch directory goes only after the store (and its open files) are gone.
         drop(scratch);
-        let _ = exit_tx.send(Some(exit));
+        record_exit(&guest_exit, exit);
     });
+    let quota = ScratchQuota {
+        root: scratch_root,
+        max_bytes: spec.scratch_bytes().saturating_mul(2),
+        killed: killed.clone(),
+        exit: exit_tx,
+        guest: task.abort_handle(),
+    };
+    tokio::spawn(quota.enforce());
     let control = WasiControl {
-        task,
+        abort: task.abort_handle(),
+        task: std::sync::Mutex::new(Some(task)),
         killed,
         exit: exit_rx,
         memory,
@@ -293,6 +310,66 @@ fn start_guest(loaded: &Arc<Loaded>, spec: &SandboxSpec) -> Result<StartedGuest,
         stderr: Box::pin(host_stderr),
         control: Box::new(control),
     })
+}
+
+/// Keep the first reason a guest ended for.
+fn record_exit(exit: &watch::Sender<Option<GuestExit>>, reason: GuestExit) {
+    exit.send_if_modified(|slot| {
+        if slot.is_none() {
+            *slot = Some(reason);
+            true
+        } else {
+            false
+        }
+    });
+}
+
+/// Stops a guest whose scratch space (`/tmp` plus `/workspace`) grows past its quota. WASI
+/// has no disk quotas, so this polls: a guest can overshoot by what it writes in one poll
+/// interval before it is stopped.
+struct ScratchQuota {
+    root: std::path::PathBuf,
+    max_bytes: u64,
+    killed: Arc<AtomicBool>,
+    exit: Arc<watch::Sender<Option<GuestExit>>>,
+    guest: tokio::task::AbortHandle,
+}
+
+impl ScratchQuota {
+    async fn enforce(self) {
+        let mut tick = tokio::time::interval(SCRATCH_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.exit.borrow().is_some() || self.guest.is_finished() {
+                return;
+            }
+            let root = self.root.clone();
+            let measured =
+                tokio::task::spawn_blocking(move || scratch::usage(&root, SCRATCH_MAX_ENTRIES))
+                    .await;
+            let Ok(Ok(used)) = measured else { return };
+            let over = if used.bytes > self.max_bytes {
+                Some(format!(
+                    "it wrote more than {} MiB to /tmp and /workspace",
+                    self.max_bytes / (1024 * 1024)
+                ))
+            } else if used.entries > SCRATCH_MAX_ENTRIES {
+                Some(format!(
+                    "it created more than {SCRATCH_MAX_ENTRIES} files in /tmp and /workspace"
+                ))
+            } else {
+                None
+            };
+            if let Some(reason) = over {
+                tracing::warn!(%reason, "stopping a WASI guest over its scratch quota");
+                self.killed.store(true, Ordering::Relaxed);
+                record_exit(&self.exit, GuestExit::LimitExceeded(reason));
+                self.guest.abort();
+                return;
+            }
+        }
+    }
 }
 
 async fn run_guest(pre: &InstancePre<GuestState>, mut store: Store<GuestState>) -> GuestExit {
@@ -325,7 +402,8 @@ async fn run_guest(pre: &InstancePre<GuestState>, mut store: Store<GuestState>) 
 /// Controls of one WASI guest. Dropping it kills the guest.
 #[derive(Debug)]
 struct WasiControl {
-    task: JoinHandle<()>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    abort: tokio::task::AbortHandle,
     killed: Arc<AtomicBool>,
     exit: watch::Receiver<Option<GuestExit>>,
     memory: Arc<AtomicU64>,
@@ -344,10 +422,13 @@ impl GuestControl for WasiControl {
 
     async fn kill(&self) {
         self.killed.store(true, Ordering::Relaxed);
-        self.task.abort();
-        let mut exit = self.exit.clone();
-        // The task ends at its next await point, at the latest at the next epoch tick.
-        let _ = tokio::time::timeout(Duration::from_secs(5), exit.wait_for(Option::is_some)).await;
+        self.abort.abort();
+        let task = self.task.lock().expect("task lock").take();
+        if let Some(task) = task {
+            // The task ends at its next await point, at the latest at the next epoch tick;
+            // when it has, the store and the scratch directory are gone.
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
     }
 
     async fn wait(&self) -> GuestExit {
@@ -368,6 +449,6 @@ impl GuestControl for WasiControl {
 impl Drop for WasiControl {
     fn drop(&mut self) {
         self.killed.store(true, Ordering::Relaxed);
-        self.task.abort();
+        self.abort.abort();
     }
 }

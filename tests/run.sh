@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The whole test suite, from a clean machine: installs what the tests need (idempotently),
+# builds, provisions the WASI interpreter, and runs every test. `.ci/run` calls exactly this.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/mcp-server-code-execution-mode"
+# A shared target dir outside the clone speeds up repeated runs; it is created if missing.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
+mkdir -p "$CARGO_TARGET_DIR"
+# The WASI backend must run wherever this suite runs (it provisions itself with pip).
+export TEST_REQUIRE_BACKENDS="${TEST_REQUIRE_BACKENDS-wasi}"
+# Host backtraces must never reach tool results; run the suite the way these machines are set.
+export RUST_BACKTRACE="${RUST_BACKTRACE-1}"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "python: a virtual environment with the official MCP SDK"
+venv="$cache/venv"
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+if ! "$venv/bin/python" -c 'import mcp' 2>/dev/null; then
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'mcp==2.3.0'
+fi
+
+step "build (release)"
+cargo build --release --locked --workspace --all-targets
+bin="$CARGO_TARGET_DIR/release/mcp-server-code-execution-mode"
+
+step "provision the WASI interpreter (pip download, verify, precompile)"
+MCP_BRIDGE_LOG_LEVEL=warn "$bin" provision
+
+step "guest runtime unit tests (host CPython)"
+python3 -m unittest discover -s backends/core/guest/tests -t backends/core/guest
+
+step "rust: unit tests and the behaviour suite"
+cargo test --release --locked --workspace
+
+step "end to end: the official Python MCP SDK against the bridge"
+BRIDGE_BIN="$bin" "$venv/bin/python" -m unittest discover -s tests/e2e -p 'test_*.py' -v
+
+step "bench (smoke)"
+"$bin" bench --backend wasi --iterations 20 >/dev/null
+
+step "all tests passed"
