@@ -119,8 +119,8 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<()> {
         write_outputs(dir, &markdown, &json)?;
     }
     let mut stdout = std::io::stdout().lock();
-    use std::io::Write as _;
-    writeln!(stdout, "{}", if args.json { &json } else { &markdown })?;
+    let text = if args.json { &json } else { &markdown };
+    std::io::Write::write_all(&mut stdout, format!("{text}\n").as_bytes())?;
     Ok(())
 }
 

@@ -29,49 +29,49 @@ pub enum Command {
 /// variable named in its help.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ConfigArgs {
-    /// Sandbox backend [env: MCP_BRIDGE_BACKEND] (wasi).
+    /// Sandbox backend [env: `MCP_BRIDGE_BACKEND`] (wasi).
     #[arg(long)]
     pub backend: Option<String>,
-    /// Default per-run timeout, e.g. 30, 30s, 2m, 500ms [env: MCP_BRIDGE_TIMEOUT].
+    /// Default per-run timeout, e.g. 30, 30s, 2m, 500ms [env: `MCP_BRIDGE_TIMEOUT`].
     #[arg(long)]
     pub timeout: Option<String>,
-    /// Upper clamp for per-run timeouts [env: MCP_BRIDGE_MAX_TIMEOUT].
+    /// Upper clamp for per-run timeouts [env: `MCP_BRIDGE_MAX_TIMEOUT`].
     #[arg(long)]
     pub max_timeout: Option<String>,
-    /// Memory cap per sandbox, e.g. 512m [env: MCP_BRIDGE_MEMORY].
+    /// Memory cap per sandbox, e.g. 512m [env: `MCP_BRIDGE_MEMORY`].
     #[arg(long)]
     pub memory: Option<String>,
-    /// Process cap per sandbox [env: MCP_BRIDGE_PIDS].
+    /// Process cap per sandbox [env: `MCP_BRIDGE_PIDS`].
     #[arg(long)]
     pub pids: Option<String>,
-    /// CPU quota per sandbox, in cores [env: MCP_BRIDGE_CPUS].
+    /// CPU quota per sandbox, in cores [env: `MCP_BRIDGE_CPUS`].
     #[arg(long)]
     pub cpus: Option<String>,
-    /// Idle time before a session is reaped [env: MCP_BRIDGE_RUNTIME_IDLE_TIMEOUT].
+    /// Idle time before a session is reaped [env: `MCP_BRIDGE_RUNTIME_IDLE_TIMEOUT`].
     #[arg(long)]
     pub idle_timeout: Option<String>,
-    /// Text form of results: compact, toon or json [env: MCP_BRIDGE_OUTPUT_MODE].
+    /// Text form of results: compact, toon or json [env: `MCP_BRIDGE_OUTPUT_MODE`].
     #[arg(long)]
     pub output_mode: Option<String>,
-    /// Per-stream output cap, e.g. 64k [env: MCP_BRIDGE_OUTPUT_LIMIT].
+    /// Per-stream output cap, e.g. 64k [env: `MCP_BRIDGE_OUTPUT_LIMIT`].
     #[arg(long)]
     pub output_limit: Option<String>,
-    /// Warm sessions kept ready [env: MCP_BRIDGE_POOL_SIZE].
+    /// Warm sessions kept ready [env: `MCP_BRIDGE_POOL_SIZE`].
     #[arg(long)]
     pub pool_size: Option<String>,
-    /// Most sessions alive at once [env: MCP_BRIDGE_MAX_SESSIONS].
+    /// Most sessions alive at once [env: `MCP_BRIDGE_MAX_SESSIONS`].
     #[arg(long)]
     pub max_sessions: Option<String>,
-    /// Host state directory [env: MCP_BRIDGE_STATE_DIR].
+    /// Host state directory [env: `MCP_BRIDGE_STATE_DIR`].
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
-    /// Log level: error, warn, info, debug, trace [env: MCP_BRIDGE_LOG_LEVEL].
+    /// Log level: error, warn, info, debug, trace [env: `MCP_BRIDGE_LOG_LEVEL`].
     #[arg(long)]
     pub log_level: Option<String>,
-    /// `uid:gid` inside the sandbox [env: MCP_BRIDGE_CONTAINER_USER].
+    /// `uid:gid` inside the sandbox [env: `MCP_BRIDGE_CONTAINER_USER`].
     #[arg(long)]
     pub user: Option<String>,
-    /// Local python.wasm instead of the pinned download [env: MCP_BRIDGE_PYTHON_WASM].
+    /// Local python.wasm instead of the pinned download [env: `MCP_BRIDGE_PYTHON_WASM`].
     #[arg(long)]
     pub python_wasm: Option<PathBuf>,
 }

@@ -15,7 +15,7 @@ use crate::units::{parse_bytes, parse_duration};
 /// Which sandbox backend runs the code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
-    /// CPython on WASI in wasmtime.
+    /// `CPython` on WASI in wasmtime.
     Wasi,
 }
 
@@ -97,7 +97,7 @@ impl Config {
     /// Clamp a requested run timeout (whole seconds) to `1..=max_timeout`.
     pub fn clamp_timeout(&self, requested_secs: Option<f64>) -> Duration {
         let requested = match requested_secs {
-            Some(secs) if secs.is_finite() => Duration::from_secs_f64(secs.max(0.0).min(1e9)),
+            Some(secs) if secs.is_finite() => Duration::from_secs_f64(secs.clamp(0.0, 1e9)),
             _ => self.timeout,
         };
         requested.clamp(
@@ -237,7 +237,7 @@ pub fn resolve_with(
         args.max_timeout.as_deref(),
         "max-timeout",
         env::MAX_TIMEOUT,
-        Duration::from_secs(120),
+        Duration::from_mins(2),
         parse_duration,
     );
     let memory = r.parse(
@@ -260,7 +260,7 @@ pub fn resolve_with(
         args.idle_timeout.as_deref(),
         "idle-timeout",
         env::IDLE_TIMEOUT,
-        Duration::from_secs(300),
+        Duration::from_mins(5),
         parse_duration,
     );
     let output_mode = r.parse(
@@ -383,7 +383,7 @@ mod tests {
         let config = with_env(&[]).unwrap();
         assert_eq!(config.backend, BackendKind::Wasi);
         assert_eq!(config.timeout, Duration::from_secs(30));
-        assert_eq!(config.max_timeout, Duration::from_secs(120));
+        assert_eq!(config.max_timeout, Duration::from_mins(2));
         assert_eq!(config.spec.memory_bytes(), 512 << 20);
         assert_eq!(config.output_mode, OutputMode::Compact);
         assert_eq!(config.output_limit, 64 << 10);
@@ -427,9 +427,6 @@ mod tests {
         let config = with_env(&[]).unwrap();
         assert_eq!(config.clamp_timeout(None), Duration::from_secs(30));
         assert_eq!(config.clamp_timeout(Some(0.0)), Duration::from_secs(1));
-        assert_eq!(
-            config.clamp_timeout(Some(10_000.0)),
-            Duration::from_secs(120)
-        );
+        assert_eq!(config.clamp_timeout(Some(10_000.0)), Duration::from_mins(2));
     }
 }

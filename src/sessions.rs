@@ -52,7 +52,7 @@ pub struct Sessions {
     spec: SandboxSpec,
     config: SessionConfig,
     pool_size: usize,
-    max_sessions: usize,
+    session_cap: usize,
     idle_timeout: Duration,
     named: Mutex<HashMap<String, Arc<Slot>>>,
     pool: Mutex<Vec<Session>>,
@@ -96,7 +96,7 @@ impl Sessions {
             spec,
             config,
             pool_size,
-            max_sessions,
+            session_cap: max_sessions,
             idle_timeout,
             named: Mutex::new(HashMap::new()),
             pool: Mutex::new(Vec::new()),
@@ -124,7 +124,7 @@ impl Sessions {
         let slot = {
             let mut named = self.named.lock().expect("sessions lock");
             let count = named.len();
-            if !named.contains_key(name) && count >= self.max_sessions {
+            if !named.contains_key(name) && count >= self.session_cap {
                 return Err(SessionError::TooMany(count));
             }
             named
@@ -212,7 +212,7 @@ impl Sessions {
         let now = Instant::now();
         let idle: Vec<(String, Arc<Slot>)> = {
             let mut named = self.named.lock().expect("sessions lock");
-            let names: Vec<String> = named
+            let expired: Vec<String> = named
                 .iter()
                 .filter(|(_, slot)| {
                     now.duration_since(*slot.last_used.lock().expect("slot lock"))
@@ -220,7 +220,7 @@ impl Sessions {
                 })
                 .map(|(name, _)| name.clone())
                 .collect();
-            names
+            expired
                 .into_iter()
                 .filter_map(|n| named.remove(&n).map(|slot| (n, slot)))
                 .collect()

@@ -1,5 +1,7 @@
 //! Running code: output, state, errors, sessions.
 
+use std::fmt::Write as _;
+
 use anyhow::{Result, ensure};
 use serde_json::json;
 
@@ -182,7 +184,7 @@ pub(crate) async fn large_code_runs(b: &TestBackend) -> Result<()> {
     // About 4 MiB of source.
     let mut code = String::from("total = 0\n");
     for i in 0..200_000 {
-        code.push_str(&format!("total += {i}\n"));
+        let _ = writeln!(code, "total += {i}");
     }
     code.push_str("print(total)\n");
     let reply = bridge.run(&code).await?;

@@ -91,7 +91,7 @@ pub(crate) async fn unknown_server_is_named(b: &TestBackend) -> Result<()> {
 }
 
 pub(crate) async fn malformed_json_rpc_keeps_the_server_serving(b: &TestBackend) -> Result<()> {
-    let mut raw = RawBridge::start(b).await?;
+    let mut raw = RawBridge::start(b)?;
     raw.initialize().await?;
     raw.send_line("{this is not json").await?;
     raw.send_line("[]").await?;

@@ -170,7 +170,7 @@ pub(crate) struct RawBridge {
 }
 
 impl RawBridge {
-    pub(crate) async fn start(backend: &TestBackend) -> Result<Self> {
+    pub(crate) fn start(backend: &TestBackend) -> Result<Self> {
         let mut child = tokio::process::Command::new(BIN)
             .args(["run", "--backend", backend.name])
             .env("MCP_BRIDGE_LOG_LEVEL", "warn")
@@ -215,7 +215,7 @@ impl RawBridge {
                 }
             }
         };
-        tokio::time::timeout(Duration::from_secs(60), read)
+        tokio::time::timeout(Duration::from_mins(1), read)
             .await
             .context("no response")?
     }

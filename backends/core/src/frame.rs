@@ -50,7 +50,15 @@ impl Nonce {
     /// A fresh random nonce.
     pub fn random() -> Self {
         let bytes: [u8; NONCE_LEN / 2] = rand::random();
-        Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
+        Self(
+            bytes
+                .iter()
+                .fold(String::with_capacity(NONCE_LEN), |mut hex, b| {
+                    use std::fmt::Write as _;
+                    let _ = write!(hex, "{b:02x}");
+                    hex
+                }),
+        )
     }
     /// The nonce as the hex text sent in the `hello` frame.
     pub fn as_str(&self) -> &str {

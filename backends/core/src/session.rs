@@ -264,7 +264,7 @@ impl Session {
             Verdict::Killed => (RunStatus::TimedOut { state_lost: true }, None),
             Verdict::Failed(reason) => (RunStatus::SandboxFailed { reason }, None),
         };
-        if run.kill_needed(&status) {
+        if RunState::kill_needed(&status) {
             self.dead.store(true, Ordering::Release);
             if let Some(live) = guard.take() {
                 live.control.kill().await;
@@ -386,7 +386,7 @@ impl RunState {
         }
     }
 
-    fn kill_needed(&self, status: &RunStatus) -> bool {
+    fn kill_needed(status: &RunStatus) -> bool {
         matches!(
             status,
             RunStatus::TimedOut { state_lost: true } | RunStatus::SandboxFailed { .. }
@@ -445,7 +445,7 @@ async fn wait_for_ready(live: &mut Live) -> Result<ReadyFrame, SandboxError> {
                         ScanEvent::Stray(_) => {}
                         ScanEvent::Frame(frame) => match *frame {
                             GuestFrame::Ready(ready) => return Ok(ready),
-                            other => {
+                            other @ GuestFrame::Result(_) => {
                                 return Err(FrameError::Unexpected(describe(&other, 0)).into());
                             }
                         },

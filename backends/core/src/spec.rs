@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use crate::error::SandboxError;
 
-/// Smallest memory cap we accept: CPython needs this much to start.
+/// Smallest memory cap we accept: `CPython` needs this much to start.
 pub const MIN_MEMORY_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Limits and grants for one sandboxed guest.
@@ -154,12 +154,12 @@ impl SandboxSpecBuilder {
                 "the process cap must be at least 1".into(),
             ));
         }
-        if let Some(cpus) = spec.cpus {
-            if !(cpus.is_finite() && cpus > 0.0) {
-                return Err(SandboxError::Spec(format!(
-                    "CPU quota {cpus} is not a positive number"
-                )));
-            }
+        if let Some(cpus) = spec.cpus
+            && !(cpus.is_finite() && cpus > 0.0)
+        {
+            return Err(SandboxError::Spec(format!(
+                "CPU quota {cpus} is not a positive number"
+            )));
         }
         for mount in &spec.read_only_mounts {
             if !mount.guest.starts_with('/') || mount.guest.split('/').any(|part| part == "..") {

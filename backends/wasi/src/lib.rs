@@ -1,4 +1,4 @@
-//! `sandbox-wasi`: CPython compiled to WASI, run in wasmtime.
+//! `sandbox-wasi`: `CPython` compiled to WASI, run in wasmtime.
 //!
 //! The isolation comes from WebAssembly itself: the guest sees only what the WASI context
 //! grants. Here that is its three standard streams (in-memory pipes to the host), a private
