@@ -190,8 +190,13 @@ fn parse_log_level(text: &str) -> Result<String, String> {
     };
     match level.as_str() {
         "error" | "warn" | "info" | "debug" | "trace" | "off" => Ok(level),
+        // Per-module directives such as `warn,sandbox_core=trace`.
+        _ if text.contains('=') && tracing_subscriber::EnvFilter::try_new(text.trim()).is_ok() => {
+            Ok(text.trim().to_string())
+        }
         _ => Err(format!(
-            "expected error, warn, info, debug or trace, got {text:?}"
+            "expected error, warn, info, debug or trace (or directives like \
+             warn,sandbox_core=debug), got {text:?}"
         )),
     }
 }

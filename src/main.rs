@@ -59,7 +59,12 @@ fn configure(args: &ConfigArgs) -> Result<Arc<Config>> {
 }
 
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::new(level);
+    // rmcp logs every peer handshake at info; keep that at warn unless asked for debug.
+    let directives = match level {
+        "info" => "info,rmcp=warn".to_string(),
+        other => other.to_string(),
+    };
+    let filter = tracing_subscriber::EnvFilter::new(directives);
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -26,6 +26,15 @@ if ! "$venv/bin/python" -c 'import mcp' 2>/dev/null; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check 'mcp==2.3.0'
 fi
 
+step "node: the MCP Inspector (CLI mode) as a second real client"
+npm_prefix="$cache/npm"
+inspector="$npm_prefix/node_modules/.bin/mcp-inspector"
+if [ ! -x "$inspector" ]; then
+    mkdir -p "$npm_prefix"
+    npm install --prefix "$npm_prefix" --silent --no-audit --no-fund \
+        '@modelcontextprotocol/inspector@2.12.0'
+fi
+
 step "build (release)"
 cargo build --release --locked --workspace --all-targets
 bin="$CARGO_TARGET_DIR/release/mcp-server-code-execution-mode"
@@ -39,8 +48,9 @@ python3 -m unittest discover -s backends/core/guest/tests -t backends/core/guest
 step "rust: unit tests and the behaviour suite"
 cargo test --release --locked --workspace
 
-step "end to end: the official Python MCP SDK against the bridge"
-BRIDGE_BIN="$bin" "$venv/bin/python" -m unittest discover -s tests/e2e -p 'test_*.py' -v
+step "end to end: the official Python MCP SDK and the MCP Inspector against the bridge"
+BRIDGE_BIN="$bin" INSPECTOR="$inspector" \
+    "$venv/bin/python" -m unittest discover -s tests/e2e -p 'test_*.py' -v
 
 step "bench (smoke)"
 "$bin" bench --backend wasi --iterations 20 >/dev/null

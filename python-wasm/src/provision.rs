@@ -71,7 +71,7 @@ pub struct Provisioner {
     source: WasmSource,
     pin: Pin,
     /// The program that runs pip, and the arguments put before `-m pip download ...`.
-    /// Tests use `sh -c <script> sh` to stand in for pip.
+    /// Tests use `sh -c <script> fake-pip` to stand in for pip.
     pip_program: OsString,
     pip_prefix_args: Vec<OsString>,
 }

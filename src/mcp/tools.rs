@@ -48,7 +48,7 @@ pub fn run_python_tool() -> Tool {
         "required": ["code"],
         "additionalProperties": false
     });
-    let output = serde_json::to_value(schemars::schema_for!(RunReport)).expect("schema");
+    let output = output_schema();
     Tool::new(RUN_PYTHON, RUN_PYTHON_DESCRIPTION, as_object(input))
         .with_raw_output_schema(Arc::new(as_object(output)))
         .with_title("Run Python")
@@ -59,6 +59,35 @@ pub fn run_python_tool() -> Tool {
                 .idempotent(false)
                 .open_world(false),
         )
+}
+
+/// The output schema: inlined (no `$ref`, which some clients do not resolve) and free of
+/// non-standard `format` values such as `uint64` (which validators warn about).
+fn output_schema() -> Value {
+    let generator = schemars::generate::SchemaSettings::draft2020_12()
+        .with(|settings| settings.inline_subschemas = true)
+        .into_generator();
+    let mut schema = serde_json::to_value(generator.into_root_schema_for::<RunReport>())
+        .expect("schemas serialise");
+    strip_numeric_formats(&mut schema);
+    schema
+}
+
+fn strip_numeric_formats(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let numeric = map
+                .get("format")
+                .and_then(Value::as_str)
+                .is_some_and(|f| f.starts_with("uint") || f.starts_with("int") || f == "double");
+            if numeric {
+                map.remove("format");
+            }
+            map.values_mut().for_each(strip_numeric_formats);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_numeric_formats),
+        _ => {}
+    }
 }
 
 fn as_object(value: Value) -> JsonObject {
@@ -184,6 +213,13 @@ mod tests {
 
     fn args(value: Value) -> Result<RunArgs, String> {
         parse_run_args(Some(&as_object(value)))
+    }
+
+    #[test]
+    fn the_output_schema_is_self_contained_and_standard() {
+        let text = output_schema().to_string();
+        assert!(!text.contains("$ref") && !text.contains("uint64"), "{text}");
+        assert!(text.contains("\"stdout\""), "{text}");
     }
 
     #[test]

@@ -293,6 +293,8 @@ impl Session {
             Ok(Err(e)) => return Verdict::Failed(self.gone_reason(live, &e.to_string()).await),
             Err(_) => return Verdict::Killed,
         }
+        let sent = Instant::now();
+        tracing::trace!(run = id, "run frame sent");
         let mut out_buf = vec![0u8; READ_CHUNK];
         let mut err_buf = vec![0u8; READ_CHUNK];
         let mut events = Vec::new();
@@ -304,6 +306,7 @@ impl Session {
                         Ok(n) => n,
                         Err(e) => return Verdict::Failed(self.gone_reason(live, &e.to_string()).await),
                     };
+                    tracing::trace!(run = id, bytes = n, after = ?sent.elapsed(), "guest stdout");
                     if let Err(e) = live.scanner.push(&out_buf[..n], &mut events) {
                         return Verdict::Failed(protocol_reason(&e));
                     }
@@ -463,15 +466,31 @@ async fn wait_for_ready(live: &mut Live) -> Result<ReadyFrame, SandboxError> {
 }
 
 /// Take what a stream already holds without waiting for more (stderr written before the
-/// result frame may still sit in the pipe).
+/// result frame may still sit in the pipe). Never sleeps: a timer here would cost a whole
+/// timer tick (1 ms) on every run.
 async fn drain_ready(stream: &mut Option<GuestReader>, buf: &mut [u8], into: &mut CappedBytes) {
-    while let Ok(read) = tokio::time::timeout(Duration::ZERO, read_optional(stream, buf)).await {
-        match read {
-            Ok(0) | Err(_) => {
+    loop {
+        let Some(reader) = stream.as_mut() else {
+            return;
+        };
+        let polled = std::future::poll_fn(|cx| {
+            let mut read_buf = tokio::io::ReadBuf::new(buf);
+            match reader.as_mut().poll_read(cx, &mut read_buf) {
+                std::task::Poll::Ready(Ok(())) => {
+                    std::task::Poll::Ready(Some(Ok(read_buf.filled().len())))
+                }
+                std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Some(Err(e))),
+                std::task::Poll::Pending => std::task::Poll::Ready(None),
+            }
+        })
+        .await;
+        match polled {
+            None => return,
+            Some(Ok(0) | Err(_)) => {
                 *stream = None;
                 return;
             }
-            Ok(n) => into.push(&buf[..n]),
+            Some(Ok(n)) => into.push(&buf[..n]),
         }
     }
 }
