@@ -10,8 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sandbox_core::{Sandbox, SandboxError, SandboxSpec, Session, SessionConfig};
+use sandbox_core::{RunRequest, Sandbox, SandboxError, SandboxSpec, Session, SessionConfig};
 use tracing::{debug, info, warn};
+
+/// Code a pooled session runs before it is handed out: import and start the event loop.
+const WARM_UP: &str = "await __import__('asyncio').sleep(0)";
 
 /// The name of the session used when a call names none.
 pub const DEFAULT_SESSION: &str = "default";
@@ -159,14 +162,15 @@ impl Sessions {
         }
     }
 
-    /// A new session: from the pool if one is warm, else started now.
+    /// A new session: from the pool if one is warm, else started now. The pool is not
+    /// refilled here, so a refill never competes with the caller's first run for CPU; call
+    /// [`Sessions::refill`] once the run is done.
     pub async fn fresh(self: &Arc<Self>) -> Result<(Session, Origin), SandboxError> {
         let warm = {
             let mut pool = self.pool.lock().expect("pool lock");
             pool.retain(Session::is_alive);
             pool.pop()
         };
-        self.refill();
         match warm {
             Some(session) => Ok((session, Origin::Pool)),
             None => Ok((self.start_cold().await?, Origin::Cold)),
@@ -178,9 +182,12 @@ impl Sessions {
         Session::start(self.sandbox.as_ref(), &self.spec, &self.config).await
     }
 
-    /// Top the warm pool up in the background (one refill at a time).
+    /// Top the warm pool up in the background (one refill at a time). Cheap when it is full.
     pub fn refill(self: &Arc<Self>) {
-        if self.pool_size == 0 || self.refilling.swap(true, Ordering::AcqRel) {
+        if self.pool_size == 0 || self.pool.lock().expect("pool lock").len() >= self.pool_size {
+            return;
+        }
+        if self.refilling.swap(true, Ordering::AcqRel) {
             return;
         }
         let this = self.clone();
@@ -190,7 +197,7 @@ impl Sessions {
                 if have >= this.pool_size {
                     break;
                 }
-                match this.start_cold().await {
+                match this.start_warm().await {
                     Ok(session) => this.pool.lock().expect("pool lock").push(session),
                     Err(e) => {
                         warn!("could not warm a session: {e}");
@@ -200,6 +207,27 @@ impl Sessions {
             }
             this.refilling.store(false, Ordering::Release);
         });
+    }
+
+    /// Start a session for the pool and load what most code needs first (`asyncio`, which
+    /// top-level `await` and every MCP proxy use), without binding any name in its globals.
+    async fn start_warm(&self) -> Result<Session, SandboxError> {
+        let session = self.start_cold().await?;
+        let outcome = session
+            .run(&RunRequest {
+                code: WARM_UP.to_string(),
+                servers: Vec::new(),
+                timeout: Duration::from_secs(30),
+            })
+            .await;
+        if outcome.is_error() {
+            session.shutdown().await;
+            return Err(SandboxError::GuestGone(format!(
+                "warming a session failed: {:?}",
+                outcome.status
+            )));
+        }
+        Ok(session)
     }
 
     /// Number of warm sessions ready now.

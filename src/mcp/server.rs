@@ -77,6 +77,8 @@ impl Bridge {
         };
         let outcome = session.run(&request).await;
         self.sessions.touch(&args.session);
+        // Replace what this call took from the warm pool, now that it no longer needs the CPU.
+        self.sessions.refill();
         let report = RunReport::new(&outcome, &args.session, args.servers, timeout.as_secs_f64());
         let mut result = CallToolResult::structured(report.to_value());
         result.content = vec![ContentBlock::text(report.text(self.config.output_mode))];

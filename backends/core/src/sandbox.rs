@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -48,6 +49,13 @@ pub trait Sandbox: Send + Sync + fmt::Debug {
     /// Start one guest running the shared guest runtime's bootstrap (see
     /// [`crate::guest::interpreter_args`]) under `spec`.
     async fn start(&self, spec: &SandboxSpec) -> Result<StartedGuest, SandboxError>;
+
+    /// The guest runtime precompiled for this backend's interpreter (`marshal.dumps` of its
+    /// code object, made by a fresh interpreter that ran nothing else), if the backend has
+    /// it. Sessions then skip compiling the runtime's source at every start.
+    fn compiled_runtime(&self) -> Option<Arc<[u8]>> {
+        None
+    }
 }
 
 /// A byte stream from the guest.

@@ -27,7 +27,7 @@ use crate::frame::{
     CatalogueEntry, FrameError, FrameScanner, GuestErrorInfo, GuestFrame, HostFrame, Nonce,
     ReadyFrame, ResultFrame, ScanEvent, encode_host_frame, encode_raw,
 };
-use crate::guest::RUNTIME_SOURCE;
+use crate::guest::runtime_payload;
 use crate::output::{CappedBytes, Captured};
 use crate::sandbox::{GuestControl, GuestReader, GuestWriter, ResourceUsage, Sandbox};
 use crate::spec::SandboxSpec;
@@ -171,7 +171,8 @@ impl Session {
         };
         let deadline = tokio::time::Instant::now() + config.start_timeout;
         let handshake = async {
-            let mut hello = encode_raw(RUNTIME_SOURCE.as_bytes());
+            let compiled = sandbox.compiled_runtime();
+            let mut hello = encode_raw(&runtime_payload(compiled.as_deref()));
             hello.extend(encode_host_frame(&HostFrame::Hello {
                 nonce: nonce.as_str(),
                 catalogue: &config.catalogue,
@@ -249,7 +250,11 @@ impl Session {
             );
         };
         let mut run = RunState::new(self.output_limit);
+        // If this future is dropped mid-run, the guest may still answer later and desynchronise
+        // the next run: the session is then dead rather than half-working.
+        let abandoned = DeadUnlessDisarmed(&self.dead);
         let verdict = self.drive(live, request, &mut run).await;
+        std::mem::forget(abandoned);
         let (status, result) = match verdict {
             Verdict::Finished(result) => {
                 let status = if run.interrupted {
@@ -293,7 +298,7 @@ impl Session {
             Ok(Err(e)) => return Verdict::Failed(self.gone_reason(live, &e.to_string()).await),
             Err(_) => return Verdict::Killed,
         }
-        let sent = Instant::now();
+        let sent_at = Instant::now();
         tracing::trace!(run = id, "run frame sent");
         let mut out_buf = vec![0u8; READ_CHUNK];
         let mut err_buf = vec![0u8; READ_CHUNK];
@@ -306,7 +311,7 @@ impl Session {
                         Ok(n) => n,
                         Err(e) => return Verdict::Failed(self.gone_reason(live, &e.to_string()).await),
                     };
-                    tracing::trace!(run = id, bytes = n, after = ?sent.elapsed(), "guest stdout");
+                    tracing::trace!(run = id, bytes = n, after = ?sent_at.elapsed(), "guest stdout");
                     if let Err(e) = live.scanner.push(&out_buf[..n], &mut events) {
                         return Verdict::Failed(protocol_reason(&e));
                     }
@@ -364,6 +369,15 @@ impl Session {
             self.output_limit,
             started.elapsed(),
         )
+    }
+}
+
+/// Marks the session dead when dropped; forgotten once a run has ended normally.
+struct DeadUnlessDisarmed<'a>(&'a AtomicBool);
+
+impl Drop for DeadUnlessDisarmed<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
     }
 }
 

@@ -12,6 +12,7 @@
 //! process (built once, from the cached precompiled module), one [`Store`] per session.
 #![forbid(unsafe_code)]
 
+mod compiled;
 mod scratch;
 
 use std::sync::Arc;
@@ -60,6 +61,7 @@ struct Loaded {
     engine: Engine,
     pre: InstancePre<GuestState>,
     wasm: PythonWasm,
+    compiled_runtime: Option<Arc<[u8]>>,
 }
 
 impl std::fmt::Debug for Loaded {
@@ -135,9 +137,12 @@ impl WasiSandbox {
         let result = self
             .loaded
             .get_or_init(|| async move {
-                tokio::task::spawn_blocking(move || load(&provisioner))
+                let cache_dir = provisioner.cache_dir().to_path_buf();
+                let mut loaded = tokio::task::spawn_blocking(move || load(&provisioner))
                     .await
-                    .unwrap_or_else(|e| Err(format!("loading the interpreter panicked: {e}")))
+                    .unwrap_or_else(|e| Err(format!("loading the interpreter panicked: {e}")))?;
+                loaded.compiled_runtime = compiled::runtime(&loaded, &cache_dir).await;
+                Ok(Arc::new(loaded))
             })
             .await;
         result.clone().map_err(|reason| SandboxError::Unavailable {
@@ -147,7 +152,7 @@ impl WasiSandbox {
     }
 }
 
-fn load(provisioner: &Provisioner) -> Result<Arc<Loaded>, String> {
+fn load(provisioner: &Provisioner) -> Result<Loaded, String> {
     let started = std::time::Instant::now();
     let wasm = provisioner.provision().map_err(|e| e.to_string())?;
     let engine = Engine::new(&engine_config()).map_err(|e| format!("wasmtime: {e}"))?;
@@ -162,7 +167,12 @@ fn load(provisioner: &Provisioner) -> Result<Arc<Loaded>, String> {
         .map_err(|e| format!("the interpreter module does not link: {e}"))?;
     spawn_epoch_ticker(&engine);
     info!(elapsed = ?started.elapsed(), interpreter = %wasm.description, "WASI interpreter loaded");
-    Ok(Arc::new(Loaded { engine, pre, wasm }))
+    Ok(Loaded {
+        engine,
+        pre,
+        wasm,
+        compiled_runtime: None,
+    })
 }
 
 /// The engine configuration. It is part of the precompiled-module cache key, so any change
@@ -215,6 +225,13 @@ impl Sandbox for WasiSandbox {
         let loaded = self.loaded().await?;
         start_guest(&loaded, spec)
     }
+
+    fn compiled_runtime(&self) -> Option<Arc<[u8]>> {
+        match self.loaded.get() {
+            Some(Ok(loaded)) => loaded.compiled_runtime.clone(),
+            _ => None,
+        }
+    }
 }
 
 fn start_error(message: impl std::fmt::Display) -> SandboxError {
@@ -222,6 +239,41 @@ fn start_error(message: impl std::fmt::Display) -> SandboxError {
         backend: BACKEND,
         message: message.to_string(),
     }
+}
+
+/// A store for one guest: memory capped at `memory_bytes`, yielding to the executor every
+/// epoch tick, and trapping at the next tick once `killed` is set.
+fn new_store(
+    engine: &Engine,
+    wasi: WasiP1Ctx,
+    memory_bytes: u64,
+    killed: &Arc<AtomicBool>,
+) -> (Store<GuestState>, Arc<AtomicU64>) {
+    let memory = Arc::new(AtomicU64::new(0));
+    let limits = StoreLimitsBuilder::new()
+        .memory_size(usize::try_from(memory_bytes).unwrap_or(usize::MAX))
+        .instances(1)
+        .trap_on_grow_failure(false)
+        .build();
+    let state = GuestState {
+        wasi,
+        limits: MemoryLimiter {
+            limits,
+            memory: memory.clone(),
+        },
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limits);
+    let killed = killed.clone();
+    store.epoch_deadline_callback(move |_| {
+        if killed.load(Ordering::Relaxed) {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store.set_epoch_deadline(1);
+    (store, memory)
 }
 
 fn start_guest(loaded: &Arc<Loaded>, spec: &SandboxSpec) -> Result<StartedGuest, SandboxError> {
@@ -251,31 +303,13 @@ fn start_guest(loaded: &Arc<Loaded>, spec: &SandboxSpec) -> Result<StartedGuest,
         wasi.preopened_dir(&mount.host, &mount.guest, FsPerms::ReadOnly)
             .map_err(|e| start_error(format!("mounting {}: {e}", mount.guest)))?;
     }
-    let memory = Arc::new(AtomicU64::new(0));
-    let limits = StoreLimitsBuilder::new()
-        .memory_size(usize::try_from(spec.memory_bytes()).unwrap_or(usize::MAX))
-        .instances(1)
-        .trap_on_grow_failure(false)
-        .build();
-    let state = GuestState {
-        wasi: wasi.build_p1(),
-        limits: MemoryLimiter {
-            limits,
-            memory: memory.clone(),
-        },
-    };
-    let mut store = Store::new(&loaded.engine, state);
-    store.limiter(|state| &mut state.limits);
     let killed = Arc::new(AtomicBool::new(false));
-    let killed_in_store = killed.clone();
-    store.epoch_deadline_callback(move |_| {
-        if killed_in_store.load(Ordering::Relaxed) {
-            Ok(UpdateDeadline::Interrupt)
-        } else {
-            Ok(UpdateDeadline::Yield(1))
-        }
-    });
-    store.set_epoch_deadline(1);
+    let (store, memory) = new_store(
+        &loaded.engine,
+        wasi.build_p1(),
+        spec.memory_bytes(),
+        &killed,
+    );
 
     let (exit_tx, exit_rx) = watch::channel(None);
     let exit_tx = Arc::new(exit_tx);

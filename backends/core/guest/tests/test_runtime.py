@@ -1,15 +1,18 @@
 """Tests of the guest runtime through its real protocol (backends/core/docs/frames.md).
 
-Run from the repository root:  python3 -m unittest discover -s backends/core/guest/tests
+Run from the repository root:
+    python3 -m unittest discover -s backends/core/guest/tests -t backends/core/guest
 
-Each test starts the interpreter exactly as a backend does (`python -I -c BOOTSTRAP`), sends
-the runtime source frame and `hello`, and talks frames. `MCP_GUEST_COMMAND` (a JSON list)
-replaces the interpreter, e.g. to run the guest under a WASI runtime or another CPython;
-tests that need POSIX signals or subprocesses skip themselves on WASI.
+Each test starts the interpreter exactly as a backend does (`python -I -S -c BOOTSTRAP`),
+sends the runtime frame (`S` + source; one test sends `M` + bytecode) and `hello`, and talks
+frames. `MCP_GUEST_COMMAND` (a JSON list) replaces the interpreter, e.g. to run the guest
+under a WASI runtime or another CPython; tests that need POSIX signals or subprocesses skip
+themselves on WASI.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import queue
@@ -28,6 +31,13 @@ RUNTIME = (GUEST_DIR / "runtime.py").read_bytes()
 GUEST_COMMAND: list[str] = json.loads(os.environ.get("MCP_GUEST_COMMAND", "null")) or [
     sys.executable
 ]
+INTERPRETER_ARGS = ["-I", "-S"]  # as backends/core/src/guest.rs passes them
+# What the host runs once to precompile the runtime (guest.rs: COMPILE_RUNTIME_SOURCE).
+COMPILE_RUNTIME = (
+    "import sys, marshal\n"
+    "sys.stdout.buffer.write(marshal.dumps(compile(sys.stdin.buffer.read().decode(),"
+    " '<mcp-runtime>', 'exec')))"
+)
 MARKER_PREFIX = b"\x00\x1bMCPB"
 CATALOGUE = [
     {"name": "github", "alias": "github", "description": "GitHub issues and pull requests"},
@@ -40,16 +50,37 @@ def host_frame(payload: bytes) -> bytes:
     return len(payload).to_bytes(4, "big") + payload
 
 
+_bare_modules: list[set[str]] = []
+
+
+def bare_interpreter_modules() -> set[str]:
+    """The modules the guest interpreter has loaded before it runs anything."""
+    if not _bare_modules:
+        proc = subprocess.run(
+            [*GUEST_COMMAND, *INTERPRETER_ARGS, "-c", "import sys; print(sorted(sys.modules))"],
+            capture_output=True,
+            timeout=TIMEOUT,
+            check=True,
+        )
+        _bare_modules.append(set(ast.literal_eval(proc.stdout.decode())))
+    return _bare_modules[0]
+
+
 class Guest:
     """The host side of one guest session, for tests: frames in, frames and stray bytes out."""
 
-    def __init__(self, output_limit: int = 64 * 1024, catalogue: list | None = None) -> None:
+    def __init__(
+        self,
+        output_limit: int = 64 * 1024,
+        catalogue: list | None = None,
+        runtime: bytes = b"S" + RUNTIME,
+    ) -> None:
         self.nonce = secrets.token_hex(16)
         self.marker = MARKER_PREFIX + self.nonce.encode() + b"\x1f"
         self.output_limit = output_limit
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
-            [*GUEST_COMMAND, "-I", "-c", BOOTSTRAP],
+            [*GUEST_COMMAND, *INTERPRETER_ARGS, "-c", BOOTSTRAP],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -65,7 +96,7 @@ class Guest:
         ]
         for thread in self._threads:
             thread.start()
-        self.send_raw(host_frame(RUNTIME))
+        self.send_raw(host_frame(runtime))
         self.send(
             {
                 "type": "hello",
@@ -106,8 +137,6 @@ class Guest:
 
     def value(self, expression: str) -> object:
         """Evaluates an expression in the session, through print(repr(...))."""
-        import ast
-
         return ast.literal_eval(self.ok(f"print(repr({expression}))")["stdout"])
 
     # -- guest -> host
@@ -129,6 +158,13 @@ class Guest:
     def stderr(self) -> bytes:
         with self._lock:
             return bytes(self._stderr)
+
+    def stderr_containing(self, text: bytes, timeout: float = 5) -> bytes:
+        """stderr once it contains `text` (fd 2 is read by its own thread), or as it is."""
+        deadline = time.monotonic() + timeout
+        while text not in (data := self.stderr()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return data
 
     def _read_stdout(self) -> None:
         pending = bytearray()
@@ -222,9 +258,53 @@ class StartupTest(unittest.TestCase):
 
     def test_end_of_input_before_the_runtime_exits_zero(self) -> None:
         proc = subprocess.run(
-            [*GUEST_COMMAND, "-I", "-c", BOOTSTRAP], input=b"", capture_output=True, timeout=TIMEOUT
+            [*GUEST_COMMAND, *INTERPRETER_ARGS, "-c", BOOTSTRAP],
+            input=b"",
+            capture_output=True,
+            timeout=TIMEOUT,
         )
         self.assertEqual(proc.returncode, 0, proc.stderr)
+
+    def test_precompiled_runtime(self) -> None:
+        # The guest's own interpreter compiles it, as the host does: marshal is version-bound.
+        compiled = subprocess.run(
+            [*GUEST_COMMAND, *INTERPRETER_ARGS, "-c", COMPILE_RUNTIME],
+            input=RUNTIME,
+            capture_output=True,
+            timeout=TIMEOUT,
+            check=True,
+        ).stdout
+        guest = Guest(runtime=b"M" + compiled)
+        try:
+            self.assertEqual(guest.ready["type"], "ready")
+            self.assertEqual(guest.ok("print(6 * 7)")["stdout"], "42\n")
+            error = guest.run("def f():\n    return 1 / 0\nf()")["error"]
+            self.assertEqual(error["type"], "ZeroDivisionError")
+            self.assertIn("return 1 / 0", error["traceback"])
+            self.assertNotIn("<mcp-runtime>", error["traceback"])
+        finally:
+            self.assertEqual(guest.close(), 0)
+
+    def test_unknown_runtime_tag_fails_loudly(self) -> None:
+        proc = subprocess.run(
+            [*GUEST_COMMAND, *INTERPRETER_ARGS, "-c", BOOTSTRAP],
+            input=host_frame(RUNTIME),  # untagged
+            capture_output=True,
+            timeout=TIMEOUT,
+        )
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn(b"unknown runtime tag", proc.stderr)
+
+    def test_start_up_imports_little(self) -> None:
+        guest = Guest()
+        try:  # what the runtime imported up to `ready` and in a first successful run
+            imported = set(guest.value("sorted(__import__('sys').modules)"))
+            imported -= bare_interpreter_modules()
+            self.assertLessEqual(
+                imported, {"__mcp_runtime__", "mcp", "mcp.runtime", "_json", "_sitebuiltins"}
+            )
+        finally:
+            guest.close()
 
     def test_malformed_and_unknown_frames_are_skipped(self) -> None:
         guest = Guest()
@@ -235,7 +315,8 @@ class StartupTest(unittest.TestCase):
             guest.send({"type": "run", "id": "seven", "code": "pass"})
             guest.send([1, 2])
             self.assertEqual(guest.ok("print('still here')")["stdout"], "still here\n")
-            self.assertIn(b"mcp-runtime: ignored a host frame", guest.stderr())
+            diagnostic = b"mcp-runtime: ignored a host frame"
+            self.assertIn(diagnostic, guest.stderr_containing(diagnostic))
         finally:
             self.assertEqual(guest.close(), 0)
 
@@ -441,6 +522,25 @@ class ErrorTest(GuestTestCase):
         self.assertEqual(result["error"]["message"], "bye")
         self.assertEqual(self.guest.value("'alive'"), "alive")
 
+    def test_site_builtins_without_site(self) -> None:
+        self.assertEqual(self.guest.value("__import__('sys').flags.no_site"), 1)
+        result = self.guest.ok("help(len)")
+        self.assertIn("len(", result["stdout"])
+        self.assertIn("Return the number of items", result["stdout"])
+        self.assertEqual(
+            self.guest.value("(repr(exit), repr(quit))"),
+            ("Use exit() or Ctrl-D (i.e. EOF) to exit", "Use quit() or Ctrl-D (i.e. EOF) to exit"),
+        )
+        self.assertIn("Python Software Foundation", self.guest.value("repr(copyright)"))
+        self.assertIn("CWI", self.guest.value("repr(credits)"))
+        self.assertIn("license", self.guest.value("repr(license)"))
+        for call in ("exit()", "quit(5)", "exit('bye')"):
+            result = self.guest.run(f"print('before')\n{call}\nprint('after')")
+            self.assertEqual(result["stdout"], "before\n")
+            self.assertEqual(result["error"]["type"], "SystemExit")
+        self.assertEqual(result["error"]["message"], "bye")
+        self.assertEqual(self.guest.value("'alive'"), "alive")
+
     def test_keyboard_interrupt_ends_the_run_not_the_session(self) -> None:
         result = self.guest.run("raise KeyboardInterrupt")
         self.assertEqual(result["error"]["type"], "KeyboardInterrupt")
@@ -473,6 +573,35 @@ class ErrorTest(GuestTestCase):
     def test_inspect_sees_user_source(self) -> None:
         self.guest.ok("def shown():\n    return 'source'\n")
         self.assertIn("return 'source'", self.guest.value("__import__('inspect').getsource(shown)"))
+
+    def test_sources_reach_linecache_when_it_is_imported(self) -> None:
+        guest = Guest()  # the runtime imports linecache only when it formats an error
+        try:
+            guest.ok("def early():\n    return 'early source'\n")
+            result = guest.ok(
+                "import sys\n"
+                "print('linecache' in sys.modules)\n"
+                "def same_run():\n    return 'same-run source'\n"
+                "import inspect\n"
+                "print(inspect.getsource(early), inspect.getsource(same_run))"
+            )
+            if "linecache" not in bare_interpreter_modules():  # 3.13 loads it itself
+                self.assertTrue(result["stdout"].startswith("False\n"), result["stdout"])
+            self.assertIn("return 'early source'", result["stdout"])
+            self.assertIn("return 'same-run source'", result["stdout"])
+            result = guest.ok(
+                "def later():\n    return 'later source'\n"
+                "print(inspect.getsource(later))\n"
+                "import warnings\nwarnings.warn('careful')"
+            )
+            self.assertIn("return 'later source'", result["stdout"])
+            self.assertIn("warnings.warn('careful')", result["stderr"])
+            guest.ok("def boom():\n    raise ValueError('late')")
+            guest.ok("import linecache\nlinecache.clearcache()")
+            error = guest.run("boom()")["error"]
+            self.assertIn("raise ValueError('late')", error["traceback"])
+        finally:
+            guest.close()
 
 
 class OutputTest(GuestTestCase):

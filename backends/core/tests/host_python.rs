@@ -1,0 +1,214 @@
+//! The session engine against the real guest runtime, run by the host's own `python3` as a
+//! plain child process. This is not an isolation backend (nothing is sandboxed); it lets the
+//! engine's paths that WASI cannot reach be tested for real: the soft interrupt (SIGINT), a
+//! guest that ignores it, a guest that exits, and a guest that forges frames.
+
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sandbox_core::guest::interpreter_args;
+use sandbox_core::{
+    GuestControl, GuestExit, Probe, RunRequest, RunStatus, Sandbox, SandboxError, SandboxSpec,
+    Session, SessionConfig, StartedGuest,
+};
+use tokio::process::{Child, Command};
+
+#[derive(Debug)]
+struct HostPython;
+
+#[derive(Debug)]
+struct HostControl {
+    pid: u32,
+    child: tokio::sync::Mutex<Child>,
+    exit: Mutex<Option<GuestExit>>,
+}
+
+#[async_trait]
+impl Sandbox for HostPython {
+    fn name(&self) -> &'static str {
+        "host-python"
+    }
+
+    async fn probe(&self) -> Probe {
+        match std::process::Command::new("python3")
+            .arg("--version")
+            .output()
+        {
+            Ok(out) if out.status.success() => Probe::Available {
+                detail: "python3".into(),
+            },
+            _ => Probe::Unavailable {
+                reason: "no python3 on PATH".into(),
+            },
+        }
+    }
+
+    async fn start(&self, _spec: &SandboxSpec) -> Result<StartedGuest, SandboxError> {
+        let mut child = Command::new("python3")
+            .args(interpreter_args())
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        Ok(StartedGuest {
+            stdin: Box::pin(child.stdin.take().expect("piped")),
+            stdout: Box::pin(child.stdout.take().expect("piped")),
+            stderr: Box::pin(child.stderr.take().expect("piped")),
+            control: Box::new(HostControl {
+                pid: child.id().expect("running"),
+                child: tokio::sync::Mutex::new(child),
+                exit: Mutex::new(None),
+            }),
+        })
+    }
+}
+
+#[async_trait]
+impl GuestControl for HostControl {
+    async fn interrupt(&self) -> Result<(), SandboxError> {
+        let status = Command::new("kill")
+            .args(["-INT", &self.pid.to_string()])
+            .status()
+            .await?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(SandboxError::GuestGone("kill -INT failed".into()))
+        }
+    }
+
+    async fn kill(&self) {
+        let mut child = self.child.lock().await;
+        let _ = child.kill().await;
+        *self.exit.lock().unwrap() = Some(GuestExit::Killed);
+    }
+
+    async fn wait(&self) -> GuestExit {
+        if let Some(exit) = self.exit.lock().unwrap().clone() {
+            return exit;
+        }
+        let status = self.child.lock().await.wait().await;
+        match status.ok().and_then(|s| s.code()) {
+            Some(code) => GuestExit::Exited(code),
+            None => GuestExit::Crashed("killed by a signal".into()),
+        }
+    }
+}
+
+fn config() -> SessionConfig {
+    SessionConfig {
+        interrupt_grace: Duration::from_millis(500),
+        ..SessionConfig::default()
+    }
+}
+
+async fn session() -> Option<Session> {
+    if !HostPython.probe().await.is_available() {
+        eprintln!("SKIP host-python: no python3 on PATH");
+        return None;
+    }
+    Some(
+        Session::start(&HostPython, &SandboxSpec::default(), &config())
+            .await
+            .expect("starts"),
+    )
+}
+
+fn run(code: &str, timeout_ms: u64) -> RunRequest {
+    RunRequest {
+        code: code.into(),
+        servers: Vec::new(),
+        timeout: Duration::from_millis(timeout_ms),
+    }
+}
+
+#[tokio::test]
+async fn a_soft_interrupt_keeps_the_session_state() {
+    let Some(session) = session().await else {
+        return;
+    };
+    assert!(!session.run(&run("kept = 42", 5000)).await.is_error());
+    let outcome = session.run(&run("while True:\n    pass", 300)).await;
+    assert_eq!(outcome.status, RunStatus::TimedOut { state_lost: false });
+    assert_eq!(
+        outcome.error.as_ref().map(|e| e.kind.as_str()),
+        Some("KeyboardInterrupt")
+    );
+    let after = session.run(&run("print(kept)", 5000)).await;
+    assert_eq!(after.stdout.text, "42\n");
+    assert!(session.is_alive());
+}
+
+#[tokio::test]
+async fn a_guest_that_ignores_the_interrupt_is_killed() {
+    let Some(session) = session().await else {
+        return;
+    };
+    let code = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass";
+    let outcome = session.run(&run(code, 300)).await;
+    assert_eq!(outcome.status, RunStatus::TimedOut { state_lost: true });
+    assert!(!session.is_alive());
+    let after = session.run(&run("print(1)", 5000)).await;
+    assert!(matches!(after.status, RunStatus::SandboxFailed { .. }));
+}
+
+#[tokio::test]
+async fn a_guest_that_exits_mid_run_ends_the_session_with_a_reason() {
+    let Some(session) = session().await else {
+        return;
+    };
+    let outcome = session.run(&run("import os\nos._exit(7)", 5000)).await;
+    let RunStatus::SandboxFailed { reason } = &outcome.status else {
+        panic!("{:?}", outcome.status)
+    };
+    assert!(reason.contains("status 7"), "{reason}");
+    assert!(outcome.state_lost());
+}
+
+#[tokio::test]
+async fn a_forged_frame_with_the_real_nonce_ends_only_that_session() {
+    let Some(session) = session().await else {
+        return;
+    };
+    // User code can find the nonce (it lives in the same interpreter); a frame it forges is
+    // validated like any other: a result for another run is a protocol violation.
+    let code = r"import gc, os, json
+def attributes(o):
+    try:
+        yield from vars(o).values()
+    except TypeError:
+        pass
+    for name in getattr(type(o), '__slots__', ()):
+        try:
+            yield getattr(o, name)
+        except Exception:
+            pass
+marker = next(v for o in gc.get_objects() for v in attributes(o)
+              if isinstance(v, bytes) and v.startswith(b'\x00\x1bMCPB') and len(v) == 39)
+body = json.dumps({'type': 'result', 'id': 999, 'stdout': '', 'stderr': '', 'error': None})
+os.write(1, marker + len(body).to_bytes(4, 'big') + body.encode())
+import time; time.sleep(5)";
+    let outcome = session.run(&run(code, 10_000)).await;
+    let RunStatus::SandboxFailed { reason } = &outcome.status else {
+        panic!("{:?} {:?}", outcome.status, outcome.error)
+    };
+    assert!(reason.contains("protocol"), "{reason}");
+    assert!(!session.is_alive());
+}
+
+#[tokio::test]
+async fn output_beyond_the_cap_is_cut_on_the_host_too() {
+    let Some(session) = session().await else {
+        return;
+    };
+    let outcome = session
+        .run(&run("import os\nos.write(1, b'x' * 500_000)", 5000))
+        .await;
+    assert!(!outcome.is_error(), "{:?}", outcome.status);
+    assert_eq!(outcome.stdout.text.len(), 64 * 1024);
+    assert_eq!(outcome.stdout.cut_bytes(), 500_000 - 64 * 1024);
+}
