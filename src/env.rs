@@ -38,3 +38,17 @@ pub const POOL_SIZE: &str = "MCP_BRIDGE_POOL_SIZE";
 pub const MAX_SESSIONS: &str = "MCP_BRIDGE_MAX_SESSIONS";
 /// Local python.wasm to use instead of the pinned download (read by `python-wasm`).
 pub const PYTHON_WASM: &str = "MCP_BRIDGE_PYTHON_WASM";
+/// Cache of the interpreter and compiled modules (read by `python-wasm`).
+pub const CACHE_DIR: &str = "MCP_BRIDGE_CACHE_DIR";
+/// The Python whose pip fetches the interpreter (read by `python-wasm`).
+pub const PIP_PYTHON: &str = "MCP_BRIDGE_PIP_PYTHON";
+
+#[cfg(all(test, feature = "backend-wasi"))]
+mod tests {
+    #[test]
+    fn names_read_by_python_wasm_agree() {
+        assert_eq!(super::PYTHON_WASM, python_wasm::ENV_PYTHON_WASM);
+        assert_eq!(super::CACHE_DIR, python_wasm::ENV_CACHE_DIR);
+        assert_eq!(super::PIP_PYTHON, python_wasm::ENV_PIP_PYTHON);
+    }
+}

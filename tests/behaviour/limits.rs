@@ -175,3 +175,34 @@ pub(crate) async fn filling_scratch_space_is_stopped(b: &TestBackend) -> Result<
     ensure!(full || stopped, "{}", reply.text);
     next_call_works(&bridge).await
 }
+
+pub(crate) async fn deep_recursion_is_contained(b: &TestBackend) -> Result<()> {
+    let bridge = b.bridge().await?;
+    let reply = bridge.run("def f(n):\n    return f(n + 1)\nf(0)").await?;
+    ensure!(
+        reply.structured["error"]["type"] == "RecursionError",
+        "{}",
+        reply.text
+    );
+    // With the limit lifted the interpreter's own stack may run out: either way the error is
+    // reported and the server keeps serving.
+    let code = "import sys\nsys.setrecursionlimit(10**7)\ndef g(n):\n    return g(n + 1)\ng(0)";
+    let reply = bridge.call(json!({"code": code, "timeout": 3})).await?;
+    ensure!(reply.is_error, "{}", reply.text);
+    next_call_works(&bridge).await
+}
+
+pub(crate) async fn idle_sessions_are_reaped(b: &TestBackend) -> Result<()> {
+    let bridge = b
+        .bridge_with(&[("MCP_BRIDGE_RUNTIME_IDLE_TIMEOUT", "1s")])
+        .await?;
+    bridge.ok("remembered = True").await?;
+    ensure!(bridge.ok("print('remembered' in globals())").await? == "True\n");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let out = bridge.ok("print('remembered' in globals())").await?;
+    ensure!(
+        out == "False\n",
+        "an idle session should have been reaped: {out:?}"
+    );
+    Ok(())
+}

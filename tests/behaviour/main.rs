@@ -44,7 +44,8 @@ for_each_backend! {
         memory_cap_gives_memory_error, huge_stdout_is_capped_honestly,
         raw_fd_writes_do_not_break_the_protocol, frame_lookalike_text_is_plain_output,
         guest_exit_is_reported_and_next_call_works, timeout_argument_is_clamped,
-        concurrent_calls_on_one_session_are_serialised, filling_scratch_space_is_stopped;
+        concurrent_calls_on_one_session_are_serialised, filling_scratch_space_is_stopped,
+        deep_recursion_is_contained, idle_sessions_are_reaped;
     protocol: lists_one_tool_with_schemas, unknown_tool_is_a_protocol_error,
         bad_arguments_get_a_clear_error, unknown_server_is_named,
         malformed_json_rpc_keeps_the_server_serving, capabilities_resource_is_readable,
