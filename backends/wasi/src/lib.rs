@@ -53,7 +53,9 @@ const SCRATCH_MAX_ENTRIES: u64 = 10_000;
 #[derive(Debug)]
 pub struct WasiSandbox {
     provisioner: Provisioner,
-    loaded: OnceCell<Result<Arc<Loaded>, String>>,
+    /// Set once loading succeeds; a failure is reported and retried by the next caller, so
+    /// fixing the cause (network, pip) needs no restart.
+    loaded: OnceCell<Arc<Loaded>>,
 }
 
 /// The process-wide, costly half: engine, pre-linked module, interpreter facts.
@@ -126,17 +128,13 @@ impl WasiSandbox {
 
     /// The interpreter in use, once prepared.
     pub fn python_wasm(&self) -> Option<&PythonWasm> {
-        match self.loaded.get() {
-            Some(Ok(loaded)) => Some(&loaded.wasm),
-            _ => None,
-        }
+        self.loaded.get().map(|loaded| &loaded.wasm)
     }
 
     async fn loaded(&self) -> Result<Arc<Loaded>, SandboxError> {
         let provisioner = self.provisioner.clone();
-        let result = self
-            .loaded
-            .get_or_init(|| async move {
+        self.loaded
+            .get_or_try_init(|| async move {
                 let cache_dir = provisioner.cache_dir().to_path_buf();
                 let mut loaded = tokio::task::spawn_blocking(move || load(&provisioner))
                     .await
@@ -144,11 +142,12 @@ impl WasiSandbox {
                 loaded.compiled_runtime = compiled::runtime(&loaded, &cache_dir).await;
                 Ok(Arc::new(loaded))
             })
-            .await;
-        result.clone().map_err(|reason| SandboxError::Unavailable {
-            backend: BACKEND,
-            reason,
-        })
+            .await
+            .cloned()
+            .map_err(|reason| SandboxError::Unavailable {
+                backend: BACKEND,
+                reason,
+            })
     }
 }
 
@@ -227,10 +226,9 @@ impl Sandbox for WasiSandbox {
     }
 
     fn compiled_runtime(&self) -> Option<Arc<[u8]>> {
-        match self.loaded.get() {
-            Some(Ok(loaded)) => loaded.compiled_runtime.clone(),
-            _ => None,
-        }
+        self.loaded
+            .get()
+            .and_then(|loaded| loaded.compiled_runtime.clone())
     }
 }
 
