@@ -9,5 +9,6 @@ pub mod cli;
 pub mod config;
 pub mod env;
 pub mod mcp;
+pub mod proxy;
 pub mod sessions;
 pub mod units;

@@ -1,0 +1,3 @@
+//! Proxy dispatch: the user's MCP servers, discovered from client configs, started on
+//! demand, and reached from sandboxed code through `rpc` frames (see
+//! `backends/core/docs/frames.md`, "Calls to the host").
