@@ -50,6 +50,7 @@ fn encoding(c: &mut Criterion) {
                 code: black_box(&code),
                 servers: &[],
                 timeout_ms: 30_000,
+                saved_tools: None,
             })
         });
     });

@@ -142,11 +142,10 @@ async fn provision(args: &ConfigArgs) -> Result<()> {
         .await
         .context("starting a first session")?;
     let outcome = session
-        .run(&RunRequest {
-            code: "import sys; print(sys.version.split()[0])".into(),
-            servers: Vec::new(),
-            timeout: config.timeout,
-        })
+        .run(
+            &RunRequest::code("import sys; print(sys.version.split()[0])", config.timeout),
+            Arc::new(sandbox_core::NoCalls),
+        )
         .await;
     session.shutdown().await;
     anyhow::ensure!(

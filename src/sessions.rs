@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sandbox_core::{RunRequest, Sandbox, SandboxError, SandboxSpec, Session, SessionConfig};
+use sandbox_core::{
+    NoCalls, RunRequest, Sandbox, SandboxError, SandboxSpec, Session, SessionConfig,
+};
 use tracing::{debug, info, warn};
 
 /// Code a pooled session runs before it is handed out: import and start the event loop.
@@ -214,11 +216,10 @@ impl Sessions {
     async fn start_warm(&self) -> Result<Session, SandboxError> {
         let session = self.start_cold().await?;
         let outcome = session
-            .run(&RunRequest {
-                code: WARM_UP.to_string(),
-                servers: Vec::new(),
-                timeout: Duration::from_secs(30),
-            })
+            .run(
+                &RunRequest::code(WARM_UP, Duration::from_secs(30)),
+                Arc::new(NoCalls),
+            )
             .await;
         if outcome.is_error() {
             session.shutdown().await;

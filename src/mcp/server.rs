@@ -15,8 +15,8 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
-use sandbox_core::RunRequest;
 use sandbox_core::frame::CatalogueEntry;
+use sandbox_core::{NoCalls, RunRequest};
 use tracing::{Instrument, info_span};
 
 use crate::config::Config;
@@ -72,10 +72,11 @@ impl Bridge {
         };
         let request = RunRequest {
             code: args.code,
-            servers: args.servers.clone(),
+            servers: Vec::new(),
             timeout,
+            saved_tools: None,
         };
-        let outcome = session.run(&request).await;
+        let outcome = session.run(&request, Arc::new(NoCalls)).await;
         self.sessions.touch(&args.session);
         // Replace what this call took from the warm pool, now that it no longer needs the CPU.
         self.sessions.refill();

@@ -107,10 +107,33 @@ pub enum HostFrame<'a> {
         /// Python source.
         code: &'a str,
         /// Servers this run may use.
-        servers: &'a [String],
+        servers: &'a [ServerRef],
         /// The run's deadline in milliseconds.
         timeout_ms: u64,
+        /// The user's saved tools, when they changed since this session last got them.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        saved_tools: Option<&'a str>,
     },
+    /// The answer to one guest `rpc`.
+    RpcResult {
+        /// The guest's rpc id.
+        id: u64,
+        /// The result, when the call succeeded.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        result: Option<&'a serde_json::Value>,
+        /// The error, when it failed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'a crate::rpc::RpcError>,
+    },
+}
+
+/// A server a run may use, with its Python alias.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerRef {
+    /// The server's configured name.
+    pub name: String,
+    /// Its alias (`mcp_<alias>` in the sandbox).
+    pub alias: String,
 }
 
 /// Frames the guest sends.
@@ -121,6 +144,21 @@ pub enum GuestFrame {
     Ready(ReadyFrame),
     /// A run finished.
     Result(ResultFrame),
+    /// A call to the host.
+    Rpc(RpcFrame),
+}
+
+/// Payload of an `rpc` frame.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RpcFrame {
+    /// Guest-chosen id, echoed in the answer.
+    pub id: u64,
+    /// The run the call belongs to.
+    pub run: u64,
+    /// What is called.
+    pub method: String,
+    /// Its parameters (an object).
+    pub params: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Payload of a `ready` frame.
@@ -391,6 +429,7 @@ mod tests {
             code: "pass",
             servers: &[],
             timeout_ms: 1000,
+            saved_tools: None,
         });
         let len = u32::from_be_bytes(encoded[..4].try_into().unwrap()) as usize;
         assert_eq!(len, encoded.len() - 4);

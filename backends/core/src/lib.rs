@@ -12,12 +12,14 @@ mod error;
 pub mod frame;
 pub mod guest;
 mod output;
+pub mod rpc;
 mod sandbox;
 mod session;
 mod spec;
 
 pub use error::SandboxError;
 pub use output::{CappedBytes, Captured, Cut};
+pub use rpc::{NoCalls, RpcError, RpcHandler};
 pub use sandbox::{
     GuestControl, GuestExit, GuestReader, GuestWriter, Probe, ResourceUsage, Sandbox, StartedGuest,
 };

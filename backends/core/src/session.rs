@@ -14,21 +14,24 @@
 //!   half-works.
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinSet;
 use tokio::time::timeout_at;
 use tracing::{debug, instrument, warn};
 
 use crate::error::SandboxError;
 use crate::frame::{
     CatalogueEntry, FrameError, FrameScanner, GuestErrorInfo, GuestFrame, HostFrame, Nonce,
-    ReadyFrame, ResultFrame, ScanEvent, encode_host_frame, encode_raw,
+    ReadyFrame, ResultFrame, RpcFrame, ScanEvent, ServerRef, encode_host_frame, encode_raw,
 };
 use crate::guest::runtime_payload;
 use crate::output::{CappedBytes, Captured};
+use crate::rpc::{MAX_CALLS_IN_FLIGHT, RpcError, RpcHandler};
 use crate::sandbox::{GuestControl, GuestReader, GuestWriter, ResourceUsage, Sandbox};
 use crate::spec::SandboxSpec;
 
@@ -62,9 +65,23 @@ pub struct RunRequest {
     /// Python source.
     pub code: String,
     /// Servers this run may use.
-    pub servers: Vec<String>,
+    pub servers: Vec<ServerRef>,
     /// Wall-clock budget.
     pub timeout: Duration,
+    /// The user's saved tools, to be defined before `code` (when they changed).
+    pub saved_tools: Option<String>,
+}
+
+impl RunRequest {
+    /// A run of `code` with no servers and no saved tools.
+    pub fn code(code: impl Into<String>, timeout: Duration) -> Self {
+        Self {
+            code: code.into(),
+            servers: Vec::new(),
+            timeout,
+            saved_tools: None,
+        }
+    }
 }
 
 /// How a run ended.
@@ -117,7 +134,7 @@ impl RunOutcome {
 
 /// A live guest and the host's half of its streams.
 struct Live {
-    stdin: GuestWriter,
+    stdin: FrameSender,
     stdout: GuestReader,
     stderr: Option<GuestReader>,
     scanner: FrameScanner,
@@ -162,7 +179,7 @@ impl Session {
             .saturating_mul(2)
             .saturating_add(1 << 20);
         let mut live = Live {
-            stdin: guest.stdin,
+            stdin: FrameSender::spawn(guest.stdin),
             stdout: guest.stdout,
             stderr: Some(guest.stderr),
             scanner: FrameScanner::new(&nonce, max_frame),
@@ -179,8 +196,7 @@ impl Session {
                 output_limit: config.output_limit as u64,
                 state: serde_json::Value::Object(serde_json::Map::new()),
             }));
-            live.stdin.write_all(&hello).await?;
-            live.stdin.flush().await?;
+            live.stdin.send(hello)?;
             wait_for_ready(&mut live).await
         };
         let ready = match timeout_at(deadline, handshake).await {
@@ -240,7 +256,7 @@ impl Session {
 
     /// Run code in this session. Never fails: every way a run can end is a [`RunOutcome`].
     #[instrument(skip_all, fields(backend = self.backend))]
-    pub async fn run(&self, request: &RunRequest) -> RunOutcome {
+    pub async fn run(&self, request: &RunRequest, calls: Arc<dyn RpcHandler>) -> RunOutcome {
         let started = Instant::now();
         let mut guard = self.live.lock().await;
         let Some(live) = guard.as_mut() else {
@@ -253,7 +269,7 @@ impl Session {
         // If this future is dropped mid-run, the guest may still answer later and desynchronise
         // the next run: the session is then dead rather than half-working.
         let abandoned = DeadUnlessDisarmed(&self.dead);
-        let verdict = self.drive(live, request, &mut run).await;
+        let verdict = self.drive(live, request, &calls, &mut run).await;
         std::mem::forget(abandoned);
         let (status, result) = match verdict {
             Verdict::Finished(result) => {
@@ -279,7 +295,13 @@ impl Session {
         run.into_outcome(status, result, self.output_limit, started.elapsed())
     }
 
-    async fn drive(&self, live: &mut Live, request: &RunRequest, run: &mut RunState) -> Verdict {
+    async fn drive(
+        &self,
+        live: &mut Live,
+        request: &RunRequest,
+        calls: &Arc<dyn RpcHandler>,
+        run: &mut RunState,
+    ) -> Verdict {
         let id = live.next_run;
         live.next_run += 1;
         let mut deadline = tokio::time::Instant::now() + request.timeout;
@@ -288,16 +310,13 @@ impl Session {
             code: &request.code,
             servers: &request.servers,
             timeout_ms: u64::try_from(request.timeout.as_millis()).unwrap_or(u64::MAX),
+            saved_tools: request.saved_tools.as_deref(),
         });
-        let send = async {
-            live.stdin.write_all(&frame).await?;
-            live.stdin.flush().await
-        };
-        match timeout_at(deadline, send).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Verdict::Failed(self.gone_reason(live, &e.to_string()).await),
-            Err(_) => return Verdict::Killed,
+        if let Err(e) = live.stdin.send(frame) {
+            return Verdict::Failed(self.gone_reason(live, &e.to_string()).await);
         }
+        // Calls to the host run concurrently; dropping the set (the run ended) aborts them.
+        let mut in_flight: JoinSet<(u64, Result<serde_json::Value, RpcError>)> = JoinSet::new();
         let sent_at = Instant::now();
         tracing::trace!(run = id, "run frame sent");
         let mut out_buf = vec![0u8; READ_CHUNK];
@@ -319,6 +338,11 @@ impl Session {
                         match event {
                             ScanEvent::Stray(bytes) => run.stray_out.push(&bytes),
                             ScanEvent::Frame(frame) => match *frame {
+                                GuestFrame::Rpc(call) if call.run == id => {
+                                    if let Err(e) = accept_call(live, calls, &mut in_flight, call) {
+                                        return Verdict::Failed(self.gone_reason(live, &e.to_string()).await);
+                                    }
+                                }
                                 GuestFrame::Result(result) if result.id == id => {
                                     drain_ready(&mut live.stderr, &mut err_buf, &mut run.stray_err).await;
                                     return Verdict::Finished(Box::new(result));
@@ -335,6 +359,14 @@ impl Session {
                     match read {
                         Ok(0) | Err(_) => live.stderr = None,
                         Ok(n) => run.stray_err.push(&err_buf[..n]),
+                    }
+                }
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    let (call_id, answer) = done.unwrap_or_else(|e| {
+                        (0, Err(RpcError::new("internal", format!("the call failed: {e}"))))
+                    });
+                    if let Err(e) = live.stdin.send(encode_answer(call_id, &answer)) {
+                        return Verdict::Failed(self.gone_reason(live, &e.to_string()).await);
                     }
                 }
                 () = tokio::time::sleep_until(deadline) => {
@@ -462,7 +494,7 @@ async fn wait_for_ready(live: &mut Live) -> Result<ReadyFrame, SandboxError> {
                         ScanEvent::Stray(_) => {}
                         ScanEvent::Frame(frame) => match *frame {
                             GuestFrame::Ready(ready) => return Ok(ready),
-                            other @ GuestFrame::Result(_) => {
+                            other @ (GuestFrame::Result(_) | GuestFrame::Rpc(_)) => {
                                 return Err(FrameError::Unexpected(describe(&other, 0)).into());
                             }
                         },
@@ -526,9 +558,86 @@ fn describe(frame: &GuestFrame, expected_run: u64) -> String {
                 r.id
             )
         }
+        GuestFrame::Rpc(r) if expected_run == 0 => {
+            format!("a call (`{}`) before the runtime was ready", r.method)
+        }
+        GuestFrame::Rpc(r) => {
+            format!(
+                "a call for run {} while run {expected_run} was in flight",
+                r.run
+            )
+        }
     }
 }
 
 fn protocol_reason(error: &FrameError) -> String {
     format!("the sandbox broke the frame protocol ({error}); the session was ended")
+}
+
+/// Start serving one call, or refuse it at once when too many are in flight.
+fn accept_call(
+    live: &Live,
+    calls: &Arc<dyn RpcHandler>,
+    in_flight: &mut JoinSet<(u64, Result<serde_json::Value, RpcError>)>,
+    call: RpcFrame,
+) -> Result<(), SandboxError> {
+    if in_flight.len() >= MAX_CALLS_IN_FLIGHT {
+        let busy = RpcError::new(
+            "busy",
+            format!("more than {MAX_CALLS_IN_FLIGHT} calls are in flight; await some first"),
+        );
+        return live.stdin.send(encode_answer(call.id, &Err(busy)));
+    }
+    let calls = calls.clone();
+    in_flight.spawn(async move { (call.id, calls.call(&call.method, call.params).await) });
+    Ok(())
+}
+
+fn encode_answer(id: u64, answer: &Result<serde_json::Value, RpcError>) -> Vec<u8> {
+    encode_host_frame(&match answer {
+        Ok(result) => HostFrame::RpcResult {
+            id,
+            result: Some(result),
+            error: None,
+        },
+        Err(error) => HostFrame::RpcResult {
+            id,
+            result: None,
+            error: Some(error),
+        },
+    })
+}
+
+/// Writes host frames to the guest's stdin from a task of its own, so the session never
+/// blocks on a guest that is not reading while it itself waits to be read (a deadlock
+/// between two full pipes). Dropping it stops the task.
+struct FrameSender {
+    frames: mpsc::UnboundedSender<Vec<u8>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FrameSender {
+    fn spawn(mut stdin: GuestWriter) -> Self {
+        let (frames, mut queue) = mpsc::unbounded_channel::<Vec<u8>>();
+        let task = tokio::spawn(async move {
+            while let Some(frame) = queue.recv().await {
+                if stdin.write_all(&frame).await.is_err() || stdin.flush().await.is_err() {
+                    break;
+                }
+            }
+        });
+        Self { frames, task }
+    }
+
+    fn send(&self, frame: Vec<u8>) -> Result<(), SandboxError> {
+        self.frames
+            .send(frame)
+            .map_err(|_| SandboxError::GuestGone("the sandbox stopped reading its input".into()))
+    }
+}
+
+impl Drop for FrameSender {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

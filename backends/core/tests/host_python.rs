@@ -4,14 +4,14 @@
 //! guest that ignores it, a guest that exits, and a guest that forges frames.
 
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sandbox_core::guest::interpreter_args;
 use sandbox_core::{
-    GuestControl, GuestExit, Probe, RunRequest, RunStatus, Sandbox, SandboxError, SandboxSpec,
-    Session, SessionConfig, StartedGuest,
+    GuestControl, GuestExit, NoCalls, Probe, RunRequest, RunStatus, Sandbox, SandboxError,
+    SandboxSpec, Session, SessionConfig, StartedGuest,
 };
 use tokio::process::{Child, Command};
 
@@ -119,11 +119,7 @@ async fn session() -> Option<Session> {
 }
 
 fn run(code: &str, timeout_ms: u64) -> RunRequest {
-    RunRequest {
-        code: code.into(),
-        servers: Vec::new(),
-        timeout: Duration::from_millis(timeout_ms),
-    }
+    RunRequest::code(code, Duration::from_millis(timeout_ms))
 }
 
 #[tokio::test]
@@ -131,14 +127,23 @@ async fn a_soft_interrupt_keeps_the_session_state() {
     let Some(session) = session().await else {
         return;
     };
-    assert!(!session.run(&run("kept = 42", 5000)).await.is_error());
-    let outcome = session.run(&run("while True:\n    pass", 300)).await;
+    assert!(
+        !session
+            .run(&run("kept = 42", 5000), Arc::new(NoCalls))
+            .await
+            .is_error()
+    );
+    let outcome = session
+        .run(&run("while True:\n    pass", 300), Arc::new(NoCalls))
+        .await;
     assert_eq!(outcome.status, RunStatus::TimedOut { state_lost: false });
     assert_eq!(
         outcome.error.as_ref().map(|e| e.kind.as_str()),
         Some("KeyboardInterrupt")
     );
-    let after = session.run(&run("print(kept)", 5000)).await;
+    let after = session
+        .run(&run("print(kept)", 5000), Arc::new(NoCalls))
+        .await;
     assert_eq!(after.stdout.text, "42\n");
     assert!(session.is_alive());
 }
@@ -149,10 +154,10 @@ async fn a_guest_that_ignores_the_interrupt_is_killed() {
         return;
     };
     let code = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass";
-    let outcome = session.run(&run(code, 300)).await;
+    let outcome = session.run(&run(code, 300), Arc::new(NoCalls)).await;
     assert_eq!(outcome.status, RunStatus::TimedOut { state_lost: true });
     assert!(!session.is_alive());
-    let after = session.run(&run("print(1)", 5000)).await;
+    let after = session.run(&run("print(1)", 5000), Arc::new(NoCalls)).await;
     assert!(matches!(after.status, RunStatus::SandboxFailed { .. }));
 }
 
@@ -161,7 +166,9 @@ async fn a_guest_that_exits_mid_run_ends_the_session_with_a_reason() {
     let Some(session) = session().await else {
         return;
     };
-    let outcome = session.run(&run("import os\nos._exit(7)", 5000)).await;
+    let outcome = session
+        .run(&run("import os\nos._exit(7)", 5000), Arc::new(NoCalls))
+        .await;
     let RunStatus::SandboxFailed { reason } = &outcome.status else {
         panic!("{:?}", outcome.status)
     };
@@ -192,7 +199,7 @@ marker = next(v for o in gc.get_objects() for v in attributes(o)
 body = json.dumps({'type': 'result', 'id': 999, 'stdout': '', 'stderr': '', 'error': None})
 os.write(1, marker + len(body).to_bytes(4, 'big') + body.encode())
 import time; time.sleep(5)";
-    let outcome = session.run(&run(code, 10_000)).await;
+    let outcome = session.run(&run(code, 10_000), Arc::new(NoCalls)).await;
     let RunStatus::SandboxFailed { reason } = &outcome.status else {
         panic!("{:?} {:?}", outcome.status, outcome.error)
     };
@@ -206,7 +213,10 @@ async fn output_beyond_the_cap_is_cut_on_the_host_too() {
         return;
     };
     let outcome = session
-        .run(&run("import os\nos.write(1, b'x' * 500_000)", 5000))
+        .run(
+            &run("import os\nos.write(1, b'x' * 500_000)", 5000),
+            Arc::new(NoCalls),
+        )
         .await;
     assert!(!outcome.is_error(), "{:?}", outcome.status);
     assert_eq!(outcome.stdout.text.len(), 64 * 1024);
