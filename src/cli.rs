@@ -23,6 +23,20 @@ pub enum Command {
     Provision(ConfigArgs),
     /// Measure the backends through the real server over MCP.
     Bench(BenchArgs),
+    /// List the MCP servers discovered in client configs, where each came from, and what
+    /// was skipped and why.
+    Servers(ServersArgs),
+}
+
+/// Settings of the `servers` subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct ServersArgs {
+    /// Also start each server and report its tool count or its error.
+    #[arg(long)]
+    pub check: bool,
+    /// Settings shared with `run`.
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 /// Settings shared by the subcommands that start sandboxes. Each overrides the environment
@@ -74,6 +88,12 @@ pub struct ConfigArgs {
     /// Local python.wasm instead of the pinned download [env: `MCP_BRIDGE_PYTHON_WASM`].
     #[arg(long)]
     pub python_wasm: Option<PathBuf>,
+    /// An MCP server config file to read first; repeatable [env: `MCP_SERVERS_CONFIG`].
+    #[arg(long)]
+    pub servers_config: Vec<PathBuf>,
+    /// Timeout of one call to an upstream MCP server [env: `MCP_BRIDGE_TOOL_TIMEOUT`].
+    #[arg(long)]
+    pub tool_timeout: Option<String>,
 }
 
 /// Settings of the `bench` subcommand.

@@ -83,6 +83,10 @@ pub struct Config {
     pub log_level: String,
     /// Local python.wasm, if the user gave one.
     pub python_wasm: Option<PathBuf>,
+    /// Server config files named on the command line (else `MCP_SERVERS_CONFIG`).
+    pub servers_config: Vec<PathBuf>,
+    /// Timeout of one call to an upstream MCP server.
+    pub tool_timeout: Duration,
 }
 
 impl Config {
@@ -305,6 +309,13 @@ pub fn resolve_with(
             n => Ok(n),
         },
     );
+    let tool_timeout = r.parse(
+        args.tool_timeout.as_deref(),
+        "tool-timeout",
+        env::TOOL_TIMEOUT,
+        Duration::from_mins(1),
+        parse_duration,
+    );
     let log_level = r.parse(
         args.log_level.as_deref(),
         "log-level",
@@ -366,6 +377,8 @@ pub fn resolve_with(
         state_dir,
         log_level,
         python_wasm,
+        servers_config: args.servers_config.clone(),
+        tool_timeout,
     })
 }
 

@@ -32,6 +32,8 @@ pub const LOG_LEVEL: &str = "MCP_BRIDGE_LOG_LEVEL";
 pub const ALLOW_SELF_SERVER: &str = "MCP_BRIDGE_ALLOW_SELF_SERVER";
 /// One extra server config file, read first.
 pub const SERVERS_CONFIG: &str = "MCP_SERVERS_CONFIG";
+/// Timeout of one call to an upstream MCP server (ours).
+pub const TOOL_TIMEOUT: &str = "MCP_BRIDGE_TOOL_TIMEOUT";
 /// Warm sessions kept ready (ours).
 pub const POOL_SIZE: &str = "MCP_BRIDGE_POOL_SIZE";
 /// Most sessions alive at once (ours).

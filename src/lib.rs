@@ -11,4 +11,5 @@ pub mod env;
 pub mod mcp;
 pub mod proxy;
 pub mod sessions;
+pub mod state;
 pub mod units;

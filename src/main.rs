@@ -13,10 +13,13 @@ use sandbox_core::RunRequest;
 use tracing::{error, info};
 
 use mcp_server_code_execution_mode::backend;
-use mcp_server_code_execution_mode::cli::{Cli, Command, ConfigArgs};
+use mcp_server_code_execution_mode::cli::{Cli, Command, ConfigArgs, ServersArgs};
 use mcp_server_code_execution_mode::config::{self, Config};
 use mcp_server_code_execution_mode::mcp::Bridge;
+use mcp_server_code_execution_mode::proxy::dispatch::Proxy;
 use mcp_server_code_execution_mode::sessions::Sessions;
+use sandbox_core::SessionConfig;
+use sandbox_core::frame::CatalogueEntry;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -29,6 +32,7 @@ fn main() -> ExitCode {
             Command::Run(args) => serve(&args).await,
             Command::Provision(args) => provision(&args).await,
             Command::Bench(args) => bench::run(&args).await,
+            Command::Servers(args) => servers(&args).await,
         }
     });
     // Do not wait for blocked stdin readers or epoch threads on the way out.
@@ -72,12 +76,16 @@ fn init_logging(level: &str) {
         .try_init();
 }
 
-fn sessions_for(config: &Config) -> Result<Arc<Sessions>> {
+fn sessions_for(config: &Config, catalogue: Vec<CatalogueEntry>) -> Result<Arc<Sessions>> {
     let sandbox = backend::build(config).map_err(anyhow::Error::msg)?;
+    let session_config = SessionConfig {
+        catalogue,
+        ..config.session_config()
+    };
     Ok(Sessions::new(
         sandbox,
         config.spec.clone(),
-        config.session_config(),
+        session_config,
         config.pool_size,
         config.max_sessions,
         config.idle_timeout,
@@ -87,7 +95,8 @@ fn sessions_for(config: &Config) -> Result<Arc<Sessions>> {
 /// `run`: serve MCP over stdio until the client goes away or we are told to stop.
 async fn serve(args: &ConfigArgs) -> Result<()> {
     let config = configure(args)?;
-    let sessions = sessions_for(&config)?;
+    let proxy = Proxy::from_config(&config);
+    let sessions = sessions_for(&config, proxy.hello_catalogue())?;
     sessions.spawn_reaper();
     // Provision and warm up off the critical path: `initialize` is answered at once.
     let warm = sessions.clone();
@@ -102,7 +111,7 @@ async fn serve(args: &ConfigArgs) -> Result<()> {
             }
         }
     });
-    let bridge = Bridge::new(config.clone(), sessions.clone(), Vec::new());
+    let bridge = Bridge::new(config.clone(), sessions.clone(), proxy.clone());
     let (stdin, stdout) = rmcp::transport::stdio_pipes();
     let service = bridge
         .serve((stdin, stdout))
@@ -116,7 +125,31 @@ async fn serve(args: &ConfigArgs) -> Result<()> {
         }
     };
     sessions.shutdown_all().await;
+    proxy.shutdown().await;
     outcome
+}
+
+/// `servers`: what discovery found, and with `--check` whether each server starts.
+async fn servers(args: &ServersArgs) -> Result<()> {
+    let config = configure(&args.config)?;
+    let proxy = Proxy::from_config(&config);
+    let mut report =
+        mcp_server_code_execution_mode::proxy::catalogue::render_report(proxy.catalogue());
+    if args.check {
+        report.push_str("\nChecks:\n");
+        report.push_str(&proxy.check_report().await);
+        proxy.shutdown().await;
+    }
+    print_out(&report)
+}
+
+#[allow(
+    clippy::print_stdout,
+    reason = "the report is this subcommand's output"
+)]
+fn print_out(text: &str) -> Result<()> {
+    print!("{text}");
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -132,7 +165,7 @@ async fn shutdown_signal() {
 /// `provision`: fetch, verify and precompile the interpreter, then prove a session starts.
 async fn provision(args: &ConfigArgs) -> Result<()> {
     let config = configure(args)?;
-    let sessions = sessions_for(&config)?;
+    let sessions = sessions_for(&config, Vec::new())?;
     match sessions.sandbox().probe().await {
         sandbox_core::Probe::Available { detail } => info!(%detail, "interpreter ready"),
         sandbox_core::Probe::Unavailable { reason } => anyhow::bail!("{reason}"),

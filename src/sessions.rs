@@ -49,6 +49,8 @@ pub enum Origin {
 struct Slot {
     session: tokio::sync::Mutex<Option<Arc<Session>>>,
     last_used: Mutex<Instant>,
+    /// Version of the saved tools the current session last received.
+    saved_tools: Mutex<Option<u64>>,
 }
 
 /// All sessions of one server.
@@ -138,6 +140,7 @@ impl Sessions {
                     Arc::new(Slot {
                         session: tokio::sync::Mutex::new(None),
                         last_used: Mutex::new(Instant::now()),
+                        saved_tools: Mutex::new(None),
                     })
                 })
                 .clone()
@@ -154,7 +157,21 @@ impl Sessions {
         let (session, origin) = self.fresh().await?;
         let session = Arc::new(session);
         *current = Some(session.clone());
+        *slot.saved_tools.lock().expect("slot lock") = None;
         Ok((session, origin))
+    }
+
+    /// The saved tools' source if the session called `name` has not received this version
+    /// yet (and note that it now has).
+    pub fn saved_tools_update(&self, name: &str, saved: Option<(u64, String)>) -> Option<String> {
+        let (version, source) = saved?;
+        let named = self.named.lock().expect("sessions lock");
+        let mut seen = named.get(name)?.saved_tools.lock().expect("slot lock");
+        if *seen == Some(version) {
+            return None;
+        }
+        *seen = Some(version);
+        Some(source)
     }
 
     /// Mark a session used now (after a run), so the reaper measures idleness from the end.

@@ -15,13 +15,13 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
-use sandbox_core::frame::CatalogueEntry;
-use sandbox_core::{NoCalls, RunRequest};
+use sandbox_core::RunRequest;
 use tracing::{Instrument, info_span};
 
 use crate::config::Config;
 use crate::mcp::format::RunReport;
 use crate::mcp::tools::{RUN_PYTHON, parse_run_args, run_python_tool};
+use crate::proxy::dispatch::Proxy;
 use crate::sessions::Sessions;
 
 /// URI of the capabilities resource.
@@ -34,21 +34,17 @@ pub const CAPABILITIES_TEXT: &str = include_str!("capabilities.md");
 pub struct Bridge {
     config: Arc<Config>,
     sessions: Arc<Sessions>,
-    catalogue: Arc<Vec<CatalogueEntry>>,
+    proxy: Arc<Proxy>,
     tool: Tool,
 }
 
 impl Bridge {
-    /// A server running code on `sessions`.
-    pub fn new(
-        config: Arc<Config>,
-        sessions: Arc<Sessions>,
-        catalogue: Vec<CatalogueEntry>,
-    ) -> Self {
+    /// A server running code on `sessions`, reaching MCP servers through `proxy`.
+    pub fn new(config: Arc<Config>, sessions: Arc<Sessions>, proxy: Arc<Proxy>) -> Self {
         Self {
             config,
             sessions,
-            catalogue: Arc::new(catalogue),
+            proxy,
             tool: run_python_tool(),
         }
     }
@@ -58,9 +54,10 @@ impl Bridge {
             Ok(args) => args,
             Err(message) => return CallToolResult::error(vec![ContentBlock::text(message)]),
         };
-        if let Some(unknown) = args.servers.iter().find(|s| !self.knows_server(s)) {
-            return CallToolResult::error(vec![ContentBlock::text(self.unknown_server(unknown))]);
-        }
+        let servers = match self.proxy.server_refs(&args.servers) {
+            Ok(servers) => servers,
+            Err(message) => return CallToolResult::error(vec![ContentBlock::text(message)]),
+        };
         let timeout = self.config.clamp_timeout(args.timeout_secs);
         let (session, _origin) = match self.sessions.get(&args.session, args.reset).await {
             Ok(found) => found,
@@ -70,13 +67,17 @@ impl Bridge {
                 ))]);
             }
         };
+        let saved_tools = self
+            .sessions
+            .saved_tools_update(&args.session, self.proxy.saved_tools());
+        let calls = self.proxy.calls_for_run(&servers);
         let request = RunRequest {
             code: args.code,
-            servers: Vec::new(),
+            servers,
             timeout,
-            saved_tools: None,
+            saved_tools,
         };
-        let outcome = session.run(&request, Arc::new(NoCalls)).await;
+        let outcome = session.run(&request, calls).await;
         self.sessions.touch(&args.session);
         // Replace what this call took from the warm pool, now that it no longer needs the CPU.
         self.sessions.refill();
@@ -85,24 +86,6 @@ impl Bridge {
         result.content = vec![ContentBlock::text(report.text(self.config.output_mode))];
         result.is_error = Some(!report.ok);
         result
-    }
-
-    fn knows_server(&self, name: &str) -> bool {
-        self.catalogue.iter().any(|entry| entry.name == name)
-    }
-
-    fn unknown_server(&self, name: &str) -> String {
-        if self.catalogue.is_empty() {
-            return format!(
-                "unknown server `{name}`: no MCP servers are configured for this bridge \
-                 (see `runtime.discovered_servers()`)"
-            );
-        }
-        let known: Vec<&str> = self.catalogue.iter().map(|e| e.name.as_str()).collect();
-        format!(
-            "unknown server `{name}`; known servers: {}",
-            known.join(", ")
-        )
     }
 }
 

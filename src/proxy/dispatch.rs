@@ -1,0 +1,427 @@
+//! Serving the guest's calls (`rpc` frames) for one run.
+//!
+//! What is trusted: nothing in the call. Every call is checked here: the method must be
+//! known, its parameters must have the documented shape, and `list_tools` / `call_tool` may
+//! only name servers the run listed in its `servers` argument. Documentation (`query_tool_docs`,
+//! `search_tool_docs`) covers every discovered server, since reading docs starts nothing the
+//! run could use. Persistence (`save_tool`, `memory`) goes through [`State`], which validates
+//! names and sizes before anything touches a path.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rmcp::model::Tool;
+use sandbox_core::frame::{CatalogueEntry, ServerRef};
+use sandbox_core::{RpcError, RpcHandler};
+use serde_json::{Map, Value, json};
+use tracing::warn;
+
+use crate::proxy::alias::assign_tool_aliases;
+use crate::proxy::catalogue::{Catalogue, RemoteKind, Transport};
+use crate::proxy::search::{SearchIndex, ToolDoc, doc_record};
+use crate::proxy::upstream::{UpstreamSpec, UpstreamTransport, Upstreams};
+use crate::state::State;
+
+/// Most results `search_tool_docs` returns.
+const MAX_SEARCH_LIMIT: u64 = 20;
+
+/// Everything proxying needs, one per process.
+#[derive(Debug)]
+pub struct Proxy {
+    catalogue: Catalogue,
+    upstreams: Upstreams,
+    state: Result<State, String>,
+}
+
+impl Proxy {
+    /// Proxying over the servers of `catalogue`, with host state in `state`.
+    pub fn new(
+        catalogue: Catalogue,
+        upstreams: Upstreams,
+        state: Result<State, String>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            catalogue,
+            upstreams,
+            state,
+        })
+    }
+
+    /// The upstream specs for the servers of a catalogue.
+    pub fn upstream_specs(catalogue: &Catalogue) -> Vec<UpstreamSpec> {
+        catalogue
+            .servers
+            .iter()
+            .map(|entry| UpstreamSpec {
+                name: entry.name.clone(),
+                transport: match &entry.transport {
+                    Transport::Stdio {
+                        command,
+                        args,
+                        env,
+                        cwd,
+                    } => UpstreamTransport::Stdio {
+                        command: command.clone(),
+                        args: args.clone(),
+                        env: env.clone(),
+                        cwd: cwd.clone(),
+                    },
+                    Transport::Remote { url, headers, kind } => UpstreamTransport::Remote {
+                        url: url.clone(),
+                        headers: headers.clone(),
+                        sse: matches!(kind, RemoteKind::Sse),
+                    },
+                },
+            })
+            .collect()
+    }
+
+    /// The discovered servers.
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    /// The catalogue as the guest's `hello` frame carries it.
+    pub fn hello_catalogue(&self) -> Vec<CatalogueEntry> {
+        self.catalogue
+            .servers
+            .iter()
+            .map(|s| CatalogueEntry {
+                name: s.name.clone(),
+                alias: s.alias.clone(),
+                description: s.description.clone().unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// The servers a run names, with their aliases; an unknown name is an error that lists
+    /// the known ones.
+    pub fn server_refs(&self, names: &[String]) -> Result<Vec<ServerRef>, String> {
+        let mut refs: Vec<ServerRef> = Vec::new();
+        for name in names {
+            let Some(entry) = self.catalogue.get(name) else {
+                return Err(self.unknown_server(name));
+            };
+            if !refs.iter().any(|r| r.name == entry.name) {
+                refs.push(ServerRef {
+                    name: entry.name.clone(),
+                    alias: entry.alias.clone(),
+                });
+            }
+        }
+        Ok(refs)
+    }
+
+    fn unknown_server(&self, name: &str) -> String {
+        let known = self.catalogue.names();
+        if known.is_empty() {
+            format!(
+                "unknown server `{name}`: no MCP servers are configured for this bridge (run \
+                 `mcp-server-code-execution-mode servers` to see where it looks)"
+            )
+        } else {
+            format!(
+                "unknown server `{name}`; known servers: {}",
+                known.join(", ")
+            )
+        }
+    }
+
+    /// The user's saved tools, with a version that changes whenever they do.
+    pub fn saved_tools(&self) -> Option<(u64, String)> {
+        self.state.as_ref().ok().and_then(State::saved_tools_source)
+    }
+
+    /// The handler for the calls of one run that may use `servers`.
+    pub fn calls_for_run(self: &Arc<Self>, servers: &[ServerRef]) -> Arc<dyn RpcHandler> {
+        Arc::new(RunCalls {
+            proxy: self.clone(),
+            allowed: servers.iter().map(|s| s.name.clone()).collect(),
+        })
+    }
+
+    /// Stop every upstream server this process started.
+    pub async fn shutdown(&self) {
+        self.upstreams.shutdown().await;
+    }
+
+    /// Tools of any discovered server: from the schema cache when it is current, else by
+    /// starting the server.
+    async fn tools_of(&self, server: &str) -> Result<Vec<Tool>, RpcError> {
+        if self.catalogue.get(server).is_none() {
+            return Err(RpcError::new("unknown_server", self.unknown_server(server)));
+        }
+        if let Some(tools) = self.upstreams.cached_tools(server) {
+            return Ok(tools);
+        }
+        self.upstreams
+            .list_tools(server)
+            .await
+            .map_err(|e| upstream_error(&e))
+    }
+
+    async fn docs_of(&self, server: &str) -> Result<Vec<ToolDoc>, RpcError> {
+        let tools = self.tools_of(server).await?;
+        let server_alias = self
+            .catalogue
+            .get(server)
+            .map(|e| e.alias.clone())
+            .unwrap_or_default();
+        let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+        let aliases = assign_tool_aliases(&names);
+        Ok(tools
+            .iter()
+            .zip(aliases)
+            .map(|(tool, tool_alias)| ToolDoc {
+                server: server.to_string(),
+                server_alias: server_alias.clone(),
+                tool: tool.name.to_string(),
+                tool_alias,
+                description: tool.description.as_deref().unwrap_or_default().to_string(),
+                input_schema: Value::Object((*tool.input_schema).clone()),
+            })
+            .collect())
+    }
+}
+
+/// The calls of one run.
+#[derive(Debug)]
+struct RunCalls {
+    proxy: Arc<Proxy>,
+    allowed: Vec<String>,
+}
+
+#[async_trait]
+impl RpcHandler for RunCalls {
+    async fn call(&self, method: &str, params: Map<String, Value>) -> Result<Value, RpcError> {
+        match method {
+            "list_tools" => self.list_tools(&params).await,
+            "call_tool" => self.call_tool(params).await,
+            "query_tool_docs" => self.query_tool_docs(&params).await,
+            "search_tool_docs" => self.search_tool_docs(&params).await,
+            "save_tool" => {
+                let state = self.state()?;
+                state
+                    .save_tool_rpc(&Value::Object(params))
+                    .map_err(|e| state_error(&e))
+            }
+            "memory" => {
+                let state = self.state()?;
+                state
+                    .memory_rpc(&Value::Object(params))
+                    .map_err(|e| state_error(&e))
+            }
+            other => Err(RpcError::new(
+                "invalid_params",
+                format!("unknown method `{other}`"),
+            )),
+        }
+    }
+}
+
+impl RunCalls {
+    fn state(&self) -> Result<&State, RpcError> {
+        self.proxy.state.as_ref().map_err(|why| {
+            RpcError::new(
+                "internal",
+                format!("the state directory is unusable: {why}"),
+            )
+        })
+    }
+
+    /// A server this run may use.
+    fn allowed_server<'a>(&self, params: &'a Map<String, Value>) -> Result<&'a str, RpcError> {
+        let server = string_param(params, "server")?;
+        if self.proxy.catalogue.get(server).is_none() {
+            return Err(RpcError::new(
+                "unknown_server",
+                self.proxy.unknown_server(server),
+            ));
+        }
+        if !self.allowed.iter().any(|a| a == server) {
+            return Err(RpcError::new(
+                "not_allowed",
+                format!(
+                    "server `{server}` was not loaded for this run; pass servers=[\"{server}\"] \
+                     to run_python"
+                ),
+            ));
+        }
+        Ok(server)
+    }
+
+    async fn list_tools(&self, params: &Map<String, Value>) -> Result<Value, RpcError> {
+        let server = self.allowed_server(params)?;
+        let tools = self
+            .proxy
+            .upstreams
+            .list_tools(server)
+            .await
+            .map_err(|e| upstream_error(&e))?;
+        let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+        let aliases = assign_tool_aliases(&names);
+        let records: Vec<Value> = tools
+            .iter()
+            .zip(aliases)
+            .map(|(tool, alias)| {
+                let mut record = json!({
+                    "name": tool.name,
+                    "alias": alias,
+                    "description": tool.description.as_deref().unwrap_or_default(),
+                    "inputSchema": Value::Object((*tool.input_schema).clone()),
+                });
+                if let Some(output) = &tool.output_schema {
+                    record["outputSchema"] = Value::Object((**output).clone());
+                }
+                record
+            })
+            .collect();
+        Ok(Value::Array(records))
+    }
+
+    async fn call_tool(&self, mut params: Map<String, Value>) -> Result<Value, RpcError> {
+        let server = self.allowed_server(&params)?.to_string();
+        let tool = string_param(&params, "tool")?.to_string();
+        let arguments = match params.remove("arguments") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(arguments)) => arguments,
+            Some(_) => {
+                return Err(RpcError::new(
+                    "invalid_params",
+                    "`arguments` must be an object",
+                ));
+            }
+        };
+        let result = self
+            .proxy
+            .upstreams
+            .call_tool(&server, &tool, arguments)
+            .await
+            .map_err(|e| upstream_error(&e))?;
+        serde_json::to_value(result)
+            .map_err(|e| RpcError::new("internal", format!("could not encode the result: {e}")))
+    }
+
+    async fn query_tool_docs(&self, params: &Map<String, Value>) -> Result<Value, RpcError> {
+        let server = string_param(params, "server")?;
+        let full = detail_is_full(params)?;
+        let docs = self.proxy.docs_of(server).await?;
+        match params.get("tool") {
+            None | Some(Value::Null) => Ok(Value::Array(
+                docs.iter().map(|d| doc_record(d, full)).collect(),
+            )),
+            Some(Value::String(tool)) => docs
+                .iter()
+                .find(|d| &d.tool == tool || &d.tool_alias == tool)
+                .map(|d| doc_record(d, full))
+                .ok_or_else(|| {
+                    let known: Vec<&str> = docs.iter().map(|d| d.tool.as_str()).collect();
+                    RpcError::new(
+                        "unknown_tool",
+                        format!(
+                            "server `{server}` has no tool `{tool}`; its tools: {}",
+                            known.join(", ")
+                        ),
+                    )
+                }),
+            Some(_) => Err(RpcError::new("invalid_params", "`tool` must be a string")),
+        }
+    }
+
+    async fn search_tool_docs(&self, params: &Map<String, Value>) -> Result<Value, RpcError> {
+        let query = string_param(params, "query")?;
+        let full = detail_is_full(params)?;
+        let limit = params
+            .get("limit")
+            .and_then(Value::as_u64)
+            .unwrap_or(5)
+            .clamp(1, MAX_SEARCH_LIMIT);
+        let mut docs = Vec::new();
+        for entry in &self.proxy.catalogue.servers {
+            match self.proxy.docs_of(&entry.name).await {
+                Ok(server_docs) => docs.extend(server_docs),
+                Err(e) => warn!(server = %entry.name, "left out of the search: {}", e.message),
+            }
+        }
+        let index = SearchIndex::new(docs);
+        let limit = usize::try_from(limit).expect("at most 20");
+        Ok(Value::Array(
+            index
+                .search(query, limit)
+                .into_iter()
+                .map(|(_, doc)| doc_record(doc, full))
+                .collect(),
+        ))
+    }
+}
+
+fn string_param<'a>(params: &'a Map<String, Value>, name: &str) -> Result<&'a str, RpcError> {
+    match params.get(name) {
+        Some(Value::String(value)) => Ok(value),
+        _ => Err(RpcError::new(
+            "invalid_params",
+            format!("`{name}` must be a string"),
+        )),
+    }
+}
+
+fn detail_is_full(params: &Map<String, Value>) -> Result<bool, RpcError> {
+    match params.get("detail").and_then(Value::as_str) {
+        None | Some("summary") => Ok(false),
+        Some("full") => Ok(true),
+        Some(other) => Err(RpcError::new(
+            "invalid_params",
+            format!("`detail` must be \"summary\" or \"full\", not {other:?}"),
+        )),
+    }
+}
+
+fn upstream_error(error: &crate::proxy::upstream::UpstreamError) -> RpcError {
+    RpcError::new(error.kind(), error.to_string())
+}
+
+fn state_error(error: &crate::state::StateError) -> RpcError {
+    RpcError::new(error.kind(), error.to_string())
+}
+
+impl Proxy {
+    /// Discover the configured servers and open the state directory, as `config` says.
+    /// Nothing is started: upstream servers start when a run first asks for them.
+    pub fn from_config(config: &crate::config::Config) -> Arc<Self> {
+        let env = crate::proxy::catalogue::DiscoveryEnv::from_process(
+            config.state_dir.clone(),
+            &config.servers_config,
+        );
+        let catalogue = Catalogue::discover(&env);
+        for skipped in &catalogue.skipped {
+            warn!(server = %skipped.name, source = %skipped.source.display(), "skipped: {}", skipped.why);
+        }
+        let upstreams = Upstreams::new(
+            Self::upstream_specs(&catalogue),
+            config.state_dir.join(".cache").join("tools"),
+            config.tool_timeout,
+        );
+        let state = State::open(&config.state_dir).map_err(|e| e.to_string());
+        if let Err(why) = &state {
+            warn!("saved tools and memory are unavailable: {why}");
+        }
+        Self::new(catalogue, upstreams, state)
+    }
+
+    /// Start every server and report its tool count or its error (for `servers --check`).
+    pub async fn check_report(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        for entry in &self.catalogue.servers {
+            let line = match self.upstreams.list_tools(&entry.name).await {
+                Ok(tools) => format!("ok      {}: {} tools", entry.name, tools.len()),
+                Err(e) => format!("failed  {}: {e}", entry.name),
+            };
+            let _ = writeln!(out, "{line}");
+        }
+        if self.catalogue.servers.is_empty() {
+            out.push_str("no servers to check\n");
+        }
+        out
+    }
+}

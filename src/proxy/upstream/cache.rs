@@ -1,0 +1,257 @@
+//! The on-disk tool-list cache: one JSON file per server, keyed by a fingerprint of its spec.
+//!
+//! Discovery and search read it without starting anything; it is rewritten each time a server
+//! is started and listed. A file whose fingerprint differs from the current spec (the user
+//! changed the command, the arguments, the set of environment variables, the URL...) is
+//! ignored. Files are written to a temporary name and renamed, so a reader never sees half a
+//! file, and they are size-checked before parsing.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rmcp::model::{Implementation, Tool};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tracing::{debug, warn};
+
+use super::{UpstreamSpec, UpstreamTransport};
+
+/// Version of the file layout; bump it when the layout changes.
+const FORMAT: u32 = 1;
+/// Cache files larger than this are not parsed.
+const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The fingerprint of a spec: what, when changed, may change the tool list.
+///
+/// It covers the transport kind, the command, its arguments, the names (not the values) of the
+/// environment variables, the working directory, the URL, the names of the headers and the SSE
+/// flag. Values of variables and headers are left out: they are often secrets, and rotating a
+/// token does not change the tools.
+pub(super) fn fingerprint(spec: &UpstreamSpec) -> String {
+    let value = match &spec.transport {
+        UpstreamTransport::Stdio {
+            command,
+            args,
+            env,
+            cwd,
+        } => serde_json::json!({
+            "stdio": {
+                "command": command,
+                "args": args,
+                "env": env.keys().collect::<Vec<_>>(),
+                "cwd": cwd.as_ref().map(|c| c.to_string_lossy()),
+            }
+        }),
+        UpstreamTransport::Remote { url, headers, sse } => serde_json::json!({
+            "remote": {
+                "url": url,
+                "headers": headers.keys().map(|k| k.to_ascii_lowercase()).collect::<Vec<_>>(),
+                "sse": sse,
+            }
+        }),
+    };
+    let digest = Sha256::digest(value.to_string().as_bytes());
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+/// The cache file of a server: `<dir>/<name>.json`, with the name escaped so that any server
+/// name gives one plain file inside `dir` (bytes other than ASCII letters, digits, `_`, `-`
+/// and a non-leading `.` become `%XX`).
+pub(super) fn file_for(dir: &Path, server: &str) -> PathBuf {
+    let mut name = String::with_capacity(server.len() + 5);
+    for (i, byte) in server.bytes().enumerate() {
+        let plain =
+            byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' || (byte == b'.' && i > 0);
+        if plain {
+            name.push(char::from(byte));
+        } else {
+            let _ = write!(name, "%{byte:02X}");
+        }
+    }
+    if name.is_empty() {
+        name.push('%');
+    }
+    name.push_str(".json");
+    dir.join(name)
+}
+
+/// The identity a server reported in its `initialize` answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(super) struct ServerIdentity {
+    pub(super) name: String,
+    pub(super) version: String,
+}
+
+impl From<&Implementation> for ServerIdentity {
+    fn from(info: &Implementation) -> Self {
+        Self {
+            name: info.name.clone(),
+            version: info.version.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CacheFile {
+    format: u32,
+    server: String,
+    fingerprint: String,
+    server_info: Option<ServerIdentity>,
+    listed_at_unix: u64,
+    tools: Vec<Tool>,
+}
+
+/// The last file read, to answer again without parsing while the file is unchanged.
+#[derive(Default)]
+pub(super) struct Memo(Mutex<Option<(SystemTime, u64, Arc<Vec<Tool>>)>>);
+
+impl Memo {
+    /// [`read`], parsing the file only when its modification time or length changed.
+    pub(super) fn read(&self, path: &Path, fingerprint: &str) -> Option<Arc<Vec<Tool>>> {
+        let metadata = std::fs::metadata(path).ok()?;
+        let stamp = (metadata.modified().ok()?, metadata.len());
+        let mut memo = self.0.lock().expect("cache memo lock");
+        if let Some((modified, len, tools)) = memo.as_ref()
+            && (*modified, *len) == stamp
+        {
+            return Some(tools.clone());
+        }
+        let tools = Arc::new(read(path, fingerprint)?);
+        *memo = Some((stamp.0, stamp.1, tools.clone()));
+        Some(tools)
+    }
+}
+
+/// The cached tools of a server, if the file exists, parses, and matches `fingerprint`.
+pub(super) fn read(path: &Path, fingerprint: &str) -> Option<Vec<Tool>> {
+    let metadata = std::fs::metadata(path).ok()?;
+    if metadata.len() > MAX_FILE_BYTES {
+        warn!(path = %path.display(), bytes = metadata.len(), "tool cache file too large; ignored");
+        return None;
+    }
+    let bytes = std::fs::read(path).ok()?;
+    let file: CacheFile = match serde_json::from_slice(&bytes) {
+        Ok(file) => file,
+        Err(e) => {
+            debug!(path = %path.display(), error = %e, "unreadable tool cache file; ignored");
+            return None;
+        }
+    };
+    if file.format != FORMAT || file.fingerprint != fingerprint {
+        debug!(path = %path.display(), "tool cache is for another spec; ignored");
+        return None;
+    }
+    Some(file.tools)
+}
+
+/// Write the tools of a server, atomically (temporary file + rename). Failures are logged, not
+/// returned: the cache is an optimisation.
+pub(super) async fn write(
+    path: PathBuf,
+    server: String,
+    fingerprint: String,
+    server_info: Option<ServerIdentity>,
+    tools: Vec<Tool>,
+) {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let listed_at_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let file = CacheFile {
+        format: FORMAT,
+        server,
+        fingerprint,
+        server_info,
+        listed_at_unix,
+        tools,
+    };
+    let bytes = match serde_json::to_vec_pretty(&file) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            warn!(error = %e, "cannot serialise the tool cache");
+            return;
+        }
+    };
+    let Some(dir) = path.parent().map(Path::to_path_buf) else {
+        return;
+    };
+    let tmp = dir.join(format!(
+        ".{}.{}.{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = async {
+        tokio::fs::create_dir_all(&dir).await?;
+        tokio::fs::write(&tmp, &bytes).await?;
+        tokio::fs::rename(&tmp, &path).await
+    }
+    .await;
+    if let Err(e) = result {
+        warn!(path = %path.display(), error = %e, "cannot write the tool cache");
+        let _ = tokio::fs::remove_file(&tmp).await;
+    } else {
+        debug!(path = %path.display(), "tool cache written");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn stdio(command: &str, env: &[(&str, &str)]) -> UpstreamSpec {
+        UpstreamSpec {
+            name: "s".into(),
+            transport: UpstreamTransport::Stdio {
+                command: command.into(),
+                args: vec!["-x".into()],
+                env: env
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+                cwd: None,
+            },
+        }
+    }
+
+    #[test]
+    fn fingerprint_ignores_env_values_but_not_keys() {
+        let a = fingerprint(&stdio("uvx", &[("TOKEN", "one")]));
+        assert_eq!(a, fingerprint(&stdio("uvx", &[("TOKEN", "two")])));
+        assert_ne!(a, fingerprint(&stdio("uvx", &[("OTHER", "one")])));
+        assert_ne!(a, fingerprint(&stdio("npx", &[("TOKEN", "one")])));
+        let remote = UpstreamSpec {
+            name: "s".into(),
+            transport: UpstreamTransport::Remote {
+                url: "http://127.0.0.1/mcp".into(),
+                headers: BTreeMap::new(),
+                sse: false,
+            },
+        };
+        assert_ne!(a, fingerprint(&remote));
+    }
+
+    #[test]
+    fn file_names_stay_inside_the_directory() {
+        let dir = Path::new("/cache");
+        assert_eq!(file_for(dir, "time"), Path::new("/cache/time.json"));
+        assert_eq!(file_for(dir, "a.b"), Path::new("/cache/a.b.json"));
+        assert_eq!(file_for(dir, ".."), Path::new("/cache/%2E..json"));
+        assert_eq!(file_for(dir, "a/b"), Path::new("/cache/a%2Fb.json"));
+        assert_eq!(file_for(dir, ""), Path::new("/cache/%.json"));
+        assert_ne!(file_for(dir, "%2F"), file_for(dir, "/"));
+    }
+}

@@ -1,0 +1,516 @@
+//! One live connection to an upstream server: an rmcp client over a stdio child or an HTTP
+//! session, how it is watched for death, and how it is closed.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
+    JsonObject, Tool,
+};
+use rmcp::service::{
+    ClientInitializeError, NotificationContext, Peer, RunningService, ServiceError,
+};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{ClientHandler, RoleClient, ServiceExt as _};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument as _, debug, info, warn};
+
+use super::UpstreamError;
+use super::stdio::{self, ProcessGroup, StderrTail};
+
+/// How long a closing stdio server gets to exit after its stdin closed, before `SIGTERM`.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+/// How long it gets after `SIGTERM`, before `SIGKILL`.
+const TERM_GRACE: Duration = Duration::from_secs(1);
+/// How long a caller that saw the transport close waits for the exit status to explain it.
+const DEATH_DETAIL_WAIT: Duration = Duration::from_secs(1);
+/// How long the exit report waits for the rest of stderr (the pipe may be held by others).
+const STDERR_DRAIN: Duration = Duration::from_millis(150);
+
+type Death = Option<Arc<str>>;
+
+/// Our side of the MCP session: answers the server's requests with rmcp's defaults (no
+/// sampling, no elicitation, no roots) and notes when its tool list changes.
+struct Handler {
+    info: ClientConfig,
+    server: Arc<str>,
+    tools_stale: Arc<AtomicBool>,
+}
+
+impl ClientHandler for Handler {
+    fn get_info(&self) -> ClientConfig {
+        self.info.clone()
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        debug!(server = %self.server, "tool list changed");
+        self.tools_stale.store(true, Ordering::Release);
+    }
+}
+
+/// A failed request, before it is named with its server and tool.
+pub(super) enum Failure {
+    /// The server is gone; the text says how.
+    Crashed(Arc<str>),
+    /// No answer within the timeout.
+    Timeout(Duration),
+    /// A protocol error or a send failure on a live connection.
+    Request(String),
+}
+
+impl Failure {
+    pub(super) fn into_error(self, server: &str, tool: Option<&str>) -> UpstreamError {
+        let server = server.to_owned();
+        match self {
+            Self::Crashed(how) => {
+                let detail = match tool {
+                    Some(tool) => format!("{how} (while tool `{tool}` was running)"),
+                    None => format!("{how} (while listing its tools)"),
+                };
+                UpstreamError::Crashed { server, detail }
+            }
+            Self::Timeout(after) => UpstreamError::Timeout {
+                server,
+                tool: tool.map(str::to_owned),
+                after,
+            },
+            Self::Request(detail) => UpstreamError::Request {
+                server,
+                tool: tool.map(str::to_owned),
+                detail,
+            },
+        }
+    }
+}
+
+/// A started, initialised server.
+pub(super) struct Connection {
+    server: Arc<str>,
+    peer: Peer<RoleClient>,
+    ct: CancellationToken,
+    death: watch::Receiver<Death>,
+    death_tx: Arc<watch::Sender<Death>>,
+    /// For stdio servers: becomes `true` when the process has exited (and was reaped).
+    exited: Option<watch::Receiver<bool>>,
+    group: Option<Arc<ProcessGroup>>,
+    server_info: Option<Implementation>,
+    tools: RwLock<Arc<Vec<Tool>>>,
+    tools_stale: Arc<AtomicBool>,
+    relist: tokio::sync::Mutex<()>,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("server", &self.server)
+            .field("pgid", &self.group.as_ref().map(|g| g.id()))
+            .finish_non_exhaustive()
+    }
+}
+
+fn client_config() -> ClientConfig {
+    ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION")),
+    )
+}
+
+/// `error: cause: cause` — the whole chain, as transport errors nest the useful part.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// A handshake error, without the transport's type name that rmcp puts in its message.
+fn describe_init(error: &ClientInitializeError) -> String {
+    match error {
+        ClientInitializeError::TransportError { error, context } => {
+            format!("{} (when {context})", chain(error.error.as_ref()))
+        }
+        other => chain(other),
+    }
+}
+
+/// A request error, without the transport's type name that rmcp puts in its message.
+fn describe_service(error: &ServiceError) -> String {
+    match error {
+        ServiceError::TransportSend(error) => chain(error.error.as_ref()),
+        other => chain(other),
+    }
+}
+
+/// Record `detail` as the cause of death unless one is already recorded.
+fn set_death(tx: &watch::Sender<Death>, detail: impl Into<Arc<str>>) {
+    let detail = detail.into();
+    tx.send_if_modified(|death| {
+        if death.is_none() {
+            *death = Some(detail);
+            true
+        } else {
+            false
+        }
+    });
+}
+
+impl Connection {
+    /// Spawn a stdio server, initialise it and list its tools.
+    pub(super) async fn start_stdio(
+        server: Arc<str>,
+        command: &str,
+        args: &[String],
+        env: &std::collections::BTreeMap<String, String>,
+        cwd: Option<&Path>,
+        list_timeout: Duration,
+    ) -> Result<Arc<Self>, String> {
+        let spawned = stdio::spawn(command, args, env, cwd).await?;
+        let stdio::Spawned {
+            mut child,
+            stdin,
+            stdout,
+            stderr,
+            group,
+        } = spawned;
+        let pid = group.id();
+        let group = Arc::new(group);
+        let ct = CancellationToken::new();
+        let (death_tx, death) = watch::channel::<Death>(None);
+        let death_tx = Arc::new(death_tx);
+        let (exited_tx, exited) = watch::channel(false);
+        let tail = StderrTail::default();
+
+        let stderr_task = tokio::spawn(stdio::pump_stderr(server.clone(), stderr, tail.clone()));
+        // The monitor owns the child: it reaps it, reports how it ended, and kills what it
+        // left behind in its group.
+        {
+            let (server, death_tx, group, ct) =
+                (server.clone(), death_tx.clone(), group.clone(), ct.clone());
+            tokio::spawn(async move {
+                let status = child.wait().await;
+                let _ = tokio::time::timeout(STDERR_DRAIN, stderr_task).await;
+                let how = format!(
+                    "{}{}",
+                    stdio::describe_exit(status),
+                    stdio::tail_text(&tail)
+                );
+                info!(server = %server, pid, "{how}");
+                let _ = exited_tx.send(true);
+                set_death(&death_tx, how);
+                ct.cancel();
+                // What the leader left behind in its group: orphans now.
+                group.terminate(TERM_GRACE).await;
+            });
+        }
+
+        let tools_stale = Arc::new(AtomicBool::new(false));
+        let handler = Handler {
+            info: client_config(),
+            server: server.clone(),
+            tools_stale: tools_stale.clone(),
+        };
+        let running = match handler.serve_with_ct((stdout, stdin), ct.clone()).await {
+            Ok(running) => running,
+            Err(e) => {
+                // The process may have died: its exit status and stderr say why.
+                let mut death = death.clone();
+                let how = tokio::time::timeout(DEATH_DETAIL_WAIT, death.wait_for(Option::is_some))
+                    .await
+                    .ok()
+                    .and_then(|d| d.ok().and_then(|d| d.clone()));
+                ct.cancel();
+                group.kill();
+                return Err(match how {
+                    Some(how) => format!("the MCP handshake failed ({}); {how}", describe_init(&e)),
+                    None => format!("the MCP handshake failed: {}", describe_init(&e)),
+                });
+            }
+        };
+        let connection = Self::finish(
+            server,
+            running,
+            ct,
+            death,
+            death_tx,
+            Some(exited),
+            Some(group),
+            tools_stale,
+        );
+        connection.list_initial(list_timeout).await?;
+        Ok(connection)
+    }
+
+    /// Connect to a streamable-HTTP server, initialise the session and list its tools.
+    pub(super) async fn start_remote(
+        server: Arc<str>,
+        url: &str,
+        headers: &std::collections::BTreeMap<String, String>,
+        list_timeout: Duration,
+    ) -> Result<Arc<Self>, String> {
+        let mut custom = HashMap::new();
+        for (name, value) in headers {
+            let name = http::HeaderName::try_from(name.as_str())
+                .map_err(|e| format!("invalid header name `{name}`: {e}"))?;
+            let mut value = http::HeaderValue::try_from(value.as_str())
+                .map_err(|e| format!("invalid value for header `{name}`: {e}"))?;
+            value.set_sensitive(true);
+            if ["accept", "mcp-session-id", "last-event-id"].contains(&name.as_str()) {
+                warn!(server = %server, header = %name, "header is managed by the MCP client; ignored");
+                continue;
+            }
+            custom.insert(name, value);
+        }
+        let config = StreamableHttpClientTransportConfig::with_uri(url)
+            .custom_headers(custom)
+            .reinit_on_expired_session(true);
+        let transport = StreamableHttpClientTransport::from_config(config);
+        let ct = CancellationToken::new();
+        let (death_tx, death) = watch::channel::<Death>(None);
+        let tools_stale = Arc::new(AtomicBool::new(false));
+        let handler = Handler {
+            info: client_config(),
+            server: server.clone(),
+            tools_stale: tools_stale.clone(),
+        };
+        let running = handler
+            .serve_with_ct(transport, ct.clone())
+            .await
+            .map_err(|e| format!("cannot open an MCP session at {url}: {}", describe_init(&e)))?;
+        let connection = Self::finish(
+            server,
+            running,
+            ct,
+            death,
+            Arc::new(death_tx),
+            None,
+            None,
+            tools_stale,
+        );
+        connection.list_initial(list_timeout).await?;
+        Ok(connection)
+    }
+
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "private constructor shared by two transports"
+    )]
+    fn finish(
+        server: Arc<str>,
+        running: RunningService<RoleClient, Handler>,
+        ct: CancellationToken,
+        death: watch::Receiver<Death>,
+        death_tx: Arc<watch::Sender<Death>>,
+        exited: Option<watch::Receiver<bool>>,
+        group: Option<Arc<ProcessGroup>>,
+        tools_stale: Arc<AtomicBool>,
+    ) -> Arc<Self> {
+        let peer = running.peer().clone();
+        let server_info = peer.peer_info().and_then(|info| info.server_info.clone());
+        info!(
+            server = %server,
+            name = server_info.as_ref().map_or("?", |i| i.name.as_str()),
+            version = server_info.as_ref().map_or("?", |i| i.version.as_str()),
+            "MCP server started"
+        );
+        // The supervisor owns the rmcp service loop and notes when it ends.
+        let supervisor = {
+            let (server, death_tx, mut exited, group) = (
+                server.clone(),
+                death_tx.clone(),
+                exited.clone(),
+                group.clone(),
+            );
+            tokio::spawn(
+                async move {
+                    let reason = running.waiting().await;
+                    debug!(?reason, "MCP session ended");
+                    if let Some(exited) = exited.as_mut() {
+                        // A stdio server: its exit status explains the end best.
+                        let waited =
+                            tokio::time::timeout(DEATH_DETAIL_WAIT, exited.wait_for(|e| *e));
+                        if waited.await.is_err() {
+                            set_death(&death_tx, "the server closed its stdout but kept running");
+                            if let Some(group) = group {
+                                group.kill();
+                            }
+                        }
+                    } else {
+                        set_death(&death_tx, "the connection to the server closed");
+                    }
+                }
+                .instrument(tracing::info_span!("upstream", server = %server)),
+            )
+        };
+        Arc::new(Self {
+            server,
+            peer,
+            ct,
+            death,
+            death_tx,
+            exited,
+            group,
+            server_info,
+            tools: RwLock::new(Arc::new(Vec::new())),
+            tools_stale,
+            relist: tokio::sync::Mutex::new(()),
+            supervisor: Mutex::new(Some(supervisor)),
+        })
+    }
+
+    async fn list_initial(self: &Arc<Self>, timeout: Duration) -> Result<(), String> {
+        match self.relist_tools(timeout).await {
+            Ok(_) => Ok(()),
+            Err(failure) => {
+                let error = failure.into_error(&self.server, None);
+                self.ct.cancel();
+                if let Some(group) = &self.group {
+                    group.kill();
+                }
+                Err(format!("it started but listing its tools failed: {error}"))
+            }
+        }
+    }
+
+    /// Whether the connection is still usable.
+    pub(super) fn is_alive(&self) -> bool {
+        self.death.borrow().is_none()
+    }
+
+    /// The process (group) id of a stdio server.
+    pub(super) fn pid(&self) -> Option<u32> {
+        self.group.as_ref().map(|g| g.id())
+    }
+
+    /// The identity the server reported in its `initialize` answer.
+    pub(super) fn server_info(&self) -> Option<&Implementation> {
+        self.server_info.as_ref()
+    }
+
+    /// The tools as last listed.
+    pub(super) fn tools(&self) -> Arc<Vec<Tool>> {
+        self.tools.read().expect("tools lock").clone()
+    }
+
+    /// Whether the server said its tool list changed since it was listed.
+    pub(super) fn tools_stale(&self) -> bool {
+        self.tools_stale.load(Ordering::Acquire)
+    }
+
+    /// List the tools again (one listing at a time) and keep the answer.
+    pub(super) async fn relist_tools(&self, timeout: Duration) -> Result<Arc<Vec<Tool>>, Failure> {
+        let _one_at_a_time = self.relist.lock().await;
+        self.tools_stale.store(false, Ordering::Release);
+        let tools = Arc::new(self.request(self.peer.list_all_tools(), timeout).await?);
+        *self.tools.write().expect("tools lock") = tools.clone();
+        Ok(tools)
+    }
+
+    /// Call a tool.
+    pub(super) async fn call_tool(
+        &self,
+        tool: &str,
+        arguments: JsonObject,
+        timeout: Duration,
+    ) -> Result<CallToolResult, Failure> {
+        let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
+        self.request(self.peer.call_tool(params), timeout).await
+    }
+
+    /// Run one request against the connection's death and a timeout. Dropping rmcp's request
+    /// future on timeout sends `notifications/cancelled` to the server.
+    async fn request<T>(
+        &self,
+        request: impl Future<Output = Result<T, ServiceError>>,
+        timeout: Duration,
+    ) -> Result<T, Failure> {
+        let mut death = self.death.clone();
+        let outcome = tokio::select! {
+            outcome = tokio::time::timeout(timeout, request) => outcome,
+            died = death.wait_for(Option::is_some) => {
+                let how = died.ok().and_then(|d| d.clone());
+                return Err(Failure::Crashed(how.unwrap_or_else(|| "the connection ended".into())));
+            }
+        };
+        match outcome {
+            Err(_elapsed) => Err(Failure::Timeout(timeout)),
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(ServiceError::McpError(error))) => {
+                Err(Failure::Request(error.message.to_string()))
+            }
+            Ok(Err(error)) => {
+                let closed = matches!(error, ServiceError::TransportClosed)
+                    || self.peer.is_transport_closed();
+                if closed {
+                    // Let the exit status (or the supervisor) say what happened.
+                    let how =
+                        tokio::time::timeout(DEATH_DETAIL_WAIT, death.wait_for(Option::is_some))
+                            .await
+                            .ok()
+                            .and_then(|d| d.ok().and_then(|d| d.clone()));
+                    let how = how.unwrap_or_else(|| {
+                        let how: Arc<str> =
+                            format!("the connection closed ({})", describe_service(&error)).into();
+                        set_death(&self.death_tx, how.clone());
+                        how
+                    });
+                    Err(Failure::Crashed(how))
+                } else {
+                    Err(Failure::Request(describe_service(&error)))
+                }
+            }
+        }
+    }
+
+    /// Close gracefully: end the MCP session (a stdio server sees its stdin close; an HTTP
+    /// session is deleted), give a stdio server [`EXIT_GRACE`] to exit, then `SIGTERM` and
+    /// `SIGKILL` its whole process group.
+    pub(super) async fn close(&self) {
+        set_death(&self.death_tx, "the bridge shut the server down");
+        self.ct.cancel();
+        if let (Some(exited), Some(group)) = (&self.exited, &self.group) {
+            let mut exited = exited.clone();
+            let _ = tokio::time::timeout(EXIT_GRACE, exited.wait_for(|e| *e)).await;
+            group.terminate(TERM_GRACE).await;
+        }
+        let supervisor = self.supervisor.lock().expect("supervisor lock").take();
+        if let Some(supervisor) = supervisor
+            && tokio::time::timeout(EXIT_GRACE, supervisor).await.is_err()
+        {
+            debug!(server = %self.server, "MCP session did not end in time");
+        }
+        info!(server = %self.server, "MCP server stopped");
+    }
+
+    /// Throw a dead connection away: make sure nothing of it is left running.
+    pub(super) fn discard(&self) {
+        self.ct.cancel();
+        if let Some(group) = &self.group {
+            group.kill();
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.ct.cancel();
+        if let Some(group) = &self.group {
+            group.kill();
+        }
+    }
+}
