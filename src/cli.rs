@@ -91,6 +91,9 @@ pub struct ConfigArgs {
     /// An MCP server config file to read first; repeatable [env: `MCP_SERVERS_CONFIG`].
     #[arg(long)]
     pub servers_config: Vec<PathBuf>,
+    /// Also offer the discovery helpers as MCP tools [env: `MCP_BRIDGE_DISCOVERY_TOOLS`].
+    #[arg(long)]
+    pub discovery_tools: bool,
     /// Timeout of one call to an upstream MCP server [env: `MCP_BRIDGE_TOOL_TIMEOUT`].
     #[arg(long)]
     pub tool_timeout: Option<String>,

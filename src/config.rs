@@ -87,6 +87,8 @@ pub struct Config {
     pub servers_config: Vec<PathBuf>,
     /// Timeout of one call to an upstream MCP server.
     pub tool_timeout: Duration,
+    /// Offer the discovery helpers as MCP tools too.
+    pub discovery_tools: bool,
 }
 
 impl Config {
@@ -158,6 +160,16 @@ impl Resolver<'_> {
                 }
             },
         }
+    }
+}
+
+fn parse_flag(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(format!(
+            "expected 1/true/yes/on or 0/false/no/off, got {text:?}"
+        )),
     }
 }
 
@@ -316,6 +328,8 @@ pub fn resolve_with(
         Duration::from_mins(1),
         parse_duration,
     );
+    let discovery_tools =
+        args.discovery_tools || r.parse(None, "", env::DISCOVERY_TOOLS, false, parse_flag);
     let log_level = r.parse(
         args.log_level.as_deref(),
         "log-level",
@@ -379,6 +393,7 @@ pub fn resolve_with(
         python_wasm,
         servers_config: args.servers_config.clone(),
         tool_timeout,
+        discovery_tools,
     })
 }
 

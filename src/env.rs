@@ -34,6 +34,8 @@ pub const ALLOW_SELF_SERVER: &str = "MCP_BRIDGE_ALLOW_SELF_SERVER";
 pub const SERVERS_CONFIG: &str = "MCP_SERVERS_CONFIG";
 /// Timeout of one call to an upstream MCP server (ours).
 pub const TOOL_TIMEOUT: &str = "MCP_BRIDGE_TOOL_TIMEOUT";
+/// Also offer the discovery helpers as MCP tools (ours).
+pub const DISCOVERY_TOOLS: &str = "MCP_BRIDGE_DISCOVERY_TOOLS";
 /// Warm sessions kept ready (ours).
 pub const POOL_SIZE: &str = "MCP_BRIDGE_POOL_SIZE";
 /// Most sessions alive at once (ours).

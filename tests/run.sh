@@ -26,13 +26,32 @@ if ! "$venv/bin/python" -c 'import mcp' 2>/dev/null; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check 'mcp==2.3.0'
 fi
 
-step "node: the MCP Inspector (CLI mode) as a second real client"
+step "python: real upstream MCP servers (mcp-server-time, mcp-server-git)"
+upstreams="$cache/upstreams-venv"
+if [ ! -x "$upstreams/bin/python" ]; then
+    python3 -m venv "$upstreams"
+fi
+if [ ! -x "$upstreams/bin/mcp-server-time" ] || [ ! -x "$upstreams/bin/mcp-server-git" ]; then
+    "$upstreams/bin/pip" install --quiet --disable-pip-version-check \
+        'mcp-server-time==2026.10.19' 'mcp-server-git==2026.10.19'
+fi
+
+step "node: the MCP Inspector (CLI mode) and real upstream MCP servers"
 npm_prefix="$cache/npm"
 inspector="$npm_prefix/node_modules/.bin/mcp-inspector"
-if [ ! -x "$inspector" ]; then
+npm_packages=(
+    '@modelcontextprotocol/inspector@2.12.0'
+    '@modelcontextprotocol/server-everything@2026.8.31'
+    '@modelcontextprotocol/server-memory@2026.8.31'
+    '@modelcontextprotocol/server-filesystem@2026.8.31'
+)
+npm_missing=0
+for bin in mcp-inspector mcp-server-everything mcp-server-memory mcp-server-filesystem; do
+    [ -x "$npm_prefix/node_modules/.bin/$bin" ] || npm_missing=1
+done
+if [ "$npm_missing" = 1 ]; then
     mkdir -p "$npm_prefix"
-    npm install --prefix "$npm_prefix" --silent --no-audit --no-fund \
-        '@modelcontextprotocol/inspector@2.12.0'
+    npm install --prefix "$npm_prefix" --silent --no-audit --no-fund "${npm_packages[@]}"
 fi
 
 step "build (release)"
@@ -49,7 +68,7 @@ step "rust: unit tests and the behaviour suite"
 cargo test --release --locked --workspace
 
 step "end to end: the official Python MCP SDK and the MCP Inspector against the bridge"
-BRIDGE_BIN="$bin" INSPECTOR="$inspector" \
+BRIDGE_BIN="$bin" INSPECTOR="$inspector" UPSTREAMS_VENV="$upstreams" NPM_PREFIX="$npm_prefix" \
     "$venv/bin/python" -m unittest discover -s tests/e2e -p 'test_*.py' -v
 
 step "bench (smoke)"

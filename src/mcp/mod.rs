@@ -1,5 +1,6 @@
 //! The MCP layer: the `run_python` tool, the capabilities resource, result formatting.
 
+mod discovery;
 pub mod format;
 mod server;
 pub mod tools;

@@ -19,6 +19,7 @@ use sandbox_core::RunRequest;
 use tracing::{Instrument, info_span};
 
 use crate::config::Config;
+use crate::mcp::discovery;
 use crate::mcp::format::RunReport;
 use crate::mcp::tools::{RUN_PYTHON, parse_run_args, run_python_tool};
 use crate::proxy::dispatch::Proxy;
@@ -112,7 +113,11 @@ impl ServerHandler for Bridge {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(vec![self.tool.clone()]))
+        let mut tools = vec![self.tool.clone()];
+        if self.config.discovery_tools {
+            tools.extend(discovery::discovery_tools());
+        }
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     async fn call_tool(
@@ -120,6 +125,13 @@ impl ServerHandler for Bridge {
         request: CallToolRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        if self.config.discovery_tools && request.name != RUN_PYTHON {
+            let empty = rmcp::model::JsonObject::new();
+            let args = request.arguments.as_ref().unwrap_or(&empty);
+            if let Some(result) = discovery::call(&self.proxy, &request.name, args).await {
+                return Ok(result.into());
+            }
+        }
         if request.name != RUN_PYTHON {
             return Err(McpError::invalid_params(
                 format!(

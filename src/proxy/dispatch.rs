@@ -160,6 +160,59 @@ impl Proxy {
             .map_err(|e| upstream_error(&e))
     }
 
+    /// Doc records of one discovered server's tools, or of one tool (by name or alias).
+    pub async fn query_docs(
+        &self,
+        server: &str,
+        tool: Option<&str>,
+        full: bool,
+    ) -> Result<Value, RpcError> {
+        let docs = self.docs_of(server).await?;
+        let Some(tool) = tool else {
+            return Ok(Value::Array(
+                docs.iter().map(|d| doc_record(d, full)).collect(),
+            ));
+        };
+        docs.iter()
+            .find(|d| d.tool == tool || d.tool_alias == tool)
+            .map(|d| doc_record(d, full))
+            .ok_or_else(|| {
+                let known: Vec<&str> = docs.iter().map(|d| d.tool.as_str()).collect();
+                RpcError::new(
+                    "unknown_tool",
+                    format!(
+                        "server `{server}` has no tool `{tool}`; its tools: {}",
+                        known.join(", ")
+                    ),
+                )
+            })
+    }
+
+    /// Doc records of the tools best matching `query` across every discovered server.
+    pub async fn search_docs(
+        &self,
+        query: &str,
+        limit: u64,
+        full: bool,
+    ) -> Result<Value, RpcError> {
+        let limit = usize::try_from(limit.clamp(1, MAX_SEARCH_LIMIT)).expect("at most 20");
+        let mut docs = Vec::new();
+        for entry in &self.catalogue.servers {
+            match self.docs_of(&entry.name).await {
+                Ok(server_docs) => docs.extend(server_docs),
+                Err(e) => warn!(server = %entry.name, "left out of the search: {}", e.message),
+            }
+        }
+        let index = SearchIndex::new(docs);
+        Ok(Value::Array(
+            index
+                .search(query, limit)
+                .into_iter()
+                .map(|(_, doc)| doc_record(doc, full))
+                .collect(),
+        ))
+    }
+
     async fn docs_of(&self, server: &str) -> Result<Vec<ToolDoc>, RpcError> {
         let tools = self.tools_of(server).await?;
         let server_alias = self
@@ -303,55 +356,29 @@ impl RunCalls {
     }
 
     async fn query_tool_docs(&self, params: &Map<String, Value>) -> Result<Value, RpcError> {
-        let server = string_param(params, "server")?;
-        let full = detail_is_full(params)?;
-        let docs = self.proxy.docs_of(server).await?;
-        match params.get("tool") {
-            None | Some(Value::Null) => Ok(Value::Array(
-                docs.iter().map(|d| doc_record(d, full)).collect(),
-            )),
-            Some(Value::String(tool)) => docs
-                .iter()
-                .find(|d| &d.tool == tool || &d.tool_alias == tool)
-                .map(|d| doc_record(d, full))
-                .ok_or_else(|| {
-                    let known: Vec<&str> = docs.iter().map(|d| d.tool.as_str()).collect();
-                    RpcError::new(
-                        "unknown_tool",
-                        format!(
-                            "server `{server}` has no tool `{tool}`; its tools: {}",
-                            known.join(", ")
-                        ),
-                    )
-                }),
-            Some(_) => Err(RpcError::new("invalid_params", "`tool` must be a string")),
-        }
+        let tool = match params.get("tool") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(tool)) => Some(tool.as_str()),
+            Some(_) => return Err(RpcError::new("invalid_params", "`tool` must be a string")),
+        };
+        self.proxy
+            .query_docs(
+                string_param(params, "server")?,
+                tool,
+                detail_is_full(params)?,
+            )
+            .await
     }
 
     async fn search_tool_docs(&self, params: &Map<String, Value>) -> Result<Value, RpcError> {
-        let query = string_param(params, "query")?;
-        let full = detail_is_full(params)?;
-        let limit = params
-            .get("limit")
-            .and_then(Value::as_u64)
-            .unwrap_or(5)
-            .clamp(1, MAX_SEARCH_LIMIT);
-        let mut docs = Vec::new();
-        for entry in &self.proxy.catalogue.servers {
-            match self.proxy.docs_of(&entry.name).await {
-                Ok(server_docs) => docs.extend(server_docs),
-                Err(e) => warn!(server = %entry.name, "left out of the search: {}", e.message),
-            }
-        }
-        let index = SearchIndex::new(docs);
-        let limit = usize::try_from(limit).expect("at most 20");
-        Ok(Value::Array(
-            index
-                .search(query, limit)
-                .into_iter()
-                .map(|(_, doc)| doc_record(doc, full))
-                .collect(),
-        ))
+        let limit = params.get("limit").and_then(Value::as_u64).unwrap_or(5);
+        self.proxy
+            .search_docs(
+                string_param(params, "query")?,
+                limit,
+                detail_is_full(params)?,
+            )
+            .await
     }
 }
 

@@ -1,0 +1,129 @@
+//! The opt-in discovery tools (`--discovery-tools`): the sandbox's discovery helpers, offered
+//! as small MCP tools for clients that want to look before they run code. Off by default,
+//! so the surface stays `run_python` alone.
+
+use std::sync::Arc;
+
+use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotations};
+use serde_json::{Value, json};
+
+use crate::mcp::server::CAPABILITIES_TEXT;
+use crate::proxy::dispatch::Proxy;
+
+fn object(value: Value) -> Arc<JsonObject> {
+    match value {
+        Value::Object(map) => Arc::new(map),
+        _ => unreachable!("schemas are objects"),
+    }
+}
+
+fn read_only(tool: Tool) -> Tool {
+    tool.with_annotations(ToolAnnotations::new().read_only(true).open_world(false))
+}
+
+/// The discovery tools' definitions.
+pub(super) fn discovery_tools() -> Vec<Tool> {
+    let detail = json!({"type": "string", "enum": ["summary", "full"],
+        "description": "\"full\" adds each tool's input schema."});
+    vec![
+        read_only(Tool::new(
+            "discovered_servers",
+            "List the MCP servers run_python can load with servers=[...].",
+            object(json!({"type": "object", "properties": {
+                "detailed": {"type": "boolean", "description": "Include descriptions."}}})),
+        )),
+        read_only(Tool::new(
+            "search_tool_docs",
+            "Find tools across all configured MCP servers, best match first.",
+            object(json!({"type": "object", "properties": {
+                "query": {"type": "string"},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 20},
+                "detail": detail}, "required": ["query"]})),
+        )),
+        read_only(Tool::new(
+            "query_tool_docs",
+            "Docs of one MCP server's tools, or of one tool.",
+            object(json!({"type": "object", "properties": {
+                "server": {"type": "string"},
+                "tool": {"type": "string"},
+                "detail": detail}, "required": ["server"]})),
+        )),
+        read_only(Tool::new(
+            "capability_summary",
+            "What the run_python sandbox can do and how to use its helpers.",
+            object(json!({"type": "object", "properties": {}})),
+        )),
+    ]
+}
+
+fn detail_full(args: &JsonObject) -> Result<bool, String> {
+    match args.get("detail").and_then(Value::as_str) {
+        None | Some("summary") => Ok(false),
+        Some("full") => Ok(true),
+        Some(other) => Err(format!(
+            "`detail` must be \"summary\" or \"full\", not {other:?}"
+        )),
+    }
+}
+
+fn string_arg<'a>(args: &'a JsonObject, name: &str) -> Result<&'a str, String> {
+    args.get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("`{name}` must be a string"))
+}
+
+fn structured(value: Value) -> CallToolResult {
+    let text = serde_json::to_string_pretty(&value).expect("serialises");
+    let wrapped = json!({ "result": value });
+    let mut result = CallToolResult::structured(wrapped);
+    result.content = vec![ContentBlock::text(text)];
+    result
+}
+
+/// Call one discovery tool; `None` when `name` is not one of them.
+pub(super) async fn call(proxy: &Proxy, name: &str, args: &JsonObject) -> Option<CallToolResult> {
+    let outcome: Result<CallToolResult, String> = match name {
+        "discovered_servers" => {
+            let detailed = args
+                .get("detailed")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let servers: Vec<Value> = proxy
+                .catalogue()
+                .servers
+                .iter()
+                .map(|s| {
+                    if detailed {
+                        json!({"name": s.name, "description": s.description.clone().unwrap_or_default()})
+                    } else {
+                        json!(s.name)
+                    }
+                })
+                .collect();
+            Ok(structured(Value::Array(servers)))
+        }
+        "search_tool_docs" => {
+            async {
+                let query = string_arg(args, "query")?;
+                let limit = args.get("limit").and_then(Value::as_u64).unwrap_or(5);
+                let found = proxy.search_docs(query, limit, detail_full(args)?).await;
+                found.map(structured).map_err(|e| e.message)
+            }
+            .await
+        }
+        "query_tool_docs" => {
+            async {
+                let server = string_arg(args, "server")?;
+                let tool = args.get("tool").and_then(Value::as_str);
+                let found = proxy.query_docs(server, tool, detail_full(args)?).await;
+                found.map(structured).map_err(|e| e.message)
+            }
+            .await
+        }
+        "capability_summary" => Ok(CallToolResult::success(vec![ContentBlock::text(
+            CAPABILITIES_TEXT,
+        )])),
+        _ => return None,
+    };
+    Some(outcome.unwrap_or_else(|message| CallToolResult::error(vec![ContentBlock::text(message)])))
+}
