@@ -15,7 +15,7 @@ use rmcp::{RoleClient, ServiceExt};
 use serde::Serialize;
 use serde_json::json;
 
-use mcp_server_code_execution_mode::cli::BenchArgs;
+use mcp_server_code_execution_mode::cli::{BenchArgs, BenchFocus};
 
 const BACKENDS: [&str; 1] = ["wasi"];
 
@@ -89,6 +89,15 @@ type Client = RunningService<RoleClient, ()>;
 
 /// Run the benchmark and print the report.
 pub(crate) async fn run(args: &BenchArgs) -> Result<()> {
+    match &args.focus {
+        Some(BenchFocus::Tokens(config)) => {
+            return print_report(&crate::bench_focus::tokens_report(config).await?);
+        }
+        Some(BenchFocus::Proxy(proxy)) => {
+            return print_report(&crate::bench_focus::proxy_report(proxy).await?);
+        }
+        None => {}
+    }
     let server = match &args.server {
         Some(path) => path.clone(),
         None => std::env::current_exe().context("locating this executable")?,
@@ -120,6 +129,12 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<()> {
     }
     let mut stdout = std::io::stdout().lock();
     let text = if args.json { &json } else { &markdown };
+    std::io::Write::write_all(&mut stdout, format!("{text}\n").as_bytes())?;
+    Ok(())
+}
+
+fn print_report(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
     std::io::Write::write_all(&mut stdout, format!("{text}\n").as_bytes())?;
     Ok(())
 }

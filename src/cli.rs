@@ -102,6 +102,9 @@ pub struct ConfigArgs {
 /// Settings of the `bench` subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
+    /// A focused measurement instead of the backend comparison.
+    #[command(subcommand)]
+    pub focus: Option<BenchFocus>,
     /// Backends to measure: a comma-separated list, or `all`.
     #[arg(long, default_value = "wasi")]
     pub backend: String,
@@ -117,4 +120,35 @@ pub struct BenchArgs {
     /// The server binary to drive (default: this executable).
     #[arg(long, hide = true)]
     pub server: Option<PathBuf>,
+}
+
+/// Focused benchmarks.
+#[derive(Debug, Clone, Subcommand)]
+pub enum BenchFocus {
+    /// Context economy: tokens of our `tools/list` against the sum of the configured
+    /// upstream servers' `tools/list` (o200k tokenizer).
+    Tokens(ConfigArgs),
+    /// Overhead of one proxied call (sandbox, host, upstream and back) over the upstream's
+    /// own round trip.
+    Proxy(ProxyBenchArgs),
+}
+
+/// Settings of `bench proxy`.
+#[derive(Debug, Clone, Args)]
+pub struct ProxyBenchArgs {
+    /// The configured server to call.
+    #[arg(long)]
+    pub server: String,
+    /// The tool to call.
+    #[arg(long)]
+    pub tool: String,
+    /// The tool's arguments, as a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub arguments: String,
+    /// Calls to time each way.
+    #[arg(long, default_value_t = 100)]
+    pub iterations: usize,
+    /// Settings shared with `run`.
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }

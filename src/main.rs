@@ -2,6 +2,7 @@
 //! (stderr only: stdout belongs to the MCP protocol), and runs a subcommand.
 
 mod bench;
+mod bench_focus;
 
 use std::process::ExitCode;
 use std::sync::Arc;

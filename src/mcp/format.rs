@@ -3,14 +3,13 @@
 use std::fmt::Write as _;
 
 use sandbox_core::{Captured, RunOutcome, RunStatus};
-use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::OutputMode;
 
 /// The structured result of one `run_python` call (`structuredContent`).
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
     /// True when the code ran to the end without raising.
     pub ok: bool,
@@ -39,7 +38,7 @@ pub struct RunReport {
 }
 
 /// An exception raised by the code.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ErrorReport {
     /// Exception type, e.g. `ZeroDivisionError`.
     #[serde(rename = "type")]
@@ -51,7 +50,7 @@ pub struct ErrorReport {
 }
 
 /// Output bytes cut per stream.
-#[derive(Debug, Clone, Copy, Default, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct CutBytes {
     /// Bytes of stdout cut.
     pub stdout: u64,

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use rmcp::model::{JsonObject, Tool, ToolAnnotations};
 use serde_json::{Value, json};
 
-use crate::mcp::format::RunReport;
 use crate::sessions::{DEFAULT_SESSION, validate_name};
 use crate::units::parse_duration;
 
@@ -14,12 +13,11 @@ pub const RUN_PYTHON: &str = "run_python";
 
 /// What an agent reads about the tool: short (well under 150 tokens), and enough to find
 /// servers and helpers on its own.
-pub const RUN_PYTHON_DESCRIPTION: &str = "Run Python in a sandbox whose variables, imports and \
-functions persist between calls; top-level `await` works. Print what you need: stdout, stderr \
-and errors come back. No network; /tmp and /workspace are writable. MCP servers: \
-`import mcp.runtime as r; r.discovered_servers()` lists them; pass servers=[\"name\"] to get \
-`mcp_<name>` proxies (`await mcp_name.tool(arg=...)`). `r.capability_summary()` explains the \
-rest.";
+pub const RUN_PYTHON_DESCRIPTION: &str = "Run Python in a persistent sandbox (globals survive \
+calls; top-level await works); print results. No network; /tmp and /workspace are writable. \
+MCP servers: `import mcp.runtime as r`; `r.discovered_servers()`, `r.search_tool_docs(q)`; \
+servers=[\"name\"] gives async proxies `await mcp_name.tool(arg=...)`. \
+`r.capability_summary()` tells more.";
 
 const ARGUMENTS: [&str; 5] = ["code", "servers", "timeout", "session", "reset"];
 
@@ -28,22 +26,11 @@ pub fn run_python_tool() -> Tool {
     let input = json!({
         "type": "object",
         "properties": {
-            "code": {"type": "string", "description": "Python source; top-level await allowed."},
-            "servers": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "MCP servers to load as mcp_<name> proxies for this run."
-            },
-            "timeout": {
-                "type": "integer",
-                "minimum": 1,
-                "description": "Seconds before the run is stopped (default 30, max 120)."
-            },
-            "session": {
-                "type": "string",
-                "description": "Named session to run in (default \"default\")."
-            },
-            "reset": {"type": "boolean", "description": "Start the session afresh first."}
+            "code": {"type": "string"},
+            "servers": {"type": "array", "items": {"type": "string"}},
+            "timeout": {"type": "integer", "minimum": 1, "description": "seconds"},
+            "session": {"type": "string"},
+            "reset": {"type": "boolean"}
         },
         "required": ["code"],
         "additionalProperties": false
@@ -52,42 +39,30 @@ pub fn run_python_tool() -> Tool {
     Tool::new(RUN_PYTHON, RUN_PYTHON_DESCRIPTION, as_object(input))
         .with_raw_output_schema(Arc::new(as_object(output)))
         .with_title("Run Python")
-        .with_annotations(
-            ToolAnnotations::new()
-                .read_only(false)
-                .destructive(false)
-                .idempotent(false)
-                .open_world(false),
-        )
+        .with_annotations(ToolAnnotations::new().destructive(false).open_world(false))
 }
 
-/// The output schema: inlined (no `$ref`, which some clients do not resolve) and free of
-/// non-standard `format` values such as `uint64` (which validators warn about).
+/// The output schema of [`RunReport`], written out by hand to stay small: every token of
+/// `tools/list` is paid by every client turn, and the field names speak for themselves.
+/// A unit test keeps it in step with the struct.
 fn output_schema() -> Value {
-    let generator = schemars::generate::SchemaSettings::draft2020_12()
-        .with(|settings| settings.inline_subschemas = true)
-        .into_generator();
-    let mut schema = serde_json::to_value(generator.into_root_schema_for::<RunReport>())
-        .expect("schemas serialise");
-    strip_numeric_formats(&mut schema);
-    schema
-}
-
-fn strip_numeric_formats(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            let numeric = map
-                .get("format")
-                .and_then(Value::as_str)
-                .is_some_and(|f| f.starts_with("uint") || f.starts_with("int") || f == "double");
-            if numeric {
-                map.remove("format");
-            }
-            map.values_mut().for_each(strip_numeric_formats);
+    let string = json!({"type": "string"});
+    json!({
+        "type": "object",
+        "properties": {
+            "ok": {"type": "boolean"},
+            "status": {"enum": ["completed", "raised", "timed_out", "sandbox_failed"]},
+            "stdout": string,
+            "stderr": string,
+            "error": {"type": "object"},
+            "servers": {"type": "array", "items": string},
+            "session": string,
+            "state_lost": {"type": "boolean"},
+            "cut_bytes": {"type": "object"},
+            "duration_ms": {"type": "number"},
+            "notice": string
         }
-        Value::Array(items) => items.iter_mut().for_each(strip_numeric_formats),
-        _ => {}
-    }
+    })
 }
 
 fn as_object(value: Value) -> JsonObject {
@@ -210,16 +185,52 @@ fn kind(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mcp::format::RunReport;
 
     fn args(value: Value) -> Result<RunArgs, String> {
         parse_run_args(Some(&as_object(value)))
     }
 
     #[test]
-    fn the_output_schema_is_self_contained_and_standard() {
-        let text = output_schema().to_string();
-        assert!(!text.contains("$ref") && !text.contains("uint64"), "{text}");
-        assert!(text.contains("\"stdout\""), "{text}");
+    fn the_output_schema_matches_the_report() {
+        use sandbox_core::{Captured, RunOutcome, RunStatus};
+        let outcome = RunOutcome {
+            status: RunStatus::Raised,
+            stdout: Captured::default(),
+            stderr: Captured::default(),
+            error: Some(sandbox_core::frame::GuestErrorInfo {
+                kind: "ValueError".into(),
+                message: "m".into(),
+                traceback: "t".into(),
+            }),
+            elapsed: std::time::Duration::from_millis(1),
+        };
+        let report = RunReport::new(&outcome, "default", vec!["time".into()], 30.0).to_value();
+        let schema = output_schema();
+        let properties = schema["properties"].as_object().unwrap();
+        let fields = report.as_object().unwrap();
+        for key in fields.keys() {
+            assert!(
+                properties.contains_key(key),
+                "{key} is missing from the schema"
+            );
+        }
+        for (key, property) in properties {
+            let Some(kind) = property["type"].as_str() else {
+                continue;
+            };
+            let value = fields.get(key).filter(|v| !v.is_null());
+            let ok = value.is_none_or(|v| match kind {
+                "string" => v.is_string(),
+                "boolean" => v.is_boolean(),
+                "number" => v.is_number(),
+                "integer" => v.is_u64(),
+                "array" => v.is_array(),
+                "object" => v.is_object(),
+                _ => false,
+            });
+            assert!(ok, "{key} is not a {kind}: {value:?}");
+        }
     }
 
     #[test]

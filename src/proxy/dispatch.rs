@@ -145,6 +145,30 @@ impl Proxy {
         self.upstreams.shutdown().await;
     }
 
+    /// The live `tools/list` of one discovered server (starting it if needed).
+    pub async fn server_tools(&self, server: &str) -> Result<Vec<Tool>, RpcError> {
+        if self.catalogue.get(server).is_none() {
+            return Err(RpcError::new("unknown_server", self.unknown_server(server)));
+        }
+        self.upstreams
+            .list_tools(server)
+            .await
+            .map_err(|e| upstream_error(&e))
+    }
+
+    /// Call a tool of a discovered server directly from the host (benchmarks, checks).
+    pub async fn call_direct(
+        &self,
+        server: &str,
+        tool: &str,
+        arguments: Map<String, Value>,
+    ) -> Result<rmcp::model::CallToolResult, RpcError> {
+        self.upstreams
+            .call_tool(server, tool, arguments)
+            .await
+            .map_err(|e| upstream_error(&e))
+    }
+
     /// Tools of any discovered server: from the schema cache when it is current, else by
     /// starting the server.
     async fn tools_of(&self, server: &str) -> Result<Vec<Tool>, RpcError> {
