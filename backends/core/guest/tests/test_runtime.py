@@ -50,6 +50,255 @@ def host_frame(payload: bytes) -> bytes:
     return len(payload).to_bytes(4, "big") + payload
 
 
+def alias_of(name: str, taken: object = (), keyword_suffix: bool = False) -> str:
+    """REFERENCE §5's alias rule, as the host applies it."""
+    import keyword
+    import re
+
+    alias = re.sub(r"[^a-z0-9_]+", "_", name.lower()) or "_"
+    if alias[0].isdigit():
+        alias = "_" + alias
+    if keyword_suffix and keyword.iskeyword(alias):
+        alias += "_"
+    base, number = alias, 2
+    while alias in taken:
+        alias, number = f"{base}_{number}", number + 1
+    return alias
+
+
+def text_result(text: str, **extra: object) -> dict:
+    return {"content": [{"type": "text", "text": text}], **extra}
+
+
+class FakeHost:
+    """The host's side of `rpc` (frames.md, "Calls to the host"), for tests.
+
+    Knows a few servers with realistic tool records, checks every call as the host does
+    (run id, unique ids, the run's servers), records the calls, and answers at once, or,
+    after `hold(n)`, keeps answers back until `n` calls (other than `list_tools`) came and
+    then answers them all in reverse order.
+    """
+
+    TIME_TOOLS = [
+        {
+            "name": "get_current_time",
+            "description": "Get current time in a specific timezone.",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "timezone": {
+                        "type": "string",
+                        "description": "IANA timezone name (e.g. 'America/New_York',"
+                        " 'Europe/London'). Use 'UTC' if no timezone provided.",
+                    }
+                },
+                "required": ["timezone"],
+            },
+            "outputSchema": {
+                "type": "object",
+                "properties": {
+                    "timezone": {"type": "string"},
+                    "datetime": {"type": "string"},
+                    "is_dst": {"type": "boolean"},
+                },
+            },
+        },
+        {
+            "name": "convert_time",
+            "description": "Convert time between timezones.",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "source_timezone": {"type": "string", "description": "Source IANA timezone."},
+                    "time": {"type": "string", "description": "Time to convert in 24-hour format (HH:MM)"},
+                    "target_timezone": {"type": "string", "description": "Target IANA timezone."},
+                },
+                "required": ["source_timezone", "time", "target_timezone"],
+            },
+        },
+    ]
+    ODD_TOOLS = [
+        {
+            "name": "class",
+            "description": "Books a class.",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "user-id": {"type": "integer", "description": "Who books."},
+                    "from": {"type": "string", "description": "Start date (YYYY-MM-DD)."},
+                    "mode": {"type": "string", "enum": ["fast", "slow"], "default": "fast"},
+                    "tags": {"type": "array", "items": {"type": "string"}},
+                    "ratio": {"type": ["number", "null"]},
+                },
+                "required": ["from"],
+            },
+        },
+        {
+            "name": "echo",
+            "description": "Echoes its arguments as JSON text.",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "text": {"type": "string"},
+                    "times": {"type": "integer", "default": 1},
+                    "flag": {"type": "boolean"},
+                    "data": {"type": "object"},
+                },
+                "required": ["text"],
+            },
+        },
+        {"name": "plain", "description": "Plain text.", "inputSchema": {"type": "object"}},
+        {"name": "multi", "description": "Two texts.", "inputSchema": {"type": "object"}},
+        {"name": "mixed", "description": "Text and image.", "inputSchema": {"type": "object"}},
+        {"name": "fail", "description": "Always fails.", "inputSchema": {"type": "object"}},
+        {"name": "list_tools", "description": "A tool named like the method.", "inputSchema": {}},
+    ]
+    SERVERS = {"time": TIME_TOOLS, "My-Server 2": ODD_TOOLS, "github": []}
+    CATALOGUE = [
+        {"name": "time", "alias": "time", "description": "Time and timezone conversion"},
+        {"name": "My-Server 2", "alias": "my_server_2", "description": "Odd names"},
+        {"name": "github", "alias": "github", "description": "GitHub"},
+    ]
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []  # every rpc frame, in arrival order
+        self.saved: list[dict] = []
+        self.memory: dict[str, object] = {}
+        self.run_id: int | None = None
+        self.servers: list[str] = []
+        self.seen_ids: set[int] = set()
+        self.held: list[dict] = []
+        self.hold_count = 0
+        self.list_tools_calls = 0
+
+    def hold(self, count: int) -> None:
+        self.hold_count = count
+
+    def begin(self, run_id: int, servers: list[str]) -> None:
+        self.run_id, self.servers = run_id, servers
+
+    def on_rpc(self, guest: "Guest", frame: dict) -> None:
+        assert frame["run"] == self.run_id, frame
+        assert isinstance(frame["id"], int) and frame["id"] not in self.seen_ids, frame
+        self.seen_ids.add(frame["id"])
+        self.calls.append(frame)
+        if self.hold_count and frame["method"] != "list_tools":
+            self.held.append(frame)
+            if len(self.held) < self.hold_count:
+                return
+            held, self.held, self.hold_count = self.held, [], 0
+            for frame in reversed(held):
+                guest.send(self.answer(frame))
+            return
+        guest.send(self.answer(frame))
+
+    def answer(self, frame: dict) -> dict:
+        try:
+            result = getattr(self, "do_" + frame["method"])(**frame["params"])
+        except HostError as error:
+            return {"type": "rpc_result", "id": frame["id"],
+                    "error": {"message": error.args[0], "kind": error.kind}}
+        return {"type": "rpc_result", "id": frame["id"], "result": result}
+
+    def records(self, server: str) -> list[dict]:
+        taken: set[str] = set()
+        records = []
+        for tool in self.SERVERS[server]:
+            alias = alias_of(tool["name"], taken, keyword_suffix=True)
+            taken.add(alias)
+            records.append({**tool, "alias": alias})
+        return records
+
+    def allowed(self, server: str) -> None:
+        if server not in self.SERVERS:
+            raise HostError(f"unknown MCP server {server!r}", "unknown_server")
+        if server not in self.servers:
+            raise HostError(f"server {server!r} is not loaded in this run", "not_allowed")
+
+    def do_list_tools(self, server: str) -> list:
+        self.allowed(server)
+        self.list_tools_calls += 1
+        return self.records(server)
+
+    def do_call_tool(self, server: str, tool: str, arguments: dict) -> dict:
+        self.allowed(server)
+        if tool not in {t["name"] for t in self.SERVERS[server]}:
+            raise HostError(f"unknown tool {tool!r}", "unknown_tool")
+        if tool == "get_current_time":
+            data = {"timezone": arguments["timezone"], "datetime": "2026-01-01T12:00:00",
+                    "is_dst": False}
+            return text_result(json.dumps(data), structuredContent=data)
+        if tool == "convert_time":
+            return text_result(json.dumps({"source": arguments["time"], "difference": "+1.0h"}))
+        if tool in ("echo", "class", "list_tools"):
+            return text_result(json.dumps({"tool": tool, "arguments": arguments}))
+        if tool == "plain":
+            return text_result("hello world")
+        if tool == "multi":
+            return {"content": [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}]}
+        if tool == "mixed":
+            image = {"type": "image", "data": "iVBORw0KGgo=", "mimeType": "image/png"}
+            return {"content": [{"type": "text", "text": "see image"}, image]}
+        return text_result("boom: bad input", isError=True)
+
+    def docs(self, server: str, tool: dict, detail: str) -> dict:
+        record = {"server": server, "serverAlias": alias_of(server), "tool": tool["name"],
+                  "toolAlias": tool["alias"], "description": tool["description"]}
+        if detail == "full":
+            record["inputSchema"] = tool["inputSchema"]
+        return record
+
+    def do_query_tool_docs(self, server: str, detail: str, tool: str | None = None) -> object:
+        if server not in self.SERVERS:
+            raise HostError(f"unknown MCP server {server!r}", "unknown_server")
+        records = [self.docs(server, t, detail) for t in self.records(server)]
+        if tool is None:
+            return records
+        for record in records:
+            if record["tool"] == tool:
+                return record
+        raise HostError(f"unknown tool {tool!r} of {server!r}", "unknown_tool")
+
+    def do_search_tool_docs(self, query: str, limit: int, detail: str) -> list:
+        assert 1 <= limit <= 20, limit
+        words = query.lower().split()
+        scored = []
+        for server in self.SERVERS:
+            for tool in self.records(server):
+                text = f"{server} {tool['name']} {tool['description']}".lower()
+                score = sum(word in text for word in words)
+                if score:
+                    scored.append((-score, self.docs(server, tool, detail)))
+        return [record for _, record in sorted(scored, key=lambda x: x[0])][:limit]
+
+    def do_save_tool(self, name: str, source: str) -> None:
+        self.saved.append({"name": name, "source": source})
+        return None
+
+    def do_memory(self, op: str, key: str | None = None, value: object = None) -> object:
+        if op == "save":
+            self.memory[key] = value
+            return None
+        if op == "load":
+            if key not in self.memory:
+                raise HostError(f"no memory named {key!r}", "not_found")
+            return self.memory[key]
+        if op == "delete":
+            return self.memory.pop(key, None) is not None
+        if op == "list":
+            return sorted(self.memory)
+        if op == "exists":
+            return key in self.memory
+        return {"keys": len(self.memory), "bytes": len(json.dumps(self.memory)),
+                "path": "/state/memory.json"}
+
+
+class HostError(Exception):
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 _bare_modules: list[set[str]] = []
 
 
@@ -109,6 +358,7 @@ class Guest:
         self.ready = self.next_frame()
         self.ready_after = time.perf_counter() - self.started
         self.next_id = 1
+        self.host = FakeHost()
 
     # -- host -> guest
     def send_raw(self, data: bytes) -> None:
@@ -118,19 +368,31 @@ class Guest:
     def send(self, frame: dict) -> None:
         self.send_raw(host_frame(json.dumps(frame).encode()))
 
-    def run(self, code: str, servers: list[str] | None = None) -> dict:
+    def run(
+        self, code: str, servers: list[str] | None = None, saved_tools: str | None = None
+    ) -> dict:
+        """Runs code, answering the guest's rpc frames with `self.host` meanwhile."""
         run_id = self.next_id
         self.next_id += 1
-        self.send(
-            {"type": "run", "id": run_id, "code": code, "servers": servers or [], "timeout_ms": 1}
-        )
-        result = self.next_frame()
+        servers = servers or []
+        aliases: set[str] = set()
+        named = []
+        for name in servers:
+            aliases.add(alias := alias_of(name, aliases))
+            named.append({"name": name, "alias": alias})
+        frame = {"type": "run", "id": run_id, "code": code, "servers": named, "timeout_ms": 1}
+        if saved_tools is not None:
+            frame["saved_tools"] = saved_tools
+        self.host.begin(run_id, servers)
+        self.send(frame)
+        while (result := self.next_frame())["type"] == "rpc":
+            self.host.on_rpc(self, result)
         assert result["type"] == "result" and result["id"] == run_id, result
         return result
 
-    def ok(self, code: str) -> dict:
+    def ok(self, code: str, servers: list[str] | None = None, **options: object) -> dict:
         """Runs code that must not fail; returns the result."""
-        result = self.run(code)
+        result = self.run(code, servers, **options)
         if result["error"] is not None:
             raise AssertionError(f"run failed: {result['error']}\nstderr: {result['stderr']}")
         return result
@@ -778,6 +1040,526 @@ class McpModuleTest(GuestTestCase):
             guest.close()
 
 
+class ProxyTest(unittest.TestCase):
+    """MCP proxies over `rpc`, against FakeHost (one session for the class)."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.guest = Guest(catalogue=FakeHost.CATALOGUE)
+        cls.host = cls.guest.host
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.guest.close()
+
+    SERVERS = ["time", "My-Server 2"]
+
+    def ok(self, code: str, servers: list[str] | None = None, **options: object) -> dict:
+        return self.guest.ok(code, self.SERVERS if servers is None else servers, **options)
+
+    def out(self, code: str, servers: list[str] | None = None) -> str:
+        return self.ok(code, servers)["stdout"]
+
+    def error(self, code: str, servers: list[str] | None = None) -> dict:
+        result = self.guest.run(code, self.SERVERS if servers is None else servers)
+        self.assertIsNotNone(result["error"], result)
+        return result["error"]
+
+    def test_globals_modules_and_aliases(self) -> None:
+        out = self.out(
+            "print(sorted(k for k in globals() if k.startswith('mcp_')))\n"
+            "print(sorted(mcp_servers), mcp_servers['My-Server 2'] is mcp_my_server_2)\n"
+            "from mcp.servers import time as t, my_server_2\n"
+            "import mcp.servers.time\n"
+            "print(t.TOOL_MAP, my_server_2.TOOL_MAP['class_'], t is mcp.servers.time)\n"
+            "print([tool['name'] for tool in t.TOOLS], t.get_current_time is mcp_time.get_current_time)\n"
+            "print([r['alias'] for r in await mcp_my_server_2.list_tools()])\n"
+            "print(await t.get_current_time(timezone='Europe/Paris'))"
+        )
+        self.assertEqual(
+            out,
+            "['mcp_my_server_2', 'mcp_servers', 'mcp_time']\n"
+            "['My-Server 2', 'time'] True\n"
+            "{'get_current_time': 'get_current_time', 'convert_time': 'convert_time'} class True\n"
+            "['get_current_time', 'convert_time'] True\n"
+            "['class_', 'echo', 'plain', 'multi', 'mixed', 'fail', 'list_tools']\n"
+            "{'timezone': 'Europe/Paris', 'datetime': '2026-01-01T12:00:00', 'is_dst': False}\n",
+        )
+
+    def test_tool_lists_are_fetched_once_per_session(self) -> None:
+        self.ok("pass")
+        before = self.host.list_tools_calls
+        self.ok("pass")
+        self.ok("await mcp_time.get_current_time(timezone='UTC')")
+        self.assertEqual(self.host.list_tools_calls, before)
+
+    def test_signatures_and_docstrings(self) -> None:
+        out = self.out(
+            "import inspect\n"
+            "for f in (mcp_time.get_current_time, mcp_time.convert_time, mcp_my_server_2.class_,"
+            " mcp_my_server_2.echo, mcp_my_server_2.plain):\n"
+            "    print(f.__name__, inspect.signature(f), inspect.iscoroutinefunction(f))\n"
+            "print(inspect.signature(mcp_time.get_current_time.raw))"
+        )
+        self.assertEqual(
+            out.splitlines(),
+            [
+                "get_current_time (*, timezone: str) -> dict True",
+                "convert_time (*, source_timezone: str, time: str, target_timezone: str) True",
+                "class_ (*, from_: str, user_id: int = None, mode: str = 'fast',"
+                " tags: list[str] = None, ratio: float | None = None) True",
+                "echo (*, text: str, times: int = 1, flag: bool = None, data: dict = None) True",
+                "plain () True",
+                "(*, timezone: str) -> dict",
+            ],
+        )
+        shown = self.out("help(mcp_time.get_current_time)")
+        self.assertIn("async get_current_time(*, timezone: str) -> dict", shown)
+        self.assertIn("Get current time in a specific timezone.", shown)
+        self.assertIn("timezone (str, required): IANA timezone name", shown)
+        shown = self.out("help(mcp_my_server_2.class_)")
+        self.assertIn("from_ (str, required) [JSON name 'from']: Start date", shown)
+        self.assertIn("One of: 'fast', 'slow'.", shown)
+        self.assertIn("mode (str, optional, default 'fast')", shown)
+        shown = self.out("help(mcp_time)")
+        self.assertIn("async convert_time(*, source_timezone: str", shown)
+        self.assertIn("list_tools", shown)
+
+    def test_arguments_are_checked_before_the_round_trip(self) -> None:
+        before = len(self.host.calls)
+        cases = {
+            "await mcp_time.get_current_time(tz='UTC')":
+                "got an unexpected keyword argument 'tz'; valid arguments: timezone",
+            "await mcp_time.get_current_time()":
+                "missing 1 required keyword argument: 'timezone'",
+            "await mcp_time.convert_time(time='10:00')":
+                "missing 2 required keyword arguments: 'source_timezone', 'target_timezone'",
+            "await mcp_time.get_current_time(timezone=3)":
+                "argument 'timezone' must be str, not int",
+            "await mcp_time.get_current_time('UTC')": "takes keyword arguments only",
+            "await mcp_my_server_2.echo(text='x', times=True)": "'times' must be int, not bool",
+            "await mcp_my_server_2.echo(text='x', data=[1])": "'data' must be dict, not list",
+            "await mcp_my_server_2.class_(from_='d', ratio='high')":
+                "'ratio' must be float | None, not str",
+            "await mcp_my_server_2.plain(x=1)": "it takes no arguments",
+            "await mcp_time.get_current_time.raw(zone='UTC')": "unexpected keyword argument 'zone'",
+        }
+        for code, message in cases.items():
+            with self.subTest(code=code):
+                error = self.error(code)
+                self.assertEqual(error["type"], "TypeError")
+                self.assertIn(message, error["message"])
+                self.assertIn(code, error["traceback"])
+                self.assertTracebackIsClean(error["traceback"])
+        self.assertEqual(len(self.host.calls), before)  # nothing was sent
+
+    def test_argument_names_are_mapped_back_to_json(self) -> None:
+        out = self.out(
+            "print(await mcp_my_server_2.class_(from_='2026-01-01', user_id=7, tags=('a',),"
+            " ratio=None))\n"
+            "print(await mcp_my_server_2.class_(**{'from': 'x', 'user-id': 8}, ratio=0.5))\n"
+            "print(await mcp_my_server_2.echo(text='t', times=2, flag=False, data={'k': [1]}))"
+        )
+        self.assertEqual(
+            out.splitlines(),
+            [
+                "{'tool': 'class', 'arguments': {'from': '2026-01-01', 'user-id': 7, 'tags': ['a']}}",
+                "{'tool': 'class', 'arguments': {'from': 'x', 'user-id': 8, 'ratio': 0.5}}",
+                "{'tool': 'echo', 'arguments': {'text': 't', 'times': 2, 'flag': False,"
+                " 'data': {'k': [1]}}}",
+            ],
+        )
+
+    def test_result_shapes(self) -> None:
+        out = self.out(
+            "print(repr(await mcp_time.get_current_time(timezone='UTC')))\n"  # structured
+            "print(repr(await mcp_time.convert_time(source_timezone='a', time='10:00',"
+            " target_timezone='b')))\n"  # JSON text
+            "print(repr(await mcp_my_server_2.plain()))\n"
+            "print(repr(await mcp_my_server_2.multi()))\n"
+            "print(repr(await mcp_my_server_2.mixed()))\n"
+            "print(repr(await mcp_my_server_2['list_tools']()))\n"
+            "raw = await mcp_time.get_current_time.raw(timezone='UTC')\n"
+            "print(sorted(raw), raw['content'][0]['type'])"
+        )
+        self.assertEqual(
+            out.splitlines(),
+            [
+                "{'timezone': 'UTC', 'datetime': '2026-01-01T12:00:00', 'is_dst': False}",
+                "{'source': '10:00', 'difference': '+1.0h'}",
+                "'hello world'",
+                "'one\\ntwo'",
+                "['see image', {'type': 'image', 'data': 'iVBORw0KGgo=', 'mimeType': 'image/png'}]",
+                "{'tool': 'list_tools', 'arguments': {}}",
+                "['content', 'structuredContent'] text",
+            ],
+        )
+
+    def test_tool_errors_raise_mcp_error_with_the_raw_result(self) -> None:
+        out = self.out(
+            "import mcp\n"
+            "try:\n"
+            "    await mcp_my_server_2.fail()\n"
+            "except mcp.MCPError as e:\n"
+            "    print(str(e), e.kind, e.result['isError'], isinstance(e, RuntimeError))\n"
+            "print((await mcp_my_server_2.fail.raw())['isError'])"
+        )
+        self.assertEqual(out, "boom: bad input tool_error True True\nTrue\n")
+        error = self.error("await mcp_my_server_2.fail()")
+        self.assertEqual((error["type"], error["message"]), ("mcp.MCPError", "boom: bad input"))
+        self.assertIn("await mcp_my_server_2.fail()", error["traceback"])
+        self.assertTracebackIsClean(error["traceback"])
+
+    def test_fifty_concurrent_calls_are_in_flight_together(self) -> None:
+        self.host.hold(50)  # no answer until all 50 calls came; then in reverse order
+        result = self.ok(
+            "import asyncio, time\n"
+            "t0 = time.perf_counter()\n"
+            "values = await asyncio.gather(*(mcp_time.get_current_time(timezone=f'Zone/{i}')"
+            " for i in range(50)))\n"
+            "elapsed = time.perf_counter() - t0\n"
+            "print([v['timezone'] for v in values] == [f'Zone/{i}' for i in range(50)])\n"
+            "print(f'{elapsed * 1000:.1f}')"
+        )
+        ok, elapsed = result["stdout"].split()
+        self.assertEqual(ok, "True")
+        calls = [c for c in self.host.calls
+                 if c["params"].get("arguments", {}).get("timezone", "").startswith("Zone/")]
+        self.assertEqual(len(calls), 50)
+        print(f"\n  50 concurrent calls: {elapsed} ms in the guest", file=sys.stderr)
+
+    def test_no_more_than_64_calls_in_flight(self) -> None:
+        self.ok("pass")  # proxies loaded
+        guest, host = self.guest, self.host
+        run_id = guest.next_id
+        guest.next_id += 1
+        host.begin(run_id, self.SERVERS)
+        code = (
+            "import asyncio\n"
+            "values = await asyncio.gather(*(mcp_my_server_2.echo(text=str(i)) for i in range(150)))\n"
+            "print([v['arguments']['text'] for v in values] == [str(i) for i in range(150)])\n"
+            "async def one():\n"
+            "    return await mcp_my_server_2.echo(text='sync')\n"
+            "tasks = [asyncio.ensure_future(one()) for _ in range(64)]\n"
+            "await asyncio.sleep(0)\n"
+            "print(load_memory('none', 'sync call waited for a slot'))\n"
+            "print(len(await asyncio.gather(*tasks)))"
+        )
+        guest.send({"type": "run", "id": run_id, "code": code, "timeout_ms": 1,
+                    "servers": [{"name": n, "alias": alias_of(n)} for n in self.SERVERS]})
+        # The gather's 150 calls in rounds of 64, 64 and 22, then the 64 tasks, while the
+        # synchronous call waits for a slot. Nothing more comes until a round is answered.
+        for size in (64, 64, 22, 64):
+            held = [guest.next_frame() for _ in range(size)]
+            self.assertEqual([frame["method"] for frame in held], ["call_tool"] * size)
+            with self.assertRaises(AssertionError):
+                guest.next_frame(timeout=0.3)
+            for frame in held:
+                host.on_rpc(guest, frame)
+        while (result := guest.next_frame())["type"] == "rpc":
+            host.on_rpc(guest, result)
+        self.assertIsNone(result["error"], result["error"])
+        self.assertEqual(result["stdout"], "True\nsync call waited for a slot\n64\n")
+
+    def test_calls_overlap_when_no_reader_can_watch_the_fd(self) -> None:
+        self.host.hold(20)
+        out = self.out(
+            "import asyncio, sys\n"
+            "calls = sys.modules['__mcp_runtime__'].HostCalls\n"
+            "calls.use_reader = False\n"
+            "try:\n"
+            "    values = await asyncio.gather(*(mcp_my_server_2.echo(text=str(i))"
+            " for i in range(20)))\n"
+            "finally:\n"
+            "    calls.use_reader = True\n"
+            "print([v['arguments']['text'] for v in values] == [str(i) for i in range(20)])"
+        )
+        self.assertEqual(out, "True\n")
+
+    def test_sync_call_while_async_calls_wait(self) -> None:
+        self.host.hold(2)  # the memory call's answer comes first, then the tool's
+        out = self.out(
+            "import asyncio\n"
+            "task = asyncio.ensure_future(mcp_time.get_current_time(timezone='UTC'))\n"
+            "await asyncio.sleep(0)\n"
+            "save_memory('while-waiting', 1)\n"
+            "print((await task)['timezone'], load_memory('while-waiting'))"
+        )
+        self.assertEqual(out, "UTC 1\n")
+
+    def test_calls_in_synchronous_code_and_asyncio_run(self) -> None:
+        out = self.out(
+            "import asyncio, mcp.runtime as runtime\n"
+            "async def main():\n"
+            "    return await mcp_time.get_current_time(timezone='Asia/Tokyo')\n"
+            "print(asyncio.run(main())['timezone'])\n"
+            "print(len(runtime.query_tool_docs_sync('time')))"
+        )
+        self.assertEqual(out, "Asia/Tokyo\n2\n")
+
+    def test_a_call_left_pending_fails_when_its_run_ends(self) -> None:
+        self.host.hold(2)  # never reached: the one call stays unanswered
+        self.ok(
+            "import asyncio\n"
+            "pending = asyncio.ensure_future(mcp_time.get_current_time(timezone='UTC'))\n"
+            "await asyncio.sleep(0)"
+        )
+        late = self.host.held.pop()
+        self.host.hold(0)
+        self.guest.send(self.host.answer(late))  # crossed the end of its run: dropped
+        out = self.out(
+            "import mcp\n"
+            "try:\n"
+            "    await pending\n"
+            "except mcp.MCPError as e:\n"
+            "    print(e.kind, 'run ended' in str(e))\n"
+            "print((await mcp_time.get_current_time(timezone='UTC'))['timezone'])"
+        )
+        self.assertEqual(out, "cancelled True\nUTC\n")
+        self.assertNotIn(b"ignored", self.guest.stderr())
+
+    def test_stale_proxies_fail_clearly(self) -> None:
+        self.ok("pass")
+        error = self.error("await mcp_time.get_current_time(timezone='UTC')", servers=["github"])
+        self.assertEqual(error["type"], "mcp.MCPError")
+        self.assertIn("'time' was not loaded for this run; pass servers=['time']", error["message"])
+        out = self.out(
+            "import mcp\n"
+            "print(sorted(mcp_servers))\n"
+            "from mcp.servers import time as t\n"
+            "try:\n"
+            "    await t.convert_time(source_timezone='a', time='1', target_timezone='b')\n"
+            "except mcp.MCPError as e:\n"
+            "    print(e.kind)\n",
+            servers=[],
+        )
+        self.assertEqual(out, "[]\nnot_allowed\n")
+
+    def test_sync_helpers(self) -> None:
+        out = self.out(
+            "import mcp.runtime as runtime\n"
+            "print(runtime.list_servers_sync(), await runtime.list_servers())\n"
+            "print([t['alias'] for t in runtime.list_tools_sync('time')])\n"
+            "print([t['name'] for t in await runtime.list_tools('my_server_2')][:2])\n"
+            "info = runtime.describe_server('my_server_2')\n"
+            "print(info['name'], info['loaded'], len(info['tools']))\n"
+            "print([m['name'] for m in runtime.list_loaded_server_metadata()])\n"
+            "print(runtime.discovered_servers())\n"
+            "doc = runtime.query_tool_docs_sync('time', 'convert_time', detail='full')\n"
+            "print(doc['toolAlias'], 'inputSchema' in doc)\n"
+            "doc = await runtime.query_tool_docs('my_server_2', 'class_')\n"
+            "print(doc['tool'], 'inputSchema' in doc)\n"
+            "print([d['tool'] for d in runtime.search_tool_docs_sync('timezone convert', limit=1)])\n"
+            "print(len(await runtime.search_tool_docs('time', limit=500)))\n"
+            "raw = await runtime.call_tool('My-Server 2', 'class', {'from': 'x'})\n"
+            "print(raw['content'][0]['text'])\n"
+            "raw = await runtime.call_tool('time', 'get_current_time', {'timezone': 'UTC'})\n"
+            "print(raw['structuredContent']['timezone'])"
+        )
+        self.assertEqual(
+            out.splitlines(),
+            [
+                "('time', 'My-Server 2') ('time', 'My-Server 2')",
+                "['get_current_time', 'convert_time']",
+                "['class', 'echo']",
+                "My-Server 2 True 7",
+                "['time', 'My-Server 2']",
+                "('time', 'My-Server 2', 'github')",
+                "convert_time True",
+                "class False",
+                "['convert_time']",
+                "2",
+                '{"tool": "class", "arguments": {"from": "x"}}',
+                "UTC",
+            ],
+        )
+        limits = [c["params"]["limit"] for c in self.host.calls if c["method"] == "search_tool_docs"]
+        self.assertEqual(limits[-2:], [1, 20])
+
+    def test_unknown_servers_and_tools_raise_mcp_error(self) -> None:
+        out = self.out(
+            "import mcp, mcp.runtime as runtime\n"
+            "for call in (lambda: runtime.call_tool('nope', 'x'),"
+            " lambda: runtime.call_tool('time', 'nope'),"
+            " lambda: runtime.query_tool_docs('nope'),"
+            " lambda: runtime.query_tool_docs('time', 'nope'),"
+            " lambda: runtime.call_tool('github', 'x')):\n"
+            "    try:\n"
+            "        await call()\n"
+            "    except mcp.MCPError as e:\n"
+            "        print(e.kind, '|', e)\n"
+            "try:\n"
+            "    runtime.list_tools_sync('nope')\n"
+            "except mcp.MCPError as e:\n"
+            "    print(e.kind)\n"
+            "try:\n"
+            "    mcp_time.nope\n"
+            "except AttributeError as e:\n"
+            "    print(e)"
+        )
+        lines = out.splitlines()
+        self.assertEqual(lines[0].split(" | ")[0], "unknown_server")
+        self.assertIn("unknown MCP server 'nope'; known servers: time, My-Server 2, github", lines[0])
+        self.assertIn("unknown_tool | MCP server 'time' has no tool 'nope'", lines[1])
+        self.assertEqual(lines[2], "unknown_server | unknown MCP server 'nope'")  # the host's
+        self.assertEqual(lines[3], "unknown_tool | unknown tool 'nope' of 'time'")
+        self.assertIn("not_allowed | MCP server 'github' was not loaded", lines[4])
+        self.assertEqual(lines[5], "unknown_server")
+        self.assertIn("has no tool 'nope'; its tools: get_current_time, convert_time", lines[6])
+
+    def test_a_server_that_fails_to_load_fails_the_run(self) -> None:
+        result = self.guest.run("print('not reached')", ["ghost"])
+        self.assertEqual(result["error"]["type"], "mcp.MCPError")
+        self.assertIn("'ghost' could not be loaded: unknown MCP server 'ghost'",
+                      result["error"]["message"])
+        self.assertEqual(result["stdout"], "")
+        error = self.error("import mcp.servers.nothing_here", servers=[])
+        self.assertEqual(error["type"], "ModuleNotFoundError")
+        self.assertIn("pass servers=[...]", error["message"])
+
+    def test_save_tool_of_a_function_from_an_earlier_run(self) -> None:
+        self.ok("def greet(name: str) -> str:\n    '''Says hi.'''\n    return f'hi {name}'\n")
+        self.ok(
+            "if True:\n"
+            "    def nested(x):\n"
+            "        return x * 2\n"
+        )
+        result = self.ok(
+            "import mcp.runtime as runtime\n"
+            "print(save_tool(greet) is greet, runtime.save_tool is save_tool)\n"
+            "save_tool(nested)\n"
+            "@save_tool\n"
+            "def decorated(a, b=1):\n"
+            "    return a + b\n"
+            "print(decorated(1))"
+        )
+        self.assertEqual(result["stdout"], "True True\n2\n")
+        self.assertEqual(
+            self.host.saved[-3:],
+            [
+                {"name": "greet",
+                 "source": "def greet(name: str) -> str:\n    '''Says hi.'''\n    return f'hi {name}'\n"},
+                {"name": "nested", "source": "def nested(x):\n    return x * 2\n"},
+                {"name": "decorated", "source": "def decorated(a, b=1):\n    return a + b\n"},
+            ],
+        )
+        error = self.error("save_tool(len)")
+        self.assertEqual(error["type"], "mcp.MCPError")
+        error = self.error("save_tool(lambda: 1)")
+        self.assertEqual(error["type"], "TypeError")
+
+    def test_saved_tools_run_before_the_code(self) -> None:
+        source = "def from_saved(x):\n    return x + 100\n"
+        result = self.ok("print(from_saved(1))", saved_tools=source)
+        self.assertEqual(result["stdout"], "101\n")
+        result = self.ok("import inspect\nprint(inspect.getsource(from_saved) == "
+                         f"{source!r})\nsave_tool(from_saved)")
+        self.assertEqual(result["stdout"], "True\n")
+        self.assertEqual(self.host.saved[-1], {"name": "from_saved", "source": source})
+        result = self.ok(
+            "print('code ran', ok_before_the_error())",
+            saved_tools="def ok_before_the_error():\n    return 'yes'\nraise ValueError('bad tool')\n",
+        )
+        self.assertEqual(result["stdout"], "code ran yes\n")
+        self.assertIn("warning: your saved tools failed to load (ValueError: bad tool)",
+                      result["stderr"])
+        result = self.ok("print('still fine')", saved_tools="def broken(:\n")
+        self.assertEqual(result["stdout"], "still fine\n")
+        self.assertIn("SyntaxError", result["stderr"])
+
+    def test_memory_helpers_round_trip(self) -> None:
+        out = self.out(
+            "import mcp, mcp.runtime as runtime\n"
+            "save_memory('notes', {'a': [1, 2]})\n"
+            "print(load_memory('notes'), load_memory('missing'), load_memory('missing', 7))\n"
+            "print(memory_exists('notes'), memory_exists('missing'))\n"
+            "print(update_memory('count', lambda old: (old or 0) + 1),"
+            " update_memory('count', lambda old: (old or 0) + 1))\n"
+            "print(runtime.update_memory('plain', 'value'), list_memories())\n"
+            "print(delete_memory('plain'), delete_memory('plain'), list_memories())\n"
+            "print(get_memory_info()['keys'])\n"
+            "try:\n"
+            "    save_memory('bad', float('nan'))\n"
+            "except ValueError as e:\n"
+            "    print('ValueError')\n"
+            "try:\n"
+            "    save_memory('bad', object())\n"
+            "except TypeError as e:\n"
+            "    print('TypeError')\n"
+            "try:\n"
+            "    save_memory('big', 'x' * 3_000_000)\n"
+            "except mcp.MCPError as e:\n"
+            "    print(e.kind)",
+            servers=[],
+        )
+        self.assertEqual(
+            out.splitlines(),
+            [
+                "{'a': [1, 2]} None 7",
+                "True False",
+                "1 2",
+                "value ['count', 'notes', 'plain']",
+                "True False ['count', 'notes']",
+                "2",
+                "ValueError",
+                "TypeError",
+                "invalid_params",
+            ],
+        )
+        self.assertEqual(self.host.memory, {"notes": {"a": [1, 2]}, "count": 2})
+
+    def assertTracebackIsClean(self, traceback: str) -> None:
+        GuestTestCase.assertTracebackIsClean(self, traceback)  # type: ignore[arg-type]
+
+
+class ProxyStartupTest(unittest.TestCase):
+    def test_a_run_without_servers_sends_no_rpc_and_imports_nothing(self) -> None:
+        guest = Guest(catalogue=FakeHost.CATALOGUE)
+        try:
+            imported = set(guest.value("sorted(__import__('sys').modules)"))
+            imported -= bare_interpreter_modules()
+            self.assertLessEqual(
+                imported, {"__mcp_runtime__", "mcp", "mcp.runtime", "_json", "_sitebuiltins"}
+            )
+            self.assertEqual(guest.host.calls, [])
+            self.assertEqual(guest.value("'save_tool' in dir(__builtins__)"), True)
+        finally:
+            self.assertEqual(guest.close(), 0)
+
+    def test_proxies_get_signatures_when_inspect_loads(self) -> None:
+        guest = Guest(catalogue=FakeHost.CATALOGUE)
+        try:
+            before = "inspect" in bare_interpreter_modules()
+            result = guest.ok("import sys\nprint('inspect' in sys.modules)", ["time"])
+            self.assertEqual(result["stdout"], f"{before}\n")
+            result = guest.ok(
+                "import inspect\nprint(inspect.signature(mcp_time.get_current_time))\n"
+                "del sys.modules['inspect']\nimport inspect\n"  # a second copy works too
+                "print(inspect.signature(mcp_time.convert_time.raw))", ["time"]
+            )
+            self.assertEqual(
+                result["stdout"],
+                "(*, timezone: str) -> dict\n"
+                "(*, source_timezone: str, time: str, target_timezone: str) -> dict\n",
+            )
+        finally:
+            self.assertEqual(guest.close(), 0)
+
+    def test_end_of_input_while_a_call_waits(self) -> None:
+        guest = Guest(catalogue=FakeHost.CATALOGUE)
+        guest.host.hold(2)
+        guest.send({"type": "run", "id": 1, "code": "save_memory('k', 1)", "servers": [],
+                    "timeout_ms": 1})
+        guest.host.begin(1, [])
+        self.assertEqual(guest.next_frame()["type"], "rpc")
+        guest.proc.stdin.close()
+        result = guest.next_frame()
+        self.assertEqual(result["error"]["type"], "mcp.MCPError")
+        self.assertIn("closed", result["error"]["message"])
+        self.assertEqual(guest.proc.wait(timeout=TIMEOUT), 0)
+        guest.close()
+
+
 class InterruptTest(GuestTestCase):
     @classmethod
     def setUpClass(cls) -> None:
@@ -806,6 +1588,47 @@ class InterruptTest(GuestTestCase):
         result = self.interrupt_during("import asyncio\nawait asyncio.sleep(30)")
         self.assertEqual(result["error"]["type"], "KeyboardInterrupt")
         self.assertEqual(self.guest.ok("await asyncio.sleep(0.01); print('ok')")["stdout"], "ok\n")
+
+    def test_sigint_while_a_call_waits_for_the_host(self) -> None:
+        guest = self.guest
+        for code, servers in (
+            ("print('start', flush=True)\nsave_memory('k', 1)", []),  # blocked in a read
+            ("await mcp_time.get_current_time(timezone='UTC')", ["time"]),  # in the loop
+        ):
+            with self.subTest(code=code):
+                guest.ok("pass", servers)  # proxies loaded, nothing held
+                guest.host.hold(2)
+                run_id = guest.next_id
+                guest.next_id += 1
+                guest.host.begin(run_id, servers)
+                guest.send({"type": "run", "id": run_id, "code": code, "timeout_ms": 1,
+                            "servers": [{"name": s, "alias": s} for s in servers]})
+                call = guest.next_frame()
+                self.assertEqual(call["type"], "rpc")
+                guest.host.on_rpc(guest, call)  # held
+                time.sleep(0.3)
+                guest.proc.send_signal(signal.SIGINT)
+                result = guest.next_frame()
+                self.assertEqual((result["type"], result["id"]), ("result", run_id))
+                self.assertEqual(result["error"]["type"], "KeyboardInterrupt")
+                guest.host.hold(0)
+                guest.send(guest.host.answer(guest.host.held.pop()))  # late: dropped
+                self.assertEqual(guest.ok("print(list_memories())")["stdout"], "['k']\n")
+
+    def test_calls_only_from_the_main_thread(self) -> None:
+        result = self.guest.ok(
+            "import threading, mcp\n"
+            "errors = []\n"
+            "def worker():\n"
+            "    try:\n"
+            "        list_memories()\n"
+            "    except mcp.MCPError as e:\n"
+            "        errors.append(str(e))\n"
+            "t = threading.Thread(target=worker)\n"
+            "t.start(); t.join()\n"
+            "print(errors)"
+        )
+        self.assertEqual(result["stdout"], "['MCP calls can only be made from the main thread']\n")
 
     def test_sigint_between_runs_is_ignored(self) -> None:
         self.guest.proc.send_signal(signal.SIGINT)
