@@ -40,11 +40,7 @@ async fn bridge(server: &Path, flags: &[String], env: &[(&str, &str)]) -> Result
         .stderr(std::process::Stdio::inherit())
         .spawn()
         .context("starting the bridge")?;
-    Ok(
-        ().serve(transport)
-            .await
-            .context("initialising the bridge")?,
-    )
+    ().serve(transport).await.context("initialising the bridge")
 }
 
 fn tokens(bpe: &tiktoken_rs::CoreBPE, value: &impl serde::Serialize) -> Result<usize> {

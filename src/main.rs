@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         .expect("building the tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => serve(&args).await,
+            Command::Run(args) => Box::pin(serve(&args)).await,
             Command::Provision(args) => provision(&args).await,
             Command::Bench(args) => bench::run(&args).await,
             Command::Servers(args) => servers(&args).await,
@@ -114,8 +114,7 @@ async fn serve(args: &ConfigArgs) -> Result<()> {
     });
     let bridge = Bridge::new(config.clone(), sessions.clone(), proxy.clone());
     let (stdin, stdout) = rmcp::transport::stdio_pipes();
-    let service = bridge
-        .serve((stdin, stdout))
+    let service = Box::pin(bridge.serve((stdin, stdout)))
         .await
         .context("MCP initialisation failed")?;
     let outcome = tokio::select! {
@@ -141,16 +140,16 @@ async fn servers(args: &ServersArgs) -> Result<()> {
         report.push_str(&proxy.check_report().await);
         proxy.shutdown().await;
     }
-    print_out(&report)
+    print_out(&report);
+    Ok(())
 }
 
 #[allow(
     clippy::print_stdout,
     reason = "the report is this subcommand's output"
 )]
-fn print_out(text: &str) -> Result<()> {
+fn print_out(text: &str) {
     print!("{text}");
-    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -33,8 +33,11 @@ if [ ! -x "$upstreams/bin/python" ]; then
 fi
 if [ ! -x "$upstreams/bin/mcp-server-time" ] || [ ! -x "$upstreams/bin/mcp-server-git" ]; then
     "$upstreams/bin/pip" install --quiet --disable-pip-version-check \
-        'mcp-server-time==2026.10.19' 'mcp-server-git==2026.10.19'
+        'mcp-server-time==2026.10.19' 'mcp-server-git==2026.10.19' 'mcp==2.3.0'
 fi
+# The Rust upstream-client tests use these servers too, and must not skip here.
+export TEST_MCP_SERVER_TIME="$upstreams/bin/mcp-server-time"
+export TEST_REQUIRE_UPSTREAMS=1
 
 step "node: the MCP Inspector (CLI mode) and real upstream MCP servers"
 npm_prefix="$cache/npm"
@@ -53,6 +56,7 @@ if [ "$npm_missing" = 1 ]; then
     mkdir -p "$npm_prefix"
     npm install --prefix "$npm_prefix" --silent --no-audit --no-fund "${npm_packages[@]}"
 fi
+export TEST_MCP_NPM_PREFIX="$npm_prefix"
 
 step "build (release)"
 cargo build --release --locked --workspace --all-targets

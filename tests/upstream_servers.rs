@@ -577,6 +577,36 @@ async fn a_server_that_cannot_start_says_why_and_then_backs_off() -> Result<()> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_hangs_times_out_and_leaves_nothing_running() -> Result<()> {
+    let Some(python) = python_with_mcp()? else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let pidfile = dir.path().join("hung.pid");
+    let code = "import os, sys, time\n\
+                open(sys.argv[1], 'w').write(str(os.getpid()))\n\
+                time.sleep(300)";
+    let hung = stdio(
+        "hung",
+        &python,
+        &["-c", code, pidfile.to_str().context("utf-8")?],
+    );
+    let ups = upstreams(vec![hung], dir.path(), Duration::from_secs(5))
+        .with_start_timeout(Duration::from_secs(2));
+    let error = ups.list_tools("hung").await.unwrap_err();
+    eprintln!("hung start: {error}");
+    ensure!(matches!(error, UpstreamError::Start { .. }), "{error}");
+    ensure!(
+        error.to_string().contains("no answer within 2 s"),
+        "{error}"
+    );
+    let pid: u32 = std::fs::read_to_string(&pidfile)?.trim().parse()?;
+    let gone = wait_until(Duration::from_secs(3), || !alive(pid)).await;
+    ensure!(gone, "the hung server {pid} was left running");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_names_server_tool_and_duration_and_the_server_stays_up() -> Result<()> {
     let Some(everything) = everything()? else {
         return Ok(());
@@ -895,6 +925,20 @@ async fn streamable_http_upstreams_work() -> Result<()> {
     );
     ensure!(ups.cached_tools("remote").is_some());
 
+    // https to this plain-HTTP port: the TLS handshake itself must be attempted (and fail).
+    let tls = UpstreamSpec {
+        name: "tls".into(),
+        transport: UpstreamTransport::Remote {
+            url: format!("https://127.0.0.1:{port}/mcp"),
+            headers: BTreeMap::new(),
+            sse: false,
+        },
+    };
+    let tls = upstreams(vec![tls], cache.path(), Duration::from_secs(5));
+    let error = tls.list_tools("tls").await.unwrap_err();
+    eprintln!("https to a plain-HTTP server: {error}");
+    ensure!(matches!(error, UpstreamError::Start { .. }), "{error}");
+
     // The server goes away: calls fail with an upstream error, promptly.
     server.start_kill()?;
     server.wait().await?;
@@ -924,6 +968,29 @@ async fn streamable_http_upstreams_work() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     ensure!(text(&outcome?).contains("back"));
+
+    // It restarts between two calls: our session is unknown to the new process. The next
+    // call fails at once (server-everything answers 400 with an id-less error), the one
+    // after opens a new session.
+    server.start_kill()?;
+    server.wait().await?;
+    let mut server = everything_http(&everything, port)?;
+    ensure!(
+        listening(port).await,
+        "server-everything did not listen a third time"
+    );
+    let started = Instant::now();
+    let stale = ups
+        .call_tool("remote", "echo", args(json!({"message": "stale"})))
+        .await;
+    eprintln!(
+        "stale session, after {:?}: {stale:?}",
+        started.elapsed().as_millis()
+    );
+    let fresh = ups
+        .call_tool("remote", "echo", args(json!({"message": "fresh"})))
+        .await?;
+    ensure!(text(&fresh).contains("fresh"));
     ups.shutdown().await;
     server.start_kill()?;
     server.wait().await?;

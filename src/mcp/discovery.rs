@@ -72,8 +72,8 @@ fn string_arg<'a>(args: &'a JsonObject, name: &str) -> Result<&'a str, String> {
         .ok_or_else(|| format!("`{name}` must be a string"))
 }
 
-fn structured(value: Value) -> CallToolResult {
-    let text = serde_json::to_string_pretty(&value).expect("serialises");
+fn structured(value: &Value) -> CallToolResult {
+    let text = serde_json::to_string_pretty(value).expect("serialises");
     let wrapped = json!({ "result": value });
     let mut result = CallToolResult::structured(wrapped);
     result.content = vec![ContentBlock::text(text)];
@@ -100,14 +100,14 @@ pub(super) async fn call(proxy: &Proxy, name: &str, args: &JsonObject) -> Option
                     }
                 })
                 .collect();
-            Ok(structured(Value::Array(servers)))
+            Ok(structured(&Value::Array(servers)))
         }
         "search_tool_docs" => {
             async {
                 let query = string_arg(args, "query")?;
                 let limit = args.get("limit").and_then(Value::as_u64).unwrap_or(5);
                 let found = proxy.search_docs(query, limit, detail_full(args)?).await;
-                found.map(structured).map_err(|e| e.message)
+                found.map(|v| structured(&v)).map_err(|e| e.message)
             }
             .await
         }
@@ -116,7 +116,7 @@ pub(super) async fn call(proxy: &Proxy, name: &str, args: &JsonObject) -> Option
                 let server = string_arg(args, "server")?;
                 let tool = args.get("tool").and_then(Value::as_str);
                 let found = proxy.query_docs(server, tool, detail_full(args)?).await;
-                found.map(structured).map_err(|e| e.message)
+                found.map(|v| structured(&v)).map_err(|e| e.message)
             }
             .await
         }

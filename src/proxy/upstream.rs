@@ -26,13 +26,25 @@
 //!   start timeout (default 60 s) for spawning and the handshake.
 //!
 //! # Transports
-//! stdio, and streamable HTTP (`http://` and `https://`, through rmcp's reqwest client, with
-//! the spec's headers). The legacy HTTP+SSE transport is refused with
-//! [`UpstreamError::Unsupported`]: rmcp removed its SSE client.
+//! stdio, and streamable HTTP: `http://` and `https://` (rustls), through rmcp's client on
+//! reqwest, with the spec's headers on every request (marked sensitive, so never logged).
+//! An HTTP request that cannot be sent (refused, reset) or that the server rejects at the
+//! HTTP level (an unknown session after the server restarted) ends the session: the call
+//! fails at once with [`UpstreamError::Crashed`], the next call opens a new session, and the
+//! failed call is never retried (the server may have acted on it). The legacy HTTP+SSE
+//! transport is refused with [`UpstreamError::Unsupported`]: rmcp removed its SSE client.
+//!
+//! # The tool cache
+//! `<cache_dir>/<server>.json` (the name escaped to one plain file name) holds the server's
+//! tools, its `serverInfo` name and version, and a fingerprint of its spec: the command, the
+//! arguments, the names of the environment variables, the working directory, the URL, the
+//! names of the headers. A file for another fingerprint is ignored. It is written
+//! atomically each time a server is started and listed, and when its tools are listed again.
 
 mod cache;
 mod connection;
 mod error;
+mod http_client;
 mod stdio;
 
 use std::collections::BTreeMap;

@@ -111,7 +111,10 @@ struct CacheFile {
 
 /// The last file read, to answer again without parsing while the file is unchanged.
 #[derive(Default)]
-pub(super) struct Memo(Mutex<Option<(SystemTime, u64, Arc<Vec<Tool>>)>>);
+pub(super) struct Memo(Mutex<Option<Stamped>>);
+
+/// Tools read from a file, with the file's modification time and length.
+type Stamped = (SystemTime, u64, Arc<Vec<Tool>>);
 
 impl Memo {
     /// [`read`], parsing the file only when its modification time or length changed.

@@ -16,7 +16,9 @@ use rmcp::service::{
     ClientInitializeError, NotificationContext, Peer, RunningService, ServiceError,
 };
 use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClientTransportConfig, StreamableHttpError,
+};
 use rmcp::{ClientHandler, RoleClient, ServiceExt as _};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -24,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, info, warn};
 
 use super::UpstreamError;
+use super::http_client::{Rejection, SessionAwareClient};
 use super::stdio::{self, ProcessGroup, StderrTail};
 
 /// How long a closing stdio server gets to exit after its stdin closed, before `SIGTERM`.
@@ -106,6 +109,8 @@ pub(super) struct Connection {
     tools_stale: Arc<AtomicBool>,
     relist: tokio::sync::Mutex<()>,
     supervisor: Mutex<Option<JoinHandle<()>>>,
+    /// For HTTP servers: set when the server rejected our session (see `http_client`).
+    rejection: Option<Rejection>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -139,11 +144,22 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// A transport error, down to its root cause (rmcp does not chain the HTTP client's error).
+fn describe_transport(error: &(dyn std::error::Error + Send + Sync + 'static)) -> String {
+    match error.downcast_ref::<StreamableHttpError<reqwest::Error>>() {
+        Some(StreamableHttpError::Client(client)) => chain(client),
+        _ => chain(error),
+    }
+}
+
 /// A handshake error, without the transport's type name that rmcp puts in its message.
 fn describe_init(error: &ClientInitializeError) -> String {
     match error {
         ClientInitializeError::TransportError { error, context } => {
-            format!("{} (when {context})", chain(error.error.as_ref()))
+            format!(
+                "{} (when {context})",
+                describe_transport(error.error.as_ref())
+            )
         }
         other => chain(other),
     }
@@ -152,7 +168,7 @@ fn describe_init(error: &ClientInitializeError) -> String {
 /// A request error, without the transport's type name that rmcp puts in its message.
 fn describe_service(error: &ServiceError) -> String {
     match error {
-        ServiceError::TransportSend(error) => chain(error.error.as_ref()),
+        ServiceError::TransportSend(error) => describe_transport(error.error.as_ref()),
         other => chain(other),
     }
 }
@@ -190,6 +206,9 @@ impl Connection {
         } = spawned;
         let pid = group.id();
         let group = Arc::new(group);
+        // Until the connection owns the group: if this start fails or is abandoned (the start
+        // timeout drops this future), nothing of the child may be left running.
+        let guard = KillOnDrop(Some(group.clone()));
         let ct = CancellationToken::new();
         let (death_tx, death) = watch::channel::<Death>(None);
         let death_tx = Arc::new(death_tx);
@@ -251,7 +270,9 @@ impl Connection {
             Some(exited),
             Some(group),
             tools_stale,
+            None,
         );
+        guard.disarm();
         connection.list_initial(list_timeout).await?;
         Ok(connection)
     }
@@ -279,7 +300,9 @@ impl Connection {
         let config = StreamableHttpClientTransportConfig::with_uri(url)
             .custom_headers(custom)
             .reinit_on_expired_session(true);
-        let transport = StreamableHttpClientTransport::from_config(config);
+        let rejection = Rejection::default();
+        let client = SessionAwareClient::new(rejection.clone())?;
+        let transport = StreamableHttpClientTransport::with_client(client, config);
         let ct = CancellationToken::new();
         let (death_tx, death) = watch::channel::<Death>(None);
         let tools_stale = Arc::new(AtomicBool::new(false));
@@ -301,6 +324,7 @@ impl Connection {
             None,
             None,
             tools_stale,
+            Some(rejection),
         );
         connection.list_initial(list_timeout).await?;
         Ok(connection)
@@ -319,6 +343,7 @@ impl Connection {
         exited: Option<watch::Receiver<bool>>,
         group: Option<Arc<ProcessGroup>>,
         tools_stale: Arc<AtomicBool>,
+        rejection: Option<Rejection>,
     ) -> Arc<Self> {
         let peer = running.peer().clone();
         let server_info = peer.peer_info().and_then(|info| info.server_info.clone());
@@ -370,6 +395,7 @@ impl Connection {
             tools_stale,
             relist: tokio::sync::Mutex::new(()),
             supervisor: Mutex::new(Some(supervisor)),
+            rejection,
         })
     }
 
@@ -451,12 +477,31 @@ impl Connection {
             Err(_elapsed) => Err(Failure::Timeout(timeout)),
             Ok(Ok(value)) => Ok(value),
             Ok(Err(ServiceError::McpError(error))) => {
+                let rejected = self
+                    .rejection
+                    .as_ref()
+                    .and_then(|r| r.lock().expect("rejection lock").take());
+                if let Some(rejected) = rejected {
+                    let how: Arc<str> = format!(
+                        "it rejected our session ({rejected}); the next call opens a new one"
+                    )
+                    .into();
+                    set_death(&self.death_tx, how.clone());
+                    return Err(Failure::Crashed(how));
+                }
                 Err(Failure::Request(error.message.to_string()))
             }
             Ok(Err(error)) => {
                 let closed = matches!(error, ServiceError::TransportClosed)
                     || self.peer.is_transport_closed();
-                if closed {
+                if !closed && self.rejection.is_some() {
+                    // HTTP: a request that could not be sent (refused, reset, 5xx) ends this
+                    // session; the next call connects again.
+                    let how: Arc<str> =
+                        format!("the HTTP request failed ({})", describe_service(&error)).into();
+                    set_death(&self.death_tx, how.clone());
+                    Err(Failure::Crashed(how))
+                } else if closed {
                     // Let the exit status (or the supervisor) say what happened.
                     let how =
                         tokio::time::timeout(DEATH_DETAIL_WAIT, death.wait_for(Option::is_some))
@@ -501,6 +546,23 @@ impl Connection {
     pub(super) fn discard(&self) {
         self.ct.cancel();
         if let Some(group) = &self.group {
+            group.kill();
+        }
+    }
+}
+
+/// Kills a process group when dropped, unless disarmed.
+struct KillOnDrop(Option<Arc<ProcessGroup>>);
+
+impl KillOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(group) = self.0.take() {
             group.kill();
         }
     }
