@@ -15,6 +15,48 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 /// Path of the binary under test.
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_mcp-server-code-execution-mode");
 
+/// The machine's interpreter cache, shared by every bridge the suite starts.
+fn cache_dir() -> std::path::PathBuf {
+    std::env::var_os("MCP_BRIDGE_CACHE_DIR").map_or_else(
+        || {
+            let home = std::env::var_os("HOME")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_default();
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map_or_else(|| home.join(".cache"), std::path::PathBuf::from);
+            cache.join("mcp-server-code-execution-mode")
+        },
+        std::path::PathBuf::from,
+    )
+}
+
+/// A bridge command isolated from the machine's MCP client configs: its own empty home,
+/// state dir and working directory, so servers configured on the machine running the suite
+/// never leak into it. The interpreter cache stays shared.
+fn isolated_bridge_command() -> tokio::process::Command {
+    static WORLD: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let world = WORLD.get_or_init(|| {
+        let world = tempfile::Builder::new()
+            .prefix("bridge-suite-")
+            .tempdir()
+            .expect("tempdir");
+        for dir in ["home", "state", "cwd"] {
+            std::fs::create_dir(world.path().join(dir)).expect("suite dirs");
+        }
+        world
+    });
+    let mut command = tokio::process::Command::new(BIN);
+    command
+        .env("HOME", world.path().join("home"))
+        .env("MCP_BRIDGE_STATE_DIR", world.path().join("state"))
+        .env("MCP_BRIDGE_CACHE_DIR", cache_dir())
+        .env("MCP_BRIDGE_LOG_LEVEL", "warn")
+        .env_remove("MCP_SERVERS_CONFIG")
+        .env_remove("XDG_CONFIG_HOME")
+        .current_dir(world.path().join("cwd"));
+    command
+}
+
 /// A backend the suite runs against.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TestBackend {
@@ -67,16 +109,8 @@ impl TestBackend {
 
     /// Start a bridge on this backend with extra environment.
     pub(crate) async fn bridge_with(&self, env: &[(&str, &str)]) -> Result<TestBridge> {
-        let mut command = tokio::process::Command::new(BIN);
-        command
-            .arg("run")
-            .arg("--backend")
-            .arg(self.name)
-            .env("MCP_BRIDGE_LOG_LEVEL", "warn")
-            .env(
-                "MCP_BRIDGE_STATE_DIR",
-                std::env::temp_dir().join("mcp-bridge-test-state"),
-            );
+        let mut command = isolated_bridge_command();
+        command.arg("run").arg("--backend").arg(self.name);
         for (key, value) in env {
             command.env(key, value);
         }
@@ -171,9 +205,8 @@ pub(crate) struct RawBridge {
 
 impl RawBridge {
     pub(crate) fn start(backend: &TestBackend) -> Result<Self> {
-        let mut child = tokio::process::Command::new(BIN)
+        let mut child = isolated_bridge_command()
             .args(["run", "--backend", backend.name])
-            .env("MCP_BRIDGE_LOG_LEVEL", "warn")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
