@@ -47,9 +47,12 @@ npm_packages=(
     '@modelcontextprotocol/server-everything@2026.8.31'
     '@modelcontextprotocol/server-memory@2026.8.31'
     '@modelcontextprotocol/server-filesystem@2026.8.31'
+    '@modelcontextprotocol/server-github@2025.4.8'
+    '@modelcontextprotocol/server-gdrive@2025.1.14'
 )
 npm_missing=0
-for bin in mcp-inspector mcp-server-everything mcp-server-memory mcp-server-filesystem; do
+for bin in mcp-inspector mcp-server-everything mcp-server-memory mcp-server-filesystem \
+    mcp-server-github mcp-server-gdrive; do
     [ -x "$npm_prefix/node_modules/.bin/$bin" ] || npm_missing=1
 done
 if [ "$npm_missing" = 1 ]; then

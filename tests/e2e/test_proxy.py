@@ -121,6 +121,9 @@ class World:
                             "command": str(npm_bin / "mcp-server-filesystem"),
                             "args": ["${env:BRIDGE_TEST_ROOT}/files"],
                         },
+                        # Servers that need credentials we do not have.
+                        "github": {"command": str(npm_bin / "mcp-server-github")},
+                        "gdrive": {"command": str(npm_bin / "mcp-server-gdrive")},
                     }
                 }
             )
@@ -196,7 +199,7 @@ class Proxying(unittest.IsolatedAsyncioTestCase):
             names, detailed = out.splitlines()
             self.assertEqual(
                 eval(names),
-                ["crasher", "everything", "filesystem", "git", "memory", "time"],
+                ["crasher", "everything", "filesystem", "gdrive", "git", "github", "memory", "time"],
             )
             self.assertIn("the current time in any timezone", detailed)
 
@@ -337,6 +340,64 @@ class Proxying(unittest.IsolatedAsyncioTestCase):
             self.assertFalse(field(found, "is_error"), text_of(found))
             first = field(found, "structured_content")["result"][0]
             self.assertEqual((first["server"], first["tool"]), ("everything", "echo"))
+
+    async def test_servers_without_credentials_fail_clearly(self) -> None:
+        async with bridge(self.world) as session:
+            # GitHub's server starts without a token: its tools are listed, and a call fails
+            # (no token, no network) with an MCPError instead of hanging.
+            out = await self.ok(
+                session,
+                "import mcp\n"
+                "print(len(await mcp_github.list_tools()) > 10)\n"
+                "try:\n"
+                "    await mcp_github.get_file_contents(owner='o', repo='r', path='p')\n"
+                "    print('no error')\n"
+                "except mcp.MCPError as e:\n"
+                "    print('MCPError')",
+                servers=["github"],
+                timeout=60,
+            )
+            self.assertEqual(out, "True\nMCPError\n")
+            # Google Drive's server exits at start without its credentials file: loading it
+            # fails the run with a clear message naming the server.
+            result = await run(session, "pass", servers=["gdrive"], timeout=60)
+            self.assertTrue(field(result, "is_error"))
+            self.assertIn("gdrive", text_of(result))
+
+    async def test_a_streamable_http_upstream(self) -> None:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        everything = Path(NPM_PREFIX) / "node_modules" / ".bin" / "mcp-server-everything"
+        server = subprocess.Popen(
+            [str(everything), "streamableHttp"],
+            env={**os.environ, "PORT": str(port)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            (self.world.state / "remote.json").write_text(
+                json.dumps(
+                    {"mcpServers": {"remote": {"type": "http", "url": f"http://127.0.0.1:{port}/mcp"}}}
+                )
+            )
+            import time as _time
+
+            for _ in range(100):
+                with socket.socket() as probe:
+                    if probe.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                _time.sleep(0.1)
+            async with bridge(self.world) as session:
+                out = await self.ok(
+                    session, "print(await mcp_remote.echo(message='over http'))", servers=["remote"]
+                )
+                self.assertEqual(out, "Echo: over http\n")
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
 
 
 if __name__ == "__main__":
