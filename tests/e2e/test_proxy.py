@@ -400,5 +400,83 @@ class Proxying(unittest.IsolatedAsyncioTestCase):
             server.wait(timeout=10)
 
 
+def children_of(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found.update(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            pass
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+class NoOrphans(unittest.TestCase):
+    """Upstream servers die with the bridge, even when the bridge is SIGKILLed."""
+
+    def setUp(self) -> None:
+        self.world = World()
+
+    def tearDown(self) -> None:
+        self.world.close()
+
+    def test_upstreams_die_when_the_bridge_is_killed(self) -> None:
+        import signal
+        import time as _time
+
+        bridge_proc = subprocess.Popen(
+            [BRIDGE_BIN, "run"],
+            env=self.world.env(),
+            cwd=str(self.world.project),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+
+        def send(message: dict) -> None:
+            bridge_proc.stdin.write((json.dumps(message) + "\n").encode())
+            bridge_proc.stdin.flush()
+
+        def answer(request_id: int) -> dict:
+            while True:
+                line = bridge_proc.stdout.readline()
+                self.assertTrue(line, "the bridge closed its stdout")
+                message = json.loads(line)
+                if message.get("id") == request_id:
+                    return message
+
+        try:
+            send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "orphan-test", "version": "0"}}})
+            answer(1)
+            send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+            send({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+                "name": "run_python", "arguments": {
+                    "code": "await mcp_time.get_current_time(timezone='UTC')\n"
+                            "await mcp_everything.echo(message='x')",
+                    "servers": ["time", "everything"]}}})
+            reply = answer(2)
+            self.assertFalse(reply["result"].get("isError"), reply)
+            upstreams = children_of(bridge_proc.pid)
+            self.assertGreaterEqual(len(upstreams), 2, "the upstream servers should be running")
+            bridge_proc.send_signal(signal.SIGKILL)
+            bridge_proc.wait(timeout=10)
+            deadline = _time.monotonic() + 10
+            while any(alive(pid) for pid in upstreams) and _time.monotonic() < deadline:
+                _time.sleep(0.1)
+            self.assertEqual([pid for pid in upstreams if alive(pid)], [], "orphaned upstreams")
+        finally:
+            if bridge_proc.poll() is None:
+                bridge_proc.kill()
+
+
 if __name__ == "__main__":
     unittest.main()
