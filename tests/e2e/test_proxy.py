@@ -116,14 +116,7 @@ class World:
                         "memory": {
                             "command": str(npm_bin / "mcp-server-memory"),
                             "env": {"MEMORY_FILE_PATH": "${BRIDGE_TEST_ROOT}/memory.json"},
-                        },
-                        "filesystem": {
-                            "command": str(npm_bin / "mcp-server-filesystem"),
-                            "args": ["${env:BRIDGE_TEST_ROOT}/files"],
-                        },
-                        # Servers that need credentials we do not have.
-                        "github": {"command": str(npm_bin / "mcp-server-github")},
-                        "gdrive": {"command": str(npm_bin / "mcp-server-gdrive")},
+                        }
                     }
                 }
             )
@@ -137,6 +130,43 @@ class World:
                             "type": "stdio",
                             "command": str(bin_dir / "mcp-server-git"),
                             "args": ["--repository", str(self.repo)],
+                        }
+                    }
+                }
+            )
+        )
+        # 4. Cursor's ~/.cursor/mcp.json, with ${env:VAR} expansion.
+        (self.home / ".cursor").mkdir()
+        (self.home / ".cursor" / "mcp.json").write_text(
+            json.dumps(
+                {
+                    "mcpServers": {
+                        "filesystem": {
+                            "command": str(npm_bin / "mcp-server-filesystem"),
+                            "args": ["${env:BRIDGE_TEST_ROOT}/files"],
+                        }
+                    }
+                }
+            )
+        )
+        # 5. Codex's ~/.codex/config.toml (`mcp_servers` table).
+        (self.home / ".codex").mkdir()
+        (self.home / ".codex" / "config.toml").write_text(
+            f'[mcp_servers.github]\ncommand = "{npm_bin / "mcp-server-github"}"\n'
+        )
+        # 6. Gemini's ~/.gemini/settings.json.
+        (self.home / ".gemini").mkdir()
+        (self.home / ".gemini" / "settings.json").write_text(
+            json.dumps({"mcpServers": {"gdrive": {"command": str(npm_bin / "mcp-server-gdrive")}}})
+        )
+        # 7. Claude Code's ~/.claude.json, this project's entry; its `time` is shadowed by the
+        # state dir's (read earlier), and reported as such.
+        (self.home / ".claude.json").write_text(
+            json.dumps(
+                {
+                    "projects": {
+                        str(self.project): {
+                            "mcpServers": {"time": {"command": "/nonexistent/time-server"}}
                         }
                     }
                 }
@@ -202,6 +232,31 @@ class Proxying(unittest.IsolatedAsyncioTestCase):
                 ["crasher", "everything", "filesystem", "gdrive", "git", "github", "memory", "time"],
             )
             self.assertIn("the current time in any timezone", detailed)
+
+    def test_servers_subcommand_reports_sources_and_checks(self) -> None:
+        done = subprocess.run(
+            [BRIDGE_BIN, "servers", "--check"],
+            env=self.world.env(),
+            cwd=str(self.world.project),
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=True,
+        )
+        report = done.stdout
+        for name, source in [
+            ("memory", "explicit.json"),
+            ("git", ".vscode/mcp.json"),
+            ("filesystem", ".cursor/mcp.json"),
+            ("github", ".codex/config.toml"),
+            ("gdrive", ".gemini/settings.json"),
+            ("time", "servers.json"),
+        ]:
+            line = next((l for l in report.splitlines() if l.strip().startswith(name + " ")), "")
+            self.assertIn(source, line, f"{name} should come from {source}:\n{report}")
+        self.assertIn(".claude.json", report)  # the shadowed `time` entry is reported
+        self.assertRegex(report, r"ok +time: 2 tools")
+        self.assertRegex(report, r"failed +gdrive")
 
     async def test_time_server_through_a_typed_proxy(self) -> None:
         async with bridge(self.world) as session:
