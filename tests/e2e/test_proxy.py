@@ -20,6 +20,7 @@ from pathlib import Path
 
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from sdk_compat import field, text_of
 
 BRIDGE_BIN = os.environ.get("BRIDGE_BIN", "mcp-server-code-execution-mode")
 UPSTREAMS_VENV = os.environ.get("UPSTREAMS_VENV")
@@ -27,18 +28,6 @@ NPM_PREFIX = os.environ.get("NPM_PREFIX")
 CACHE_DIR = os.environ.get(
     "MCP_BRIDGE_CACHE_DIR", str(Path.home() / ".cache" / "mcp-server-code-execution-mode")
 )
-
-
-def field(obj, snake: str):
-    """Read a result field under SDK 2.x (snake_case) or 1.x (camelCase) spelling."""
-    if hasattr(obj, snake):
-        return getattr(obj, snake)
-    head, *rest = snake.split("_")
-    return getattr(obj, head + "".join(part.title() for part in rest))
-
-
-def text_of(result) -> str:
-    return "\n".join(c.text for c in result.content if getattr(c, "type", "") == "text")
 
 
 CRASHING_SERVER = textwrap.dedent(

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from sdk_compat import field, text_of
 
 BRIDGE_BIN = os.environ.get("BRIDGE_BIN", "mcp-server-code-execution-mode")
 
@@ -27,18 +28,6 @@ async def bridge(**env: str):
     async with stdio_client(params) as (read, write):
         async with ClientSession(read, write) as session:
             yield session
-
-
-def field(obj, snake: str):
-    """Read a result field under SDK 2.x (snake_case) or 1.x (camelCase) spelling."""
-    if hasattr(obj, snake):
-        return getattr(obj, snake)
-    head, *rest = snake.split("_")
-    return getattr(obj, head + "".join(part.title() for part in rest))
-
-
-def text_of(result) -> str:
-    return "\n".join(c.text for c in result.content if getattr(c, "type", "") == "text")
 
 
 class PythonSdkClient(unittest.IsolatedAsyncioTestCase):
