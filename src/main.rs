@@ -24,6 +24,17 @@ use sandbox_core::frame::CatalogueEntry;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A panic is a bug: log it as one line on stderr, never a backtrace with host paths.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(ToString::to_string).unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(ToString::to_string)
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        error!(%location, "internal error (a bug): {message}");
+    }));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -64,6 +64,7 @@ pub struct Sessions {
     named: Mutex<HashMap<String, Arc<Slot>>>,
     pool: Mutex<Vec<Session>>,
     refilling: AtomicBool,
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -108,6 +109,7 @@ impl Sessions {
             named: Mutex::new(HashMap::new()),
             pool: Mutex::new(Vec::new()),
             refilling: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -206,7 +208,7 @@ impl Sessions {
         if self.pool_size == 0 || self.pool.lock().expect("pool lock").len() >= self.pool_size {
             return;
         }
-        if self.refilling.swap(true, Ordering::AcqRel) {
+        if self.closed.load(Ordering::Acquire) || self.refilling.swap(true, Ordering::AcqRel) {
             return;
         }
         let this = self.clone();
@@ -217,6 +219,11 @@ impl Sessions {
                     break;
                 }
                 match this.start_warm().await {
+                    Ok(session) if this.closed.load(Ordering::Acquire) => {
+                        // Shut down while this one was starting: it must not outlive us.
+                        session.shutdown().await;
+                        break;
+                    }
                     Ok(session) => this.pool.lock().expect("pool lock").push(session),
                     Err(e) => {
                         warn!("could not warm a session: {e}");
@@ -296,6 +303,14 @@ impl Sessions {
 
     /// Shut every session down (on exit), removing their scratch space.
     pub async fn shutdown_all(&self) {
+        self.closed.store(true, Ordering::Release);
+        // Let a refill in progress finish starting its session, so it is shut down too.
+        for _ in 0..100 {
+            if !self.refilling.load(Ordering::Acquire) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let slots: Vec<Arc<Slot>> = self
             .named
             .lock()
