@@ -108,6 +108,18 @@ impl RunReport {
                      starts a fresh session."
                 )),
             ),
+            RunStatus::Cancelled { state_lost } => (
+                "cancelled",
+                Some(if *state_lost {
+                    "Cancelled by the client; the sandbox was stopped and this session's state \
+                     was lost. The next call starts a fresh session."
+                        .to_string()
+                } else {
+                    "Cancelled by the client; the code was interrupted and the session kept \
+                     its state."
+                        .to_string()
+                }),
+            ),
             RunStatus::SandboxFailed { reason } => (
                 "sandbox_failed",
                 Some(format!("{reason}. The next call starts a fresh session.")),

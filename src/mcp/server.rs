@@ -50,7 +50,12 @@ impl Bridge {
         }
     }
 
-    async fn run_python(&self, params: &CallToolRequestParams) -> CallToolResult {
+    /// Run code; `cancel` fires when the client cancels the request.
+    async fn run_python(
+        &self,
+        params: &CallToolRequestParams,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> CallToolResult {
         let args = match parse_run_args(params.arguments.as_ref()) {
             Ok(args) => args,
             Err(message) => return CallToolResult::error(vec![ContentBlock::text(message)]),
@@ -77,8 +82,26 @@ impl Bridge {
             servers,
             timeout,
             saved_tools,
+            cancel: Some(cancel),
         };
-        let outcome = session.run(&request, calls).await;
+        let mut outcome = session.try_run(&request, calls.clone()).await;
+        if outcome.is_none() {
+            // The session died while this call waited behind another run (a timeout or a
+            // cancellation killed it): run in a fresh one rather than fail a call that never ran.
+            match self.sessions.get(&args.session, false).await {
+                Ok((fresh, _)) => outcome = fresh.try_run(&request, calls).await,
+                Err(e) => {
+                    return CallToolResult::error(vec![ContentBlock::text(format!(
+                        "could not start a sandbox: {e}"
+                    ))]);
+                }
+            }
+        }
+        let Some(outcome) = outcome else {
+            return CallToolResult::error(vec![ContentBlock::text(
+                "the session's sandbox stopped before the code could run; try again",
+            )]);
+        };
         self.sessions.touch(&args.session);
         // Replace what this call took from the warm pool, now that it no longer needs the CPU.
         self.sessions.refill();
@@ -123,7 +146,7 @@ impl ServerHandler for Bridge {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         if self.config.discovery_tools && request.name != RUN_PYTHON {
             let empty = rmcp::model::JsonObject::new();
@@ -142,7 +165,11 @@ impl ServerHandler for Bridge {
             ));
         }
         let span = info_span!("request", tool = RUN_PYTHON);
-        Ok(self.run_python(&request).instrument(span).await.into())
+        Ok(self
+            .run_python(&request, context.ct.clone())
+            .instrument(span)
+            .await
+            .into())
     }
 
     async fn list_resources(

@@ -49,7 +49,8 @@ for_each_backend! {
     protocol: lists_one_tool_with_schemas, unknown_tool_is_a_protocol_error,
         bad_arguments_get_a_clear_error, unknown_server_is_named,
         malformed_json_rpc_keeps_the_server_serving, capabilities_resource_is_readable,
-        output_modes_shape_the_text, structured_content_reports_the_run;
+        output_modes_shape_the_text, structured_content_reports_the_run,
+        cancelling_a_request_stops_its_run;
     isolation: no_network, empty_environment, host_files_are_invisible,
         scratch_is_writable_and_private_per_session, root_is_not_writable;
 }

@@ -171,3 +171,32 @@ pub(crate) async fn structured_content_reports_the_run(b: &TestBackend) -> Resul
     ensure!(s["duration_ms"].as_f64().is_some(), "{s}");
     Ok(())
 }
+
+pub(crate) async fn cancelling_a_request_stops_its_run(b: &TestBackend) -> Result<()> {
+    let mut raw = RawBridge::start(b)?;
+    raw.initialize().await?;
+    raw.send(&json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+        "params": {"name": "run_python", "arguments": {"code": "while True:\n    pass", "timeout": 120}}}))
+        .await?;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    raw.send(
+        &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": 5, "reason": "the user gave up"}}),
+    )
+    .await?;
+    // Without cancellation this call would queue behind the runaway loop for two minutes.
+    let started = std::time::Instant::now();
+    raw.send(&json!({"jsonrpc": "2.0", "id": 6, "method": "tools/call",
+        "params": {"name": "run_python", "arguments": {"code": "print('after')"}}}))
+        .await?;
+    let after = raw.response(6).await?;
+    ensure!(
+        after["result"]["structuredContent"]["stdout"] == "after\n",
+        "{after}"
+    );
+    ensure!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the run was not stopped"
+    );
+    Ok(())
+}

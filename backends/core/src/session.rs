@@ -22,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::timeout_at;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, instrument, warn};
 
 use crate::error::SandboxError;
@@ -70,6 +71,9 @@ pub struct RunRequest {
     pub timeout: Duration,
     /// The user's saved tools, to be defined before `code` (when they changed).
     pub saved_tools: Option<String>,
+    /// Cancelled when the client gives up on the run: it is then stopped like a run past its
+    /// deadline (interrupt, then kill).
+    pub cancel: Option<CancellationToken>,
 }
 
 impl RunRequest {
@@ -80,6 +84,7 @@ impl RunRequest {
             servers: Vec::new(),
             timeout,
             saved_tools: None,
+            cancel: None,
         }
     }
 }
@@ -93,6 +98,11 @@ pub enum RunStatus {
     Raised,
     /// The deadline passed. `state_lost` says whether the guest had to be killed.
     TimedOut {
+        /// True when the session's state is gone.
+        state_lost: bool,
+    },
+    /// The client cancelled the run. `state_lost` says whether the guest had to be killed.
+    Cancelled {
         /// True when the session's state is gone.
         state_lost: bool,
     },
@@ -125,10 +135,7 @@ impl RunOutcome {
     }
     /// True when the session's state did not survive this run.
     pub fn state_lost(&self) -> bool {
-        matches!(
-            self.status,
-            RunStatus::TimedOut { state_lost: true } | RunStatus::SandboxFailed { .. }
-        )
+        loses_state(&self.status)
     }
 }
 
@@ -258,13 +265,26 @@ impl Session {
     #[instrument(skip_all, fields(backend = self.backend))]
     pub async fn run(&self, request: &RunRequest, calls: Arc<dyn RpcHandler>) -> RunOutcome {
         let started = Instant::now();
-        let mut guard = self.live.lock().await;
-        let Some(live) = guard.as_mut() else {
-            return self.failed(
+        match self.try_run(request, calls).await {
+            Some(outcome) => outcome,
+            None => self.failed(
                 started,
                 "this session's sandbox is gone; start a new one".into(),
-            );
-        };
+            ),
+        }
+    }
+
+    /// Like [`Session::run`], but `None` when the session was already dead by the time the
+    /// run could start (it waited behind a run that killed it): the caller can then run it in
+    /// a fresh session instead, having lost nothing.
+    pub async fn try_run(
+        &self,
+        request: &RunRequest,
+        calls: Arc<dyn RpcHandler>,
+    ) -> Option<RunOutcome> {
+        let started = Instant::now();
+        let mut guard = self.live.lock().await;
+        let live = guard.as_mut()?;
         let mut run = RunState::new(self.output_limit);
         // If this future is dropped mid-run, the guest may still answer later and desynchronise
         // the next run: the session is then dead rather than half-working.
@@ -273,7 +293,9 @@ impl Session {
         std::mem::forget(abandoned);
         let (status, result) = match verdict {
             Verdict::Finished(result) => {
-                let status = if run.interrupted {
+                let status = if run.cancelled {
+                    RunStatus::Cancelled { state_lost: false }
+                } else if run.interrupted {
                     RunStatus::TimedOut { state_lost: false }
                 } else if result.error.is_some() {
                     RunStatus::Raised
@@ -282,6 +304,7 @@ impl Session {
                 };
                 (status, Some(*result))
             }
+            Verdict::Killed if run.cancelled => (RunStatus::Cancelled { state_lost: true }, None),
             Verdict::Killed => (RunStatus::TimedOut { state_lost: true }, None),
             Verdict::Failed(reason) => (RunStatus::SandboxFailed { reason }, None),
         };
@@ -292,7 +315,7 @@ impl Session {
             }
         }
         drop(guard);
-        run.into_outcome(status, result, self.output_limit, started.elapsed())
+        Some(run.into_outcome(status, result, self.output_limit, started.elapsed()))
     }
 
     async fn drive(
@@ -369,6 +392,11 @@ impl Session {
                         return Verdict::Failed(self.gone_reason(live, &e.to_string()).await);
                     }
                 }
+                () = cancelled(request.cancel.as_ref()), if !run.cancelled => {
+                    // Stop it as if its deadline had passed: interrupt, then kill.
+                    run.cancelled = true;
+                    deadline = tokio::time::Instant::now();
+                }
                 () = tokio::time::sleep_until(deadline) => {
                     if run.interrupted {
                         warn!("run ignored its interrupt; killing the sandbox");
@@ -424,6 +452,7 @@ struct RunState {
     stray_out: CappedBytes,
     stray_err: CappedBytes,
     interrupted: bool,
+    cancelled: bool,
 }
 
 impl RunState {
@@ -432,14 +461,12 @@ impl RunState {
             stray_out: CappedBytes::new(limit),
             stray_err: CappedBytes::new(limit),
             interrupted: false,
+            cancelled: false,
         }
     }
 
     fn kill_needed(status: &RunStatus) -> bool {
-        matches!(
-            status,
-            RunStatus::TimedOut { state_lost: true } | RunStatus::SandboxFailed { .. }
-        )
+        loses_state(status)
     }
 
     fn into_outcome(
@@ -538,6 +565,24 @@ async fn drain_ready(stream: &mut Option<GuestReader>, buf: &mut [u8], into: &mu
             }
             Some(Ok(n)) => into.push(&buf[..n]),
         }
+    }
+}
+
+/// True when a run that ended this way took the session's state with it.
+fn loses_state(status: &RunStatus) -> bool {
+    matches!(
+        status,
+        RunStatus::TimedOut { state_lost: true }
+            | RunStatus::Cancelled { state_lost: true }
+            | RunStatus::SandboxFailed { .. }
+    )
+}
+
+/// Resolves when the token is cancelled; never without a token.
+async fn cancelled(token: Option<&CancellationToken>) {
+    match token {
+        Some(token) => token.cancelled().await,
+        None => std::future::pending().await,
     }
 }
 

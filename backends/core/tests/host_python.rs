@@ -222,3 +222,30 @@ async fn output_beyond_the_cap_is_cut_on_the_host_too() {
     assert_eq!(outcome.stdout.text.len(), 64 * 1024);
     assert_eq!(outcome.stdout.cut_bytes(), 500_000 - 64 * 1024);
 }
+
+#[tokio::test]
+async fn a_cancelled_run_is_interrupted_and_the_session_kept() {
+    let Some(session) = session().await else {
+        return;
+    };
+    assert!(
+        !session
+            .run(&run("kept = 7", 5000), Arc::new(NoCalls))
+            .await
+            .is_error()
+    );
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut request = run("while True:\n    pass", 60_000);
+    request.cancel = Some(cancel.clone());
+    let trigger = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cancel.cancel();
+    });
+    let outcome = session.run(&request, Arc::new(NoCalls)).await;
+    trigger.await.unwrap();
+    assert_eq!(outcome.status, RunStatus::Cancelled { state_lost: false });
+    let after = session
+        .run(&run("print(kept)", 5000), Arc::new(NoCalls))
+        .await;
+    assert_eq!(after.stdout.text, "7\n");
+}
