@@ -26,6 +26,19 @@ pub enum Command {
     /// List the MCP servers discovered in client configs, where each came from, and what
     /// was skipped and why.
     Servers(ServersArgs),
+    /// Report what this bridge can do here: backends, caches, servers, configuration.
+    Doctor(DoctorArgs),
+}
+
+/// Settings of the `doctor` subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Settings shared with `run`.
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 /// Settings of the `servers` subcommand.

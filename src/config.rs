@@ -89,6 +89,8 @@ pub struct Config {
     pub tool_timeout: Duration,
     /// Offer the discovery helpers as MCP tools too.
     pub discovery_tools: bool,
+    /// Where each setting came from.
+    pub origins: Vec<SettingOrigin>,
 }
 
 impl Config {
@@ -123,6 +125,18 @@ struct Source {
 struct Resolver<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
     errors: Vec<String>,
+    origins: Vec<SettingOrigin>,
+}
+
+/// Where one setting's value came from (for `doctor`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SettingOrigin {
+    /// The environment variable that names the setting.
+    pub variable: String,
+    /// The text given, when one was (`None`: the default).
+    pub text: Option<String>,
+    /// `default`, `environment` or `flag`.
+    pub from: &'static str,
 }
 
 impl Resolver<'_> {
@@ -149,7 +163,19 @@ impl Resolver<'_> {
         default: T,
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> T {
-        match self.get(flag, flag_name, var) {
+        let source = self.get(flag, flag_name, var);
+        if !var.is_empty() {
+            self.origins.push(SettingOrigin {
+                variable: var.to_string(),
+                text: source.as_ref().map(|s| s.text.clone()),
+                from: match (&source, flag) {
+                    (None, _) => "default",
+                    (Some(_), Some(_)) => "flag",
+                    (Some(_), None) => "environment",
+                },
+            });
+        }
+        match source {
             None => default,
             Some(source) => match parse(&source.text) {
                 Ok(value) => value,
@@ -237,6 +263,7 @@ pub fn resolve_with(
     let mut r = Resolver {
         lookup,
         errors: Vec::new(),
+        origins: Vec::new(),
     };
     let backend = r.parse(
         args.backend.as_deref(),
@@ -394,6 +421,7 @@ pub fn resolve_with(
         servers_config: args.servers_config.clone(),
         tool_timeout,
         discovery_tools,
+        origins: r.origins,
     })
 }
 

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_focus;
+mod doctor;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -45,6 +46,12 @@ fn main() -> ExitCode {
             Command::Provision(args) => provision(&args).await,
             Command::Bench(args) => bench::run(&args).await,
             Command::Servers(args) => servers(&args).await,
+            Command::Doctor(args) => {
+                init_logging("warn");
+                doctor::report(&args)
+                    .await
+                    .map(|text| print_out(&format!("{text}\n")))
+            }
         }
     });
     // Do not wait for blocked stdin readers or epoch threads on the way out.

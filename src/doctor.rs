@@ -1,0 +1,142 @@
+//! `doctor`: what this bridge can do here, and why not where it cannot.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use mcp_server_code_execution_mode::cli::DoctorArgs;
+use mcp_server_code_execution_mode::proxy::catalogue::render_report;
+use mcp_server_code_execution_mode::proxy::dispatch::Proxy;
+use mcp_server_code_execution_mode::{backend, config};
+use sandbox_core::Probe;
+use serde_json::{Value, json};
+
+/// Backends this build does not contain yet, with why.
+const ABSENT_BACKENDS: [&str; 3] = ["podman", "docker", "oci"];
+
+fn cache_dir() -> Option<PathBuf> {
+    std::env::var_os("MCP_BRIDGE_CACHE_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| dirs::cache_dir().map(|d| d.join("mcp-server-code-execution-mode")))
+}
+
+/// Files under `dir` (one level), with sizes.
+fn files_in(dir: &Path) -> Vec<(String, u64)> {
+    let mut files: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            let size = if meta.is_dir() {
+                std::fs::read_dir(e.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter_map(|f| f.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            } else {
+                meta.len()
+            };
+            Some((e.file_name().to_string_lossy().into_owned(), size))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Build the report; text unless `--json`.
+pub(crate) async fn report(args: &DoctorArgs) -> Result<String> {
+    let config = config::resolve(&args.config).map_err(anyhow::Error::msg)?;
+    let mut backends = Vec::new();
+    match backend::build(&config) {
+        Ok(sandbox) => {
+            let probe = sandbox.probe().await;
+            let (available, detail) = match probe {
+                Probe::Available { detail } => (true, detail),
+                Probe::Unavailable { reason } => (false, reason),
+            };
+            backends
+                .push(json!({"backend": sandbox.name(), "available": available, "detail": detail}));
+        }
+        Err(reason) => {
+            backends.push(json!({"backend": "wasi", "available": false, "detail": reason}));
+        }
+    }
+    for name in ABSENT_BACKENDS {
+        backends.push(json!({"backend": name, "available": false,
+            "detail": "not part of this build yet"}));
+    }
+    let cache = cache_dir();
+    let caches: Vec<Value> = cache
+        .iter()
+        .flat_map(|dir| ["python-wasm", "modules"].map(|sub| dir.join(sub)))
+        .map(|dir| {
+            let files = files_in(&dir);
+            json!({"dir": dir, "files": files.iter().map(|(n, s)| json!({"name": n, "bytes": s})).collect::<Vec<_>>()})
+        })
+        .collect();
+    let proxy = Proxy::from_config(&config);
+    let servers = render_report(proxy.catalogue());
+    let origins = serde_json::to_value(&config.origins)?;
+    if args.json {
+        let doc = json!({
+            "backends": backends,
+            "caches": caches,
+            "servers": proxy.catalogue().servers.iter().map(|s| json!({
+                "name": s.name, "alias": s.alias, "source": s.source})).collect::<Vec<_>>(),
+            "skipped": proxy.catalogue().skipped.iter().map(|s| json!({
+                "name": s.name, "source": s.source, "why": s.why})).collect::<Vec<_>>(),
+            "configuration": origins,
+            "state_dir": config.state_dir,
+        });
+        return Ok(serde_json::to_string_pretty(&doc)?);
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "Backends:");
+    for b in &backends {
+        let mark = if b["available"] == json!(true) {
+            "ok  "
+        } else {
+            "--  "
+        };
+        let _ = writeln!(
+            out,
+            "  {mark}{:<7} {}",
+            b["backend"].as_str().unwrap_or(""),
+            b["detail"].as_str().unwrap_or("")
+        );
+    }
+    let _ = writeln!(out, "\nCaches:");
+    for c in &caches {
+        let _ = writeln!(out, "  {}", c["dir"].as_str().unwrap_or(""));
+        for f in c["files"].as_array().into_iter().flatten() {
+            #[allow(clippy::cast_precision_loss, reason = "display only")]
+            let mb = f["bytes"].as_u64().unwrap_or(0) as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "    {:<70} {mb:>8.1} MB",
+                f["name"].as_str().unwrap_or("")
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nMCP servers (state dir {}):",
+        config.state_dir.display()
+    );
+    for line in servers.lines() {
+        let _ = writeln!(out, "  {line}");
+    }
+    let _ = writeln!(
+        out,
+        "\nConfiguration (flags over environment over defaults):"
+    );
+    for o in &config.origins {
+        let value = o.text.as_deref().unwrap_or("(default)");
+        let _ = writeln!(out, "  {:<34} {:<16} {}", o.variable, value, o.from);
+    }
+    Ok(out)
+}

@@ -1,0 +1,44 @@
+"""End-to-end: the command-line subcommands a user runs by hand."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import unittest
+
+BRIDGE_BIN = os.environ.get("BRIDGE_BIN", "mcp-server-code-execution-mode")
+
+
+class Doctor(unittest.TestCase):
+    def test_doctor_reports_backends_caches_and_where_settings_came_from(self) -> None:
+        with tempfile.TemporaryDirectory() as state:
+            env = {**os.environ, "MCP_BRIDGE_TIMEOUT": "45s", "MCP_BRIDGE_STATE_DIR": state}
+            done = subprocess.run(
+                [BRIDGE_BIN, "doctor", "--json", "--memory", "256m"],
+                env=env, capture_output=True, text=True, timeout=120, check=True,
+            )
+        report = json.loads(done.stdout)
+        wasi = next(b for b in report["backends"] if b["backend"] == "wasi")
+        self.assertTrue(wasi["available"], wasi)
+        self.assertIn("CPython 3.12.0", wasi["detail"])
+        origins = {o["variable"]: o for o in report["configuration"]}
+        self.assertEqual(origins["MCP_BRIDGE_TIMEOUT"]["from"], "environment")
+        self.assertEqual(origins["MCP_BRIDGE_TIMEOUT"]["text"], "45s")
+        self.assertEqual(origins["MCP_BRIDGE_MEMORY"]["from"], "flag")
+        self.assertEqual(origins["MCP_BRIDGE_OUTPUT_MODE"]["from"], "default")
+
+    def test_an_invalid_setting_stops_start_up_naming_it(self) -> None:
+        done = subprocess.run(
+            [BRIDGE_BIN, "run"],
+            env={**os.environ, "MCP_BRIDGE_MEMORY": "lots"},
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False,
+        )
+        self.assertNotEqual(done.returncode, 0)
+        self.assertIn("MCP_BRIDGE_MEMORY=lots is invalid", done.stderr)
+        self.assertEqual(done.stdout, "")
+
+
+if __name__ == "__main__":
+    unittest.main()
