@@ -26,6 +26,7 @@ const MAX_BYTECODE: usize = 8 * 1024 * 1024;
 /// a warning) when compiling fails: sessions then fall back to the source.
 pub(crate) async fn runtime(loaded: &Loaded, cache_dir: &Path) -> Option<Arc<[u8]>> {
     let path = cache_path(cache_dir, &loaded.wasm.sha256);
+    prune_stale(&path, &loaded.wasm.sha256);
     if let Ok(bytes) = std::fs::read(&path)
         && !bytes.is_empty()
     {
@@ -37,6 +38,7 @@ pub(crate) async fn runtime(loaded: &Loaded, cache_dir: &Path) -> Option<Arc<[u8
             if let Err(e) = store(&path, &bytes) {
                 warn!(path = %path.display(), "could not cache the compiled runtime: {e}");
             }
+
             info!(elapsed = ?started.elapsed(), bytes = bytes.len(), "compiled the guest runtime");
             Some(bytes.into())
         }
@@ -95,6 +97,28 @@ async fn compile(loaded: &Loaded) -> Result<Vec<u8>, String> {
         return Err("the compiling interpreter wrote nothing".into());
     }
     Ok(bytes)
+}
+
+/// Remove bytecode of earlier runtime versions for the same interpreter (each upgrade would
+/// otherwise leave one behind).
+fn prune_stale(current: &Path, wasm_sha256: &str) {
+    let Some(dir) = current.parent() else { return };
+    let wasm = wasm_sha256.get(..16).unwrap_or(wasm_sha256);
+    let prefix = format!("runtime-{wasm}-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with(&prefix)
+            && name.ends_with(".marshal")
+            && entry.path() != current
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            info!(file = name, "removed the bytecode of an earlier runtime");
+        }
+    }
 }
 
 fn store(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
