@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
+use mcp_server_code_execution_mode::proxy::catalogue::RemoteKind;
 use mcp_server_code_execution_mode::proxy::upstream::{
     UpstreamError, UpstreamSpec, UpstreamTransport, Upstreams,
 };
@@ -888,7 +889,7 @@ async fn streamable_http_upstreams_work() -> Result<()> {
         transport: UpstreamTransport::Remote {
             url: format!("http://127.0.0.1:{port}/mcp"),
             headers: BTreeMap::from([("X-Upstream-Test".to_owned(), "1".to_owned())]),
-            sse: false,
+            kind: RemoteKind::Http,
         },
     };
     let ups = upstreams(vec![spec], cache.path(), Duration::from_secs(30));
@@ -931,7 +932,7 @@ async fn streamable_http_upstreams_work() -> Result<()> {
         transport: UpstreamTransport::Remote {
             url: format!("https://127.0.0.1:{port}/mcp"),
             headers: BTreeMap::new(),
-            sse: false,
+            kind: RemoteKind::Http,
         },
     };
     let tls = upstreams(vec![tls], cache.path(), Duration::from_secs(5));
@@ -1009,7 +1010,7 @@ async fn https_urls_are_understood_and_failures_are_start_errors() -> Result<()>
         transport: UpstreamTransport::Remote {
             url: format!("https://127.0.0.1:{port}/mcp"),
             headers: BTreeMap::new(),
-            sse: false,
+            kind: RemoteKind::Http,
         },
     };
     let ups = upstreams(vec![spec], cache.path(), Duration::from_secs(5))

@@ -17,9 +17,9 @@ use serde_json::{Map, Value, json};
 use tracing::warn;
 
 use crate::proxy::alias::assign_tool_aliases;
-use crate::proxy::catalogue::{Catalogue, RemoteKind, Transport};
+use crate::proxy::catalogue::Catalogue;
 use crate::proxy::search::{SearchIndex, ToolDoc, doc_record};
-use crate::proxy::upstream::{UpstreamSpec, UpstreamTransport, Upstreams};
+use crate::proxy::upstream::{UpstreamSpec, Upstreams};
 use crate::state::State;
 
 /// Most results `search_tool_docs` returns.
@@ -54,24 +54,7 @@ impl Proxy {
             .iter()
             .map(|entry| UpstreamSpec {
                 name: entry.name.clone(),
-                transport: match &entry.transport {
-                    Transport::Stdio {
-                        command,
-                        args,
-                        env,
-                        cwd,
-                    } => UpstreamTransport::Stdio {
-                        command: command.clone(),
-                        args: args.clone(),
-                        env: env.clone(),
-                        cwd: cwd.clone(),
-                    },
-                    Transport::Remote { url, headers, kind } => UpstreamTransport::Remote {
-                        url: url.clone(),
-                        headers: headers.clone(),
-                        sse: matches!(kind, RemoteKind::Sse),
-                    },
-                },
+                transport: entry.transport.clone(),
             })
             .collect()
     }

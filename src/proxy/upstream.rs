@@ -59,6 +59,7 @@ use tracing::{Instrument as _, info_span, warn};
 use self::connection::Connection;
 pub use self::error::UpstreamError;
 pub use self::stdio::BASE_ENV;
+use crate::proxy::catalogue::RemoteKind;
 
 /// How long spawning (or connecting) plus the MCP handshake may take, by default.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_mins(1);
@@ -74,7 +75,7 @@ const SIMILAR_TOOLS: usize = 5;
 const KNOWN_SERVERS: usize = 10;
 
 /// One upstream MCP server, as the bridge will reach it.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamSpec {
     /// The server's name (the key of its entry in the client config).
     pub name: String,
@@ -82,65 +83,9 @@ pub struct UpstreamSpec {
     pub transport: UpstreamTransport,
 }
 
-/// How to reach an upstream server.
-#[derive(Clone, PartialEq, Eq)]
-pub enum UpstreamTransport {
-    /// A child process speaking MCP over its stdin and stdout.
-    Stdio {
-        /// The program: a path, or a name looked up on `PATH` (the child's, if `env` sets it).
-        command: String,
-        /// Its arguments.
-        args: Vec<String>,
-        /// Its environment, on top of [`BASE_ENV`].
-        env: BTreeMap<String, String>,
-        /// Its working directory (default: the bridge's).
-        cwd: Option<PathBuf>,
-    },
-    /// A server reached over HTTP.
-    Remote {
-        /// The MCP endpoint, e.g. `https://example.com/mcp`.
-        url: String,
-        /// Headers sent with every request (e.g. `Authorization`).
-        headers: BTreeMap<String, String>,
-        /// The legacy HTTP+SSE transport (unsupported) rather than streamable HTTP.
-        sse: bool,
-    },
-}
-
-// Manual Debug impls: env values and header values are often secrets and must not reach logs.
-impl std::fmt::Debug for UpstreamSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamSpec")
-            .field("name", &self.name)
-            .field("transport", &self.transport)
-            .finish()
-    }
-}
-
-impl std::fmt::Debug for UpstreamTransport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Stdio {
-                command,
-                args,
-                env,
-                cwd,
-            } => f
-                .debug_struct("Stdio")
-                .field("command", command)
-                .field("args", args)
-                .field("env_keys", &env.keys().collect::<Vec<_>>())
-                .field("cwd", cwd)
-                .finish(),
-            Self::Remote { url, headers, sse } => f
-                .debug_struct("Remote")
-                .field("url", url)
-                .field("header_names", &headers.keys().collect::<Vec<_>>())
-                .field("sse", sse)
-                .finish(),
-        }
-    }
-}
+/// How to reach an upstream server: the catalogue's [`Transport`](crate::proxy::catalogue::Transport),
+/// whose `Debug` shows env and header names, never their values.
+pub use crate::proxy::catalogue::Transport as UpstreamTransport;
 
 /// The upstream servers of one bridge. Cheap to clone: clones share the servers.
 #[derive(Clone)]
@@ -382,7 +327,11 @@ impl Upstreams {
         if self.closed() {
             return Err(shut_down());
         }
-        if let UpstreamTransport::Remote { sse: true, .. } = entry.spec.transport {
+        if let UpstreamTransport::Remote {
+            kind: RemoteKind::Sse,
+            ..
+        } = entry.spec.transport
+        {
             return Err(UpstreamError::Unsupported {
                 server: entry.spec.name.clone(),
                 detail: "the legacy HTTP+SSE transport is not supported (rmcp removed its SSE \
@@ -650,7 +599,7 @@ mod tests {
             transport: UpstreamTransport::Remote {
                 url: "http://127.0.0.1:9/sse".into(),
                 headers: BTreeMap::new(),
-                sse: true,
+                kind: RemoteKind::Sse,
             },
         };
         let upstreams = Upstreams::new(vec![spec], std::env::temp_dir(), Duration::from_secs(1));

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 
 use super::{UpstreamSpec, UpstreamTransport};
+use crate::proxy::catalogue::RemoteKind;
 
 /// Version of the file layout; bump it when the layout changes.
 const FORMAT: u32 = 1;
@@ -45,11 +46,11 @@ pub(super) fn fingerprint(spec: &UpstreamSpec) -> String {
                 "cwd": cwd.as_ref().map(|c| c.to_string_lossy()),
             }
         }),
-        UpstreamTransport::Remote { url, headers, sse } => serde_json::json!({
+        UpstreamTransport::Remote { url, headers, kind } => serde_json::json!({
             "remote": {
                 "url": url,
                 "headers": headers.keys().map(|k| k.to_ascii_lowercase()).collect::<Vec<_>>(),
-                "sse": sse,
+                "sse": matches!(kind, RemoteKind::Sse),
             }
         }),
     };
@@ -241,7 +242,7 @@ mod tests {
             transport: UpstreamTransport::Remote {
                 url: "http://127.0.0.1/mcp".into(),
                 headers: BTreeMap::new(),
-                sse: false,
+                kind: RemoteKind::Http,
             },
         };
         assert_ne!(a, fingerprint(&remote));
