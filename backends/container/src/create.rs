@@ -1,0 +1,177 @@
+//! The container a session runs in, as an engine API request built from the [`SandboxSpec`].
+//!
+//! Everything the spec does not grant is denied: no network, a read-only root, all
+//! capabilities dropped, no new privileges, an unprivileged user, an init process as PID 1,
+//! size-capped tmpfs at `/tmp` and `/workspace` (the only writable places), memory without
+//! swap, a pids cap and an optional CPU quota, and an environment of our own, never the
+//! host's.
+
+use std::collections::HashMap;
+
+use bollard::models::{ContainerCreateBody, HostConfig, ResourcesUlimits};
+use sandbox_core::SandboxSpec;
+use sandbox_core::guest::interpreter_args;
+
+/// Label every container we create carries; its value names the bridge process that owns it.
+pub const OWNER_LABEL: &str = "io.github.mcp-server-code-execution-mode.owner";
+
+/// The guest's whole environment (plus what the spec grants).
+const BASE_ENV: [&str; 4] = [
+    "PATH=/usr/local/bin:/usr/bin:/bin",
+    "LANG=C.UTF-8",
+    "HOME=/workspace",
+    "PYTHONDONTWRITEBYTECODE=1",
+];
+/// Open files per process.
+const NOFILE: i64 = 1024;
+
+/// Options of the engine that shape the request.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CreateOptions {
+    /// OCI runtime name the engine should use (`runsc` for gVisor), if not its default.
+    pub(crate) oci_runtime: Option<String>,
+}
+
+/// The create request for one session's container.
+pub(crate) fn container_body(
+    spec: &SandboxSpec,
+    image: &str,
+    owner: &str,
+    options: &CreateOptions,
+) -> ContainerCreateBody {
+    let tmpfs_options = format!(
+        "rw,nosuid,nodev,size={},nr_inodes=10000,mode=1777",
+        spec.scratch_bytes()
+    );
+    let tmpfs = HashMap::from([
+        ("/tmp".to_string(), tmpfs_options.clone()),
+        ("/workspace".to_string(), tmpfs_options),
+    ]);
+    let memory = i64::try_from(spec.memory_bytes()).unwrap_or(i64::MAX);
+    let binds: Vec<String> = spec
+        .read_only_mounts()
+        .iter()
+        .map(|mount| format!("{}:{}:ro", mount.host.display(), mount.guest))
+        .collect();
+    let host_config = HostConfig {
+        network_mode: Some("none".into()),
+        readonly_rootfs: Some(true),
+        tmpfs: Some(tmpfs),
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges".into()]),
+        memory: Some(memory),
+        memory_swap: Some(memory),
+        pids_limit: Some(i64::from(spec.pids())),
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "a CPU quota in nano-CPUs fits an i64 for any real core count"
+        )]
+        nano_cpus: spec.cpus().map(|cpus| (cpus * 1e9).round() as i64),
+        init: Some(true),
+        ulimits: Some(vec![ResourcesUlimits {
+            name: Some("nofile".into()),
+            soft: Some(NOFILE),
+            hard: Some(NOFILE),
+        }]),
+        binds: (!binds.is_empty()).then_some(binds),
+        ipc_mode: Some("private".into()),
+        runtime: options.oci_runtime.clone(),
+        ..HostConfig::default()
+    };
+    let (uid, gid) = spec.user();
+    let mut env: Vec<String> = BASE_ENV.iter().map(ToString::to_string).collect();
+    env.extend(
+        spec.env()
+            .iter()
+            .map(|(key, value)| format!("{key}={value}")),
+    );
+    let mut cmd = vec!["/usr/bin/python3".to_string()];
+    cmd.extend(interpreter_args().iter().map(ToString::to_string));
+    ContainerCreateBody {
+        image: Some(image.to_string()),
+        cmd: Some(cmd),
+        entrypoint: Some(Vec::new()),
+        env: Some(env),
+        user: Some(format!("{uid}:{gid}")),
+        working_dir: Some("/workspace".into()),
+        hostname: Some("sandbox".into()),
+        network_disabled: Some(true),
+        attach_stdin: Some(true),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        open_stdin: Some(true),
+        stdin_once: Some(true),
+        tty: Some(false),
+        labels: Some(HashMap::from([(
+            OWNER_LABEL.to_string(),
+            owner.to_string(),
+        )])),
+        host_config: Some(host_config),
+        ..ContainerCreateBody::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body() -> ContainerCreateBody {
+        let spec = SandboxSpec::builder()
+            .memory_bytes(256 << 20)
+            .pids(64)
+            .cpus(Some(1.5))
+            .scratch_bytes(8 << 20)
+            .user(1000, 1000)
+            .env("X", "1")
+            .read_only_mount("/host/tools", "/tools")
+            .build()
+            .unwrap();
+        container_body(&spec, "img:1", "host:1:2", &CreateOptions::default())
+    }
+
+    #[test]
+    fn the_container_is_locked_down() {
+        let body = body();
+        let host = body.host_config.as_ref().unwrap();
+        assert_eq!(host.network_mode.as_deref(), Some("none"));
+        assert_eq!(body.network_disabled, Some(true));
+        assert_eq!(host.readonly_rootfs, Some(true));
+        assert_eq!(host.cap_drop.as_deref(), Some(&["ALL".to_string()][..]));
+        assert_eq!(
+            host.security_opt.as_deref(),
+            Some(&["no-new-privileges".to_string()][..])
+        );
+        assert_eq!(host.init, Some(true));
+        assert_ne!(host.privileged, Some(true));
+    }
+
+    #[test]
+    fn limits_come_from_the_spec() {
+        let body = body();
+        let host = body.host_config.as_ref().unwrap();
+        assert_eq!(host.memory, Some(256 << 20));
+        assert_eq!(host.memory_swap, host.memory, "no swap beyond the cap");
+        assert_eq!(host.pids_limit, Some(64));
+        assert_eq!(host.nano_cpus, Some(1_500_000_000));
+        let tmpfs = host.tmpfs.as_ref().unwrap();
+        assert!(tmpfs["/tmp"].contains("size=8388608"));
+        assert!(tmpfs["/workspace"].contains("size=8388608"));
+        assert_eq!(body.user.as_deref(), Some("1000:1000"));
+        assert_eq!(
+            host.binds.as_deref(),
+            Some(&["/host/tools:/tools:ro".to_string()][..])
+        );
+    }
+
+    #[test]
+    fn the_environment_is_ours_not_the_hosts() {
+        let body = body();
+        let env = body.env.unwrap();
+        assert!(env.contains(&"X=1".to_string()));
+        assert!(
+            env.iter()
+                .all(|entry| { BASE_ENV.contains(&entry.as_str()) || entry == "X=1" })
+        );
+        assert_eq!(body.labels.unwrap()[OWNER_LABEL], "host:1:2");
+    }
+}

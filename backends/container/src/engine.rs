@@ -1,0 +1,269 @@
+//! Finding and connecting to a container engine's Docker-compatible API.
+//!
+//! Docker: `DOCKER_HOST` (a `unix://` address) or the default socket. Podman: `CONTAINER_HOST`,
+//! else the system or user API socket if one answers, else we start
+//! `podman system service --time=0` on a private socket as a child of the bridge and stop it
+//! when the bridge exits.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use bollard::{ClientVersion, Docker};
+use tokio::process::{Child, Command};
+use tracing::{debug, info, warn};
+
+use crate::error::ContainerError;
+
+/// The API version we speak: the newest both Debian's podman 4.3 and docker 20.10 serve.
+const API_VERSION: &ClientVersion = &ClientVersion {
+    major_version: 1,
+    minor_version: 41,
+};
+/// Seconds bollard waits for one API request.
+const REQUEST_TIMEOUT_SECS: u64 = 120;
+/// How long a podman API service we started may take to answer.
+const SERVICE_START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A container engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    /// Podman (rootful or rootless).
+    Podman = 0,
+    /// Docker.
+    Docker = 1,
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(crate::BACKEND_NAMES[*self as usize])
+    }
+}
+
+/// A live connection to an engine.
+pub(crate) struct Engine {
+    pub(crate) kind: EngineKind,
+    pub(crate) client: Docker,
+    /// Where the API socket is.
+    pub(crate) socket: PathBuf,
+    /// The engine's version, as it reports it.
+    pub(crate) version: String,
+    /// The podman API service we started, if we did.
+    service: tokio::sync::Mutex<Option<ManagedService>>,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("kind", &self.kind)
+            .field("socket", &self.socket)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+struct ManagedService {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Engine {
+    /// Connect to `kind`, starting a private podman service if no socket answers.
+    /// `podman_args` go before `system service` (for example `--runtime runsc`).
+    pub(crate) async fn connect(
+        kind: EngineKind,
+        podman_args: &[String],
+    ) -> Result<Self, ContainerError> {
+        let mut tried = Vec::new();
+        for socket in candidate_sockets(kind) {
+            match try_socket(&socket).await {
+                Ok((client, version)) => {
+                    debug!(engine = %kind, socket = %socket.display(), %version, "engine found");
+                    return Ok(Self::new(kind, client, socket, version, None));
+                }
+                Err(why) => tried.push(format!("{}: {why}", socket.display())),
+            }
+        }
+        if kind == EngineKind::Podman {
+            match start_podman_service(podman_args).await {
+                Ok((service, socket, client, version)) => {
+                    return Ok(Self::new(kind, client, socket, version, Some(service)));
+                }
+                Err(why) => tried.push(why),
+            }
+        }
+        Err(ContainerError::NoEngine(match kind {
+            EngineKind::Docker => format!(
+                "no Docker engine answers ({}); start dockerd or set DOCKER_HOST to its unix:// socket",
+                tried.join("; ")
+            ),
+            EngineKind::Podman => format!(
+                "no podman API could be reached or started ({}); install podman (apt-get install podman)",
+                tried.join("; ")
+            ),
+        }))
+    }
+
+    fn new(
+        kind: EngineKind,
+        client: Docker,
+        socket: PathBuf,
+        version: String,
+        service: Option<ManagedService>,
+    ) -> Self {
+        Self {
+            kind,
+            client,
+            socket,
+            version,
+            service: tokio::sync::Mutex::new(service),
+        }
+    }
+
+    /// True when the API is served by a podman service this process started.
+    pub(crate) async fn service_is_ours(&self) -> bool {
+        self.service.lock().await.is_some()
+    }
+
+    /// Stop the podman service we started (if any). Idempotent.
+    pub(crate) async fn stop_service(&self) {
+        if let Some(mut service) = self.service.lock().await.take() {
+            let _ = service.child.start_kill();
+            let _ = service.child.wait().await;
+            let _ = tokio::fs::remove_dir_all(&service.dir).await;
+            debug!("stopped the podman API service");
+        }
+    }
+}
+
+/// Sockets to try, in order.
+fn candidate_sockets(kind: EngineKind) -> Vec<PathBuf> {
+    let from_env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|value| value.strip_prefix("unix://").map(PathBuf::from))
+    };
+    match kind {
+        EngineKind::Docker => {
+            vec![from_env("DOCKER_HOST").unwrap_or_else(|| "/var/run/docker.sock".into())]
+        }
+        EngineKind::Podman => {
+            if let Some(socket) = from_env("CONTAINER_HOST") {
+                return vec![socket];
+            }
+            let mut sockets = Vec::new();
+            if is_root() {
+                sockets.push(PathBuf::from("/run/podman/podman.sock"));
+            } else if let Ok(runtime_dir) = std::env::var("XDG_RUNTIME_DIR") {
+                sockets.push(Path::new(&runtime_dir).join("podman/podman.sock"));
+            }
+            sockets
+        }
+    }
+}
+
+async fn try_socket(socket: &Path) -> Result<(Docker, String), String> {
+    if !socket.exists() {
+        return Err("no such socket".into());
+    }
+    let client =
+        Docker::connect_with_unix(&socket.to_string_lossy(), REQUEST_TIMEOUT_SECS, API_VERSION)
+            .map_err(|e| e.to_string())?;
+    let version = tokio::time::timeout(Duration::from_secs(5), client.version())
+        .await
+        .map_err(|_| "no answer within 5 s".to_string())?
+        .map_err(|e| match &e {
+            bollard::errors::Error::HyperResponseError { .. }
+            | bollard::errors::Error::IOError { .. }
+                if std::fs::metadata(socket).is_ok() =>
+            {
+                format!("{e} (is the socket's permission granted to this user?)")
+            }
+            _ => e.to_string(),
+        })?;
+    Ok((client, version.version.unwrap_or_else(|| "unknown".into())))
+}
+
+async fn start_podman_service(
+    podman_args: &[String],
+) -> Result<(ManagedService, PathBuf, Docker, String), String> {
+    let podman = find_program("podman").ok_or("podman is not installed")?;
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|_| !is_root())
+        .map_or_else(std::env::temp_dir, PathBuf::from);
+    let dir = base.join(format!("mcp-podman-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    set_private(&dir);
+    let socket = dir.join("podman.sock");
+    // The service dies with us (pdeathsig where util-linux's setpriv exists).
+    let mut command = match find_program("setpriv") {
+        Some(setpriv) => {
+            let mut command = Command::new(setpriv);
+            command.args(["--pdeathsig", "KILL", "--"]).arg(&podman);
+            command
+        }
+        None => Command::new(&podman),
+    };
+    command
+        .args(podman_args)
+        .args(["system", "service", "--time=0"])
+        .arg(format!("unix://{}", socket.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start `podman system service`: {e}"))?;
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                debug!(target: "podman-service", "{line}");
+            }
+        });
+    }
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(format!("`podman system service` exited at once ({status})"));
+        }
+        if let Ok((client, version)) = try_socket(&socket).await {
+            info!(socket = %socket.display(), %version, ms = started.elapsed().as_millis(), "started a private podman API service");
+            return Ok((ManagedService { child, dir }, socket, client, version));
+        }
+        if started.elapsed() > SERVICE_START_TIMEOUT {
+            let _ = child.start_kill();
+            let _ = std::fs::remove_dir_all(&dir);
+            warn!("the podman API service did not answer");
+            return Err(format!(
+                "`podman system service` did not answer within {SERVICE_START_TIMEOUT:?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn set_private(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+}
+
+/// A program on `PATH` (or the usual system directories).
+pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// True when this process runs as root (`/proc/self` is owned by the effective uid).
+pub(crate) fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
+}

@@ -1,0 +1,256 @@
+//! `sandbox-container`: the Podman and Docker backends, through the engines'
+//! Docker-compatible API (bollard).
+//!
+//! Each session is one long-lived, locked-down container (see [`create`] for the flags)
+//! running the shared guest runtime over an attached stdin/stdout, so a call costs a frame
+//! round trip, never a container start. A deadline first sends SIGINT (the init process
+//! forwards it; the code sees `KeyboardInterrupt` and the session keeps its state), and the
+//! session engine then kills the container if the code ignores it. Killing removes the
+//! container. Every container carries an owner label; the containers of a bridge that
+//! crashed are removed by the next bridge that connects, and [`ContainerSandbox::shutdown`]
+//! removes what this one created.
+//!
+//! With no registry reachable, the image is built locally from a debootstrapped Debian root
+//! filesystem ([`sandbox_rootfs`]) and imported into the engine.
+#![forbid(unsafe_code)]
+
+mod create;
+mod engine;
+mod error;
+mod guest;
+mod image;
+mod owner;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sandbox_core::{Probe, Sandbox, SandboxError, SandboxSpec, StartedGuest};
+use sandbox_rootfs::Rootfs;
+use tokio::sync::OnceCell;
+use tracing::info;
+
+pub use create::OWNER_LABEL;
+pub use engine::EngineKind;
+pub use error::ContainerError;
+pub use image::{LOCAL_REPOSITORY, local_image};
+
+use crate::create::{CreateOptions, container_body};
+use crate::engine::Engine;
+use crate::guest::Live;
+
+/// Backend names, indexed by [`EngineKind`].
+pub const BACKEND_NAMES: [&str; 2] = ["podman", "docker"];
+
+/// How the container backend is set up.
+#[derive(Debug, Clone)]
+pub struct ContainerOptions {
+    /// Which engine.
+    pub engine: EngineKind,
+    /// The image asked for (`MCP_BRIDGE_IMAGE`); `None` runs the locally built image.
+    pub image: Option<String>,
+    /// The OCI runtime the engine should run containers with (`runsc` for gVisor).
+    pub oci_runtime: Option<String>,
+    /// Where the root filesystem for the local image is built.
+    pub rootfs: Rootfs,
+}
+
+/// The Podman or Docker backend. Cheap to construct; it connects on first use.
+#[derive(Debug)]
+pub struct ContainerSandbox {
+    options: ContainerOptions,
+    owner: String,
+    engine: OnceCell<Arc<Engine>>,
+    image: OnceCell<String>,
+    live: Arc<Live>,
+}
+
+impl ContainerSandbox {
+    /// A backend with these options.
+    pub fn new(options: ContainerOptions) -> Self {
+        Self {
+            options,
+            owner: owner::this_process(),
+            engine: OnceCell::new(),
+            image: OnceCell::new(),
+            live: Arc::new(Live::default()),
+        }
+    }
+
+    /// Which engine this backend drives.
+    pub fn engine_kind(&self) -> EngineKind {
+        self.options.engine
+    }
+
+    fn backend(&self) -> &'static str {
+        BACKEND_NAMES[self.options.engine as usize]
+    }
+
+    /// Connected engine; the first connection also removes orphans of crashed bridges.
+    async fn engine(&self) -> Result<&Arc<Engine>, ContainerError> {
+        self.engine
+            .get_or_try_init(|| async {
+                let podman_args = match &self.options.oci_runtime {
+                    Some(runtime) if self.options.engine == EngineKind::Podman => {
+                        runtime_flags(runtime)
+                    }
+                    _ => Vec::new(),
+                };
+                let engine = Engine::connect(self.options.engine, &podman_args).await?;
+                owner::remove_orphans(&engine.client).await;
+                Ok(Arc::new(engine))
+            })
+            .await
+    }
+
+    /// The image sessions run, imported or pulled first if needed.
+    pub async fn ensure_image(&self) -> Result<String, SandboxError> {
+        let kind = self.options.engine;
+        let engine = self.engine().await.map_err(|e| e.into_sandbox(kind))?;
+        self.image
+            .get_or_try_init(|| async {
+                image::ensure(
+                    &engine.client,
+                    self.options.image.as_deref(),
+                    &self.options.rootfs,
+                )
+                .await
+            })
+            .await
+            .cloned()
+            .map_err(|e| e.into_sandbox(kind))
+    }
+
+    /// Rebuild the local image from the root filesystem (built first if missing).
+    pub async fn build_image(&self) -> Result<String, SandboxError> {
+        let kind = self.options.engine;
+        let engine = self.engine().await.map_err(|e| e.into_sandbox(kind))?;
+        image::build(&engine.client, &self.options.rootfs)
+            .await
+            .map_err(|e| e.into_sandbox(kind))?;
+        Ok(local_image())
+    }
+
+    async fn probe_inner(&self) -> Result<String, ContainerError> {
+        let engine = self.engine().await?;
+        let info = engine
+            .client
+            .info()
+            .await
+            .map_err(|source| ContainerError::Api {
+                engine: engine.kind,
+                source,
+            })?;
+        let cgroup = info.cgroup_version.map(|v| v.to_string());
+        let cgroup = cgroup.as_deref().unwrap_or("unknown");
+        let rootless = info
+            .security_options
+            .iter()
+            .flatten()
+            .any(|option| option.contains("rootless"));
+        if rootless && cgroup == "1" {
+            return Err(ContainerError::Unenforceable(format!(
+                "rootless {} on cgroup v1 cannot enforce the memory, pids and CPU caps on this host; \
+                 run it as root, or on a cgroup v2 host with delegated controllers",
+                engine.kind
+            )));
+        }
+        let runtime = self
+            .options
+            .oci_runtime
+            .clone()
+            .or(info.default_runtime)
+            .unwrap_or_else(|| "default".into());
+        let image = if let Some(image) = self.image.get() {
+            format!("image {image}")
+        } else {
+            let wanted = self.options.image.clone().unwrap_or_else(local_image);
+            if image::is_present(&engine.client, &wanted).await {
+                format!("image {wanted}")
+            } else {
+                format!("image {wanted} is not present yet and is made on first use")
+            }
+        };
+        let service = if engine.service_is_ours().await {
+            " (private API service started by the bridge)"
+        } else {
+            ""
+        };
+        Ok(format!(
+            "{} {} at {}{service}, OCI runtime {runtime}, cgroup v{cgroup}{}, {image}",
+            engine.kind,
+            engine.version,
+            engine.socket.display(),
+            if rootless { ", rootless" } else { ", rootful" },
+        ))
+    }
+
+    /// Remove every container this process created and stop the podman service we started.
+    /// Sessions should be shut down first; this catches whatever is left.
+    pub async fn shutdown(&self) {
+        let Some(engine) = self.engine.get() else {
+            return;
+        };
+        let ids = self.live.take_all();
+        let removals = ids.iter().map(|id| guest::remove(&engine.client, id));
+        futures_util::future::join_all(removals).await;
+        if !ids.is_empty() {
+            info!(removed = ids.len(), "removed the remaining containers");
+        }
+        engine.stop_service().await;
+    }
+}
+
+/// Global podman flags for an OCI runtime; gVisor needs its network off and the ptrace
+/// platform on hosts like ours.
+fn runtime_flags(runtime: &str) -> Vec<String> {
+    let mut flags = vec!["--runtime".to_string(), runtime.to_string()];
+    if runtime.ends_with("runsc") {
+        for flag in ["network=none", "platform=ptrace"] {
+            flags.extend(["--runtime-flag".to_string(), flag.to_string()]);
+        }
+    }
+    flags
+}
+
+#[async_trait]
+impl Sandbox for ContainerSandbox {
+    fn name(&self) -> &'static str {
+        self.backend()
+    }
+
+    async fn probe(&self) -> Probe {
+        match self.probe_inner().await {
+            Ok(detail) => Probe::Available { detail },
+            Err(e) => Probe::Unavailable {
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    async fn start(&self, spec: &SandboxSpec) -> Result<StartedGuest, SandboxError> {
+        let kind = self.options.engine;
+        let image = self.ensure_image().await?;
+        let engine = self.engine().await.map_err(|e| e.into_sandbox(kind))?;
+        let create_options = CreateOptions {
+            // Podman gets the runtime as a flag of the service we start.
+            oci_runtime: self
+                .options
+                .oci_runtime
+                .clone()
+                .filter(|_| kind == EngineKind::Docker),
+        };
+        let body = container_body(spec, &image, &self.owner, &create_options);
+        let created = engine
+            .client
+            .create_container(None, body)
+            .await
+            .map_err(|source| {
+                ContainerError::Api {
+                    engine: kind,
+                    source,
+                }
+                .into_sandbox(kind)
+            })?;
+        guest::attach_and_start(&engine.client, kind, created.id, self.live.clone()).await
+    }
+}

@@ -1,0 +1,264 @@
+//! `sandbox-rootfs`: the root filesystem the container backends run the guest in.
+//!
+//! No container registry is reachable on the machines we target, so the image is made here:
+//! `debootstrap --variant=minbase --include=python3` builds a minimal Debian tree from the
+//! ordinary Debian package archive, which is then trimmed (package caches, documentation)
+//! and published with an atomic rename. The Podman/Docker backend imports the directory as
+//! a local image; the direct OCI backend uses it as its root as it is.
+//!
+//! A finished tree is never modified again: its directory name carries [`ROOTFS_VERSION`],
+//! so a change to what goes in makes a new directory rather than editing one in use.
+#![forbid(unsafe_code)]
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tracing::info;
+
+/// Version of the tree's recipe; part of its directory and image names.
+pub const ROOTFS_VERSION: &str = "1";
+/// Debian release the tree is built from.
+pub const SUITE: &str = "bookworm";
+/// Environment variable naming a Debian mirror for debootstrap (default: debootstrap's own).
+pub const ENV_DEBIAN_MIRROR: &str = "MCP_BRIDGE_DEBIAN_MIRROR";
+/// File inside a finished tree that names its recipe.
+const RELEASE_FILE: &str = "etc/mcp-sandbox-release";
+
+/// Why a root filesystem could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    /// debootstrap is not installed.
+    #[error(
+        "debootstrap is not installed: install the Debian package `debootstrap` (apt-get install debootstrap)"
+    )]
+    NoDebootstrap,
+    /// Building needs root (debootstrap creates device nodes and chowns files).
+    #[error(
+        "building the root filesystem needs root (debootstrap); run `mcp-server-code-execution-mode image build` as root once"
+    )]
+    NotRoot,
+    /// debootstrap ran and failed.
+    #[error("debootstrap failed ({status}); last output: {tail}")]
+    Debootstrap {
+        /// Its exit status.
+        status: String,
+        /// Its last lines of output.
+        tail: String,
+    },
+    /// A file operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What we were doing.
+        what: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RootfsError {
+    let path = path.to_path_buf();
+    move |source| RootfsError::Io { what, path, source }
+}
+
+/// Where the tree lives and how it is built.
+#[derive(Debug, Clone)]
+pub struct Rootfs {
+    dir: PathBuf,
+}
+
+impl Rootfs {
+    /// The tree under `cache_dir` (normally `~/.cache/mcp-server-code-execution-mode`).
+    pub fn in_cache(cache_dir: &Path) -> Self {
+        Self {
+            dir: cache_dir
+                .join("rootfs")
+                .join(format!("debian-{SUITE}-python3-v{ROOTFS_VERSION}")),
+        }
+    }
+
+    /// The tree's directory (present only once built).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// True when a finished tree is present.
+    pub fn is_built(&self) -> bool {
+        self.dir.join(RELEASE_FILE).is_file()
+    }
+
+    /// The tree, built first if it is missing. Progress goes to the log (stderr). Concurrent
+    /// callers, in this process or others, build it once: the others wait on a lock file.
+    pub async fn ensure(&self) -> Result<&Path, RootfsError> {
+        if self.is_built() {
+            return Ok(&self.dir);
+        }
+        let parent = self.dir.parent().expect("the tree has a parent directory");
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(io_error("cannot create", parent))?;
+        let lock_path = self.dir.with_extension("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_error("cannot open", &lock_path))?;
+        let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+            .await
+            .expect("the lock task does not panic")
+            .map_err(io_error("cannot lock", &lock_path))?;
+        let outcome = if self.is_built() {
+            Ok(())
+        } else {
+            self.build().await
+        };
+        drop(lock);
+        outcome.map(|()| self.dir.as_path())
+    }
+
+    async fn build(&self) -> Result<(), RootfsError> {
+        if !is_root() {
+            return Err(RootfsError::NotRoot);
+        }
+        let debootstrap = find_debootstrap().ok_or(RootfsError::NoDebootstrap)?;
+        let partial = self
+            .dir
+            .with_extension(format!("partial-{}", std::process::id()));
+        remove_dir_if_present(&partial).await?;
+        info!(dir = %self.dir.display(), "building the sandbox root filesystem with debootstrap (about a minute)");
+        let started = std::time::Instant::now();
+        let mut command = Command::new(debootstrap);
+        command
+            .args(["--variant=minbase", "--include=python3", SUITE])
+            .arg(&partial)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Ok(mirror) = std::env::var(ENV_DEBIAN_MIRROR)
+            && !mirror.trim().is_empty()
+        {
+            command.arg(mirror.trim());
+        }
+        let mut child = command
+            .spawn()
+            .map_err(io_error("cannot run", Path::new("debootstrap")))?;
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let (tail_out, tail_err) = tokio::join!(relay(stdout), relay(stderr));
+        let status = child
+            .wait()
+            .await
+            .map_err(io_error("cannot wait for", Path::new("debootstrap")))?;
+        if !status.success() {
+            let _ = tokio::fs::remove_dir_all(&partial).await;
+            return Err(RootfsError::Debootstrap {
+                status: status.to_string(),
+                tail: [tail_out, tail_err].join(" | "),
+            });
+        }
+        trim(&partial).await?;
+        for mount_point in ["workspace", "tmp"] {
+            let path = partial.join(mount_point);
+            tokio::fs::create_dir_all(&path)
+                .await
+                .map_err(io_error("cannot create", &path))?;
+        }
+        let release = partial.join(RELEASE_FILE);
+        tokio::fs::write(
+            &release,
+            format!("debian-{SUITE}-python3 recipe v{ROOTFS_VERSION}\n"),
+        )
+        .await
+        .map_err(io_error("cannot write", &release))?;
+        tokio::fs::rename(&partial, &self.dir)
+            .await
+            .map_err(io_error("cannot publish", &self.dir))?;
+        info!(
+            seconds = started.elapsed().as_secs_f64(),
+            dir = %self.dir.display(),
+            "sandbox root filesystem ready"
+        );
+        Ok(())
+    }
+}
+
+/// Forward a child's output lines to the log; return its last few lines.
+async fn relay(stream: impl tokio::io::AsyncRead + Unpin) -> String {
+    let mut lines = BufReader::new(stream).lines();
+    let mut tail = std::collections::VecDeque::with_capacity(5);
+    while let Ok(Some(line)) = lines.next_line().await {
+        info!(target: "debootstrap", "{line}");
+        if tail.len() == 5 {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
+    Vec::from(tail).join(" / ")
+}
+
+/// Remove what the sandbox never needs: package caches and lists, documentation.
+async fn trim(tree: &Path) -> Result<(), RootfsError> {
+    for relative in [
+        "var/cache/apt/archives",
+        "var/lib/apt/lists",
+        "usr/share/doc",
+        "usr/share/man",
+        "usr/share/info",
+    ] {
+        let path = tree.join(relative);
+        remove_dir_if_present(&path).await?;
+    }
+    Ok(())
+}
+
+async fn remove_dir_if_present(path: &Path) -> Result<(), RootfsError> {
+    match tokio::fs::remove_dir_all(path).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(io_error("cannot remove", path)(e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// True when this process runs as root (`/proc/self` is owned by the effective uid).
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
+}
+
+fn find_debootstrap() -> Option<PathBuf> {
+    ["/usr/sbin/debootstrap", "/usr/bin/debootstrap"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|path| path.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tree_is_named_by_its_recipe() {
+        let rootfs = Rootfs::in_cache(Path::new("/cache"));
+        assert_eq!(
+            rootfs.dir(),
+            Path::new("/cache/rootfs/debian-bookworm-python3-v1")
+        );
+        assert!(!rootfs.is_built());
+    }
+
+    #[test]
+    fn a_tree_counts_as_built_only_with_its_release_file() {
+        let cache = tempfile::tempdir().unwrap();
+        let rootfs = Rootfs::in_cache(cache.path());
+        std::fs::create_dir_all(rootfs.dir().join("etc")).unwrap();
+        assert!(!rootfs.is_built());
+        std::fs::write(rootfs.dir().join(RELEASE_FILE), "x").unwrap();
+        assert!(rootfs.is_built());
+    }
+}
