@@ -1,5 +1,6 @@
 //! Building the configured backend.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use sandbox_core::Sandbox;
@@ -8,13 +9,62 @@ use crate::config::{BackendKind, Config};
 
 /// The backend the configuration asks for.
 pub fn build(config: &Config) -> Result<Arc<dyn Sandbox>, String> {
-    match config.backend {
+    build_kind(config, config.backend)
+}
+
+/// The backend `kind`, with the rest of the configuration (for reports that probe them all).
+pub fn build_kind(config: &Config, kind: BackendKind) -> Result<Arc<dyn Sandbox>, String> {
+    match kind {
         #[cfg(feature = "backend-wasi")]
         BackendKind::Wasi => Ok(Arc::new(sandbox_wasi::WasiSandbox::new(wasi::provisioner(
             config,
         )?))),
         #[cfg(not(feature = "backend-wasi"))]
         BackendKind::Wasi => Err("this build has no wasi backend (feature backend-wasi)".into()),
+        #[cfg(feature = "backend-container")]
+        BackendKind::Podman | BackendKind::Docker => {
+            Ok(Arc::new(container::sandbox(config, kind)?))
+        }
+        #[cfg(not(feature = "backend-container"))]
+        BackendKind::Podman | BackendKind::Docker => Err(format!(
+            "this build has no {} backend (feature backend-container)",
+            kind.name()
+        )),
+    }
+}
+
+/// The bridge's cache directory: `MCP_BRIDGE_CACHE_DIR`, else the user's cache dir.
+pub fn cache_dir() -> Option<PathBuf> {
+    std::env::var_os(crate::env::CACHE_DIR)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| dirs::cache_dir().map(|d| d.join("mcp-server-code-execution-mode")))
+}
+
+/// The container backend, concretely (for `image build`).
+#[cfg(feature = "backend-container")]
+pub mod container {
+    pub use sandbox_container::ContainerSandbox;
+    use sandbox_container::{ContainerOptions, EngineKind};
+    use sandbox_rootfs::Rootfs;
+
+    use crate::config::{BackendKind, Config};
+
+    /// The Podman or Docker backend as configured.
+    pub fn sandbox(config: &Config, kind: BackendKind) -> Result<ContainerSandbox, String> {
+        let engine = match kind {
+            BackendKind::Docker => EngineKind::Docker,
+            _ => EngineKind::Podman,
+        };
+        let cache = super::cache_dir().ok_or(
+            "no cache directory: set MCP_BRIDGE_CACHE_DIR or HOME so the root filesystem can be built",
+        )?;
+        Ok(ContainerSandbox::new(ContainerOptions {
+            engine,
+            image: config.image.clone(),
+            oci_runtime: config.oci_runtime.clone(),
+            rootfs: Rootfs::in_cache(&cache),
+        }))
     }
 }
 

@@ -19,7 +19,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve MCP over stdio (what MCP clients launch).
     Run(ConfigArgs),
-    /// Fetch and verify the WASI interpreter and precompile it, then exit.
+    /// Make the configured backend ready (the WASI interpreter, or the container image),
+    /// prove a session starts, then exit.
     Provision(ConfigArgs),
     /// Measure the backends through the real server over MCP.
     Bench(BenchArgs),
@@ -28,6 +29,17 @@ pub enum Command {
     Servers(ServersArgs),
     /// Report what this bridge can do here: backends, caches, servers, configuration.
     Doctor(DoctorArgs),
+    /// Container images for the podman and docker backends.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+/// `image` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build the sandbox root filesystem (debootstrap, Debian with python3) if it is missing,
+    /// and import it into the engine as the local image. Needs root for debootstrap.
+    Build(ConfigArgs),
 }
 
 /// Settings of the `doctor` subcommand.
@@ -56,9 +68,16 @@ pub struct ServersArgs {
 /// variable named in its help.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ConfigArgs {
-    /// Sandbox backend [env: `MCP_BRIDGE_BACKEND`] (wasi).
+    /// Sandbox backend: wasi, podman or docker [env: `MCP_BRIDGE_BACKEND`] (wasi).
     #[arg(long)]
     pub backend: Option<String>,
+    /// Container image for podman/docker [env: `MCP_BRIDGE_IMAGE`] (a locally built
+    /// Debian image with python3).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// OCI runtime for podman/docker, e.g. runsc for gVisor [env: `MCP_BRIDGE_OCI_RUNTIME`].
+    #[arg(long)]
+    pub oci_runtime: Option<String>,
     /// Default per-run timeout, e.g. 30, 30s, 2m, 500ms [env: `MCP_BRIDGE_TIMEOUT`].
     #[arg(long)]
     pub timeout: Option<String>,

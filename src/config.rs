@@ -17,18 +17,43 @@ use crate::units::{parse_bytes, parse_duration};
 pub enum BackendKind {
     /// `CPython` on WASI in wasmtime.
     Wasi,
+    /// One container per session under Podman.
+    Podman,
+    /// One container per session under Docker.
+    Docker,
 }
 
 impl BackendKind {
+    /// Every backend, in the order reports list them.
+    pub const ALL: [Self; 3] = [Self::Wasi, Self::Podman, Self::Docker];
+
+    /// The backend's name in configuration and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Wasi => "wasi",
+            Self::Podman => "podman",
+            Self::Docker => "docker",
+        }
+    }
+
     /// Parse a backend name.
-    fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, String> {
         match text.trim().to_ascii_lowercase().as_str() {
             "wasi" => Ok(Self::Wasi),
-            "podman" | "docker" | "oci" => Err(format!(
-                "the {text} backend is not part of this build yet; use wasi"
+            "podman" => Ok(Self::Podman),
+            "docker" => Ok(Self::Docker),
+            "oci" => Err(format!(
+                "the {text} backend is not part of this build yet; use wasi, podman or docker"
             )),
-            other => Err(format!("unknown backend {other:?}; expected wasi")),
+            other => Err(format!(
+                "unknown backend {other:?}; expected wasi, podman or docker"
+            )),
         }
+    }
+
+    /// True for the backends that run containers under an engine.
+    pub fn is_container_engine(self) -> bool {
+        matches!(self, Self::Podman | Self::Docker)
     }
 }
 
@@ -61,6 +86,10 @@ impl OutputMode {
 pub struct Config {
     /// The sandbox backend.
     pub backend: BackendKind,
+    /// Container image asked for (`None`: the locally built one).
+    pub image: Option<String>,
+    /// OCI runtime for the container engines (`runsc` for gVisor), if not the engine's default.
+    pub oci_runtime: Option<String>,
     /// Default per-run timeout.
     pub timeout: Duration,
     /// Upper clamp of per-run timeouts.
@@ -243,10 +272,22 @@ fn parse_log_level(text: &str) -> Result<String, String> {
     }
 }
 
-fn parse_engine(text: &str) -> Result<(), String> {
+/// The reference's engine choice: `auto` leaves the backend as configured.
+fn parse_engine(text: &str) -> Result<Option<BackendKind>, String> {
     match text.trim().to_ascii_lowercase().as_str() {
-        "auto" | "podman" | "docker" | "" => Ok(()),
+        "auto" | "" => Ok(None),
+        "podman" => Ok(Some(BackendKind::Podman)),
+        "docker" => Ok(Some(BackendKind::Docker)),
         _ => Err(format!("expected auto, podman or docker, got {text:?}")),
+    }
+}
+
+fn parse_name(text: &str) -> Result<Option<String>, String> {
+    let text = text.trim();
+    if text.is_empty() || text.chars().any(char::is_whitespace) {
+        Err(format!("expected a name without spaces, got {text:?}"))
+    } else {
+        Ok(Some(text.to_string()))
     }
 }
 
@@ -272,8 +313,32 @@ pub fn resolve_with(
         BackendKind::Wasi,
         BackendKind::parse,
     );
-    // The reference's engine choice: validated now, used by the container backend.
-    r.parse(None, "", env::RUNTIME, (), parse_engine);
+    let backend_chosen = r
+        .get(args.backend.as_deref(), "backend", env::BACKEND)
+        .is_some();
+    // The reference's engine choice picks the container backend unless one is named.
+    let engine = r.parse(None, "", env::RUNTIME, None, parse_engine);
+    let backend = match engine {
+        Some(engine) if !backend_chosen => engine,
+        Some(engine) if backend.is_container_engine() && engine != backend => {
+            r.errors.push(format!(
+                "{} asks for {} but the backend is {}; set one of them",
+                env::RUNTIME,
+                engine.name(),
+                backend.name()
+            ));
+            backend
+        }
+        _ => backend,
+    };
+    let image = r.parse(args.image.as_deref(), "image", env::IMAGE, None, parse_name);
+    let oci_runtime = r.parse(
+        args.oci_runtime.as_deref(),
+        "oci-runtime",
+        env::OCI_RUNTIME,
+        None,
+        parse_name,
+    );
     let timeout = r.parse(
         args.timeout.as_deref(),
         "timeout",
@@ -407,6 +472,8 @@ pub fn resolve_with(
     }
     Ok(Config {
         backend,
+        image,
+        oci_runtime,
         timeout,
         max_timeout,
         spec: spec.expect("checked above"),

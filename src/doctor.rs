@@ -1,10 +1,11 @@
 //! `doctor`: what this bridge can do here, and why not where it cannot.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
 use mcp_server_code_execution_mode::cli::DoctorArgs;
+use mcp_server_code_execution_mode::config::BackendKind;
 use mcp_server_code_execution_mode::proxy::catalogue::render_report;
 use mcp_server_code_execution_mode::proxy::dispatch::Proxy;
 use mcp_server_code_execution_mode::{backend, config};
@@ -12,14 +13,7 @@ use sandbox_core::Probe;
 use serde_json::{Value, json};
 
 /// Backends this build does not contain yet, with why.
-const ABSENT_BACKENDS: [&str; 3] = ["podman", "docker", "oci"];
-
-fn cache_dir() -> Option<PathBuf> {
-    std::env::var_os("MCP_BRIDGE_CACHE_DIR")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| dirs::cache_dir().map(|d| d.join("mcp-server-code-execution-mode")))
-}
+const ABSENT_BACKENDS: [&str; 1] = ["oci"];
 
 /// Files under `dir` (one level), with sizes.
 fn files_in(dir: &Path) -> Vec<(String, u64)> {
@@ -51,28 +45,29 @@ fn files_in(dir: &Path) -> Vec<(String, u64)> {
 pub(crate) async fn report(args: &DoctorArgs) -> Result<String> {
     let config = config::resolve(&args.config).map_err(anyhow::Error::msg)?;
     let mut backends = Vec::new();
-    match backend::build(&config) {
-        Ok(sandbox) => {
-            let probe = sandbox.probe().await;
-            let (available, detail) = match probe {
-                Probe::Available { detail } => (true, detail),
-                Probe::Unavailable { reason } => (false, reason),
-            };
-            backends
-                .push(json!({"backend": sandbox.name(), "available": available, "detail": detail}));
-        }
-        Err(reason) => {
-            backends.push(json!({"backend": "wasi", "available": false, "detail": reason}));
-        }
+    for kind in BackendKind::ALL {
+        let (available, detail) = match backend::build_kind(&config, kind) {
+            Ok(sandbox) => {
+                let probe = sandbox.probe().await;
+                sandbox.shutdown().await;
+                match probe {
+                    Probe::Available { detail } => (true, detail),
+                    Probe::Unavailable { reason } => (false, reason),
+                }
+            }
+            Err(reason) => (false, reason),
+        };
+        backends.push(json!({"backend": kind.name(), "available": available,
+            "detail": detail, "configured": kind == config.backend}));
     }
     for name in ABSENT_BACKENDS {
         backends.push(json!({"backend": name, "available": false,
             "detail": "not part of this build yet"}));
     }
-    let cache = cache_dir();
+    let cache = backend::cache_dir();
     let caches: Vec<Value> = cache
         .iter()
-        .flat_map(|dir| ["python-wasm", "modules"].map(|sub| dir.join(sub)))
+        .flat_map(|dir| ["python-wasm", "modules", "rootfs"].map(|sub| dir.join(sub)))
         .map(|dir| {
             let files = files_in(&dir);
             json!({"dir": dir, "files": files.iter().map(|(n, s)| json!({"name": n, "bytes": s})).collect::<Vec<_>>()})

@@ -1,11 +1,15 @@
 //! Every environment variable the bridge reads, in one place.
 
-/// Sandbox backend: `wasi` (default), later `podman`, `docker`, `oci`.
+/// Sandbox backend: `wasi` (default), `podman`, `docker`.
 pub const BACKEND: &str = "MCP_BRIDGE_BACKEND";
 /// Container engine for the container backend: `auto`, `podman` or `docker`.
 pub const RUNTIME: &str = "MCP_BRIDGE_RUNTIME";
 /// Container image for the container backends.
 pub const IMAGE: &str = "MCP_BRIDGE_IMAGE";
+/// OCI runtime the container engines run sandboxes with, e.g. `runsc` (ours).
+pub const OCI_RUNTIME: &str = "MCP_BRIDGE_OCI_RUNTIME";
+/// Debian mirror for building the container root filesystem (read by `sandbox-rootfs`).
+pub const DEBIAN_MIRROR: &str = "MCP_BRIDGE_DEBIAN_MIRROR";
 /// Default per-run timeout.
 pub const TIMEOUT: &str = "MCP_BRIDGE_TIMEOUT";
 /// Upper clamp for per-run timeouts.
@@ -54,5 +58,13 @@ mod tests {
         assert_eq!(super::PYTHON_WASM, python_wasm::ENV_PYTHON_WASM);
         assert_eq!(super::CACHE_DIR, python_wasm::ENV_CACHE_DIR);
         assert_eq!(super::PIP_PYTHON, python_wasm::ENV_PIP_PYTHON);
+    }
+}
+
+#[cfg(all(test, feature = "backend-container"))]
+mod container_tests {
+    #[test]
+    fn names_read_by_sandbox_rootfs_agree() {
+        assert_eq!(super::DEBIAN_MIRROR, sandbox_rootfs::ENV_DEBIAN_MIRROR);
     }
 }

@@ -15,7 +15,7 @@ use sandbox_core::RunRequest;
 use tracing::{error, info};
 
 use mcp_server_code_execution_mode::backend;
-use mcp_server_code_execution_mode::cli::{Cli, Command, ConfigArgs, ServersArgs};
+use mcp_server_code_execution_mode::cli::{Cli, Command, ConfigArgs, ImageCommand, ServersArgs};
 use mcp_server_code_execution_mode::config::{self, Config};
 use mcp_server_code_execution_mode::mcp::Bridge;
 use mcp_server_code_execution_mode::proxy::dispatch::Proxy;
@@ -46,6 +46,7 @@ fn main() -> ExitCode {
             Command::Provision(args) => provision(&args).await,
             Command::Bench(args) => bench::run(&args).await,
             Command::Servers(args) => servers(&args).await,
+            Command::Image(ImageCommand::Build(args)) => image_build(&args).await,
             Command::Doctor(args) => {
                 init_logging("warn");
                 doctor::report(&args)
@@ -143,6 +144,7 @@ async fn serve(args: &ConfigArgs) -> Result<()> {
         }
     };
     sessions.shutdown_all().await;
+    sessions.sandbox().shutdown().await;
     proxy.shutdown().await;
     outcome
 }
@@ -199,6 +201,7 @@ async fn provision(args: &ConfigArgs) -> Result<()> {
         )
         .await;
     session.shutdown().await;
+    sessions.sandbox().shutdown().await;
     anyhow::ensure!(
         !outcome.is_error(),
         "the first session failed: {:?}",
@@ -206,4 +209,31 @@ async fn provision(args: &ConfigArgs) -> Result<()> {
     );
     info!(python = outcome.stdout.text.trim(), "a first session ran");
     Ok(())
+}
+
+/// `image build`: build the root filesystem and import it as the local image.
+#[cfg(feature = "backend-container")]
+async fn image_build(args: &ConfigArgs) -> Result<()> {
+    use mcp_server_code_execution_mode::config::BackendKind;
+    use sandbox_core::Sandbox as _;
+    let config = configure(args)?;
+    let kind = if config.backend.is_container_engine() {
+        config.backend
+    } else {
+        BackendKind::Podman
+    };
+    let sandbox = mcp_server_code_execution_mode::backend::container::sandbox(&config, kind)
+        .map_err(anyhow::Error::msg)?;
+    let built = sandbox.build_image().await;
+    sandbox.shutdown().await;
+    let image = built.context("building the image")?;
+    info!(%image, engine = kind.name(), "image ready");
+    print_out(&format!("{image}\n"));
+    Ok(())
+}
+
+/// `image build` without the container backends.
+#[cfg(not(feature = "backend-container"))]
+async fn image_build(_args: &ConfigArgs) -> Result<()> {
+    anyhow::bail!("this build has no container backends (feature backend-container)")
 }

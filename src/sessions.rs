@@ -319,15 +319,17 @@ impl Sessions {
             .map(|(_, s)| s)
             .collect();
         let warm: Vec<Session> = self.pool.lock().expect("pool lock").drain(..).collect();
+        // In parallel: a container backend takes a round trip to the engine per removal.
+        let mut stopping = tokio::task::JoinSet::new();
         for slot in slots {
-            let session = slot.session.lock().await.take();
-            if let Some(session) = session {
-                session.shutdown().await;
+            if let Some(session) = slot.session.lock().await.take() {
+                stopping.spawn(async move { session.shutdown().await });
             }
         }
         for session in warm {
-            session.shutdown().await;
+            stopping.spawn(async move { session.shutdown().await });
         }
+        while stopping.join_next().await.is_some() {}
     }
 }
 

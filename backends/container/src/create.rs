@@ -24,6 +24,24 @@ const BASE_ENV: [&str; 4] = [
 ];
 /// Open files per process.
 const NOFILE: i64 = 1024;
+/// Upper bound of the per-user process rlimit we set. The pids cap is the real limit per
+/// container; this one counts every process of the sandbox uid on the host, so it must fit
+/// many sessions, yet stay under what the engine's own processes may set (podman's service
+/// runs with a hard limit of 32768 here, and raising it fails without `CAP_SYS_RESOURCE`).
+const NPROC_MAX: i64 = 8192;
+
+/// The process rlimit to give containers: engines otherwise copy the host's, which an
+/// engine without `CAP_SYS_RESOURCE` may fail to set. Never above our own hard limit.
+fn nproc_limit() -> i64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            let line = limits.lines().find(|l| l.starts_with("Max processes"))?;
+            let hard = line.split_whitespace().nth(3)?;
+            hard.parse::<i64>().ok()
+        })
+        .map_or(NPROC_MAX, |hard| hard.min(NPROC_MAX))
+}
 
 /// Options of the engine that shape the request.
 #[derive(Debug, Clone, Default)]
@@ -39,10 +57,7 @@ pub(crate) fn container_body(
     owner: &str,
     options: &CreateOptions,
 ) -> ContainerCreateBody {
-    let tmpfs_options = format!(
-        "rw,nosuid,nodev,size={},nr_inodes=10000,mode=1777",
-        spec.scratch_bytes()
-    );
+    let tmpfs_options = format!("rw,nosuid,nodev,size={},mode=1777", spec.scratch_bytes());
     let tmpfs = HashMap::from([
         ("/tmp".to_string(), tmpfs_options.clone()),
         ("/workspace".to_string(), tmpfs_options),
@@ -68,11 +83,18 @@ pub(crate) fn container_body(
         )]
         nano_cpus: spec.cpus().map(|cpus| (cpus * 1e9).round() as i64),
         init: Some(true),
-        ulimits: Some(vec![ResourcesUlimits {
-            name: Some("nofile".into()),
-            soft: Some(NOFILE),
-            hard: Some(NOFILE),
-        }]),
+        ulimits: Some(vec![
+            ResourcesUlimits {
+                name: Some("nofile".into()),
+                soft: Some(NOFILE),
+                hard: Some(NOFILE),
+            },
+            ResourcesUlimits {
+                name: Some("nproc".into()),
+                soft: Some(nproc_limit()),
+                hard: Some(nproc_limit()),
+            },
+        ]),
         binds: (!binds.is_empty()).then_some(binds),
         ipc_mode: Some("private".into()),
         runtime: options.oci_runtime.clone(),
@@ -161,6 +183,12 @@ mod tests {
             host.binds.as_deref(),
             Some(&["/host/tools:/tools:ro".to_string()][..])
         );
+    }
+
+    #[test]
+    fn the_process_rlimit_never_exceeds_ours() {
+        let limit = nproc_limit();
+        assert!(limit > 0 && limit <= NPROC_MAX);
     }
 
     #[test]

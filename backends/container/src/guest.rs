@@ -83,14 +83,17 @@ pub(crate) async fn attach_and_start(
         .stream(true)
         .logs(false)
         .build();
-    let attached = client
-        .attach_container(&id, Some(options))
-        .await
-        .map_err(|e| fail("cannot attach to the container", e))?;
-    client
-        .start_container(&id, None)
-        .await
-        .map_err(|e| fail("cannot start the container", e))?;
+    let attached = match client.attach_container(&id, Some(options)).await {
+        Ok(attached) => attached,
+        Err(e) => {
+            control.kill().await;
+            return Err(fail("cannot attach to the container", e));
+        }
+    };
+    if let Err(e) = client.start_container(&id, None).await {
+        control.kill().await;
+        return Err(fail("cannot start the container", e));
+    }
     control.watch_exit();
 
     let (mut stdout_tx, stdout_rx) = tokio::io::duplex(PIPE_BYTES);

@@ -97,11 +97,10 @@ pub(crate) async fn build(client: &Docker, rootfs: &Rootfs) -> Result<(), Contai
             Err(e) => Some((Err(e), stdout)),
         }
     });
-    let (repository, tag) = image.rsplit_once(':').expect("the local image has a tag");
+    // The tag goes inside `repo`, which both engines honour (podman 4 ignores `tag`).
     let options = CreateImageOptionsBuilder::default()
         .from_src("-")
-        .repo(repository)
-        .tag(tag)
+        .repo(&image)
         .build();
     let mut progress =
         client.create_image(Some(options), Some(bollard::body_try_stream(chunks)), None);

@@ -7,8 +7,8 @@
 //! forwards it; the code sees `KeyboardInterrupt` and the session keeps its state), and the
 //! session engine then kills the container if the code ignores it. Killing removes the
 //! container. Every container carries an owner label; the containers of a bridge that
-//! crashed are removed by the next bridge that connects, and [`ContainerSandbox::shutdown`]
-//! removes what this one created.
+//! crashed are removed by the next bridge that connects, and [`Sandbox::shutdown`] removes
+//! what this one created.
 //!
 //! With no registry reachable, the image is built locally from a debootstrapped Debian root
 //! filesystem ([`sandbox_rootfs`]) and imported into the engine.
@@ -186,7 +186,7 @@ impl ContainerSandbox {
 
     /// Remove every container this process created and stop the podman service we started.
     /// Sessions should be shut down first; this catches whatever is left.
-    pub async fn shutdown(&self) {
+    async fn remove_all(&self) {
         let Some(engine) = self.engine.get() else {
             return;
         };
@@ -225,6 +225,10 @@ impl Sandbox for ContainerSandbox {
                 reason: e.to_string(),
             },
         }
+    }
+
+    async fn shutdown(&self) {
+        self.remove_all().await;
     }
 
     async fn start(&self, spec: &SandboxSpec) -> Result<StartedGuest, SandboxError> {

@@ -56,6 +56,10 @@ pub trait Sandbox: Send + Sync + fmt::Debug {
     fn compiled_runtime(&self) -> Option<Arc<[u8]>> {
         None
     }
+
+    /// Release what the backend holds beyond its guests (helper services, leftover guests)
+    /// before the process exits. Called once, after every session was shut down.
+    async fn shutdown(&self) {}
 }
 
 /// A byte stream from the guest.
