@@ -53,6 +53,20 @@ struct Slot {
     saved_tools: Mutex<Option<u64>>,
 }
 
+impl Slot {
+    /// True while a call is starting or using this slot's session: its lock is held, or
+    /// someone besides the slot holds the session. Busy sessions are never reaped, however
+    /// long a start or a run takes.
+    fn is_busy(&self) -> bool {
+        match self.session.try_lock() {
+            Err(_) => true,
+            Ok(session) => session
+                .as_ref()
+                .is_some_and(|session| Arc::strong_count(session) > 1),
+        }
+    }
+}
+
 /// All sessions of one server.
 pub struct Sessions {
     sandbox: Arc<dyn Sandbox>,
@@ -270,6 +284,7 @@ impl Sessions {
                 .filter(|(_, slot)| {
                     now.duration_since(*slot.last_used.lock().expect("slot lock"))
                         > self.idle_timeout
+                        && !slot.is_busy()
                 })
                 .map(|(name, _)| name.clone())
                 .collect();

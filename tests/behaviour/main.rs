@@ -14,6 +14,8 @@ mod support;
 macro_rules! for_each_backend {
     ($($topic:ident: $($test:ident),* $(,)?;)*) => {
         for_each_backend!(@backend wasi; $($topic: $($test),*;)*);
+        for_each_backend!(@backend podman; $($topic: $($test),*;)*);
+        for_each_backend!(@backend docker; $($topic: $($test),*;)*);
     };
     (@backend $backend:ident; $($topic:ident: $($test:ident),*;)*) => {
         mod $backend {

@@ -66,8 +66,12 @@ pub(crate) struct TestBackend {
 /// Whether a backend can run here, found out once per test process.
 fn probe(name: &'static str) -> &'static Result<(), String> {
     static WASI: OnceLock<Result<(), String>> = OnceLock::new();
+    static PODMAN: OnceLock<Result<(), String>> = OnceLock::new();
+    static DOCKER: OnceLock<Result<(), String>> = OnceLock::new();
     let cell = match name {
         "wasi" => &WASI,
+        "podman" => &PODMAN,
+        "docker" => &DOCKER,
         other => panic!("no probe for backend {other}"),
     };
     cell.get_or_init(|| {

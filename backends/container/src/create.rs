@@ -15,11 +15,11 @@ use sandbox_core::guest::interpreter_args;
 /// Label every container we create carries; its value names the bridge process that owns it.
 pub const OWNER_LABEL: &str = "io.github.mcp-server-code-execution-mode.owner";
 
-/// The guest's whole environment (plus what the spec grants).
-const BASE_ENV: [&str; 4] = [
+/// The guest's whole environment (plus what the spec grants). The engine's own additions
+/// (`HOSTNAME`, `container`, `TERM`) and the image's are dropped by `env -i`.
+const BASE_ENV: [&str; 3] = [
     "PATH=/usr/local/bin:/usr/bin:/bin",
     "LANG=C.UTF-8",
-    "HOME=/workspace",
     "PYTHONDONTWRITEBYTECODE=1",
 ];
 /// Open files per process.
@@ -57,6 +57,8 @@ pub(crate) fn container_body(
     owner: &str,
     options: &CreateOptions,
 ) -> ContainerCreateBody {
+    // Podman gives a tmpfs over an image directory that directory's mode, whatever `mode`
+    // says: the root filesystem makes both directories 1777 (see `sandbox-rootfs`).
     let tmpfs_options = format!("rw,nosuid,nodev,size={},mode=1777", spec.scratch_bytes());
     let tmpfs = HashMap::from([
         ("/tmp".to_string(), tmpfs_options.clone()),
@@ -107,7 +109,9 @@ pub(crate) fn container_body(
             .iter()
             .map(|(key, value)| format!("{key}={value}")),
     );
-    let mut cmd = vec!["/usr/bin/python3".to_string()];
+    let mut cmd = vec!["/usr/bin/env".to_string(), "-i".to_string()];
+    cmd.extend(env.iter().cloned());
+    cmd.push("python3".to_string());
     cmd.extend(interpreter_args().iter().map(ToString::to_string));
     ContainerCreateBody {
         image: Some(image.to_string()),
@@ -201,5 +205,12 @@ mod tests {
                 .all(|entry| { BASE_ENV.contains(&entry.as_str()) || entry == "X=1" })
         );
         assert_eq!(body.labels.unwrap()[OWNER_LABEL], "host:1:2");
+        let cmd = body.cmd.unwrap();
+        assert_eq!(
+            &cmd[..2],
+            ["/usr/bin/env", "-i"],
+            "the engine's variables are dropped"
+        );
+        assert!(cmd.contains(&"X=1".to_string()));
     }
 }

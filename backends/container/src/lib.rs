@@ -96,7 +96,7 @@ impl ContainerSandbox {
                     _ => Vec::new(),
                 };
                 let engine = Engine::connect(self.options.engine, &podman_args).await?;
-                owner::remove_orphans(&engine.client).await;
+                owner::remove_orphans(&engine.client, &engine.socket).await;
                 Ok(Arc::new(engine))
             })
             .await

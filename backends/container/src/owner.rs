@@ -6,10 +6,13 @@
 //! crash, and the next bridge to connect removes it. Containers of live bridges and of other
 //! hosts sharing the engine are left alone.
 
-use std::collections::HashMap;
+use std::path::Path;
 
 use bollard::Docker;
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::query_parameters::RemoveContainerOptionsBuilder;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
 use tracing::{info, warn};
 
 use crate::create::OWNER_LABEL;
@@ -52,13 +55,8 @@ fn is_orphaned(owner: &str) -> bool {
 }
 
 /// Remove every container whose owner is a dead bridge on this host. Returns how many.
-pub(crate) async fn remove_orphans(client: &Docker) -> usize {
-    let filters = HashMap::from([("label".to_string(), vec![OWNER_LABEL.to_string()])]);
-    let options = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
-    let containers = match client.list_containers(Some(options)).await {
+pub(crate) async fn remove_orphans(client: &Docker, socket: &Path) -> usize {
+    let containers = match list_owned(socket).await {
         Ok(containers) => containers,
         Err(e) => {
             warn!(error = %e, "cannot list containers to remove orphans");
@@ -66,20 +64,17 @@ pub(crate) async fn remove_orphans(client: &Docker) -> usize {
         }
     };
     let mut removed = 0;
-    for container in containers {
-        let owner = container
-            .labels
-            .as_ref()
-            .and_then(|labels| labels.get(OWNER_LABEL))
-            .cloned()
-            .unwrap_or_default();
-        let Some(id) = container.id else { continue };
+    for (id, owner) in containers {
         if !is_orphaned(&owner) {
             continue;
         }
         let force = RemoveContainerOptionsBuilder::default().force(true).build();
         match client.remove_container(&id, Some(force)).await {
             Ok(()) => removed += 1,
+            // Another bridge starting at the same time removed it first.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
             Err(e) => warn!(container = %id, error = %e, "cannot remove an orphaned container"),
         }
     }
@@ -90,6 +85,69 @@ pub(crate) async fn remove_orphans(client: &Docker) -> usize {
         );
     }
     removed
+}
+
+/// `(id, owner)` of every container carrying our owner label, running or not.
+///
+/// Asked over a plain HTTP/1.0 request rather than through bollard, whose typed listing
+/// rejects the whole answer when podman reports a state it does not know (`stopped`).
+async fn list_owned(socket: &Path) -> Result<Vec<(String, String)>, String> {
+    let filters = format!(r#"{{"label":["{OWNER_LABEL}"]}}"#);
+    let request = format!(
+        "GET /v1.41/containers/json?all=1&filters={} HTTP/1.0\r\nHost: engine\r\n\r\n",
+        percent_encode(&filters)
+    );
+    let mut stream = UnixStream::connect(socket)
+        .await
+        .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))?;
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stream.read_to_end(&mut response),
+    )
+    .await
+    .map_err(|_| "no answer within 30 s".to_string())?
+    .map_err(|e| e.to_string())?;
+    let split = memchr_split(&response).ok_or("an HTTP answer without a body")?;
+    let (head, body) = response.split_at(split);
+    let status_line =
+        String::from_utf8_lossy(head.split(|b| *b == b'\n').next().unwrap_or_default());
+    if !status_line.contains(" 200 ") {
+        return Err(format!("the engine answered {}", status_line.trim()));
+    }
+    let listing: Vec<Value> =
+        serde_json::from_slice(&body[4..]).map_err(|e| format!("bad listing: {e}"))?;
+    Ok(listing
+        .iter()
+        .filter_map(|container| {
+            let id = container["Id"].as_str()?.to_string();
+            let owner = container["Labels"][OWNER_LABEL].as_str()?.to_string();
+            Some((id, owner))
+        })
+        .collect())
+}
+
+/// Offset of the blank line ending the HTTP head.
+fn memchr_split(response: &[u8]) -> Option<usize> {
+    response.windows(4).position(|w| w == b"\r\n\r\n")
+}
+
+/// Percent-encode a query value (everything but unreserved characters).
+fn percent_encode(text: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -112,6 +170,14 @@ mod tests {
             "same pid, other start time"
         );
         assert!(is_orphaned(&format!("{}:{}:5", hostname(), u32::MAX)));
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(
+            percent_encode(r#"{"a":["b.c"]}"#),
+            "%7B%22a%22%3A%5B%22b.c%22%5D%7D"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! so a change to what goes in makes a new directory rather than editing one in use.
 #![forbid(unsafe_code)]
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -19,7 +19,7 @@ use tokio::process::Command;
 use tracing::info;
 
 /// Version of the tree's recipe; part of its directory and image names.
-pub const ROOTFS_VERSION: &str = "1";
+pub const ROOTFS_VERSION: &str = "2";
 /// Debian release the tree is built from.
 pub const SUITE: &str = "bookworm";
 /// Environment variable naming a Debian mirror for debootstrap (default: debootstrap's own).
@@ -163,11 +163,16 @@ impl Rootfs {
             });
         }
         trim(&partial).await?;
+        // Mount points of the scratch tmpfs, world-writable and sticky like `/tmp`: podman
+        // gives a tmpfs mounted over an image directory that directory's mode.
         for mount_point in ["workspace", "tmp"] {
             let path = partial.join(mount_point);
             tokio::fs::create_dir_all(&path)
                 .await
                 .map_err(io_error("cannot create", &path))?;
+            tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o1777))
+                .await
+                .map_err(io_error("cannot set the mode of", &path))?;
         }
         let release = partial.join(RELEASE_FILE);
         tokio::fs::write(
@@ -247,7 +252,7 @@ mod tests {
         let rootfs = Rootfs::in_cache(Path::new("/cache"));
         assert_eq!(
             rootfs.dir(),
-            Path::new("/cache/rootfs/debian-bookworm-python3-v1")
+            Path::new("/cache/rootfs/debian-bookworm-python3-v2")
         );
         assert!(!rootfs.is_built());
     }
