@@ -10,8 +10,6 @@ cache="${XDG_CACHE_HOME:-$HOME/.cache}/mcp-server-code-execution-mode"
 # A shared target dir outside the clone speeds up repeated runs; it is created if missing.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
 mkdir -p "$CARGO_TARGET_DIR"
-# The WASI backend must run wherever this suite runs (it provisions itself with pip).
-export TEST_REQUIRE_BACKENDS="${TEST_REQUIRE_BACKENDS-wasi}"
 # Host backtraces must never reach tool results; run the suite the way these machines are set.
 export RUST_BACKTRACE="${RUST_BACKTRACE-1}"
 
@@ -61,12 +59,59 @@ if [ "$npm_missing" = 1 ]; then
 fi
 export TEST_MCP_NPM_PREFIX="$npm_prefix"
 
+step "containers: podman and docker engines, debootstrap for the sandbox image"
+# The podman and docker backends are tested for real. As root (CI), install the engines
+# from Debian's packages and start them; elsewhere their tests skip with a named reason.
+container_backends=""
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    if ! command -v podman >/dev/null || ! command -v dockerd >/dev/null \
+        || ! command -v debootstrap >/dev/null || ! command -v runc >/dev/null; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq podman runc uidmap slirp4netns fuse-overlayfs catatonit \
+            docker.io debootstrap >/dev/null
+    fi
+    # Debian 12's crun rejects the hybrid cgroup layout of these hosts; runc works. Engines
+    # copy the host's process rlimit unless told, which fails without CAP_SYS_RESOURCE.
+    if [ ! -e /etc/containers/containers.conf ]; then
+        mkdir -p /etc/containers
+        printf '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=8192:8192"]\n[engine]\nruntime = "runc"\n' \
+            >/etc/containers/containers.conf
+    fi
+    if ! curl -sf --unix-socket /run/podman/podman.sock http://engine/_ping >/dev/null 2>&1; then
+        mkdir -p /run/podman
+        setsid nohup podman system service --time=0 unix:///run/podman/podman.sock \
+            >"$cache/podman-service.log" 2>&1 </dev/null &
+    fi
+    if ! curl -sf --unix-socket /var/run/docker.sock http://engine/_ping >/dev/null 2>&1; then
+        setsid nohup dockerd >"$cache/dockerd.log" 2>&1 </dev/null &
+    fi
+    for _ in $(seq 1 100); do
+        curl -sf --unix-socket /run/podman/podman.sock http://engine/_ping >/dev/null 2>&1 \
+            && curl -sf --unix-socket /var/run/docker.sock http://engine/_ping >/dev/null 2>&1 \
+            && break
+        sleep 0.2
+    done
+    container_backends=",podman,docker"
+else
+    echo "SKIP podman, docker: installing and starting container engines needs root and apt-get" >&2
+fi
+# Backends that must run (not skip): WASI everywhere (it provisions itself with pip), the
+# engines wherever this script installed them. Set TEST_REQUIRE_BACKENDS to override.
+export TEST_REQUIRE_BACKENDS="${TEST_REQUIRE_BACKENDS-wasi$container_backends}"
+
 step "build (release)"
 cargo build --release --locked --workspace --all-targets
 bin="$CARGO_TARGET_DIR/release/mcp-server-code-execution-mode"
 
 step "provision the WASI interpreter (pip download, verify, precompile)"
 MCP_BRIDGE_LOG_LEVEL=warn "$bin" provision
+
+if [ -n "$container_backends" ]; then
+    step "build the sandbox image (debootstrap once, then import into podman and docker)"
+    MCP_BRIDGE_LOG_LEVEL=warn "$bin" provision --backend podman
+    MCP_BRIDGE_LOG_LEVEL=warn "$bin" provision --backend docker
+fi
 
 step "guest runtime unit tests (host CPython)"
 python3 -m unittest discover -s backends/core/guest/tests -t backends/core/guest

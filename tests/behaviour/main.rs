@@ -5,6 +5,7 @@
 //!
 //! Run one backend's tests with `cargo test --test behaviour wasi::`.
 
+mod confinement;
 mod exec;
 mod isolation;
 mod limits;
@@ -53,6 +54,11 @@ for_each_backend! {
         malformed_json_rpc_keeps_the_server_serving, capabilities_resource_is_readable,
         output_modes_shape_the_text, structured_content_reports_the_run,
         cancelling_a_request_stops_its_run;
+    confinement: memory_bomb_is_stopped_with_a_clear_error, fork_bomb_hits_the_pids_cap,
+        privileges_are_dropped, interrupted_code_keeps_its_session,
+        code_ignoring_the_interrupt_is_killed_and_reported,
+        nothing_is_left_after_the_client_leaves, nothing_is_left_after_sigterm,
+        a_crashed_bridge_is_cleaned_up_by_the_next;
     isolation: no_network, empty_environment, host_files_are_invisible,
         scratch_is_writable_and_private_per_session, root_is_not_writable;
 }

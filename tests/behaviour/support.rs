@@ -4,7 +4,7 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use rmcp::model::{CallToolRequestParams, CallToolResult, JsonObject};
 use rmcp::service::RunningService;
 use rmcp::transport::TokioChildProcess;
@@ -272,4 +272,81 @@ impl RawBridge {
     pub(crate) fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// The bridge's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id().expect("the bridge is running")
+    }
+
+    /// Call `run_python` with `code` and wait for the answer.
+    pub(crate) async fn run(&mut self, id: i64, code: &str) -> Result<Value> {
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "run_python", "arguments": {"code": code}}}))
+            .await?;
+        self.response(id).await
+    }
+
+    /// End the bridge as a client or a supervisor would, and wait for it to exit.
+    pub(crate) async fn finish(self, how: Ending) -> Result<std::process::ExitStatus> {
+        let Self {
+            mut child, stdin, ..
+        } = self;
+        let pid = child.id().context("the bridge already exited")?;
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid)?);
+        match how {
+            Ending::CloseStdin => drop(stdin),
+            Ending::Signal(signal) => nix::sys::signal::kill(pid, signal)?,
+        }
+        tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .context("the bridge did not exit within 30 s")?
+            .context("waiting for the bridge")
+    }
+}
+
+/// How a test ends a bridge.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Ending {
+    /// The client goes away: stdin reaches end of file.
+    CloseStdin,
+    /// A signal from a supervisor (SIGTERM) or a crash (SIGKILL).
+    Signal(nix::sys::signal::Signal),
+}
+
+/// What a bridge process left behind on this backend: WASI scratch directories, or
+/// containers and private podman API services.
+pub(crate) fn leftovers(backend: &TestBackend, pid: u32) -> Result<Vec<String>> {
+    let mut found: Vec<String> = std::fs::read_dir(std::env::temp_dir())?
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| {
+            name.starts_with(&format!("mcp-wasi-{pid}-")) || *name == format!("mcp-podman-{pid}")
+        })
+        .collect();
+    if matches!(backend.name, "podman" | "docker") {
+        let output = std::process::Command::new(backend.name)
+            .args([
+                "ps",
+                "-a",
+                "--filter",
+                "label=io.github.mcp-server-code-execution-mode.owner",
+                "--format",
+                "{{.ID}} {{.Labels}}",
+            ])
+            .output()
+            .context("listing containers")?;
+        ensure!(
+            output.status.success(),
+            "{} ps failed: {}",
+            backend.name,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        found.extend(
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .filter(|line| line.contains(&format!(":{pid}:")))
+                .map(|line| format!("container {line}")),
+        );
+    }
+    Ok(found)
 }

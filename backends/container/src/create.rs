@@ -91,6 +91,14 @@ pub(crate) fn container_body(
                 soft: Some(NOFILE),
                 hard: Some(NOFILE),
             },
+            // Heap and anonymous mappings per process, at the memory cap: a memory bomb
+            // gets a clean `MemoryError` and the session lives on. The cgroup cap stays the
+            // limit for the whole container (several processes, page cache, tmpfs).
+            ResourcesUlimits {
+                name: Some("data".into()),
+                soft: Some(memory),
+                hard: Some(memory),
+            },
             ResourcesUlimits {
                 name: Some("nproc".into()),
                 soft: Some(nproc_limit()),

@@ -186,7 +186,12 @@ impl ContainerControl {
                     _ if oom => GuestExit::LimitExceeded(
                         "the memory cap: the kernel's OOM killer ended the sandbox".into(),
                     ),
-                    Some(137) => GuestExit::Crashed("killed by SIGKILL".into()),
+                    // Podman on cgroup v1 does not report OOM kills; say both causes.
+                    Some(137) => GuestExit::Crashed(
+                        "killed by SIGKILL: the kernel's OOM killer at the memory cap, or a kill \
+                         from inside the sandbox"
+                            .into(),
+                    ),
                     Some(code) => GuestExit::Exited(i32::try_from(code).unwrap_or(i32::MAX)),
                     None => GuestExit::Crashed("the container disappeared".into()),
                 }

@@ -1,0 +1,201 @@
+//! Confinement that container-grade backends must show for real: caps enforced by the kernel,
+//! privileges gone, deadlines that interrupt before they kill, and nothing left behind. Each
+//! test runs on every backend; where a backend confines differently (WASI has no processes,
+//! no `/proc` and no soft interrupt) the test says what that backend must show instead.
+
+use anyhow::{Result, ensure};
+use nix::sys::signal::Signal;
+use serde_json::json;
+
+use crate::support::{Ending, RawBridge, TestBackend, leftovers};
+
+fn is_container(b: &TestBackend) -> bool {
+    matches!(b.name, "podman" | "docker")
+}
+
+pub(crate) async fn memory_bomb_is_stopped_with_a_clear_error(b: &TestBackend) -> Result<()> {
+    let bridge = b.bridge_with(&[("MCP_BRIDGE_MEMORY", "128m")]).await?;
+    bridge.ok("kept = 1").await?;
+    let reply = bridge
+        .run("chunks = []\nwhile True:\n    chunks.append(b'x' * (8 << 20))")
+        .await?;
+    ensure!(reply.is_error, "{}", reply.text);
+    // Every backend caps the heap itself, so the code gets a `MemoryError` it can handle,
+    // and the session (with what it held before) lives on.
+    ensure!(
+        reply.structured["error"]["type"] == json!("MemoryError"),
+        "expected a MemoryError: {}\n{}",
+        reply.text,
+        reply.structured
+    );
+    let out = bridge.ok("del chunks\nprint(kept)").await?;
+    ensure!(out == "1\n", "{out:?}");
+    Ok(())
+}
+
+pub(crate) async fn fork_bomb_hits_the_pids_cap(b: &TestBackend) -> Result<()> {
+    let bridge = b.bridge_with(&[("MCP_BRIDGE_PIDS", "32")]).await?;
+    let code = r"
+import os, time
+if not hasattr(os, 'fork'):
+    print('stopped: no fork here')
+else:
+    children = []
+    try:
+        for _ in range(500):
+            pid = os.fork()
+            if pid == 0:
+                time.sleep(60)
+                os._exit(0)
+            children.append(pid)
+        print('not stopped', len(children))
+    except OSError as e:
+        print('stopped', len(children), e.errno)
+    finally:
+        for pid in children:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+";
+    let out = bridge.ok(code).await?;
+    ensure!(out.starts_with("stopped"), "{out}");
+    if is_container(b) {
+        let forked: u32 = out.split_whitespace().nth(1).unwrap_or("").parse()?;
+        ensure!(forked < 32, "forked {forked} processes under a cap of 32");
+    }
+    let out = bridge.ok("print('alive')").await?;
+    ensure!(out == "alive\n", "{out:?}");
+    Ok(())
+}
+
+pub(crate) async fn privileges_are_dropped(b: &TestBackend) -> Result<()> {
+    let bridge = b.bridge().await?;
+    let code = r"
+import os
+try:
+    print(''.join(l for l in open('/proc/self/status') if l.startswith(('Cap', 'NoNewPrivs'))))
+except OSError:
+    print('no /proc')
+print('uid', os.getuid() if hasattr(os, 'getuid') else 'none')
+";
+    let out = bridge.ok(code).await?;
+    if is_container(b) {
+        for line in [
+            "CapInh:\t0000000000000000",
+            "CapPrm:\t0000000000000000",
+            "CapEff:\t0000000000000000",
+            "CapBnd:\t0000000000000000",
+            "CapAmb:\t0000000000000000",
+            "NoNewPrivs:\t1",
+        ] {
+            ensure!(out.contains(line), "missing {line:?} in:\n{out}");
+        }
+        ensure!(out.contains("uid 65534"), "{out}");
+    } else {
+        ensure!(out.starts_with("no /proc"), "{out}");
+    }
+    Ok(())
+}
+
+pub(crate) async fn interrupted_code_keeps_its_session(b: &TestBackend) -> Result<()> {
+    let bridge = b.bridge().await?;
+    bridge.ok("x = 41").await?;
+    let reply = bridge
+        .call(json!({"code": "while True:\n    pass", "timeout": 1}))
+        .await?;
+    ensure!(reply.status() == "timed_out", "{}", reply.structured);
+    if is_container(b) {
+        ensure!(
+            reply.structured["state_lost"] == json!(false),
+            "an interrupt should keep the session: {}",
+            reply.structured
+        );
+        ensure!(
+            reply.text.contains("KeyboardInterrupt") || reply.text.contains("interrupt"),
+            "{}",
+            reply.text
+        );
+        let out = bridge.ok("print(x + 1)").await?;
+        ensure!(out == "42\n", "{out:?}");
+    } else {
+        // No soft interrupt: the reply must say the state is gone, and it must be gone.
+        ensure!(
+            reply.structured["state_lost"] == json!(true),
+            "{}",
+            reply.structured
+        );
+        let out = bridge.ok("print('x' in globals())").await?;
+        ensure!(out == "False\n", "{out:?}");
+    }
+    Ok(())
+}
+
+pub(crate) async fn code_ignoring_the_interrupt_is_killed_and_reported(
+    b: &TestBackend,
+) -> Result<()> {
+    let bridge = b.bridge().await?;
+    bridge.ok("x = 1").await?;
+    let code = "while True:\n    try:\n        while True:\n            pass\n    except KeyboardInterrupt:\n        print('ignoring', flush=True)";
+    let reply = bridge.call(json!({"code": code, "timeout": 1})).await?;
+    ensure!(reply.status() == "timed_out", "{}", reply.structured);
+    ensure!(
+        reply.structured["state_lost"] == json!(true),
+        "{}",
+        reply.structured
+    );
+    let notice = reply.structured["notice"].as_str().unwrap_or_default();
+    ensure!(
+        notice.contains("lost"),
+        "the reply must say the state is lost: {notice}"
+    );
+    let out = bridge.ok("print('x' in globals())").await?;
+    ensure!(out == "False\n", "{out:?}");
+    Ok(())
+}
+
+async fn ends_without_leftovers(b: &TestBackend, how: Ending) -> Result<()> {
+    let mut bridge = RawBridge::start(b)?;
+    bridge.initialize().await?;
+    let reply = bridge.run(1, "print('hello')").await?;
+    ensure!(reply["result"]["isError"] != json!(true), "{reply}");
+    let pid = bridge.pid();
+    ensure!(
+        !leftovers(b, pid)?.is_empty() || b.name == "wasi",
+        "the run left no trace to check"
+    );
+    bridge.finish(how).await?;
+    let left = leftovers(b, pid)?;
+    ensure!(left.is_empty(), "left behind after {how:?}: {left:?}");
+    Ok(())
+}
+
+pub(crate) async fn nothing_is_left_after_the_client_leaves(b: &TestBackend) -> Result<()> {
+    ends_without_leftovers(b, Ending::CloseStdin).await
+}
+
+pub(crate) async fn nothing_is_left_after_sigterm(b: &TestBackend) -> Result<()> {
+    ends_without_leftovers(b, Ending::Signal(Signal::SIGTERM)).await
+}
+
+pub(crate) async fn a_crashed_bridge_is_cleaned_up_by_the_next(b: &TestBackend) -> Result<()> {
+    let mut crashed = RawBridge::start(b)?;
+    crashed.initialize().await?;
+    crashed.run(1, "print('hello')").await?;
+    let pid = crashed.pid();
+    crashed.finish(Ending::Signal(Signal::SIGKILL)).await?;
+    let mut next = RawBridge::start(b)?;
+    next.initialize().await?;
+    let reply = next.run(1, "print('hello')").await?;
+    ensure!(reply["result"]["isError"] != json!(true), "{reply}");
+    let left = leftovers(b, pid)?;
+    // A private podman service dies with its parent (pdeathsig); its directory may stay.
+    let left: Vec<_> = left
+        .into_iter()
+        .filter(|l| !l.starts_with("mcp-podman-"))
+        .collect();
+    ensure!(
+        left.is_empty(),
+        "the crashed bridge's sandboxes are still there: {left:?}"
+    );
+    next.finish(Ending::CloseStdin).await?;
+    Ok(())
+}
