@@ -41,6 +41,14 @@ pub fn cache_dir() -> Option<PathBuf> {
         .or_else(|| dirs::cache_dir().map(|d| d.join("mcp-server-code-execution-mode")))
 }
 
+/// The name of the locally built container image, when this build has container backends.
+pub fn local_container_image() -> Option<String> {
+    #[cfg(feature = "backend-container")]
+    return Some(sandbox_container::local_image());
+    #[cfg(not(feature = "backend-container"))]
+    None
+}
+
 /// The container backend, concretely (for `image build`).
 #[cfg(feature = "backend-container")]
 pub mod container {

@@ -17,7 +17,9 @@ use serde_json::json;
 
 use mcp_server_code_execution_mode::cli::{BenchArgs, BenchFocus};
 
-const BACKENDS: [&str; 1] = ["wasi"];
+const BACKENDS: [&str; 3] = ["wasi", "podman", "docker"];
+/// Idle sessions started to measure memory per session.
+const IDLE_SESSIONS: u32 = 8;
 
 /// Latency summary of repeated measurements, in milliseconds.
 #[derive(Debug, Clone, Serialize)]
@@ -65,7 +67,13 @@ struct BackendReport {
     cold_session: Option<Summary>,
     pool_session: Option<Summary>,
     warm_pass: Option<Summary>,
+    /// Growth of the bridge process's RSS per idle session.
     idle_session_rss_mib: Option<f64>,
+    /// Growth of the host's memory (PSS summed over every process: the bridge, guests,
+    /// engine helpers such as conmon or containerd-shim) per idle session.
+    idle_session_host_mib: Option<f64>,
+    /// A fresh `<engine> run --rm <image> python3 -c pass`: what the reference pays per call.
+    engine_run_per_call: Option<Summary>,
 }
 
 /// The whole report.
@@ -151,6 +159,8 @@ async fn bench_backend(server: &Path, backend: &str, iterations: usize) -> Backe
         backend: backend.to_string(),
         available: false,
         reason: None,
+        idle_session_host_mib: None,
+        engine_run_per_call: None,
         start_to_initialize: None,
         cold_session: None,
         pool_session: None,
@@ -199,8 +209,10 @@ async fn measure(
         cold.push(started.elapsed());
     }
     let pid = client_pid(&client);
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_before = pid.and_then(rss_kib);
-    let extra = 8;
+    let host_before = host_pss_kib();
+    let extra = IDLE_SESSIONS;
     for i in 0..extra {
         call(
             &client,
@@ -209,11 +221,17 @@ async fn measure(
         )
         .await?;
     }
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = pid.and_then(rss_kib);
+    let host_after = host_pss_kib();
+    #[allow(clippy::cast_precision_loss, reason = "display only")]
+    let per_session =
+        |before: u64, after: u64| after.saturating_sub(before) as f64 / f64::from(extra) / 1024.0;
     if let (Some(before), Some(after)) = (rss_before, rss_after) {
-        #[allow(clippy::cast_precision_loss, reason = "display only")]
-        let per = after.saturating_sub(before) as f64 / f64::from(extra) / 1024.0;
-        report.idle_session_rss_mib = Some(per);
+        report.idle_session_rss_mib = Some(per_session(before, after));
+    }
+    if let (Some(before), Some(after)) = (host_before, host_after) {
+        report.idle_session_host_mib = Some(per_session(before, after));
     }
     client.cancel().await.ok();
     report.warm_pass = Some(warm);
@@ -231,7 +249,63 @@ async fn measure(
     }
     client.cancel().await.ok();
     report.pool_session = Some(Summary::of(pooled));
+    if matches!(backend, "podman" | "docker") {
+        report.engine_run_per_call = engine_run(backend).await;
+    }
     Ok(())
+}
+
+/// Time `<engine> run --rm` of `python3 -c pass` in the sandbox image, as the reference
+/// does for every call. `None` when the engine's CLI cannot run it.
+async fn engine_run(engine: &str) -> Option<Summary> {
+    let image = mcp_server_code_execution_mode::backend::local_container_image()?;
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let status = tokio::process::Command::new(engine)
+            .args([
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                &image,
+                "python3",
+                "-c",
+                "pass",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await
+            .ok()?;
+        if !status.success() {
+            return None;
+        }
+        samples.push(started.elapsed());
+    }
+    Some(Summary::of(samples))
+}
+
+/// Proportional set size of every process we can read, in KiB: shared pages are split
+/// among the processes sharing them, so the sum is the host's real memory use.
+fn host_pss_kib() -> Option<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(rollup) = std::fs::read_to_string(entry.path().join("smaps_rollup")) else {
+            continue;
+        };
+        total += rollup
+            .lines()
+            .find(|l| l.starts_with("Pss:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(total)
 }
 
 async fn time_calls(client: &Client, iterations: usize, session: Option<&str>) -> Result<Summary> {
@@ -365,7 +439,7 @@ fn markdown(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "| backend | start → initialize | cold session | session from pool | warm `pass` | idle session RSS |"
+        "| backend | start → initialize | cold session | session from pool | warm `pass` | idle session: bridge RSS / host PSS |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|");
     for b in &report.backends {
@@ -378,17 +452,32 @@ fn markdown(report: &Report) -> String {
             );
             continue;
         }
+        let mib = |value: Option<f64>| value.map_or_else(|| "–".into(), |r| format!("{r:.1} MiB"));
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} / {} |",
             b.backend,
             fmt_summary(b.start_to_initialize.as_ref()),
             fmt_summary(b.cold_session.as_ref()),
             fmt_summary(b.pool_session.as_ref()),
             fmt_summary(b.warm_pass.as_ref()),
-            b.idle_session_rss_mib
-                .map_or_else(|| "–".into(), |r| format!("{r:.1} MiB")),
+            mib(b.idle_session_rss_mib),
+            mib(b.idle_session_host_mib),
         );
+    }
+    for b in &report.backends {
+        if let (Some(run), Some(warm)) = (&b.engine_run_per_call, &b.warm_pass) {
+            let _ = writeln!(
+                out,
+                "\n{}: a fresh `{} run --rm … python3 -c pass` (what the reference pays per call) \
+                 takes {:.1} ms median; a warm call here takes {:.2} ms: {:.0}× faster.",
+                b.backend,
+                b.backend,
+                run.median_ms,
+                warm.median_ms,
+                run.median_ms / warm.median_ms
+            );
+        }
     }
     let available: Vec<&BackendReport> = report.backends.iter().filter(|b| b.available).collect();
     if available.len() > 1 {

@@ -320,7 +320,9 @@ pub(crate) fn leftovers(backend: &TestBackend, pid: u32) -> Result<Vec<String>> 
         .flatten()
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .filter(|name| {
-            name.starts_with(&format!("mcp-wasi-{pid}-")) || *name == format!("mcp-podman-{pid}")
+            name.starts_with(&format!("mcp-wasi-{pid}-"))
+                || *name == format!("mcp-podman-{pid}")
+                || *name == format!("mcp-container-{pid}")
         })
         .collect();
     if matches!(backend.name, "podman" | "docker") {

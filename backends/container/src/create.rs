@@ -7,10 +7,13 @@
 //! host's.
 
 use std::collections::HashMap;
+use std::path::Path;
 
-use bollard::models::{ContainerCreateBody, HostConfig, ResourcesUlimits};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
 use sandbox_core::SandboxSpec;
 use sandbox_core::guest::interpreter_args;
+
+use crate::channel::{GUEST_DIR, bootstrap_args};
 
 /// Label every container we create carries; its value names the bridge process that owns it.
 pub const OWNER_LABEL: &str = "io.github.mcp-server-code-execution-mode.owner";
@@ -55,6 +58,7 @@ pub(crate) fn container_body(
     spec: &SandboxSpec,
     image: &str,
     owner: &str,
+    channel_dir: &Path,
     options: &CreateOptions,
 ) -> ContainerCreateBody {
     // Podman gives a tmpfs over an image directory that directory's mode, whatever `mode`
@@ -65,11 +69,12 @@ pub(crate) fn container_body(
         ("/workspace".to_string(), tmpfs_options),
     ]);
     let memory = i64::try_from(spec.memory_bytes()).unwrap_or(i64::MAX);
-    let binds: Vec<String> = spec
+    let mut binds: Vec<String> = spec
         .read_only_mounts()
         .iter()
         .map(|mount| format!("{}:{}:ro", mount.host.display(), mount.guest))
         .collect();
+    binds.push(format!("{}:{GUEST_DIR}:ro", channel_dir.display()));
     let host_config = HostConfig {
         network_mode: Some("none".into()),
         readonly_rootfs: Some(true),
@@ -105,7 +110,12 @@ pub(crate) fn container_body(
                 hard: Some(nproc_limit()),
             },
         ]),
-        binds: (!binds.is_empty()).then_some(binds),
+        binds: Some(binds),
+        // The guest's streams go over the channel; nothing is worth logging.
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("none".into()),
+            config: None,
+        }),
         ipc_mode: Some("private".into()),
         runtime: options.oci_runtime.clone(),
         ..HostConfig::default()
@@ -121,6 +131,7 @@ pub(crate) fn container_body(
     cmd.extend(env.iter().cloned());
     cmd.push("python3".to_string());
     cmd.extend(interpreter_args().iter().map(ToString::to_string));
+    cmd.extend(bootstrap_args().iter().map(ToString::to_string));
     ContainerCreateBody {
         image: Some(image.to_string()),
         cmd: Some(cmd),
@@ -130,11 +141,10 @@ pub(crate) fn container_body(
         working_dir: Some("/workspace".into()),
         hostname: Some("sandbox".into()),
         network_disabled: Some(true),
-        attach_stdin: Some(true),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        open_stdin: Some(true),
-        stdin_once: Some(true),
+        attach_stdin: Some(false),
+        attach_stdout: Some(false),
+        attach_stderr: Some(false),
+        open_stdin: Some(false),
         tty: Some(false),
         labels: Some(HashMap::from([(
             OWNER_LABEL.to_string(),
@@ -160,7 +170,13 @@ mod tests {
             .read_only_mount("/host/tools", "/tools")
             .build()
             .unwrap();
-        container_body(&spec, "img:1", "host:1:2", &CreateOptions::default())
+        container_body(
+            &spec,
+            "img:1",
+            "host:1:2",
+            Path::new("/host/chan"),
+            &CreateOptions::default(),
+        )
     }
 
     #[test]
@@ -193,7 +209,12 @@ mod tests {
         assert_eq!(body.user.as_deref(), Some("1000:1000"));
         assert_eq!(
             host.binds.as_deref(),
-            Some(&["/host/tools:/tools:ro".to_string()][..])
+            Some(
+                &[
+                    "/host/tools:/tools:ro".to_string(),
+                    "/host/chan:/run/mcp:ro".to_string()
+                ][..]
+            )
         );
     }
 

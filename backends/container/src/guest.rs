@@ -1,8 +1,8 @@
 //! One running container: its attached standard streams and its controls.
 //!
-//! The container is created, attached (so no output is missed) and then started; its
-//! multiplexed output is split into stdout and stderr pipes for the session engine. A
-//! background task waits for the container to stop and records how it ended. Killing
+//! The container is created with the session's socket directory mounted (see
+//! [`crate::channel`]) and started; its guest connects its standard streams there. The
+//! control asks the engine how it ended only when the session engine waits for that. Killing
 //! removes the container (forced), so a killed session leaves nothing behind; dropping the
 //! control without a kill removes it too.
 
@@ -10,22 +10,21 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use bollard::Docker;
-use bollard::container::LogOutput;
-use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, KillContainerOptionsBuilder, RemoveContainerOptionsBuilder,
-};
+use bollard::query_parameters::{KillContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 use futures_util::StreamExt;
 use sandbox_core::{GuestControl, GuestExit, SandboxError, StartedGuest};
-use tokio::io::AsyncWriteExt;
-use tokio::sync::watch;
+use tokio::sync::OnceCell;
 use tracing::{debug, warn};
 
+use crate::channel::Channel;
 use crate::engine::EngineKind;
 
-/// Bytes buffered between the engine's stream and the session engine, per stream.
-const PIPE_BYTES: usize = 256 * 1024;
+/// How long a started container's guest may take to connect its streams.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Ids of the containers this process has running, so shutdown can remove them all.
 #[derive(Debug, Default)]
@@ -63,77 +62,68 @@ fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
-/// Attach to the created container `id`, start it, and hand its streams to the engine.
-pub(crate) async fn attach_and_start(
+/// Start the created container `id` and wait for its guest to connect to `channel`.
+pub(crate) async fn start(
     client: &Docker,
     engine: EngineKind,
     id: String,
+    channel: Channel,
     live: Arc<Live>,
 ) -> Result<StartedGuest, SandboxError> {
-    let fail = |what: &str, e: bollard::errors::Error| SandboxError::StartGuest {
+    let fail = |message: String| SandboxError::StartGuest {
         backend: crate::BACKEND_NAMES[engine as usize],
-        message: format!("{what}: {e}"),
+        message,
     };
     live.insert(&id);
     let control = ContainerControl::new(client.clone(), engine, id.clone(), live);
-    let options = AttachContainerOptionsBuilder::default()
-        .stdin(true)
-        .stdout(true)
-        .stderr(true)
-        .stream(true)
-        .logs(false)
-        .build();
-    let attached = match client.attach_container(&id, Some(options)).await {
-        Ok(attached) => attached,
-        Err(e) => {
-            control.kill().await;
-            return Err(fail("cannot attach to the container", e));
-        }
-    };
+    let started = std::time::Instant::now();
     if let Err(e) = client.start_container(&id, None).await {
         control.kill().await;
-        return Err(fail("cannot start the container", e));
+        return Err(fail(format!("cannot start the container: {e}")));
     }
-    control.watch_exit();
-
-    let (mut stdout_tx, stdout_rx) = tokio::io::duplex(PIPE_BYTES);
-    let (mut stderr_tx, stderr_rx) = tokio::io::duplex(PIPE_BYTES);
-    let mut output = attached.output;
-    tokio::spawn(async move {
-        while let Some(item) = output.next().await {
-            let written = match item {
-                Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
-                    stdout_tx.write_all(&message).await
-                }
-                Ok(LogOutput::StdErr { message }) => stderr_tx.write_all(&message).await,
-                Ok(LogOutput::StdIn { .. }) => Ok(()),
-                Err(e) => {
-                    debug!(error = %e, "the container's output stream ended");
-                    break;
-                }
-            };
-            if written.is_err() {
-                break;
-            }
+    debug!(
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "container started"
+    );
+    let connected = tokio::select! {
+        connected = channel.accept(CONNECT_TIMEOUT) => connected,
+        ended = control.wait() => {
+            Err(std::io::Error::other(format!("the guest ended before it connected: {ended}")))
         }
-    });
+    };
+    drop(channel);
+    debug!(
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "guest connected"
+    );
+    let connected = match connected {
+        Ok(connected) => connected,
+        Err(e) => {
+            control.kill().await;
+            return Err(fail(e.to_string()));
+        }
+    };
+    let (stdout, stdin) = connected.io.into_split();
     Ok(StartedGuest {
-        stdin: attached.input,
-        stdout: Box::pin(stdout_rx),
-        stderr: Box::pin(stderr_rx),
+        stdin: Box::pin(stdin),
+        stdout: Box::pin(stdout),
+        stderr: Box::pin(connected.err),
         control: Box::new(control),
     })
 }
 
 /// Controls of one container.
+///
+/// How the container ended is asked of the engine only when someone waits for it: a
+/// waiting request per idle container would keep podman's API service busy polling.
 pub(crate) struct ContainerControl {
     client: Docker,
     engine: EngineKind,
     id: String,
     live: Arc<Live>,
-    killed: Arc<AtomicBool>,
+    killed: AtomicBool,
     removed: AtomicBool,
-    exit_tx: Arc<watch::Sender<Option<GuestExit>>>,
+    exit: OnceCell<GuestExit>,
 }
 
 impl std::fmt::Debug for ContainerControl {
@@ -152,52 +142,46 @@ impl ContainerControl {
             engine,
             id,
             live,
-            killed: Arc::new(AtomicBool::new(false)),
+            killed: AtomicBool::new(false),
             removed: AtomicBool::new(false),
-            exit_tx: Arc::new(watch::channel(None).0),
+            exit: OnceCell::new(),
         }
     }
 
-    /// Wait for the container to stop in the background and record how it ended.
-    fn watch_exit(&self) {
-        let client = self.client.clone();
-        let id = self.id.clone();
-        let killed = self.killed.clone();
-        let exit_tx = self.exit_tx.clone();
-        tokio::spawn(async move {
-            let code = match client.wait_container(&id, None).next().await {
-                Some(Ok(response)) => Some(response.status_code),
-                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
-                    Some(code)
-                }
-                _ => None,
-            };
-            let exit = if killed.load(Ordering::SeqCst) {
-                GuestExit::Killed
-            } else {
-                let oom = client
-                    .inspect_container(&id, None)
-                    .await
-                    .ok()
-                    .and_then(|info| info.state)
-                    .and_then(|state| state.oom_killed)
-                    .unwrap_or(false);
-                match code {
-                    _ if oom => GuestExit::LimitExceeded(
-                        "the memory cap: the kernel's OOM killer ended the sandbox".into(),
-                    ),
-                    // Podman on cgroup v1 does not report OOM kills; say both causes.
-                    Some(137) => GuestExit::Crashed(
-                        "killed by SIGKILL: the kernel's OOM killer at the memory cap, or a kill \
-                         from inside the sandbox"
-                            .into(),
-                    ),
-                    Some(code) => GuestExit::Exited(i32::try_from(code).unwrap_or(i32::MAX)),
-                    None => GuestExit::Crashed("the container disappeared".into()),
-                }
-            };
-            exit_tx.send_replace(Some(exit));
-        });
+    /// Wait for the container to stop and say how it ended.
+    async fn observe_exit(&self) -> GuestExit {
+        if self.killed.load(Ordering::SeqCst) {
+            return GuestExit::Killed;
+        }
+        let code = match self.client.wait_container(&self.id, None).next().await {
+            Some(Ok(response)) => Some(response.status_code),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Some(code),
+            _ => None,
+        };
+        if self.killed.load(Ordering::SeqCst) {
+            return GuestExit::Killed;
+        }
+        let oom = self
+            .client
+            .inspect_container(&self.id, None)
+            .await
+            .ok()
+            .and_then(|info| info.state)
+            .and_then(|state| state.oom_killed)
+            .unwrap_or(false);
+        match code {
+            _ if oom => GuestExit::LimitExceeded(
+                "the memory cap: the kernel's OOM killer ended the sandbox".into(),
+            ),
+            // Podman on cgroup v1 does not report OOM kills; say both causes.
+            Some(137) => GuestExit::Crashed(
+                "killed by SIGKILL: the kernel's OOM killer at the memory cap, or a kill \
+                 from inside the sandbox"
+                    .into(),
+            ),
+            Some(code) => GuestExit::Exited(i32::try_from(code).unwrap_or(i32::MAX)),
+            None => GuestExit::Crashed("the container disappeared".into()),
+        }
     }
 }
 
@@ -223,14 +207,7 @@ impl GuestControl for ContainerControl {
     }
 
     async fn wait(&self) -> GuestExit {
-        let mut exit = self.exit_tx.subscribe();
-        let ended = exit
-            .wait_for(Option::is_some)
-            .await
-            .map(|exit| exit.clone())
-            .ok()
-            .flatten();
-        ended.unwrap_or(GuestExit::Killed)
+        self.exit.get_or_init(|| self.observe_exit()).await.clone()
     }
 }
 

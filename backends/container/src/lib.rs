@@ -2,8 +2,9 @@
 //! Docker-compatible API (bollard).
 //!
 //! Each session is one long-lived, locked-down container (see [`create`] for the flags)
-//! running the shared guest runtime over an attached stdin/stdout, so a call costs a frame
-//! round trip, never a container start. A deadline first sends SIGINT (the init process
+//! running the shared guest runtime, its standard streams on unix sockets the host listens
+//! on ([`channel`]), so a call costs a frame round trip, never a container start or an
+//! engine relay. A deadline first sends SIGINT (the init process
 //! forwards it; the code sees `KeyboardInterrupt` and the session keeps its state), and the
 //! session engine then kills the container if the code ignores it. Killing removes the
 //! container. Every container carries an owner label; the containers of a bridge that
@@ -14,6 +15,7 @@
 //! filesystem ([`sandbox_rootfs`]) and imported into the engine.
 #![forbid(unsafe_code)]
 
+mod channel;
 mod create;
 mod engine;
 mod error;
@@ -27,13 +29,14 @@ use async_trait::async_trait;
 use sandbox_core::{Probe, Sandbox, SandboxError, SandboxSpec, StartedGuest};
 use sandbox_rootfs::Rootfs;
 use tokio::sync::OnceCell;
-use tracing::info;
+use tracing::{debug, info};
 
 pub use create::OWNER_LABEL;
 pub use engine::EngineKind;
 pub use error::ContainerError;
 pub use image::{LOCAL_REPOSITORY, local_image};
 
+use crate::channel::Channel;
 use crate::create::{CreateOptions, container_body};
 use crate::engine::Engine;
 use crate::guest::Live;
@@ -97,6 +100,7 @@ impl ContainerSandbox {
                 };
                 let engine = Engine::connect(self.options.engine, &podman_args).await?;
                 owner::remove_orphans(&engine.client, &engine.socket).await;
+                channel::remove_orphaned_dirs();
                 Ok(Arc::new(engine))
             })
             .await
@@ -197,6 +201,7 @@ impl ContainerSandbox {
             info!(removed = ids.len(), "removed the remaining containers");
         }
         engine.stop_service().await;
+        let _ = std::fs::remove_dir_all(channel::process_dir());
     }
 }
 
@@ -205,7 +210,9 @@ impl ContainerSandbox {
 fn runtime_flags(runtime: &str) -> Vec<String> {
     let mut flags = vec!["--runtime".to_string(), runtime.to_string()];
     if runtime.ends_with("runsc") {
-        for flag in ["network=none", "platform=ptrace"] {
+        // No network of its own, the ptrace platform (this build's systrap is too new for
+        // such hosts), and the host unix sockets the guest's streams use.
+        for flag in ["network=none", "platform=ptrace", "host-uds=open"] {
             flags.extend(["--runtime-flag".to_string(), flag.to_string()]);
         }
     }
@@ -243,7 +250,12 @@ impl Sandbox for ContainerSandbox {
                 .clone()
                 .filter(|_| kind == EngineKind::Docker),
         };
-        let body = container_body(spec, &image, &self.owner, &create_options);
+        let channel = Channel::open().map_err(|e| SandboxError::StartGuest {
+            backend: self.backend(),
+            message: format!("cannot make the session's socket directory: {e}"),
+        })?;
+        let body = container_body(spec, &image, &self.owner, channel.dir(), &create_options);
+        let started = std::time::Instant::now();
         let created = engine
             .client
             .create_container(None, body)
@@ -255,6 +267,10 @@ impl Sandbox for ContainerSandbox {
                 }
                 .into_sandbox(kind)
             })?;
-        guest::attach_and_start(&engine.client, kind, created.id, self.live.clone()).await
+        debug!(
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "container created"
+        );
+        guest::start(&engine.client, kind, created.id, channel, self.live.clone()).await
     }
 }

@@ -1,7 +1,18 @@
 # Passed as `python -I -S -c BOOTSTRAP`: read one host frame, the runtime as b"S" + UTF-8
 # source or b"M" + marshal of its code object, and run it as the module `__mcp_runtime__`.
 # Uses only modules loaded at start-up (`marshal` is builtin); reads fd 0 unbuffered.
+# With `--connect DIR` (container backends), the standard streams are first moved onto the
+# host's unix sockets `DIR/io.sock` (fds 0 and 1) and `DIR/err.sock` (fd 2).
 import sys, marshal
+if sys.argv[1:2] == ["--connect"]:
+    import os, _socket
+    for _fds, _name in (((0, 1), "io.sock"), ((2,), "err.sock")):
+        _sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        _sock.connect(sys.argv[2] + "/" + _name)
+        for _fd in _fds:
+            os.dup2(_sock.fileno(), _fd)
+        _sock.close()
+    del os, _socket, _fds, _fd, _name, _sock
 def _read(size, _raw=sys.stdin.buffer.raw):
     data = bytearray()
     while len(data) < size:
