@@ -65,11 +65,12 @@ step "containers: podman and docker engines, debootstrap for the sandbox image"
 container_backends=""
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     if ! command -v podman >/dev/null || ! command -v dockerd >/dev/null \
-        || ! command -v debootstrap >/dev/null || ! command -v runc >/dev/null; then
+        || ! command -v debootstrap >/dev/null || ! command -v runc >/dev/null \
+        || ! command -v runsc >/dev/null; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
         apt-get install -y -qq podman runc uidmap slirp4netns fuse-overlayfs catatonit \
-            docker.io debootstrap >/dev/null
+            docker.io debootstrap runsc >/dev/null
     fi
     # Debian 12's crun rejects the hybrid cgroup layout of these hosts; runc works. Engines
     # copy the host's process rlimit unless told, which fails without CAP_SYS_RESOURCE.
@@ -111,6 +112,13 @@ if [ -n "$container_backends" ]; then
     step "build the sandbox image (debootstrap once, then import into podman and docker)"
     MCP_BRIDGE_LOG_LEVEL=warn "$bin" provision --backend podman
     MCP_BRIDGE_LOG_LEVEL=warn "$bin" provision --backend docker
+    # gVisor runs where its ptrace platform works (these VMs); elsewhere its tests skip
+    # with the reason provision gives.
+    if MCP_BRIDGE_LOG_LEVEL=warn "$bin" provision --backend podman --oci-runtime runsc; then
+        TEST_REQUIRE_BACKENDS="$TEST_REQUIRE_BACKENDS,podman_gvisor"
+    else
+        echo "SKIP podman_gvisor: podman with runsc cannot run here (see above)" >&2
+    fi
 fi
 
 step "guest runtime unit tests (host CPython)"

@@ -17,6 +17,7 @@ macro_rules! for_each_backend {
         for_each_backend!(@backend wasi; $($topic: $($test),*;)*);
         for_each_backend!(@backend podman; $($topic: $($test),*;)*);
         for_each_backend!(@backend docker; $($topic: $($test),*;)*);
+        for_each_backend!(@backend podman_gvisor; $($topic: $($test),*;)*);
     };
     (@backend $backend:ident; $($topic:ident: $($test:ident),*;)*) => {
         mod $backend {
@@ -58,7 +59,7 @@ for_each_backend! {
         privileges_are_dropped, interrupted_code_keeps_its_session,
         code_ignoring_the_interrupt_is_killed_and_reported,
         nothing_is_left_after_the_client_leaves, nothing_is_left_after_sigterm,
-        a_crashed_bridge_is_cleaned_up_by_the_next;
+        a_crashed_bridge_is_cleaned_up_by_the_next, the_kernel_is_the_one_promised;
     isolation: no_network, empty_environment, host_files_are_invisible,
         scratch_is_writable_and_private_per_session, root_is_not_writable;
 }

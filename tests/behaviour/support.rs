@@ -60,15 +60,42 @@ fn isolated_bridge_command() -> tokio::process::Command {
 /// A backend the suite runs against.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TestBackend {
+    /// The suite's name for it: a backend, or a backend with options
+    /// (`podman_gvisor`: podman running containers under gVisor's runsc).
     pub(crate) name: &'static str,
 }
 
+impl TestBackend {
+    /// The `--backend` it runs with.
+    pub(crate) fn backend(&self) -> &'static str {
+        match self.name {
+            "podman_gvisor" => "podman",
+            name => name,
+        }
+    }
+
+    /// Flags beyond `--backend`.
+    fn flags(&self) -> &'static [&'static str] {
+        match self.name {
+            "podman_gvisor" => &["--oci-runtime", "runsc"],
+            _ => &[],
+        }
+    }
+
+    /// True when it runs containers under an engine.
+    pub(crate) fn is_container(&self) -> bool {
+        matches!(self.backend(), "podman" | "docker")
+    }
+}
+
 /// Whether a backend can run here, found out once per test process.
-fn probe(name: &'static str) -> &'static Result<(), String> {
+fn probe(backend: TestBackend) -> &'static Result<(), String> {
     static WASI: OnceLock<Result<(), String>> = OnceLock::new();
     static PODMAN: OnceLock<Result<(), String>> = OnceLock::new();
     static DOCKER: OnceLock<Result<(), String>> = OnceLock::new();
-    let cell = match name {
+    static PODMAN_GVISOR: OnceLock<Result<(), String>> = OnceLock::new();
+    let cell = match backend.name {
+        "podman_gvisor" => &PODMAN_GVISOR,
         "wasi" => &WASI,
         "podman" => &PODMAN,
         "docker" => &DOCKER,
@@ -76,7 +103,8 @@ fn probe(name: &'static str) -> &'static Result<(), String> {
     };
     cell.get_or_init(|| {
         let output = std::process::Command::new(BIN)
-            .args(["provision", "--backend", name])
+            .args(["provision", "--backend", backend.backend()])
+            .args(backend.flags())
             .env("MCP_BRIDGE_LOG_LEVEL", "error")
             .output()
             .map_err(|e| format!("cannot run {BIN}: {e}"))?;
@@ -92,7 +120,7 @@ impl TestBackend {
     /// `Ok(true)` when the backend can run; `Ok(false)` (after printing a loud SKIP line)
     /// when it cannot and is not required; an error when it is required but cannot run.
     pub(crate) fn available(&self) -> Result<bool> {
-        match probe(self.name) {
+        match probe(*self) {
             Ok(()) => Ok(true),
             Err(reason) => {
                 let required = std::env::var("TEST_REQUIRE_BACKENDS").unwrap_or_default();
@@ -114,7 +142,11 @@ impl TestBackend {
     /// Start a bridge on this backend with extra environment.
     pub(crate) async fn bridge_with(&self, env: &[(&str, &str)]) -> Result<TestBridge> {
         let mut command = isolated_bridge_command();
-        command.arg("run").arg("--backend").arg(self.name);
+        command
+            .arg("run")
+            .arg("--backend")
+            .arg(self.backend())
+            .args(self.flags());
         for (key, value) in env {
             command.env(key, value);
         }
@@ -210,7 +242,8 @@ pub(crate) struct RawBridge {
 impl RawBridge {
     pub(crate) fn start(backend: &TestBackend) -> Result<Self> {
         let mut child = isolated_bridge_command()
-            .args(["run", "--backend", backend.name])
+            .args(["run", "--backend", backend.backend()])
+            .args(backend.flags())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -325,8 +358,8 @@ pub(crate) fn leftovers(backend: &TestBackend, pid: u32) -> Result<Vec<String>> 
                 || *name == format!("mcp-container-{pid}")
         })
         .collect();
-    if matches!(backend.name, "podman" | "docker") {
-        let output = std::process::Command::new(backend.name)
+    if backend.is_container() {
+        let output = std::process::Command::new(backend.backend())
             .args([
                 "ps",
                 "-a",
@@ -340,7 +373,7 @@ pub(crate) fn leftovers(backend: &TestBackend, pid: u32) -> Result<Vec<String>> 
         ensure!(
             output.status.success(),
             "{} ps failed: {}",
-            backend.name,
+            backend.backend(),
             String::from_utf8_lossy(&output.stderr)
         );
         found.extend(

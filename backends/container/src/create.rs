@@ -51,6 +51,9 @@ fn nproc_limit() -> i64 {
 pub(crate) struct CreateOptions {
     /// OCI runtime name the engine should use (`runsc` for gVisor), if not its default.
     pub(crate) oci_runtime: Option<String>,
+    /// Processes the runtime itself needs inside the container's pids cgroup (gVisor's
+    /// sentry and gofer threads live there), added to the spec's cap.
+    pub(crate) pids_headroom: i64,
 }
 
 /// The create request for one session's container.
@@ -83,7 +86,7 @@ pub(crate) fn container_body(
         security_opt: Some(vec!["no-new-privileges".into()]),
         memory: Some(memory),
         memory_swap: Some(memory),
-        pids_limit: Some(i64::from(spec.pids())),
+        pids_limit: Some(i64::from(spec.pids()) + options.pids_headroom),
         #[allow(
             clippy::cast_possible_truncation,
             reason = "a CPU quota in nano-CPUs fits an i64 for any real core count"

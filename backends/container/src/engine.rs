@@ -76,7 +76,13 @@ impl Engine {
         podman_args: &[String],
     ) -> Result<Self, ContainerError> {
         let mut tried = Vec::new();
-        for socket in candidate_sockets(kind) {
+        // Global podman flags (an OCI runtime) only apply to a service we start ourselves.
+        let sockets = if podman_args.is_empty() {
+            candidate_sockets(kind)
+        } else {
+            Vec::new()
+        };
+        for socket in sockets {
             match try_socket(&socket).await {
                 Ok((client, version)) => {
                     debug!(engine = %kind, socket = %socket.display(), %version, "engine found");

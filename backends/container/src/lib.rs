@@ -88,6 +88,14 @@ impl ContainerSandbox {
         BACKEND_NAMES[self.options.engine as usize]
     }
 
+    /// True when containers run under gVisor's runsc.
+    fn is_gvisor(&self) -> bool {
+        self.options
+            .oci_runtime
+            .as_deref()
+            .is_some_and(|runtime| runtime.ends_with("runsc"))
+    }
+
     /// Connected engine; the first connection also removes orphans of crashed bridges.
     async fn engine(&self) -> Result<&Arc<Engine>, ContainerError> {
         self.engine
@@ -135,6 +143,20 @@ impl ContainerSandbox {
     }
 
     async fn probe_inner(&self) -> Result<String, ContainerError> {
+        if let Some(runtime) = &self.options.oci_runtime
+            && self.options.engine == EngineKind::Podman
+            && !runtime.contains('/')
+            && engine::find_program(runtime).is_none()
+        {
+            return Err(ContainerError::Unenforceable(format!(
+                "the OCI runtime {runtime:?} is not installed{}",
+                if runtime == "runsc" {
+                    " (gVisor: apt-get install runsc)"
+                } else {
+                    ""
+                }
+            )));
+        }
         let engine = self.engine().await?;
         let info = engine
             .client
@@ -156,6 +178,20 @@ impl ContainerSandbox {
                 "rootless {} on cgroup v1 cannot enforce the memory, pids and CPU caps on this host; \
                  run it as root, or on a cgroup v2 host with delegated controllers",
                 engine.kind
+            )));
+        }
+        if let Some(wanted) = &self.options.oci_runtime
+            && engine.kind == EngineKind::Docker
+            && !info
+                .runtimes
+                .as_ref()
+                .is_some_and(|r| r.contains_key(wanted))
+        {
+            return Err(ContainerError::Unenforceable(format!(
+                "docker has no OCI runtime named {wanted:?}; register it in /etc/docker/daemon.json \
+                 (for gVisor: \"runtimes\": {{\"runsc\": {{\"path\": \"/usr/bin/runsc\", \
+                 \"runtimeArgs\": [\"--network=none\", \"--platform=ptrace\", \"--host-uds=open\"]}}}}) \
+                 and restart dockerd"
             )));
         }
         let runtime = self
@@ -205,6 +241,9 @@ impl ContainerSandbox {
     }
 }
 
+/// Host threads gVisor's own processes need in the container's pids cgroup.
+const GVISOR_PIDS_HEADROOM: i64 = 128;
+
 /// Global podman flags for an OCI runtime; gVisor needs its network off and the ptrace
 /// platform on hosts like ours.
 fn runtime_flags(runtime: &str) -> Vec<String> {
@@ -249,6 +288,11 @@ impl Sandbox for ContainerSandbox {
                 .oci_runtime
                 .clone()
                 .filter(|_| kind == EngineKind::Docker),
+            pids_headroom: if self.is_gvisor() {
+                GVISOR_PIDS_HEADROOM
+            } else {
+                0
+            },
         };
         let channel = Channel::open().map_err(|e| SandboxError::StartGuest {
             backend: self.backend(),
