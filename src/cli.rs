@@ -1,8 +1,9 @@
 //! Command-line interface. Flags override the `MCP_BRIDGE_*` environment (see `env.rs`).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// A code-execution MCP server: one `run_python` tool, sandboxed, with MCP servers as
 /// Python proxies.
@@ -17,8 +18,8 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve MCP over stdio (what MCP clients launch).
-    Run(ConfigArgs),
+    /// Serve MCP over stdio (what MCP clients launch), or over streamable HTTP.
+    Run(RunArgs),
     /// Fetch and verify the WASI interpreter and precompile it, then exit.
     Provision(ConfigArgs),
     /// Measure the backends through the real server over MCP.
@@ -28,6 +29,39 @@ pub enum Command {
     Servers(ServersArgs),
     /// Report what this bridge can do here: backends, caches, servers, configuration.
     Doctor(DoctorArgs),
+}
+
+/// How `run` talks MCP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// Standard input and output: one client, which started this process.
+    #[default]
+    Stdio,
+    /// MCP streamable HTTP at `/mcp`: many clients, each MCP session with its own sandboxes.
+    Http,
+}
+
+/// Settings of the `run` subcommand.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunArgs {
+    /// Transport: stdio, or http (MCP streamable HTTP at `http://LISTEN/mcp`).
+    #[arg(long, value_enum, default_value_t = Transport::Stdio)]
+    pub transport: Transport,
+    /// Address to listen on with `--transport http` [default: 127.0.0.1:8765]; port 0
+    /// picks a free port. A non-loopback address needs `MCP_BRIDGE_HTTP_TOKEN`.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// A browser origin to accept besides loopback ones, e.g. `https://app.example:443`
+    /// (`:*` for any port); repeatable.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allow_origins: Vec<String>,
+    /// A `Host` header value to accept besides loopback names (`host` or `host:port`), for
+    /// a non-loopback `--listen`; repeatable.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub allow_hosts: Vec<String>,
+    /// Settings shared with the other subcommands.
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 /// Settings of the `doctor` subcommand.
