@@ -29,6 +29,21 @@ pub enum Command {
     Servers(ServersArgs),
     /// Report what this bridge can do here: backends, caches, servers, configuration.
     Doctor(DoctorArgs),
+    /// Print the config snippet that makes an MCP client launch this bridge; with
+    /// `--write`, merge it into the client's config file (after a backup).
+    InstallClient(InstallClientArgs),
+}
+
+/// Settings of the `install-client` subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct InstallClientArgs {
+    /// The MCP client.
+    #[arg(value_enum)]
+    pub client: crate::clients::Client,
+    /// Merge the entry into the client's config file (a timestamped backup is kept; other
+    /// entries are left alone; a file that is not valid JSON is refused).
+    #[arg(long)]
+    pub write: bool,
 }
 
 /// How `run` talks MCP.

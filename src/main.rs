@@ -16,8 +16,9 @@ use tracing::{error, info};
 
 use mcp_server_code_execution_mode::backend;
 use mcp_server_code_execution_mode::cli::{
-    Cli, Command, ConfigArgs, RunArgs, ServersArgs, Transport,
+    Cli, Command, ConfigArgs, InstallClientArgs, RunArgs, ServersArgs, Transport,
 };
+use mcp_server_code_execution_mode::clients;
 use mcp_server_code_execution_mode::config::{self, Config};
 use mcp_server_code_execution_mode::env;
 use mcp_server_code_execution_mode::mcp::{Bridge, http};
@@ -52,6 +53,7 @@ fn main() -> ExitCode {
             Command::Provision(args) => provision(&args).await,
             Command::Bench(args) => bench::run(&args).await,
             Command::Servers(args) => servers(&args).await,
+            Command::InstallClient(args) => install_client(&args),
             Command::Doctor(args) => {
                 init_logging("warn");
                 doctor::report(&args)
@@ -195,6 +197,23 @@ async fn servers(args: &ServersArgs) -> Result<()> {
         proxy.shutdown().await;
     }
     print_out(&report);
+    Ok(())
+}
+
+/// `install-client`: print the client's snippet, or merge it into its config file.
+fn install_client(args: &InstallClientArgs) -> Result<()> {
+    init_logging("warn");
+    let exe = std::env::current_exe().context("finding this executable's path")?;
+    if !args.write {
+        print_out(&args.client.snippet(&exe));
+        return Ok(());
+    }
+    let env = mcp_server_code_execution_mode::proxy::catalogue::DiscoveryEnv::from_process(
+        std::path::PathBuf::new(),
+        &[],
+    );
+    let done = clients::install(args.client, &env, &exe)?;
+    print_out(&format!("{done}\n"));
     Ok(())
 }
 
