@@ -465,7 +465,11 @@ mod tests {
         };
         let path = Client::Cursor.config_path(&env).unwrap();
         fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, r#"{"mcpServers": {"time": {"command": "mcp-server-time"}}}"#).unwrap();
+        fs::write(
+            &path,
+            r#"{"mcpServers": {"time": {"command": "mcp-server-time"}}}"#,
+        )
+        .unwrap();
         let done = install(Client::Cursor, &env, Path::new(EXE)).unwrap();
         assert_eq!(done.path, path);
         let catalogue = discover(&env);
