@@ -325,6 +325,15 @@ mod tests {
 
     const EXE: &str = "/opt/bin/mcp-server-code-execution-mode";
 
+    fn keys(value: &Value) -> Vec<&str> {
+        value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect()
+    }
+
     fn merged(existing: Option<&str>, client: Client) -> (Value, bool) {
         let (text, replaced) = merge(
             existing,
@@ -341,20 +350,8 @@ mod tests {
         let existing = r#"{"zeta": 1, "mcpServers": {"time": {"command": "uvx", "args": ["mcp-server-time"]}, "git": {"command": "git-mcp"}}, "alpha": {"x": [1, 2]}}"#;
         let (value, replaced) = merged(Some(existing), Client::Cursor);
         assert!(!replaced);
-        let top: Vec<&str> = value
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        assert_eq!(top, ["zeta", "mcpServers", "alpha"]);
-        let servers: Vec<&str> = value["mcpServers"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        assert_eq!(servers, ["time", "git", SERVER_NAME]);
+        assert_eq!(keys(&value), ["zeta", "mcpServers", "alpha"]);
+        assert_eq!(keys(&value["mcpServers"]), ["time", "git", SERVER_NAME]);
         assert_eq!(value["mcpServers"]["time"]["args"][0], "mcp-server-time");
         assert_eq!(value["alpha"]["x"][1], 2);
         assert_eq!(
@@ -370,13 +367,7 @@ mod tests {
         );
         let (value, replaced) = merged(Some(&existing), Client::Vscode);
         assert!(replaced);
-        let names: Vec<&str> = value["servers"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        assert_eq!(names, ["a", SERVER_NAME, "b"]);
+        assert_eq!(keys(&value["servers"]), ["a", SERVER_NAME, "b"]);
         assert_eq!(
             value["servers"][SERVER_NAME],
             json!({"type": "stdio", "command": EXE, "args": ["run"]})

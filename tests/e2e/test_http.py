@@ -152,6 +152,30 @@ def post(url: str, body: dict, headers: dict[str, str] | None = None):
     return status, reply_headers, messages
 
 
+def open_session(url: str) -> dict[str, str]:
+    """Initialize an MCP session by hand; the headers later requests of it carry."""
+    status, headers, messages = post(url, INIT)
+    assert status == 200, status
+    assert messages[0]["result"]["serverInfo"]["name"] == "mcp-server-code-execution-mode"
+    session = {
+        "Mcp-Session-Id": headers["Mcp-Session-Id"],
+        "MCP-Protocol-Version": "2025-06-18",
+    }
+    status, _, _ = post(url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
+    assert status == 202, status
+    return session
+
+
+def run_python(code: str, request_id: int = 2) -> dict:
+    """A `tools/call` of run_python."""
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "tools/call",
+        "params": {"name": "run_python", "arguments": {"code": code}},
+    }
+
+
 def delete(url: str, headers: dict[str, str]) -> int:
     request = urllib.request.Request(url, method="DELETE", headers=headers)
     try:
@@ -221,50 +245,21 @@ class RawHttp(unittest.TestCase):
 
     def test_delete_ends_the_mcp_session_and_its_sandboxes(self) -> None:
         with http_bridge() as server:
-            status, headers, messages = post(server.url, INIT)
-            self.assertEqual(status, 200)
-            self.assertEqual(messages[0]["result"]["serverInfo"]["name"],
-                             "mcp-server-code-execution-mode")
-            session = {
-                "Mcp-Session-Id": headers["Mcp-Session-Id"],
-                "MCP-Protocol-Version": "2025-06-18",
-            }
-            status, _, _ = post(
-                server.url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session
-            )
-            self.assertEqual(status, 202)
-            call = {
-                "jsonrpc": "2.0",
-                "id": 2,
-                "method": "tools/call",
-                "params": {"name": "run_python", "arguments": {"code": "print('alive')"}},
-            }
-            status, _, messages = post(server.url, call, session)
+            session = open_session(server.url)
+            status, _, messages = post(server.url, run_python("print('alive')"), session)
             self.assertEqual(status, 200)
             self.assertEqual(messages[-1]["result"]["structuredContent"]["stdout"], "alive\n")
             self.assertIn(delete(server.url, session), (200, 202, 204))
             self.assertTrue(
                 server.wait_for_log("ending the sessions of a closed scope"), server.log()
             )
-            status, _, _ = post(server.url, {**call, "id": 3}, session)
+            status, _, _ = post(server.url, run_python("print('gone')", 3), session)
             self.assertEqual(status, 404)
 
     def test_sigterm_with_a_session_open_stops_cleanly(self) -> None:
         with http_bridge() as server:
-            status, headers, _ = post(server.url, INIT)
-            self.assertEqual(status, 200)
-            session = {
-                "Mcp-Session-Id": headers["Mcp-Session-Id"],
-                "MCP-Protocol-Version": "2025-06-18",
-            }
-            post(server.url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
-            call = {
-                "jsonrpc": "2.0",
-                "id": 2,
-                "method": "tools/call",
-                "params": {"name": "run_python", "arguments": {"code": "y = 1"}},
-            }
-            status, _, _ = post(server.url, call, session)
+            session = open_session(server.url)
+            status, _, _ = post(server.url, run_python("y = 1"), session)
             self.assertEqual(status, 200)
             self.assertLess(server.stop(), 10)
             self.assertIn("shutting down", server.log())
