@@ -13,6 +13,8 @@
 //! - **Isolation between clients.** Each MCP session gets its own [`Bridge`] (made by the
 //!   factory given to [`serve`]), whose sandbox sessions are in a scope of their own; they
 //!   are shut down when the MCP session ends (`DELETE`, or rmcp's idle expiry) and on shutdown.
+//!   rmcp serves a request of the sessionless 2026-07-28 revision with a bridge of its own,
+//!   dropped after the reply: such a client's calls share no state at all.
 //! - **Shutdown.** When the shutdown future resolves, the listener stops accepting, rmcp's
 //!   cancellation token ends every MCP session and stream, and in-flight connections get
 //!   [`DRAIN_TIMEOUT`] to finish.
