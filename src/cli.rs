@@ -79,6 +79,26 @@ pub struct RunArgs {
     pub config: ConfigArgs,
 }
 
+impl RunArgs {
+    /// The HTTP-only flags given without `--transport http`, which would be ignored.
+    pub fn stray_http_flags(&self) -> Vec<&'static str> {
+        if self.transport == Transport::Http {
+            return Vec::new();
+        }
+        let mut stray = Vec::new();
+        if self.listen.is_some() {
+            stray.push("--listen");
+        }
+        if !self.allow_origins.is_empty() {
+            stray.push("--allow-origin");
+        }
+        if !self.allow_hosts.is_empty() {
+            stray.push("--allow-host");
+        }
+        stray
+    }
+}
+
 /// Settings of the `doctor` subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct DoctorArgs {

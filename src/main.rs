@@ -46,6 +46,10 @@ fn main() -> ExitCode {
         .expect("building the tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Run(args) if !args.stray_http_flags().is_empty() => Err(anyhow::anyhow!(
+                "these flags need --transport http: {}",
+                args.stray_http_flags().join(", ")
+            )),
             Command::Run(args) => match args.transport {
                 Transport::Stdio => Box::pin(serve(&args.config)).await,
                 Transport::Http => Box::pin(serve_http(&args)).await,

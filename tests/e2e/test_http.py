@@ -275,6 +275,14 @@ class RawHttp(unittest.TestCase):
         self.assertNotEqual(done.returncode, 0)
         self.assertIn("MCP_BRIDGE_HTTP_TOKEN", done.stderr)
 
+    def test_http_flags_without_http_are_an_error(self) -> None:
+        done = subprocess.run(
+            [BRIDGE_BIN, "run", "--listen", "127.0.0.1:0"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False,
+        )
+        self.assertNotEqual(done.returncode, 0)
+        self.assertIn("these flags need --transport http: --listen", done.stderr)
+
 
 class InspectorOverHttp(unittest.TestCase):
     def inspect(self, url: str, *args: str) -> dict:
