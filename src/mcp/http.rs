@@ -20,7 +20,7 @@
 //!   [`DRAIN_TIMEOUT`] to finish.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -177,14 +177,10 @@ impl HttpOptions {
             );
             return config.disable_allowed_hosts();
         }
-        let ip_host = match ip {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => v6.to_string(),
-        };
         let hosts = LOOPBACK_HOSTS
             .iter()
             .map(ToString::to_string)
-            .chain((!ip.is_unspecified()).then_some(ip_host))
+            .chain((!ip.is_unspecified()).then(|| ip.to_string()))
             .chain(self.allow_hosts.iter().cloned());
         config.with_allowed_hosts(hosts)
     }
@@ -333,10 +329,11 @@ mod tests {
     struct Nothing;
     impl ServerHandler for Nothing {}
 
-    /// Serve `options` on a free loopback port; the address of the endpoint.
+    /// Serve `options` on a free port (loopback unless `options` says otherwise); the
+    /// loopback address of the endpoint.
     async fn start(options: HttpOptions) -> (String, CancellationToken) {
         let options = HttpOptions {
-            listen: Some("127.0.0.1:0".parse().unwrap()),
+            listen: Some(options.listen.unwrap_or("127.0.0.1:0".parse().unwrap())),
             ..options
         };
         let listener = bind(&options).await.unwrap();
@@ -419,6 +416,23 @@ mod tests {
         }
         let rebound = initialize(&url, &[("host", "evil.example:8765")]).await;
         assert_eq!(rebound.status(), 403);
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn off_loopback_the_allowed_hosts_are_named() {
+        let (url, stop) = start(HttpOptions {
+            listen: Some("0.0.0.0:0".parse().unwrap()),
+            token: Some("t".into()),
+            allow_hosts: vec!["bridge.example".into()],
+            ..HttpOptions::default()
+        })
+        .await;
+        let auth = ("authorization", "Bearer t");
+        let named = initialize(&url, &[auth, ("host", "bridge.example:1234")]).await;
+        assert_eq!(named.status(), 200);
+        let other = initialize(&url, &[auth, ("host", "evil.example")]).await;
+        assert_eq!(other.status(), 403);
         stop.cancel();
     }
 
