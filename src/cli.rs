@@ -1,8 +1,9 @@
 //! Command-line interface. Flags override the `MCP_BRIDGE_*` environment (see `env.rs`).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// A code-execution MCP server: one `run_python` tool, sandboxed, with MCP servers as
 /// Python proxies.
@@ -17,8 +18,8 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve MCP over stdio (what MCP clients launch).
-    Run(ConfigArgs),
+    /// Serve MCP over stdio (what MCP clients launch), or over streamable HTTP.
+    Run(RunArgs),
     /// Make the configured backend ready (the WASI interpreter, or the container image),
     /// prove a session starts, then exit.
     Provision(ConfigArgs),
@@ -32,6 +33,9 @@ pub enum Command {
     /// Container images for the podman and docker backends.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Print the config snippet that makes an MCP client launch this bridge; with
+    /// `--write`, merge it into the client's config file (after a backup).
+    InstallClient(InstallClientArgs),
 }
 
 /// `image` subcommands.
@@ -40,6 +44,71 @@ pub enum ImageCommand {
     /// Build the sandbox root filesystem (debootstrap, Debian with python3) if it is missing,
     /// and import it into the engine as the local image. Needs root for debootstrap.
     Build(ConfigArgs),
+}
+
+/// Settings of the `install-client` subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct InstallClientArgs {
+    /// The MCP client.
+    #[arg(value_enum)]
+    pub client: crate::clients::Client,
+    /// Merge the entry into the client's config file (a timestamped backup is kept; other
+    /// entries are left alone; a file that is not valid JSON is refused).
+    #[arg(long)]
+    pub write: bool,
+}
+
+/// How `run` talks MCP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// Standard input and output: one client, which started this process.
+    #[default]
+    Stdio,
+    /// MCP streamable HTTP at `/mcp`: many clients, each MCP session with its own sandboxes.
+    Http,
+}
+
+/// Settings of the `run` subcommand.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunArgs {
+    /// Transport: stdio, or http (MCP streamable HTTP at `http://LISTEN/mcp`).
+    #[arg(long, value_enum, default_value_t = Transport::Stdio)]
+    pub transport: Transport,
+    /// Address to listen on with `--transport http` [default: 127.0.0.1:8765]; port 0
+    /// picks a free port. A non-loopback address needs `MCP_BRIDGE_HTTP_TOKEN`.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// A browser origin to accept besides loopback ones, e.g. `https://app.example:443`
+    /// (`:*` for any port); repeatable.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allow_origins: Vec<String>,
+    /// A `Host` header value to accept besides loopback names (`host` or `host:port`), for
+    /// a non-loopback `--listen`; repeatable.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub allow_hosts: Vec<String>,
+    /// Settings shared with the other subcommands.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+impl RunArgs {
+    /// The HTTP-only flags given without `--transport http`, which would be ignored.
+    pub fn stray_http_flags(&self) -> Vec<&'static str> {
+        if self.transport == Transport::Http {
+            return Vec::new();
+        }
+        let mut stray = Vec::new();
+        if self.listen.is_some() {
+            stray.push("--listen");
+        }
+        if !self.allow_origins.is_empty() {
+            stray.push("--allow-origin");
+        }
+        if !self.allow_hosts.is_empty() {
+            stray.push("--allow-host");
+        }
+        stray
+    }
 }
 
 /// Settings of the `doctor` subcommand.

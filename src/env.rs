@@ -44,6 +44,9 @@ pub const DISCOVERY_TOOLS: &str = "MCP_BRIDGE_DISCOVERY_TOOLS";
 pub const POOL_SIZE: &str = "MCP_BRIDGE_POOL_SIZE";
 /// Most sessions alive at once (ours).
 pub const MAX_SESSIONS: &str = "MCP_BRIDGE_MAX_SESSIONS";
+/// Bearer token the HTTP transport requires of every request (ours; unset: no token, and
+/// only loopback addresses may be served).
+pub const HTTP_TOKEN: &str = "MCP_BRIDGE_HTTP_TOKEN";
 /// Local python.wasm to use instead of the pinned download (read by `python-wasm`).
 pub const PYTHON_WASM: &str = "MCP_BRIDGE_PYTHON_WASM";
 /// Cache of the interpreter and compiled modules (read by `python-wasm`).

@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod clients;
 pub mod config;
 pub mod env;
 pub mod mcp;

@@ -15,9 +15,13 @@ use sandbox_core::RunRequest;
 use tracing::{error, info};
 
 use mcp_server_code_execution_mode::backend;
-use mcp_server_code_execution_mode::cli::{Cli, Command, ConfigArgs, ImageCommand, ServersArgs};
+use mcp_server_code_execution_mode::cli::{
+    Cli, Command, ConfigArgs, ImageCommand, InstallClientArgs, RunArgs, ServersArgs, Transport,
+};
+use mcp_server_code_execution_mode::clients;
 use mcp_server_code_execution_mode::config::{self, Config};
-use mcp_server_code_execution_mode::mcp::Bridge;
+use mcp_server_code_execution_mode::env;
+use mcp_server_code_execution_mode::mcp::{Bridge, http};
 use mcp_server_code_execution_mode::proxy::dispatch::Proxy;
 use mcp_server_code_execution_mode::sessions::Sessions;
 use sandbox_core::SessionConfig;
@@ -42,11 +46,19 @@ fn main() -> ExitCode {
         .expect("building the tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => Box::pin(serve(&args)).await,
+            Command::Run(args) if !args.stray_http_flags().is_empty() => Err(anyhow::anyhow!(
+                "these flags need --transport http: {}",
+                args.stray_http_flags().join(", ")
+            )),
+            Command::Run(args) => match args.transport {
+                Transport::Stdio => Box::pin(serve(&args.config)).await,
+                Transport::Http => Box::pin(serve_http(&args)).await,
+            },
             Command::Provision(args) => provision(&args).await,
             Command::Bench(args) => bench::run(&args).await,
             Command::Servers(args) => servers(&args).await,
             Command::Image(ImageCommand::Build(args)) => image_build(&args).await,
+            Command::InstallClient(args) => install_client(&args),
             Command::Doctor(args) => {
                 init_logging("warn");
                 doctor::report(&args)
@@ -112,11 +124,11 @@ fn sessions_for(config: &Config, catalogue: Vec<CatalogueEntry>) -> Result<Arc<S
     ))
 }
 
-/// `run`: serve MCP over stdio until the client goes away or we are told to stop.
-async fn serve(args: &ConfigArgs) -> Result<()> {
-    let config = configure(args)?;
-    let proxy = Proxy::from_config(&config);
-    let sessions = sessions_for(&config, proxy.hello_catalogue())?;
+/// Start the proxy and the sessions (with their reaper), and warm the backend up in the
+/// background so `initialize` is answered at once.
+fn start(config: &Arc<Config>) -> Result<(Arc<Proxy>, Arc<Sessions>)> {
+    let proxy = Proxy::from_config(config);
+    let sessions = sessions_for(config, proxy.hello_catalogue())?;
     sessions.spawn_reaper();
     // Provision and warm up off the critical path: `initialize` is answered at once.
     let warm = sessions.clone();
@@ -131,6 +143,13 @@ async fn serve(args: &ConfigArgs) -> Result<()> {
             }
         }
     });
+    Ok((proxy, sessions))
+}
+
+/// `run`: serve MCP over stdio until the client goes away or we are told to stop.
+async fn serve(args: &ConfigArgs) -> Result<()> {
+    let config = configure(args)?;
+    let (proxy, sessions) = start(&config)?;
     let bridge = Bridge::new(config.clone(), sessions.clone(), proxy.clone());
     let (stdin, stdout) = rmcp::transport::stdio_pipes();
     let service = Box::pin(bridge.serve((stdin, stdout)))
@@ -149,6 +168,30 @@ async fn serve(args: &ConfigArgs) -> Result<()> {
     outcome
 }
 
+/// `run --transport http`: serve MCP streamable HTTP until told to stop; each MCP session
+/// gets a bridge with sandbox sessions of its own.
+async fn serve_http(args: &RunArgs) -> Result<()> {
+    let config = configure(&args.config)?;
+    let options = http::HttpOptions {
+        listen: args.listen,
+        token: std::env::var(env::HTTP_TOKEN).ok(),
+        allow_origins: args.allow_origins.clone(),
+        allow_hosts: args.allow_hosts.clone(),
+    };
+    // Refuse a bad address or origin before any sandbox starts.
+    let listener = http::bind(&options).await?;
+    let (proxy, sessions) = start(&config)?;
+    let make_bridge = {
+        let (config, sessions, proxy) = (config.clone(), sessions.clone(), proxy.clone());
+        move || Bridge::scoped(config.clone(), sessions.clone(), proxy.clone())
+    };
+    let outcome = http::serve(listener, &options, make_bridge, shutdown_signal()).await;
+    sessions.shutdown_all().await;
+    sessions.sandbox().shutdown().await;
+    proxy.shutdown().await;
+    outcome.context("HTTP transport failed")
+}
+
 /// `servers`: what discovery found, and with `--check` whether each server starts.
 async fn servers(args: &ServersArgs) -> Result<()> {
     let config = configure(&args.config)?;
@@ -161,6 +204,23 @@ async fn servers(args: &ServersArgs) -> Result<()> {
         proxy.shutdown().await;
     }
     print_out(&report);
+    Ok(())
+}
+
+/// `install-client`: print the client's snippet, or merge it into its config file.
+fn install_client(args: &InstallClientArgs) -> Result<()> {
+    init_logging("warn");
+    let exe = std::env::current_exe().context("finding this executable's path")?;
+    if !args.write {
+        print_out(&args.client.snippet(&exe));
+        return Ok(());
+    }
+    let env = mcp_server_code_execution_mode::proxy::catalogue::DiscoveryEnv::from_process(
+        std::path::PathBuf::new(),
+        &[],
+    );
+    let done = clients::install(args.client, &env, &exe)?;
+    print_out(&format!("{done}\n"));
     Ok(())
 }
 

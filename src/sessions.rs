@@ -4,9 +4,14 @@
 //! pool when there is one (and refills the pool in the background), else starts it cold. A
 //! session whose guest died (timeout kill, crash) is replaced by the next call that names it.
 //! Sessions idle past the idle timeout are shut down and forgotten.
+//!
+//! Names live in a [`Scope`]: the stdio server has one client and uses [`Scope::SHARED`];
+//! the HTTP server gives each MCP session a scope of its own, so two clients that both use
+//! the session `default` never see each other's Python state. Ending a scope shuts its
+//! sessions down; the warm pool and the session cap are shared by all scopes.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +25,29 @@ const WARM_UP: &str = "await __import__('asyncio').sleep(0)";
 
 /// The name of the session used when a call names none.
 pub const DEFAULT_SESSION: &str = "default";
+
+/// A namespace of session names. Equal names in different scopes are different sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Scope(u64);
+
+impl Scope {
+    /// The one scope of a server with a single client (stdio).
+    pub const SHARED: Scope = Scope(0);
+
+    /// A scope no other caller has, for one MCP session.
+    pub fn fresh() -> Scope {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Scope(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+type Key = (Scope, String);
 
 /// Why a session could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +103,7 @@ pub struct Sessions {
     pool_size: usize,
     session_cap: usize,
     idle_timeout: Duration,
-    named: Mutex<HashMap<String, Arc<Slot>>>,
+    named: Mutex<HashMap<Key, Arc<Slot>>>,
     pool: Mutex<Vec<Session>>,
     refilling: AtomicBool,
     closed: AtomicBool,
@@ -137,21 +165,23 @@ impl Sessions {
         &self.sandbox
     }
 
-    /// The session called `name`, started (or restarted, with `reset`) as needed.
+    /// The session called `name` in `scope`, started (or restarted, with `reset`) as needed.
     pub async fn get(
         self: &Arc<Self>,
+        scope: Scope,
         name: &str,
         reset: bool,
     ) -> Result<(Arc<Session>, Origin), SessionError> {
         validate_name(name)?;
+        let key = (scope, name.to_string());
         let slot = {
             let mut named = self.named.lock().expect("sessions lock");
             let count = named.len();
-            if !named.contains_key(name) && count >= self.session_cap {
+            if !named.contains_key(&key) && count >= self.session_cap {
                 return Err(SessionError::TooMany(count));
             }
             named
-                .entry(name.to_string())
+                .entry(key)
                 .or_insert_with(|| {
                     Arc::new(Slot {
                         session: tokio::sync::Mutex::new(None),
@@ -164,7 +194,7 @@ impl Sessions {
         *slot.last_used.lock().expect("slot lock") = Instant::now();
         let mut current = slot.session.lock().await;
         if let Some(old) = current.take_if(|s| reset || !s.is_alive()) {
-            debug!(session = name, reset, "replacing session");
+            debug!(session = name, %scope, reset, "replacing session");
             tokio::spawn(async move { old.shutdown().await });
         }
         if let Some(session) = current.as_ref() {
@@ -177,12 +207,21 @@ impl Sessions {
         Ok((session, origin))
     }
 
-    /// The saved tools' source if the session called `name` has not received this version
-    /// yet (and note that it now has).
-    pub fn saved_tools_update(&self, name: &str, saved: Option<(u64, String)>) -> Option<String> {
+    /// The saved tools' source if the session called `name` in `scope` has not received this
+    /// version yet (and note that it now has).
+    pub fn saved_tools_update(
+        &self,
+        scope: Scope,
+        name: &str,
+        saved: Option<(u64, String)>,
+    ) -> Option<String> {
         let (version, source) = saved?;
         let named = self.named.lock().expect("sessions lock");
-        let mut seen = named.get(name)?.saved_tools.lock().expect("slot lock");
+        let mut seen = named
+            .get(&(scope, name.to_string()))?
+            .saved_tools
+            .lock()
+            .expect("slot lock");
         if *seen == Some(version) {
             return None;
         }
@@ -191,8 +230,9 @@ impl Sessions {
     }
 
     /// Mark a session used now (after a run), so the reaper measures idleness from the end.
-    pub fn touch(&self, name: &str) {
-        if let Some(slot) = self.named.lock().expect("sessions lock").get(name) {
+    pub fn touch(&self, scope: Scope, name: &str) {
+        let key = (scope, name.to_string());
+        if let Some(slot) = self.named.lock().expect("sessions lock").get(&key) {
             *slot.last_used.lock().expect("slot lock") = Instant::now();
         }
     }
@@ -277,28 +317,69 @@ impl Sessions {
     /// Shut down and forget sessions idle for longer than the idle timeout.
     pub async fn reap_idle(&self) {
         let now = Instant::now();
-        let idle: Vec<(String, Arc<Slot>)> = {
+        let idle: Vec<(Key, Arc<Slot>)> = {
             let mut named = self.named.lock().expect("sessions lock");
-            let expired: Vec<String> = named
+            let expired: Vec<Key> = named
                 .iter()
                 .filter(|(_, slot)| {
                     now.duration_since(*slot.last_used.lock().expect("slot lock"))
                         > self.idle_timeout
                         && !slot.is_busy()
                 })
-                .map(|(name, _)| name.clone())
+                .map(|(key, _)| key.clone())
                 .collect();
             expired
                 .into_iter()
-                .filter_map(|n| named.remove(&n).map(|slot| (n, slot)))
+                .filter_map(|key| named.remove(&key).map(|slot| (key, slot)))
                 .collect()
         };
-        for (name, slot) in idle {
+        for ((scope, name), slot) in idle {
             if let Some(session) = slot.session.lock().await.take() {
-                info!(session = name, "reaping idle session");
+                info!(session = name, %scope, "reaping idle session");
                 session.shutdown().await;
             }
         }
+    }
+
+    /// Forget every session of `scope` now; the caller shuts them down.
+    fn take_scope(&self, scope: Scope) -> Vec<Arc<Slot>> {
+        let mut named = self.named.lock().expect("sessions lock");
+        let keys: Vec<Key> = named.keys().filter(|(s, _)| *s == scope).cloned().collect();
+        keys.iter().filter_map(|key| named.remove(key)).collect()
+    }
+
+    /// Number of sessions alive (or starting) in `scope`.
+    pub fn scope_len(&self, scope: Scope) -> usize {
+        let named = self.named.lock().expect("sessions lock");
+        named.keys().filter(|(s, _)| *s == scope).count()
+    }
+
+    /// Shut down every session of `scope` (its MCP session ended), waiting until they are
+    /// gone. A run still going in one of them is stopped.
+    pub async fn shutdown_scope(&self, scope: Scope) {
+        let slots = self.take_scope(scope);
+        if !slots.is_empty() {
+            info!(%scope, sessions = slots.len(), "ending the sessions of a closed scope");
+        }
+        for slot in slots {
+            let session = slot.session.lock().await.take();
+            if let Some(session) = session {
+                session.shutdown().await;
+            }
+        }
+    }
+
+    /// [`Sessions::shutdown_scope`] in the background, for callers that cannot wait (a
+    /// `Drop`). Does nothing when the scope has no sessions or there is no tokio runtime.
+    pub fn end_scope(self: &Arc<Self>, scope: Scope) {
+        if self.scope_len(scope) == 0 {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let this = self.clone();
+        runtime.spawn(async move { this.shutdown_scope(scope).await });
     }
 
     /// Run the reaper until the process ends.

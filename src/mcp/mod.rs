@@ -1,7 +1,9 @@
-//! The MCP layer: the `run_python` tool, the capabilities resource, result formatting.
+//! The MCP layer: the `run_python` tool, the capabilities resource, result formatting, and
+//! the streamable HTTP transport.
 
 mod discovery;
 pub mod format;
+pub mod http;
 mod server;
 pub mod tools;
 

@@ -23,7 +23,7 @@ use crate::mcp::discovery;
 use crate::mcp::format::RunReport;
 use crate::mcp::tools::{RUN_PYTHON, parse_run_args, run_python_tool};
 use crate::proxy::dispatch::Proxy;
-use crate::sessions::Sessions;
+use crate::sessions::{Scope, Sessions};
 
 /// URI of the capabilities resource.
 pub const CAPABILITIES_URI: &str = "resource://mcp-server-code-execution-mode/capabilities";
@@ -31,23 +31,72 @@ pub const CAPABILITIES_URI: &str = "resource://mcp-server-code-execution-mode/ca
 pub const CAPABILITIES_TEXT: &str = include_str!("capabilities.md");
 
 /// The MCP server: one per client connection.
+///
+/// Its sandbox sessions live in one [`Scope`]. A bridge made with [`Bridge::scoped`] owns a
+/// fresh scope and ends it (shutting its sandboxes down) when the last clone is dropped,
+/// which is when its MCP session ends.
 #[derive(Debug, Clone)]
 pub struct Bridge {
     config: Arc<Config>,
     sessions: Arc<Sessions>,
     proxy: Arc<Proxy>,
     tool: Tool,
+    scope: Arc<ScopeGuard>,
+}
+
+/// Ends an owned scope on drop.
+#[derive(Debug)]
+struct ScopeGuard {
+    scope: Scope,
+    sessions: Arc<Sessions>,
+    owned: bool,
+}
+
+impl Drop for ScopeGuard {
+    fn drop(&mut self) {
+        if self.owned {
+            self.sessions.end_scope(self.scope);
+        }
+    }
 }
 
 impl Bridge {
-    /// A server running code on `sessions`, reaching MCP servers through `proxy`.
+    /// A server running code on `sessions` in their shared scope, reaching MCP servers
+    /// through `proxy`: for a server with one client (stdio).
     pub fn new(config: Arc<Config>, sessions: Arc<Sessions>, proxy: Arc<Proxy>) -> Self {
+        Self::with_scope(config, sessions, proxy, Scope::SHARED, false)
+    }
+
+    /// A server whose session names are its own: no other bridge sees its Python state, and
+    /// its sandbox sessions are shut down once it (and every clone of it) is dropped.
+    pub fn scoped(config: Arc<Config>, sessions: Arc<Sessions>, proxy: Arc<Proxy>) -> Self {
+        Self::with_scope(config, sessions, proxy, Scope::fresh(), true)
+    }
+
+    fn with_scope(
+        config: Arc<Config>,
+        sessions: Arc<Sessions>,
+        proxy: Arc<Proxy>,
+        scope: Scope,
+        owned: bool,
+    ) -> Self {
+        let guard = ScopeGuard {
+            scope,
+            sessions: sessions.clone(),
+            owned,
+        };
         Self {
             config,
             sessions,
             proxy,
             tool: run_python_tool(),
+            scope: Arc::new(guard),
         }
+    }
+
+    /// The scope of this bridge's sandbox sessions.
+    pub fn scope(&self) -> Scope {
+        self.scope.scope
     }
 
     /// Run code; `cancel` fires when the client cancels the request.
@@ -65,7 +114,8 @@ impl Bridge {
             Err(message) => return CallToolResult::error(vec![ContentBlock::text(message)]),
         };
         let timeout = self.config.clamp_timeout(args.timeout_secs);
-        let (session, _origin) = match self.sessions.get(&args.session, args.reset).await {
+        let scope = self.scope();
+        let (session, _origin) = match self.sessions.get(scope, &args.session, args.reset).await {
             Ok(found) => found,
             Err(e) => {
                 return CallToolResult::error(vec![ContentBlock::text(format!(
@@ -73,9 +123,9 @@ impl Bridge {
                 ))]);
             }
         };
-        let saved_tools = self
-            .sessions
-            .saved_tools_update(&args.session, self.proxy.saved_tools());
+        let saved_tools =
+            self.sessions
+                .saved_tools_update(scope, &args.session, self.proxy.saved_tools());
         let calls = self.proxy.calls_for_run(&servers);
         let request = RunRequest {
             code: args.code,
@@ -88,7 +138,7 @@ impl Bridge {
         if outcome.is_none() {
             // The session died while this call waited behind another run (a timeout or a
             // cancellation killed it): run in a fresh one rather than fail a call that never ran.
-            match self.sessions.get(&args.session, false).await {
+            match self.sessions.get(scope, &args.session, false).await {
                 Ok((fresh, _)) => outcome = fresh.try_run(&request, calls).await,
                 Err(e) => {
                     return CallToolResult::error(vec![ContentBlock::text(format!(
@@ -102,7 +152,7 @@ impl Bridge {
                 "the session's sandbox stopped before the code could run; try again",
             )]);
         };
-        self.sessions.touch(&args.session);
+        self.sessions.touch(scope, &args.session);
         // Replace what this call took from the warm pool, now that it no longer needs the CPU.
         self.sessions.refill();
         let report = RunReport::new(&outcome, &args.session, args.servers, timeout.as_secs_f64());

@@ -154,7 +154,7 @@ impl DiscoveryEnv {
     }
 
     /// `$XDG_CONFIG_HOME`, else `~/.config`.
-    fn config_home(&self) -> Option<PathBuf> {
+    pub(crate) fn config_home(&self) -> Option<PathBuf> {
         self.var("XDG_CONFIG_HOME")
             .filter(|p| Path::new(p).is_absolute())
             .map(PathBuf::from)
@@ -163,7 +163,7 @@ impl DiscoveryEnv {
 
     /// Where desktop applications keep their settings: `~/Library/Application Support` on
     /// macOS, the XDG config home elsewhere.
-    fn app_config_home(&self) -> Option<PathBuf> {
+    pub(crate) fn app_config_home(&self) -> Option<PathBuf> {
         if cfg!(target_os = "macos") {
             self.home
                 .as_ref()

@@ -1,0 +1,500 @@
+//! `install-client`: the config snippet that makes an MCP client launch this bridge, and
+//! merging it into the client's config file.
+//!
+//! The files are the ones discovery reads (`proxy::catalogue`), found the same way
+//! (`$XDG_CONFIG_HOME`, the macOS application-support folder). Writing never loses what was
+//! there: the file is parsed as JSON (a file that is not JSON is refused, untouched), only our
+//! entry under the client's key is inserted or replaced (other entries and the key order are
+//! kept), the old file is first copied to a timestamped backup, and the new text replaces it
+//! in one rename, keeping its permissions (`~/.claude.json` holds tokens).
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+
+use crate::proxy::catalogue::DiscoveryEnv;
+
+/// The name our entry has in every client's config.
+pub const SERVER_NAME: &str = "mcp-server-code-execution-mode";
+
+/// The MCP clients whose config `install-client` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Client {
+    /// Claude Code: `~/.claude.json`, `mcpServers`, with `"type": "stdio"`.
+    ClaudeCode,
+    /// Claude Desktop: `claude_desktop_config.json` in its settings folder, `mcpServers`.
+    ClaudeDesktop,
+    /// Cursor: `~/.cursor/mcp.json`, `mcpServers`.
+    Cursor,
+    /// VS Code: the user's `mcp.json`, `servers`, with `"type": "stdio"`.
+    Vscode,
+    /// Windsurf: `~/.codeium/windsurf/mcp_config.json`, `mcpServers`.
+    Windsurf,
+}
+
+/// Why the config could not be written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InstallError {
+    /// No home (or settings) folder to find the client's config in.
+    #[error("cannot tell where {0}'s config lives: no home directory")]
+    NoHome(&'static str),
+    /// The file is there but is not JSON.
+    #[error(
+        "{path} is not valid JSON ({source}); not touching it. Fix it, or add the snippet that \
+         `install-client` prints (without --write) by hand"
+    )]
+    NotJson {
+        /// The config file.
+        path: PathBuf,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+    /// The file's top level, or its server map, is not an object.
+    #[error("{path}: {what} is not a JSON object; not touching it")]
+    NotObject {
+        /// The config file.
+        path: PathBuf,
+        /// Which part.
+        what: String,
+    },
+    /// Reading, backing up or writing failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// What `--write` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    /// The config file written.
+    pub path: PathBuf,
+    /// The copy of the previous file, when there was one.
+    pub backup: Option<PathBuf>,
+    /// Whether an entry of ours was already there (and is now replaced).
+    pub replaced: bool,
+}
+
+impl std::fmt::Display for Installed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verb = if self.replaced { "replaced" } else { "added" };
+        write!(f, "{verb} `{SERVER_NAME}` in {}", self.path.display())?;
+        if let Some(backup) = &self.backup {
+            write!(f, "\nprevious file saved as {}", backup.display())?;
+        }
+        Ok(())
+    }
+}
+
+impl Client {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ClaudeCode => "claude-code",
+            Self::ClaudeDesktop => "claude-desktop",
+            Self::Cursor => "cursor",
+            Self::Vscode => "vscode",
+            Self::Windsurf => "windsurf",
+        }
+    }
+
+    /// The key of the server map in the client's config.
+    pub fn servers_key(self) -> &'static str {
+        match self {
+            Self::Vscode => "servers",
+            _ => "mcpServers",
+        }
+    }
+
+    /// The client's user-level config file (where discovery reads it too).
+    pub fn config_path(self, env: &DiscoveryEnv) -> Result<PathBuf, InstallError> {
+        let no_home = || InstallError::NoHome(self.name());
+        let home = || env.home.clone().ok_or_else(no_home);
+        Ok(match self {
+            Self::ClaudeCode => home()?.join(".claude.json"),
+            Self::ClaudeDesktop => env
+                .app_config_home()
+                .ok_or_else(no_home)?
+                .join("Claude")
+                .join("claude_desktop_config.json"),
+            Self::Cursor => home()?.join(".cursor").join("mcp.json"),
+            Self::Vscode => env
+                .app_config_home()
+                .ok_or_else(no_home)?
+                .join("Code")
+                .join("User")
+                .join("mcp.json"),
+            Self::Windsurf => home()?
+                .join(".codeium")
+                .join("windsurf")
+                .join("mcp_config.json"),
+        })
+    }
+
+    /// Our entry: launch `exe run` over stdio.
+    pub fn entry(self, exe: &Path) -> Value {
+        let command = exe.to_string_lossy();
+        match self {
+            Self::ClaudeCode | Self::Vscode => {
+                json!({"type": "stdio", "command": command, "args": ["run"]})
+            }
+            _ => json!({"command": command, "args": ["run"]}),
+        }
+    }
+
+    /// The text `install-client` prints: the JSON to merge into the config file, and for
+    /// Claude Code the equivalent `claude mcp add` command.
+    pub fn snippet(self, exe: &Path) -> String {
+        let mut servers = Map::new();
+        servers.insert(SERVER_NAME.into(), self.entry(exe));
+        let mut top = Map::new();
+        top.insert(self.servers_key().into(), Value::Object(servers));
+        let mut out =
+            serde_json::to_string_pretty(&Value::Object(top)).expect("JSON values serialize");
+        out.push('\n');
+        if self == Self::ClaudeCode {
+            let _ = writeln!(
+                out,
+                "\n# or, with the Claude Code CLI:\nclaude mcp add --scope user {SERVER_NAME} -- {} run",
+                shell_quote(&exe.to_string_lossy())
+            );
+        }
+        out
+    }
+}
+
+/// `word` quoted for a POSIX shell when it needs it.
+fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%=,".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// Merge our entry into the text of a config file (`None`: no file yet). Returns the new
+/// text and whether an entry of ours was replaced. Other entries, other keys and their
+/// order are kept; an existing entry of ours keeps its place.
+pub fn merge(
+    existing: Option<&str>,
+    path: &Path,
+    client: Client,
+    entry: Value,
+) -> Result<(String, bool), InstallError> {
+    let mut top = match existing.map(str::trim) {
+        None | Some("") => Value::Object(Map::new()),
+        Some(text) => serde_json::from_str(text).map_err(|source| InstallError::NotJson {
+            path: path.to_path_buf(),
+            source,
+        })?,
+    };
+    let not_object = |what: String| InstallError::NotObject {
+        path: path.to_path_buf(),
+        what,
+    };
+    let top_map = top
+        .as_object_mut()
+        .ok_or_else(|| not_object("the top level".into()))?;
+    let key = client.servers_key();
+    let servers = top_map
+        .entry(key)
+        .or_insert_with(|| Value::Object(Map::new()))
+        .as_object_mut()
+        .ok_or_else(|| not_object(format!("`{key}`")))?;
+    let replaced = servers.insert(SERVER_NAME.into(), entry).is_some();
+    let mut text = serde_json::to_string_pretty(&top).expect("JSON values serialize");
+    text.push('\n');
+    Ok((text, replaced))
+}
+
+/// Write our entry into `client`'s config (see the module docs for the guarantees).
+pub fn install(client: Client, env: &DiscoveryEnv, exe: &Path) -> Result<Installed, InstallError> {
+    let path = client.config_path(env)?;
+    install_at(&path, client, exe)
+}
+
+/// [`install`] into an explicit file.
+pub fn install_at(path: &Path, client: Client, exe: &Path) -> Result<Installed, InstallError> {
+    let io = |action: &'static str, at: &Path| {
+        let at = at.to_path_buf();
+        move |source| InstallError::Io {
+            action,
+            path: at,
+            source,
+        }
+    };
+    let existing = match fs::read_to_string(path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io("reading", path)(e)),
+    };
+    let (text, replaced) = merge(existing.as_deref(), path, client, client.entry(exe))?;
+    let backup = match existing {
+        Some(_) => Some(back_up(path).map_err(io("backing up", path))?),
+        None => None,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(io("creating the folder of", path))?;
+    let staged = path.with_extension(format!("tmp-{}", std::process::id()));
+    fs::write(&staged, text).map_err(io("writing", &staged))?;
+    if let Ok(meta) = fs::metadata(path) {
+        fs::set_permissions(&staged, meta.permissions()).map_err(io("writing", &staged))?;
+    }
+    fs::rename(&staged, path).map_err(|e| {
+        let _ = fs::remove_file(&staged);
+        io("replacing", path)(e)
+    })?;
+    Ok(Installed {
+        path: path.to_path_buf(),
+        backup,
+        replaced,
+    })
+}
+
+/// Copy `path` to `path.bak-YYYYMMDDTHHMMSSZ` (with `-N` added if that exists), keeping its
+/// permissions.
+fn back_up(path: &Path) -> std::io::Result<PathBuf> {
+    let stamp = utc_stamp(SystemTime::now());
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    for n in 0..100 {
+        let suffix = if n == 0 {
+            String::new()
+        } else {
+            format!("-{n}")
+        };
+        let backup = path.with_file_name(format!("{name}.bak-{stamp}{suffix}"));
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&backup)
+        {
+            Ok(_) => {
+                fs::copy(path, &backup)?;
+                return Ok(backup);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        "too many backups with this timestamp",
+    ))
+}
+
+/// `YYYYMMDDTHHMMSSZ` for `time` in UTC.
+fn utc_stamp(time: SystemTime) -> String {
+    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Days to a civil date (Howard Hinnant's algorithm), for dates after 1970.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const EXE: &str = "/opt/bin/mcp-server-code-execution-mode";
+
+    fn keys(value: &Value) -> Vec<&str> {
+        value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect()
+    }
+
+    fn merged(existing: Option<&str>, client: Client) -> (Value, bool) {
+        let (text, replaced) = merge(
+            existing,
+            Path::new("c.json"),
+            client,
+            client.entry(Path::new(EXE)),
+        )
+        .unwrap();
+        (serde_json::from_str(&text).unwrap(), replaced)
+    }
+
+    #[test]
+    fn other_entries_and_key_order_survive() {
+        let existing = r#"{"zeta": 1, "mcpServers": {"time": {"command": "uvx", "args": ["mcp-server-time"]}, "git": {"command": "git-mcp"}}, "alpha": {"x": [1, 2]}}"#;
+        let (value, replaced) = merged(Some(existing), Client::Cursor);
+        assert!(!replaced);
+        assert_eq!(keys(&value), ["zeta", "mcpServers", "alpha"]);
+        assert_eq!(keys(&value["mcpServers"]), ["time", "git", SERVER_NAME]);
+        assert_eq!(value["mcpServers"]["time"]["args"][0], "mcp-server-time");
+        assert_eq!(value["alpha"]["x"][1], 2);
+        assert_eq!(
+            value["mcpServers"][SERVER_NAME],
+            json!({"command": EXE, "args": ["run"]})
+        );
+    }
+
+    #[test]
+    fn our_entry_is_replaced_in_place() {
+        let existing = format!(
+            r#"{{"servers": {{"a": {{}}, "{SERVER_NAME}": {{"command": "/old"}}, "b": {{}}}}}}"#
+        );
+        let (value, replaced) = merged(Some(&existing), Client::Vscode);
+        assert!(replaced);
+        assert_eq!(keys(&value["servers"]), ["a", SERVER_NAME, "b"]);
+        assert_eq!(
+            value["servers"][SERVER_NAME],
+            json!({"type": "stdio", "command": EXE, "args": ["run"]})
+        );
+    }
+
+    #[test]
+    fn a_missing_or_empty_file_starts_afresh() {
+        for existing in [None, Some(""), Some("  \n")] {
+            let (value, _) = merged(existing, Client::ClaudeCode);
+            assert_eq!(
+                value,
+                json!({"mcpServers": {SERVER_NAME: {"type": "stdio", "command": EXE, "args": ["run"]}}})
+            );
+        }
+    }
+
+    #[test]
+    fn files_that_are_not_json_objects_are_refused() {
+        let path = Path::new("c.json");
+        let entry = || Client::Cursor.entry(Path::new(EXE));
+        let broken = merge(Some("{\"mcpServers\": {,}"), path, Client::Cursor, entry());
+        assert!(
+            matches!(broken, Err(InstallError::NotJson { .. })),
+            "{broken:?}"
+        );
+        let commented = merge(Some("// hi\n{}"), path, Client::Vscode, entry());
+        assert!(matches!(commented, Err(InstallError::NotJson { .. })));
+        let list = merge(Some("[]"), path, Client::Cursor, entry());
+        assert!(matches!(list, Err(InstallError::NotObject { .. })));
+        let odd = merge(Some(r#"{"mcpServers": []}"#), path, Client::Cursor, entry());
+        let message = odd.unwrap_err().to_string();
+        assert!(
+            message.contains("`mcpServers` is not a JSON object"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn write_backs_up_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested").join("mcp.json");
+        let first = install_at(&path, Client::Windsurf, Path::new(EXE)).unwrap();
+        assert_eq!(first.backup, None);
+        assert!(!first.replaced);
+        let before = r#"{"mcpServers": {"time": {"command": "t"}}}"#;
+        fs::write(&path, before).unwrap();
+        let second = install_at(&path, Client::Windsurf, Path::new(EXE)).unwrap();
+        let backup = second.backup.unwrap();
+        assert_eq!(fs::read_to_string(&backup).unwrap(), before);
+        assert!(
+            backup
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("mcp.json.bak-")
+        );
+        let value: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(value["mcpServers"]["time"]["command"], "t");
+        assert_eq!(value["mcpServers"][SERVER_NAME]["command"], EXE);
+        // A second backup in the same second gets its own name.
+        let third = install_at(&path, Client::Windsurf, Path::new(EXE)).unwrap();
+        assert!(third.replaced);
+        assert_ne!(third.backup.unwrap(), backup);
+        // Not JSON: refused, and the file is left as it was.
+        fs::write(&path, "{oops").unwrap();
+        assert!(install_at(&path, Client::Windsurf, Path::new(EXE)).is_err());
+        assert_eq!(fs::read_to_string(&path).unwrap(), "{oops");
+    }
+
+    #[test]
+    fn discovery_keeps_the_other_entries_and_skips_ours_as_itself() {
+        use std::sync::Arc;
+
+        use crate::proxy::catalogue::discover;
+
+        let root = tempfile::tempdir().unwrap();
+        let home = root.path().join("home");
+        let env = DiscoveryEnv {
+            home: Some(home.clone()),
+            cwd: root.path().join("project"),
+            state_dir: home.join("MCPs"),
+            explicit: Vec::new(),
+            vars: Arc::new(|_| None),
+            self_exe: Some(PathBuf::from(EXE)),
+        };
+        let path = Client::Cursor.config_path(&env).unwrap();
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(
+            &path,
+            r#"{"mcpServers": {"time": {"command": "mcp-server-time"}}}"#,
+        )
+        .unwrap();
+        let done = install(Client::Cursor, &env, Path::new(EXE)).unwrap();
+        assert_eq!(done.path, path);
+        let catalogue = discover(&env);
+        assert_eq!(catalogue.names(), ["time"]);
+        let ours = catalogue
+            .skipped
+            .iter()
+            .find(|s| s.name == SERVER_NAME)
+            .expect("our entry is reported as skipped");
+        assert!(ours.why.contains("recursion guard"), "{}", ours.why);
+    }
+
+    #[test]
+    fn snippets_name_the_executable_and_run() {
+        let snippet = Client::ClaudeDesktop.snippet(Path::new(EXE));
+        let value: Value = serde_json::from_str(&snippet).unwrap();
+        assert_eq!(
+            value,
+            json!({"mcpServers": {SERVER_NAME: {"command": EXE, "args": ["run"]}}})
+        );
+        let code = Client::ClaudeCode.snippet(Path::new("/a b/bridge"));
+        assert!(
+            code.contains(&format!(
+                "claude mcp add --scope user {SERVER_NAME} -- '/a b/bridge' run"
+            )),
+            "{code}"
+        );
+    }
+
+    #[test]
+    fn timestamps_are_utc_calendar_time() {
+        let at = |secs| utc_stamp(UNIX_EPOCH + Duration::from_secs(secs));
+        assert_eq!(at(0), "19700101T000000Z");
+        assert_eq!(at(951_782_400), "20000229T000000Z");
+        assert_eq!(at(1_798_761_599), "20261231T235959Z");
+    }
+}
