@@ -51,6 +51,7 @@ fn encoding(c: &mut Criterion) {
                 servers: &[],
                 timeout_ms: 30_000,
                 saved_tools: None,
+                stream_output: false,
             })
         });
     });

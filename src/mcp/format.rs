@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::OutputMode;
+use crate::mcp::files::{FileReport, OUT_DIR};
 
 /// The structured result of one `run_python` call (`structuredContent`).
 #[derive(Debug, Clone, Serialize)]
@@ -32,9 +33,32 @@ pub struct RunReport {
     pub cut_bytes: CutBytes,
     /// Wall-clock time of the run on the host, in milliseconds.
     pub duration_ms: f64,
-    /// What the caller should know beyond the output (timeouts, lost state).
+    /// What the caller should know beyond the output (timeouts, lost state, saved output).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notice: Option<String>,
+    /// Files the code wrote under `/workspace/out/`, and how each came back.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileReport>,
+    /// Where the whole output of a stream cut by the cap was saved, per stream.
+    #[serde(skip_serializing_if = "SavedOutput::is_empty")]
+    pub saved_output: SavedOutput,
+}
+
+/// Files in the sandbox holding the whole output of streams the cap cut.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SavedOutput {
+    /// The whole stdout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<String>,
+    /// The whole stderr.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<String>,
+}
+
+impl SavedOutput {
+    fn is_empty(&self) -> bool {
+        self.stdout.is_none() && self.stderr.is_none()
+    }
 }
 
 /// An exception raised by the code.
@@ -125,6 +149,38 @@ impl RunReport {
                 Some(format!("{reason}. The next call starts a fresh session.")),
             ),
         };
+        // Saved output lives in the session: say where only while the session lives.
+        let saved_output = if outcome.state_lost() {
+            SavedOutput::default()
+        } else {
+            SavedOutput {
+                stdout: outcome
+                    .stdout_saved
+                    .clone()
+                    .filter(|p| p.starts_with(OUT_DIR)),
+                stderr: outcome
+                    .stderr_saved
+                    .clone()
+                    .filter(|p| p.starts_with(OUT_DIR)),
+            }
+        };
+        let mut notice = notice;
+        for (stream, path, captured) in [
+            ("stdout", &saved_output.stdout, &outcome.stdout),
+            ("stderr", &saved_output.stderr, &outcome.stderr),
+        ] {
+            if let Some(path) = path {
+                let saved = format!(
+                    "The whole {stream} ({} cut here) is saved in the sandbox at {path}; read \
+                     it from code in this session when you need it.",
+                    human_bytes(captured.cut_bytes())
+                );
+                notice = Some(match notice {
+                    Some(text) => format!("{text}\n{saved}"),
+                    None => saved,
+                });
+            }
+        }
         Self {
             ok: !outcome.is_error(),
             status: status.to_string(),
@@ -144,6 +200,8 @@ impl RunReport {
             },
             duration_ms: outcome.elapsed.as_secs_f64() * 1000.0,
             notice,
+            files: Vec::new(),
+            saved_output,
         }
     }
 

@@ -2,8 +2,10 @@
 //! the streamable HTTP transport.
 
 mod discovery;
+pub mod files;
 pub mod format;
 pub mod http;
+mod progress;
 mod server;
 pub mod tools;
 

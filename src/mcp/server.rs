@@ -7,21 +7,23 @@
 
 use std::sync::Arc;
 
+use rmcp::model::ProgressToken;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
     ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, ServerCapabilities,
     ServerConfig, Tool,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{Peer, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use sandbox_core::RunRequest;
 use tracing::{Instrument, info_span};
 
 use crate::config::Config;
-use crate::mcp::discovery;
 use crate::mcp::format::RunReport;
+use crate::mcp::progress::ProgressRelay;
 use crate::mcp::tools::{RUN_PYTHON, parse_run_args, run_python_tool};
+use crate::mcp::{discovery, files};
 use crate::proxy::dispatch::Proxy;
 use crate::sessions::{Scope, Sessions};
 
@@ -104,6 +106,7 @@ impl Bridge {
         &self,
         params: &CallToolRequestParams,
         cancel: tokio_util::sync::CancellationToken,
+        progress: Option<(Peer<RoleServer>, ProgressToken)>,
     ) -> CallToolResult {
         let args = match parse_run_args(params.arguments.as_ref()) {
             Ok(args) => args,
@@ -127,12 +130,20 @@ impl Bridge {
             self.sessions
                 .saved_tools_update(scope, &args.session, self.proxy.saved_tools());
         let calls = self.proxy.calls_for_run(&servers);
+        let (relay, output_stream) = match progress {
+            Some((peer, token)) => {
+                let (relay, sender) = ProgressRelay::start(peer, token);
+                (Some(relay), Some(sender))
+            }
+            None => (None, None),
+        };
         let request = RunRequest {
             code: args.code,
             servers,
             timeout,
             saved_tools,
             cancel: Some(cancel),
+            output_stream,
         };
         let mut outcome = session.try_run(&request, calls.clone()).await;
         if outcome.is_none() {
@@ -147,6 +158,10 @@ impl Bridge {
                 }
             }
         }
+        drop(request);
+        if let Some(relay) = relay {
+            relay.finish().await;
+        }
         let Some(outcome) = outcome else {
             return CallToolResult::error(vec![ContentBlock::text(
                 "the session's sandbox stopped before the code could run; try again",
@@ -155,9 +170,13 @@ impl Bridge {
         self.sessions.touch(scope, &args.session);
         // Replace what this call took from the warm pool, now that it no longer needs the CPU.
         self.sessions.refill();
-        let report = RunReport::new(&outcome, &args.session, args.servers, timeout.as_secs_f64());
+        let mut report =
+            RunReport::new(&outcome, &args.session, args.servers, timeout.as_secs_f64());
+        let (file_blocks, file_reports) = files::content_blocks(&outcome.files);
+        report.files = file_reports;
         let mut result = CallToolResult::structured(report.to_value());
         result.content = vec![ContentBlock::text(report.text(self.config.output_mode))];
+        result.content.extend(file_blocks);
         result.is_error = Some(!report.ok);
         result
     }
@@ -216,7 +235,14 @@ impl ServerHandler for Bridge {
         }
         let span = info_span!("request", tool = RUN_PYTHON);
         Ok(self
-            .run_python(&request, context.ct.clone())
+            .run_python(
+                &request,
+                context.ct.clone(),
+                context
+                    .meta
+                    .get_progress_token()
+                    .map(|token| (context.peer.clone(), token)),
+            )
             .instrument(span)
             .await
             .into())

@@ -51,7 +51,7 @@ fn output_schema() -> Value {
         "type": "object",
         "properties": {
             "ok": {"type": "boolean"},
-            "status": {"enum": ["completed", "raised", "timed_out", "sandbox_failed"]},
+            "status": {"enum": ["completed", "raised", "timed_out", "cancelled", "sandbox_failed"]},
             "stdout": string,
             "stderr": string,
             "error": {"type": "object"},
@@ -60,7 +60,16 @@ fn output_schema() -> Value {
             "state_lost": {"type": "boolean"},
             "cut_bytes": {"type": "object"},
             "duration_ms": {"type": "number"},
-            "notice": string
+            "notice": string,
+            "files": {
+                "type": "array",
+                "description": "files the code wrote under /workspace/out/ and how each came back",
+                "items": {"type": "object"}
+            },
+            "saved_output": {
+                "type": "object",
+                "description": "where the whole output of a stream cut by the cap is saved"
+            }
         }
     })
 }
@@ -204,8 +213,19 @@ mod tests {
                 traceback: "t".into(),
             }),
             elapsed: std::time::Duration::from_millis(1),
+            files: Vec::new(),
+            stdout_saved: Some("/workspace/out/stdout-run-1.txt".into()),
+            stderr_saved: None,
         };
-        let report = RunReport::new(&outcome, "default", vec!["time".into()], 30.0).to_value();
+        let mut report = RunReport::new(&outcome, "default", vec!["time".into()], 30.0);
+        report.files = crate::mcp::files::content_blocks(&[sandbox_core::frame::OutFile {
+            path: "/workspace/out/a.txt".into(),
+            size: 1,
+            data: Some("YQ==".into()),
+        }])
+        .1;
+        let report = report.to_value();
+        assert!(report["files"].is_array() && report["saved_output"].is_object());
         let schema = output_schema();
         let properties = schema["properties"].as_object().unwrap();
         let fields = report.as_object().unwrap();

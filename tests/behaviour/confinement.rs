@@ -250,3 +250,26 @@ pub(crate) async fn the_kernel_is_the_one_promised(b: &TestBackend) -> Result<()
     }
     Ok(())
 }
+
+pub(crate) async fn cpu_quota_is_enforced(b: &TestBackend) -> Result<()> {
+    if !is_container(b) {
+        // WASI has no CPU quota (`MCP_BRIDGE_CPUS` is documented as container-only); its
+        // guests yield every 10 ms and are bounded by their deadline instead.
+        return Ok(());
+    }
+    let bridge = b.bridge_with(&[("MCP_BRIDGE_CPUS", "0.25")]).await?;
+    let code = r"
+import time
+wall, cpu = time.monotonic(), time.process_time()
+while time.monotonic() - wall < 2.0:
+    pass
+print(round((time.process_time() - cpu) / (time.monotonic() - wall), 2))
+";
+    let out = bridge.ok(code).await?;
+    let share: f64 = out.trim().parse()?;
+    ensure!(
+        share < 0.5,
+        "a 0.25-core quota let the loop use {share} of a core"
+    );
+    Ok(())
+}

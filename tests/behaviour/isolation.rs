@@ -28,7 +28,10 @@ pub(crate) async fn empty_environment(b: &TestBackend) -> Result<()> {
         .await?;
     // Backends may set these three, with fixed values; nothing else, and nothing of ours.
     let allowed = ["PATH", "LANG", "PYTHONDONTWRITEBYTECODE"];
-    let unexpected: Vec<&str> = out.lines().filter(|name| !allowed.contains(name)).collect();
+    let unexpected: Vec<&str> = out
+        .lines()
+        .filter(|name| !name.is_empty() && !allowed.contains(name))
+        .collect();
     ensure!(
         unexpected.is_empty(),
         "unexpected variables: {unexpected:?}"

@@ -7,6 +7,7 @@
 
 mod confinement;
 mod exec;
+mod files;
 mod isolation;
 mod limits;
 mod protocol;
@@ -59,7 +60,9 @@ for_each_backend! {
         privileges_are_dropped, interrupted_code_keeps_its_session,
         code_ignoring_the_interrupt_is_killed_and_reported,
         nothing_is_left_after_the_client_leaves, nothing_is_left_after_sigterm,
-        a_crashed_bridge_is_cleaned_up_by_the_next, the_kernel_is_the_one_promised;
+        a_crashed_bridge_is_cleaned_up_by_the_next, the_kernel_is_the_one_promised,
+        cpu_quota_is_enforced;
+    files: files_written_to_out_come_back, cut_output_is_saved_to_read_on_purpose;
     isolation: no_network, empty_environment, host_files_are_invisible,
         scratch_is_writable_and_private_per_session, root_is_not_writable;
 }

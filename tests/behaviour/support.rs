@@ -175,6 +175,8 @@ pub(crate) struct Reply {
     pub(crate) is_error: bool,
     pub(crate) text: String,
     pub(crate) structured: Value,
+    /// Every content block, as JSON.
+    pub(crate) content: Vec<Value>,
 }
 
 impl Reply {
@@ -212,6 +214,11 @@ impl TestBridge {
                 .collect::<Vec<_>>()
                 .join("\n"),
             structured: result.structured_content.clone().unwrap_or(Value::Null),
+            content: result
+                .content
+                .iter()
+                .map(|block| serde_json::to_value(block).unwrap_or(Value::Null))
+                .collect(),
         })
     }
 

@@ -44,8 +44,19 @@ MARKER_PREFIX = b"\x00\x1bMCPB"
 MARKER_SUFFIX = b"\x1f"
 NONCE_DIGITS = frozenset("0123456789abcdef")
 NONCE_LENGTH = 32
-FRAME_CAP_SLACK = 1 << 20  # the host's frame cap: 2 * output_limit + this, ...
+FRAME_CAP_SLACK = 7 << 20  # the host's frame cap: 2 * output_limit + this (room for files), ...
+RPC_FRAME_SLACK = 1 << 20  # calls to the host stay within 2 * output_limit + this
 FRAME_CAP_CEILING = 64 << 20  # ... and never more than this
+STREAM_FRAME_TEXT = 8 << 10  # most stdout text in one `output` frame
+STREAM_RUN_BUDGET = 256 << 10  # most stdout text streamed per run
+STREAM_RUN_FRAMES = 500  # most `output` frames per run
+STREAM_EAGER_FRAMES = 20  # frames sent at once; later ones at most every STREAM_INTERVAL
+STREAM_INTERVAL = 0.05
+OUT_DIR = "/workspace/out"  # files written here come back with the run's result
+OUT_FILES_LISTED = 64  # files listed per run
+OUT_FILE_ATTACHED = 1 << 20  # largest file sent back with its content
+OUT_ATTACH_BUDGET = 4 << 20  # content sent back per run
+OUT_SCAN_ENTRIES = 2000  # directory entries looked at per scan
 MESSAGE_LIMIT = 16 * 1024  # bytes of an error message we send
 TRACEBACK_LIMIT = 64 * 1024  # bytes of a traceback we send
 READ_CHUNK = 1 << 16
@@ -223,14 +234,16 @@ class FrameWriter:
     def __init__(self, fd: int, nonce: str) -> None:
         self._fd = fd
         self._marker = MARKER_PREFIX + nonce.encode("ascii") + MARKER_SUFFIX
+        self._lock = _thread.allocate_lock()  # user threads print (output frames) too
 
     def send(self, payload: bytes) -> None:
         data = memoryview(self._marker + len(payload).to_bytes(4, "big") + payload)
-        while data:
-            try:
-                data = data[_write(self._fd, data) :]
-            except BlockingIOError:  # user code made fd 1 non-blocking
-                time.sleep(0.001)
+        with self._lock:
+            while data:
+                try:
+                    data = data[_write(self._fd, data) :]
+                except BlockingIOError:  # user code made fd 1 non-blocking
+                    time.sleep(0.001)
 
 
 def encode_frame(frame: dict[str, object]) -> bytes:
@@ -342,13 +355,17 @@ class CaptureSink(io.BufferedIOBase):
         self.name = name
         self.reset(0)
 
-    def reset(self, limit: int) -> None:
+    def reset(self, limit: int, spool_path: str | None = None) -> None:
         self._limit = limit
         self._head_limit = limit * 3 // 4
         self._tail_limit = limit - self._head_limit
         self._head = bytearray()
         self._tail = bytearray()
         self._total = 0
+        self._spool_path = spool_path
+        self._spool = None
+        self.saved: str | None = None
+        self.streamer: OutputStreamer | None = None
 
     def writable(self) -> bool:
         return True
@@ -356,11 +373,18 @@ class CaptureSink(io.BufferedIOBase):
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         view = memoryview(data).cast("B")
         size = len(view)
+        if self.streamer is not None:
+            self.streamer.feed(view)
+        if self._spool is not None:
+            self._spool_write(view)
         self._total += size
         room = self._head_limit - len(self._head)
         if room > 0:
             self._head += view[:room]
             view = view[room:]
+        if view and self._spool is None and self._spool_path is not None:
+            # The head is full: from here on the cap may cut, so keep everything in a file.
+            self._start_spool(view)
         if view and self._tail_limit:
             if len(view) >= self._tail_limit:
                 self._tail[:] = view[len(view) - self._tail_limit :]
@@ -370,8 +394,43 @@ class CaptureSink(io.BufferedIOBase):
                     del self._tail[: len(self._tail) - self._tail_limit]
         return size
 
+    def _start_spool(self, rest: memoryview) -> None:
+        path, self._spool_path = self._spool_path, None
+        try:
+            self._spool = open(path, "wb", buffering=1 << 16)
+            self._spool.write(self._head)
+            self._spool.write(rest)
+            self.saved = path
+        except OSError:
+            self._close_spool()
+
+    def _spool_write(self, view: memoryview) -> None:
+        try:
+            self._spool.write(view)
+        except OSError:  # scratch space full: keep what is there
+            self._close_spool()
+
+    def _close_spool(self) -> None:
+        spool, self._spool = self._spool, None
+        if spool is not None:
+            try:
+                spool.close()
+            except OSError:
+                pass
+
     def output(self) -> Output:
-        """What was written since `reset`, as text that fits in `output_limit` bytes."""
+        """What was written since `reset`, as text that fits in `output_limit` bytes.
+
+        When the cap cut something and a spool path was given, the whole stream is in the
+        file named by `saved`; when nothing was cut, that file is removed.
+        """
+        self._close_spool()
+        if self.saved is not None and self._total <= self._limit:
+            try:
+                _os.unlink(self.saved)
+            except OSError:
+                pass
+            self.saved = None
         head = bytes(self._head)
         tail = bytes(self._tail[max(len(self._tail) - self._tail_limit, 0) :])
         kept_all = len(head) + len(tail) == self._total
@@ -387,6 +446,55 @@ class CaptureSink(io.BufferedIOBase):
         tail_text = utf8_suffix(tail_text, self._limit - utf8_len(head_text))
         cut = size - utf8_len(head_text) - utf8_len(tail_text)
         return Output(head_text, tail_text, max(cut, 0 if kept_all else 1))
+
+
+class OutputStreamer:
+    """Sends stdout to the host while a run goes on, when the host asked (the client wants
+    progress or log notifications): whole lines, the first few at once, later ones at most
+    every STREAM_INTERVAL, within a per-run budget. The result still carries all output."""
+
+    def __init__(self, send, run_id: int) -> None:
+        self._send = send
+        self._run = run_id
+        self._pending = bytearray()
+        self._last = 0.0
+        self._frames = 0
+        self._budget = STREAM_RUN_BUDGET
+
+    def feed(self, view: memoryview) -> None:
+        if self._budget <= 0 or self._frames >= STREAM_RUN_FRAMES:
+            return
+        self._pending += view
+        if len(self._pending) < STREAM_FRAME_TEXT:
+            if self._frames >= STREAM_EAGER_FRAMES and (
+                time.monotonic() - self._last < STREAM_INTERVAL
+            ):
+                return
+            end = self._pending.rfind(b"\n") + 1
+            if not end:
+                return
+        else:
+            end = len(self._pending)
+        self._emit(end)
+
+    def flush(self) -> None:
+        """Sends what is pending (the run ended)."""
+        if self._pending and self._budget > 0 and self._frames < STREAM_RUN_FRAMES:
+            self._emit(len(self._pending))
+        self._pending.clear()
+
+    def _emit(self, end: int) -> None:
+        chunk = bytes(self._pending[: min(end, STREAM_FRAME_TEXT, self._budget)])
+        del self._pending[:end]
+        self._budget -= len(chunk)
+        self._frames += 1
+        self._last = time.monotonic()
+        frame = {"type": "output", "run": self._run, "stream": "stdout"}
+        frame["text"] = chunk.decode("utf-8", "replace")
+        try:
+            self._send(encode_frame(frame))
+        except Exception:
+            self._budget = 0
 
 
 class Capture:
@@ -407,7 +515,12 @@ class Capture:
             self.sink, encoding="utf-8", errors="backslashreplace", newline="\n"
         )
 
-    def begin(self, limit: int) -> None:
+    def begin(
+        self,
+        limit: int,
+        spool_path: str | None = None,
+        streamer: OutputStreamer | None = None,
+    ) -> None:
         try:
             usable = not self.stream.closed
         except ValueError:  # detached by user code
@@ -416,10 +529,20 @@ class Capture:
             self._flush()
         else:  # user code closed or detached it in an earlier run
             self._open()
-        self.sink.reset(limit)
+        self.sink.reset(limit, spool_path)
+        self.sink.streamer = streamer
+        streaming = streamer is not None
+        try:
+            if self.stream.line_buffering != streaming:  # each print reaches the streamer
+                self.stream.reconfigure(line_buffering=streaming)
+        except Exception:  # detached or closed again: the next run reopens it
+            pass
 
     def finish(self) -> Output:
         self._flush()
+        streamer, self.sink.streamer = self.sink.streamer, None
+        if streamer is not None:
+            streamer.flush()
         return self.sink.output()
 
     def _flush(self) -> None:
@@ -427,6 +550,84 @@ class Capture:
             self.stream.flush()
         except Exception:  # closed or broken by user code: keep what the sink has
             pass
+
+
+class OutFiles:
+    """Files the code writes under `/workspace/out/` come back with the run's result.
+
+    A scan before and after each run (modification time and size of every regular file,
+    symlinks not followed) finds what the run created or changed. Sandboxes without a
+    `/workspace` (the host-CPython test sandbox) have no out directory and skip all this.
+    """
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self._before: dict[str, tuple[int, int]] = {}
+        try:
+            if _os.stat("/workspace") is not None:
+                try:
+                    _os.mkdir(OUT_DIR)
+                except FileExistsError:
+                    pass
+                self.enabled = True
+        except OSError:
+            pass
+
+    def begin(self) -> None:
+        self._before = self._scan() if self.enabled else {}
+
+    def spool_path(self, run_id: int, stream: str) -> str | None:
+        return f"{OUT_DIR}/{stream}-run-{run_id}.txt" if self.enabled else None
+
+    def changed(self, without_data: tuple[str | None, ...]) -> list[dict]:
+        if not self.enabled:
+            return []
+        after = self._scan()
+        paths = sorted(p for p, mark in after.items() if self._before.get(p) != mark)
+        files: list[dict] = []
+        budget = OUT_ATTACH_BUDGET
+        for path in paths[:OUT_FILES_LISTED]:
+            size = after[path][1]
+            data = None
+            if path not in without_data and size <= min(OUT_FILE_ATTACHED, budget):
+                try:
+                    with open(path, "rb") as file:
+                        raw = file.read(OUT_FILE_ATTACHED + 1)
+                    if len(raw) <= min(OUT_FILE_ATTACHED, budget):
+                        from binascii import b2a_base64
+
+                        data = b2a_base64(raw, newline=False).decode("ascii")
+                        budget -= len(raw)
+                        size = len(raw)
+                except OSError:
+                    pass
+            files.append({"path": path, "size": size, "data": data})
+        return files
+
+    @staticmethod
+    def _scan() -> dict[str, tuple[int, int]]:
+        found: dict[str, tuple[int, int]] = {}
+        pending = [OUT_DIR]
+        seen = 0
+        while pending and seen < OUT_SCAN_ENTRIES:
+            directory = pending.pop()
+            try:
+                with _os.scandir(directory) as entries:
+                    for entry in entries:
+                        seen += 1
+                        if seen > OUT_SCAN_ENTRIES:
+                            break
+                        try:
+                            if entry.is_dir(follow_symlinks=False):
+                                pending.append(entry.path)
+                            elif entry.is_file(follow_symlinks=False):
+                                st = entry.stat(follow_symlinks=False)
+                                found[entry.path] = (st.st_mtime_ns, st.st_size)
+                        except OSError:
+                            pass
+            except OSError:
+                pass
+        return found
 
 
 def empty_stdin() -> io.TextIOWrapper:
@@ -805,7 +1006,7 @@ class HostCalls:
         self._interrupts = interrupts
         self._thread = _thread.get_ident()
         self.writer: FrameWriter | None = None
-        self.frame_cap = FRAME_CAP_SLACK
+        self.frame_cap = RPC_FRAME_SLACK
         self.run_id: int | None = None
         self.last_id = 0
         self.closed = False  # the host closed stdin
@@ -2034,6 +2235,7 @@ class Session:
         self._loop = EventLoop(self._interrupts)
         self._stdout = Capture("<stdout>")
         self._stderr = Capture("<stderr>")
+        self._out_files = OutFiles()
         self._real_stdout = sys.stdout
         self._real_stderr = sys.stderr
         self.globals = new_main_module()
@@ -2101,7 +2303,7 @@ class Session:
         self._frame_cap = min(2 * limit + FRAME_CAP_SLACK, FRAME_CAP_CEILING)
         self._writer = FrameWriter(1, nonce)
         self.calls.writer = self._writer
-        self.calls.frame_cap = self._frame_cap
+        self.calls.frame_cap = min(2 * limit + RPC_FRAME_SLACK, FRAME_CAP_CEILING)
         ready = {"type": "ready", "python": python_version(), "implementation": implementation()}
         self._send(encode_frame(ready))
         # The process's first compile() sets up the AST types (about 4 ms on WASI): pay it now,
@@ -2117,18 +2319,28 @@ class Session:
         saved_tools = frame.get("saved_tools")
         if saved_tools is not None and not isinstance(saved_tools, str):
             raise BadFrame("run.saved_tools must be a string")
+        stream_output = frame.get("stream_output", False) is True
         try:
-            payload = self._run(run_id, code, servers, saved_tools)
+            payload = self._run(run_id, code, servers, saved_tools, stream_output)
         except BaseException as exc:  # a bug here must still answer the run
             diagnose(f"internal error in run {run_id}: {type(exc).__name__}: {exc}")
             payload = encode_frame(internal_failure(run_id, exc))
         self._send(payload)
 
     def _run(
-        self, run_id: int, code: str, servers: list[tuple[str, str]], saved_tools: str | None
+        self,
+        run_id: int,
+        code: str,
+        servers: list[tuple[str, str]],
+        saved_tools: str | None,
+        stream_output: bool = False,
     ) -> bytes:
-        self._stdout.begin(self.output_limit)
-        self._stderr.begin(self.output_limit)
+        self._out_files.begin()
+        streamer = OutputStreamer(self._send, run_id) if stream_output else None
+        self._stdout.begin(
+            self.output_limit, self._out_files.spool_path(run_id, "stdout"), streamer
+        )
+        self._stderr.begin(self.output_limit, self._out_files.spool_path(run_id, "stderr"))
         failure: BaseException | None = None
         started = time.perf_counter()
         sys.stdout, sys.stderr = self._stdout.stream, self._stderr.stream
@@ -2295,8 +2507,11 @@ class Session:
             self._interrupts.in_user_code = False
 
     def _result_payload(self, run_id: int, error: dict | None, duration_ms: float) -> bytes:
-        """Encodes the result, dropping more output if JSON escaping outgrew the host's cap."""
+        """Encodes the result, dropping file contents and then more output if it would
+        outgrow the host's frame cap."""
         out, err = self._stdout.finish(), self._stderr.finish()
+        saved = (self._stdout.sink.saved, self._stderr.sink.saved)
+        files = self._out_files.changed(saved)
         while True:
             payload = encode_frame(
                 {
@@ -2310,11 +2525,18 @@ class Session:
                     "stderr_cut_at": err.cut_at,
                     "error": error,
                     "duration_ms": duration_ms,
+                    "files": files,
+                    "stdout_saved": saved[0],
+                    "stderr_saved": saved[1],
                 }
             )
             excess = len(payload) - self._frame_cap
             if excess <= 0:
                 return payload
+            attached = [f for f in files if f["data"] is not None]
+            if attached:  # send the largest file as a link instead
+                max(attached, key=lambda f: len(f["data"]))["data"] = None
+                continue
             escaped_out, escaped_err = encode_json_string(out.text), encode_json_string(err.text)
             larger = out if len(escaped_out) >= len(escaped_err) else err
             if not larger.drop(excess):  # every character costs at least one byte

@@ -113,6 +113,9 @@ pub enum HostFrame<'a> {
         /// The user's saved tools, when they changed since this session last got them.
         #[serde(skip_serializing_if = "Option::is_none")]
         saved_tools: Option<&'a str>,
+        /// Send stdout in `output` frames while the run goes on.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        stream_output: bool,
     },
     /// The answer to one guest `rpc`.
     RpcResult {
@@ -146,6 +149,19 @@ pub enum GuestFrame {
     Result(ResultFrame),
     /// A call to the host.
     Rpc(RpcFrame),
+    /// Stdout written so far by a run that asked for streaming.
+    Output(OutputFrame),
+}
+
+/// Payload of an `output` frame.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct OutputFrame {
+    /// The run it belongs to.
+    pub run: u64,
+    /// The stream (`stdout`).
+    pub stream: String,
+    /// The text.
+    pub text: String,
 }
 
 /// Payload of an `rpc` frame.
@@ -196,7 +212,32 @@ pub struct ResultFrame {
     /// How long the code ran, as measured by the guest.
     #[serde(default)]
     pub duration_ms: f64,
+    /// Files the code created or changed under `/workspace/out/` during the run.
+    #[serde(default)]
+    pub files: Vec<OutFile>,
+    /// Where the whole stdout was saved when the cap cut it (a file under `/workspace/out/`).
+    #[serde(default)]
+    pub stdout_saved: Option<String>,
+    /// Where the whole stderr was saved when the cap cut it.
+    #[serde(default)]
+    pub stderr_saved: Option<String>,
 }
+
+/// A file the code wrote under `/workspace/out/` during a run.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct OutFile {
+    /// Its path inside the sandbox.
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its content in base64, when it was small enough to send back.
+    #[serde(default)]
+    pub data: Option<String>,
+}
+
+/// Extra room in every guest frame's cap for the files a result carries back (base64 of
+/// at most 4 MiB): the cap is `2 × output_limit + FRAME_SLACK`.
+pub const FRAME_SLACK: usize = 7 << 20;
 
 /// An exception raised by user code.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -430,6 +471,7 @@ mod tests {
             servers: &[],
             timeout_ms: 1000,
             saved_tools: None,
+            stream_output: false,
         });
         let len = u32::from_be_bytes(encoded[..4].try_into().unwrap()) as usize;
         assert_eq!(len, encoded.len() - 4);

@@ -28,7 +28,8 @@ use tracing::{debug, instrument, warn};
 use crate::error::SandboxError;
 use crate::frame::{
     CatalogueEntry, FrameError, FrameScanner, GuestErrorInfo, GuestFrame, HostFrame, Nonce,
-    ReadyFrame, ResultFrame, RpcFrame, ScanEvent, ServerRef, encode_host_frame, encode_raw,
+    OutFile, ReadyFrame, ResultFrame, RpcFrame, ScanEvent, ServerRef, encode_host_frame,
+    encode_raw,
 };
 use crate::guest::runtime_payload;
 use crate::output::{CappedBytes, Captured};
@@ -74,6 +75,9 @@ pub struct RunRequest {
     /// Cancelled when the client gives up on the run: it is then stopped like a run past its
     /// deadline (interrupt, then kill).
     pub cancel: Option<CancellationToken>,
+    /// Where stdout goes while the run goes on (for progress or log notifications), if
+    /// anyone listens. The result still carries all of it.
+    pub output_stream: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 impl RunRequest {
@@ -85,6 +89,7 @@ impl RunRequest {
             timeout,
             saved_tools: None,
             cancel: None,
+            output_stream: None,
         }
     }
 }
@@ -126,6 +131,12 @@ pub struct RunOutcome {
     pub error: Option<GuestErrorInfo>,
     /// Wall-clock time on the host, from sending the run to its end.
     pub elapsed: Duration,
+    /// Files the code wrote under `/workspace/out/` during the run.
+    pub files: Vec<OutFile>,
+    /// Where the whole stdout was saved in the sandbox when the cap cut it.
+    pub stdout_saved: Option<String>,
+    /// Where the whole stderr was saved in the sandbox when the cap cut it.
+    pub stderr_saved: Option<String>,
 }
 
 impl RunOutcome {
@@ -184,7 +195,8 @@ impl Session {
         let max_frame = config
             .output_limit
             .saturating_mul(2)
-            .saturating_add(1 << 20);
+            .saturating_add(crate::frame::FRAME_SLACK)
+            .min(64 << 20);
         let mut live = Live {
             stdin: FrameSender::spawn(guest.stdin),
             stdout: guest.stdout,
@@ -334,6 +346,7 @@ impl Session {
             servers: &request.servers,
             timeout_ms: u64::try_from(request.timeout.as_millis()).unwrap_or(u64::MAX),
             saved_tools: request.saved_tools.as_deref(),
+            stream_output: request.output_stream.is_some(),
         });
         if let Err(e) = live.stdin.send(frame) {
             return Verdict::Failed(self.gone_reason(live, &e.to_string()).await);
@@ -364,6 +377,11 @@ impl Session {
                                 GuestFrame::Rpc(call) if call.run == id => {
                                     if let Err(e) = accept_call(live, calls, &mut in_flight, call) {
                                         return Verdict::Failed(self.gone_reason(live, &e.to_string()).await);
+                                    }
+                                }
+                                GuestFrame::Output(output) if output.run == id => {
+                                    if let Some(stream) = &request.output_stream {
+                                        let _ = stream.send(output.text);
                                     }
                                 }
                                 GuestFrame::Result(result) if result.id == id => {
@@ -476,13 +494,23 @@ impl RunState {
         limit: usize,
         elapsed: Duration,
     ) -> RunOutcome {
-        let (mut stdout, mut stderr, error) = match result {
+        let (mut stdout, mut stderr, error, files, stdout_saved, stderr_saved) = match result {
             Some(r) => (
                 Captured::from_guest(r.stdout, r.stdout_cut, r.stdout_cut_at, limit),
                 Captured::from_guest(r.stderr, r.stderr_cut, r.stderr_cut_at, limit),
                 r.error,
+                r.files,
+                r.stdout_saved,
+                r.stderr_saved,
             ),
-            None => (Captured::default(), Captured::default(), None),
+            None => (
+                Captured::default(),
+                Captured::default(),
+                None,
+                Vec::new(),
+                None,
+                None,
+            ),
         };
         stdout.append_stray(&self.stray_out);
         stderr.append_stray(&self.stray_err);
@@ -492,6 +520,9 @@ impl RunState {
             stderr,
             error,
             elapsed,
+            files,
+            stdout_saved,
+            stderr_saved,
         }
     }
 }
@@ -521,7 +552,9 @@ async fn wait_for_ready(live: &mut Live) -> Result<ReadyFrame, SandboxError> {
                         ScanEvent::Stray(_) => {}
                         ScanEvent::Frame(frame) => match *frame {
                             GuestFrame::Ready(ready) => return Ok(ready),
-                            other @ (GuestFrame::Result(_) | GuestFrame::Rpc(_)) => {
+                            other @ (GuestFrame::Result(_)
+                            | GuestFrame::Rpc(_)
+                            | GuestFrame::Output(_)) => {
                                 return Err(FrameError::Unexpected(describe(&other, 0)).into());
                             }
                         },
@@ -610,6 +643,12 @@ fn describe(frame: &GuestFrame, expected_run: u64) -> String {
             format!(
                 "a call for run {} while run {expected_run} was in flight",
                 r.run
+            )
+        }
+        GuestFrame::Output(o) => {
+            format!(
+                "output of run {} while run {expected_run} was in flight",
+                o.run
             )
         }
     }

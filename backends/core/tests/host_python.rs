@@ -108,7 +108,10 @@ fn config() -> SessionConfig {
 
 async fn session() -> Option<Session> {
     if !HostPython.probe().await.is_available() {
-        eprintln!("SKIP host-python: no python3 on PATH");
+        #[allow(clippy::print_stderr, reason = "the skip must be loud")]
+        {
+            eprintln!("SKIP host-python: no python3 on PATH");
+        }
         return None;
     }
     Some(
