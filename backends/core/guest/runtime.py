@@ -555,26 +555,30 @@ class Capture:
 class OutFiles:
     """Files the code writes under `/workspace/out/` come back with the run's result.
 
-    A scan before and after each run (modification time and size of every regular file,
-    symlinks not followed) finds what the run created or changed. Sandboxes without a
-    `/workspace` (the host-CPython test sandbox) have no out directory and skip all this.
+    A file counts as written by the run when its modification time is not older than the
+    run's start (regular files only, symlinks not followed). While the directory is known
+    to be empty and its own modification time says nothing was added, a run costs one
+    `stat`: host calls are dear on WASI. Sandboxes without a `/workspace` (the host-CPython
+    test sandbox) have no out directory and skip all this.
     """
 
     def __init__(self) -> None:
         self.enabled = False
-        self._before: dict[str, tuple[int, int]] = {}
+        self._started_ns = 0
+        self._empty = False
         try:
-            if _os.stat("/workspace") is not None:
-                try:
-                    _os.mkdir(OUT_DIR)
-                except FileExistsError:
-                    pass
-                self.enabled = True
+            _os.stat("/workspace")
+            try:
+                _os.mkdir(OUT_DIR)
+                self._empty = True
+            except FileExistsError:
+                pass
+            self.enabled = True
         except OSError:
             pass
 
     def begin(self) -> None:
-        self._before = self._scan() if self.enabled else {}
+        self._started_ns = time.time_ns()
 
     def spool_path(self, run_id: int, stream: str) -> str | None:
         return f"{OUT_DIR}/{stream}-run-{run_id}.txt" if self.enabled else None
@@ -582,12 +586,19 @@ class OutFiles:
     def changed(self, without_data: tuple[str | None, ...]) -> list[dict]:
         if not self.enabled:
             return []
-        after = self._scan()
-        paths = sorted(p for p, mark in after.items() if self._before.get(p) != mark)
+        if self._empty:
+            try:
+                if _os.stat(OUT_DIR).st_mtime_ns < self._started_ns:
+                    return []
+            except OSError:
+                return []
+        found = self._scan()
+        self._empty = not found
+        paths = sorted(p for p, (mtime, _) in found.items() if mtime >= self._started_ns)
         files: list[dict] = []
         budget = OUT_ATTACH_BUDGET
         for path in paths[:OUT_FILES_LISTED]:
-            size = after[path][1]
+            size = found[path][1]
             data = None
             if path not in without_data and size <= min(OUT_FILE_ATTACHED, budget):
                 try:
