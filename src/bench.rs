@@ -17,23 +17,27 @@ use serde_json::json;
 
 use mcp_server_code_execution_mode::cli::{BenchArgs, BenchFocus};
 
+use crate::bench_workloads::{
+    self as workloads, CONCURRENCY, CpuResult, OutputCost, SMOKE_CONCURRENCY, Throughput,
+};
+
 const BACKENDS: [&str; 3] = ["wasi", "podman", "docker"];
 /// Idle sessions started to measure memory per session.
 const IDLE_SESSIONS: u32 = 8;
 
 /// Latency summary of repeated measurements, in milliseconds.
 #[derive(Debug, Clone, Serialize)]
-struct Summary {
-    samples: usize,
-    min_ms: f64,
-    median_ms: f64,
-    p95_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
+pub(crate) struct Summary {
+    pub(crate) samples: usize,
+    pub(crate) min_ms: f64,
+    pub(crate) median_ms: f64,
+    pub(crate) p95_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) max_ms: f64,
 }
 
 impl Summary {
-    fn of(mut samples: Vec<Duration>) -> Self {
+    pub(crate) fn of(mut samples: Vec<Duration>) -> Self {
         samples.sort_unstable();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let at = |q: f64| {
@@ -74,6 +78,12 @@ struct BackendReport {
     idle_session_host_mib: Option<f64>,
     /// A fresh `<engine> run --rm <image> python3 -c pass`: what the reference pays per call.
     engine_run_per_call: Option<Summary>,
+    /// Calls per second and latency by number of sessions called at once.
+    throughput: Vec<Throughput>,
+    /// CPU-bound programs, in the sandbox and on the host.
+    cpu: Vec<CpuResult>,
+    /// Round trips by output size.
+    output: Vec<OutputCost>,
 }
 
 /// The whole report.
@@ -161,6 +171,9 @@ async fn bench_backend(server: &Path, backend: &str, iterations: usize) -> Backe
         reason: None,
         idle_session_host_mib: None,
         engine_run_per_call: None,
+        throughput: Vec::new(),
+        cpu: Vec::new(),
+        output: Vec::new(),
         start_to_initialize: None,
         cold_session: None,
         pool_session: None,
@@ -249,6 +262,32 @@ async fn measure(
     }
     client.cancel().await.ok();
     report.pool_session = Some(Summary::of(pooled));
+
+    // Load, CPU and output size, on one bridge with room for every session.
+    let smoke = iterations < 50;
+    let (client, _) = connect(
+        server,
+        backend,
+        &[
+            ("MCP_BRIDGE_POOL_SIZE", "0"),
+            ("MCP_BRIDGE_MAX_SESSIONS", "128"),
+        ],
+    )
+    .await?;
+    let levels: &[usize] = if smoke {
+        &SMOKE_CONCURRENCY
+    } else {
+        &CONCURRENCY
+    };
+    for &sessions in levels {
+        let calls_each = (iterations / sessions).max(5);
+        report
+            .throughput
+            .push(workloads::throughput(client.peer(), sessions, calls_each).await?);
+    }
+    report.cpu = workloads::cpu(client.peer()).await?;
+    report.output = workloads::output_scaling(client.peer(), if smoke { 2 } else { 5 }).await?;
+    client.cancel().await.ok();
     if matches!(backend, "podman" | "docker") {
         report.engine_run_per_call = engine_run(backend).await;
     }
@@ -372,7 +411,7 @@ async fn call(client: &Client, code: &str, session: Option<&str>) -> Result<Call
     Ok(result)
 }
 
-fn text_of(result: &CallToolResult) -> String {
+pub(crate) fn text_of(result: &CallToolResult) -> String {
     result
         .content
         .iter()
@@ -465,6 +504,7 @@ fn markdown(report: &Report) -> String {
             mib(b.idle_session_host_mib),
         );
     }
+    workload_tables(report, &mut out);
     for b in &report.backends {
         if let (Some(run), Some(warm)) = (&b.engine_run_per_call, &b.warm_pass) {
             let _ = writeln!(
@@ -493,4 +533,105 @@ fn markdown(report: &Report) -> String {
         let _ = writeln!(out, "\nNote: {reason}");
     }
     out
+}
+
+/// The throughput, CPU and output tables of the report.
+fn workload_tables(report: &Report, out: &mut String) {
+    let measured: Vec<&BackendReport> = report
+        .backends
+        .iter()
+        .filter(|b| b.available && !b.throughput.is_empty())
+        .collect();
+    let Some(first) = measured.first() else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "\nThroughput with N sessions called at once (calls/s, and p99 latency in ms):\n"
+    );
+    let levels: Vec<usize> = first.throughput.iter().map(|t| t.sessions).collect();
+    let header: Vec<String> = levels.iter().map(|n| format!("N={n}")).collect();
+    let _ = writeln!(out, "| backend | {} |", header.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---|".repeat(levels.len()));
+    for b in &measured {
+        let cells: Vec<String> = b
+            .throughput
+            .iter()
+            .map(|t| format!("{:.0} ({:.1})", t.calls_per_sec, t.latency.p99_ms))
+            .collect();
+        let _ = writeln!(out, "| {} | {} |", b.backend, cells.join(" | "));
+    }
+    let _ = writeln!(
+        out,
+        "\nCPU-bound Python, ms inside the sandbox (× the host's own `python3`):\n"
+    );
+    let names: Vec<&str> = measured.iter().map(|b| b.backend.as_str()).collect();
+    let _ = writeln!(out, "| program | {} |", names.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---|".repeat(names.len()));
+    for (i, program) in first.cpu.iter().enumerate() {
+        let cells: Vec<String> = measured
+            .iter()
+            .map(|b| match b.cpu.get(i) {
+                Some(CpuResult {
+                    sandbox_ms,
+                    host_ms: Some(host),
+                    ..
+                }) => format!("{sandbox_ms:.0} ({:.2}×)", sandbox_ms / host),
+                Some(result) => format!("{:.0}", result.sandbox_ms),
+                None => "–".into(),
+            })
+            .collect();
+        let _ = writeln!(out, "| {} | {} |", program.program, cells.join(" | "));
+    }
+    let _ = writeln!(
+        out,
+        "\nOutput size, median round trip in ms (the cap keeps 64 KiB):\n"
+    );
+    let _ = writeln!(out, "| stdout | {} |", names.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---|".repeat(names.len()));
+    for (i, cost) in first.output.iter().enumerate() {
+        let cells: Vec<String> = measured
+            .iter()
+            .map(|b| {
+                b.output.get(i).map_or_else(
+                    || "–".into(),
+                    |c: &OutputCost| format!("{:.2}", c.round_trip.median_ms),
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} |",
+            human_size(cost.bytes),
+            cells.join(" | ")
+        );
+    }
+    let fits: Vec<String> = measured
+        .iter()
+        .filter_map(|b| {
+            let mib = b.idle_session_host_mib.filter(|m| *m > 0.1)?;
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "display"
+            )]
+            let sessions = (4096.0 / mib).floor() as u64;
+            Some(format!("{} {sessions}", b.backend))
+        })
+        .collect();
+    if !fits.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nIdle sessions that fit in 4 GiB (host PSS): {}.",
+            fits.join(", ")
+        );
+    }
+}
+
+fn human_size(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1_000_000 => format!("{} MB", b / 1_000_000),
+        b if b >= 1_000 => format!("{} KB", b / 1_000),
+        b => format!("{b} B"),
+    }
 }

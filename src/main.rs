@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_focus;
+mod bench_workloads;
 mod doctor;
 
 use std::process::ExitCode;

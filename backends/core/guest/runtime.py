@@ -555,22 +555,22 @@ class Capture:
 class OutFiles:
     """Files the code writes under `/workspace/out/` come back with the run's result.
 
-    A file counts as written by the run when its modification time is not older than the
-    run's start (regular files only, symlinks not followed). While the directory is known
-    to be empty and its own modification time says nothing was added, a run costs one
-    `stat`: host calls are dear on WASI. Sandboxes without a `/workspace` (the host-CPython
-    test sandbox) have no out directory and skip all this.
+    After each run the directory is scanned (regular files only, symlinks not followed) and
+    compared with the previous scan: new files and files whose modification time or size
+    changed were written by the run. While the directory is empty and its own modification
+    time is unchanged (and not recent: file times are only as fine as the kernel's clock
+    tick), a run costs one `stat`, for host calls are dear on WASI. Sandboxes without a
+    `/workspace` (the host-CPython test sandbox) have no out directory and skip all this.
     """
 
     def __init__(self) -> None:
         self.enabled = False
-        self._started_ns = 0
-        self._empty = False
+        self._known: dict[str, tuple[int, int]] = {}
+        self._dir_mtime = -1
         try:
             _os.stat("/workspace")
             try:
                 _os.mkdir(OUT_DIR)
-                self._empty = True
             except FileExistsError:
                 pass
             self.enabled = True
@@ -578,7 +578,7 @@ class OutFiles:
             pass
 
     def begin(self) -> None:
-        self._started_ns = time.time_ns()
+        pass
 
     def spool_path(self, run_id: int, stream: str) -> str | None:
         return f"{OUT_DIR}/{stream}-run-{run_id}.txt" if self.enabled else None
@@ -586,15 +586,20 @@ class OutFiles:
     def changed(self, without_data: tuple[str | None, ...]) -> list[dict]:
         if not self.enabled:
             return []
-        if self._empty:
-            try:
-                if _os.stat(OUT_DIR).st_mtime_ns < self._started_ns:
-                    return []
-            except OSError:
-                return []
+        try:
+            dir_mtime = _os.stat(OUT_DIR).st_mtime_ns
+        except OSError:
+            return []
+        if (
+            not self._known
+            and dir_mtime == self._dir_mtime
+            and time.time_ns() - dir_mtime > 100_000_000
+        ):
+            return []
+        self._dir_mtime = dir_mtime
         found = self._scan()
-        self._empty = not found
-        paths = sorted(p for p, (mtime, _) in found.items() if mtime >= self._started_ns)
+        known, self._known = self._known, found
+        paths = sorted(p for p, mark in found.items() if known.get(p) != mark)
         files: list[dict] = []
         budget = OUT_ATTACH_BUDGET
         for path in paths[:OUT_FILES_LISTED]:
