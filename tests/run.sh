@@ -131,7 +131,7 @@ step "end to end: the official Python MCP SDK and the MCP Inspector against the 
 BRIDGE_BIN="$bin" INSPECTOR="$inspector" UPSTREAMS_VENV="$upstreams" NPM_PREFIX="$npm_prefix" \
     "$venv/bin/python" -m unittest discover -s tests/e2e -p 'test_*.py' -v
 
-step "bench (smoke)"
-"$bin" bench --backend wasi --iterations 20 >/dev/null
+step "bench (smoke: every backend installed here, few iterations)"
+"$bin" bench --backend "wasi$container_backends" --iterations 20 >/dev/null
 
 step "all tests passed"
