@@ -15,8 +15,10 @@ use rmcp::{RoleClient, ServiceExt};
 use serde::Serialize;
 use serde_json::json;
 
-use mcp_server_code_execution_mode::cli::{BenchArgs, BenchFocus};
+use mcp_server_code_execution_mode::cli::{BenchArgs, BenchFocus, ConfigArgs};
+use mcp_server_code_execution_mode::config;
 
+use crate::bench_charts::{self as charts, LatencyRow, ThroughputRow};
 use crate::bench_workloads::{
     self as workloads, CONCURRENCY, CpuResult, OutputCost, SMOKE_CONCURRENCY, Throughput,
 };
@@ -67,6 +69,8 @@ struct BackendReport {
     backend: String,
     available: bool,
     reason: Option<String>,
+    /// What the backend runs on (versions, runtime), as its probe says.
+    detail: Option<String>,
     start_to_initialize: Option<Summary>,
     cold_session: Option<Summary>,
     pool_session: Option<Summary>,
@@ -144,6 +148,14 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<()> {
     let json = serde_json::to_string_pretty(&report)?;
     if let Some(dir) = &args.out {
         write_outputs(dir, &markdown, &json)?;
+        match charts::write(dir, &latency_rows(&report), &throughput_rows(&report)) {
+            Ok(files) => {
+                for file in files {
+                    tracing::info!(chart = %file.display(), "chart written");
+                }
+            }
+            Err(reason) => tracing::warn!(%reason, "no charts"),
+        }
     }
     let mut stdout = std::io::stdout().lock();
     let text = if args.json { &json } else { &markdown };
@@ -169,6 +181,7 @@ async fn bench_backend(server: &Path, backend: &str, iterations: usize) -> Backe
         backend: backend.to_string(),
         available: false,
         reason: None,
+        detail: probe_detail(backend).await,
         idle_session_host_mib: None,
         engine_run_per_call: None,
         throughput: Vec::new(),
@@ -504,6 +517,14 @@ fn markdown(report: &Report) -> String {
             mib(b.idle_session_host_mib),
         );
     }
+    let details: Vec<String> = report
+        .backends
+        .iter()
+        .filter_map(|b| Some(format!("- {}: {}", b.backend, b.detail.as_ref()?)))
+        .collect();
+    if !details.is_empty() {
+        let _ = writeln!(out, "\nVersions:\n{}", details.join("\n"));
+    }
     workload_tables(report, &mut out);
     for b in &report.backends {
         if let (Some(run), Some(warm)) = (&b.engine_run_per_call, &b.warm_pass) {
@@ -634,4 +655,50 @@ fn human_size(bytes: usize) -> String {
         b if b >= 1_000 => format!("{} KB", b / 1_000),
         b => format!("{b} B"),
     }
+}
+
+/// The backend's probe, for the report's versions line.
+async fn probe_detail(backend: &str) -> Option<String> {
+    let kind = config::BackendKind::parse(backend).ok()?;
+    let config = config::resolve(&ConfigArgs::default()).ok()?;
+    let sandbox = mcp_server_code_execution_mode::backend::build_kind(&config, kind).ok()?;
+    let probe = sandbox.probe().await;
+    sandbox.shutdown().await;
+    match probe {
+        sandbox_core::Probe::Available { detail } => Some(detail),
+        sandbox_core::Probe::Unavailable { .. } => None,
+    }
+}
+
+/// Medians for the latency chart, for backends that ran.
+fn latency_rows(report: &Report) -> Vec<LatencyRow> {
+    report
+        .backends
+        .iter()
+        .filter_map(|b| {
+            Some(LatencyRow {
+                backend: b.backend.clone(),
+                cold_ms: b.cold_session.as_ref()?.median_ms,
+                pool_ms: b.pool_session.as_ref()?.median_ms,
+                warm_ms: b.warm_pass.as_ref()?.median_ms,
+            })
+        })
+        .collect()
+}
+
+/// Points for the throughput chart.
+fn throughput_rows(report: &Report) -> Vec<ThroughputRow> {
+    report
+        .backends
+        .iter()
+        .filter(|b| !b.throughput.is_empty())
+        .map(|b| ThroughputRow {
+            backend: b.backend.clone(),
+            points: b
+                .throughput
+                .iter()
+                .map(|t| (t.sessions, t.calls_per_sec))
+                .collect(),
+        })
+        .collect()
 }

@@ -2,6 +2,7 @@
 //! (stderr only: stdout belongs to the MCP protocol), and runs a subcommand.
 
 mod bench;
+mod bench_charts;
 mod bench_focus;
 mod bench_workloads;
 mod doctor;

@@ -66,11 +66,12 @@ container_backends=""
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     if ! command -v podman >/dev/null || ! command -v dockerd >/dev/null \
         || ! command -v debootstrap >/dev/null || ! command -v runc >/dev/null \
-        || ! command -v runsc >/dev/null; then
+        || ! command -v runsc >/dev/null \
+        || [ ! -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
         apt-get install -y -qq podman runc uidmap slirp4netns fuse-overlayfs catatonit \
-            docker.io debootstrap runsc >/dev/null
+            docker.io debootstrap runsc fonts-dejavu-core >/dev/null
     fi
     # Debian 12's crun rejects the hybrid cgroup layout of these hosts; runc works. Engines
     # copy the host's process rlimit unless told, which fails without CAP_SYS_RESOURCE.
@@ -132,6 +133,13 @@ BRIDGE_BIN="$bin" INSPECTOR="$inspector" UPSTREAMS_VENV="$upstreams" NPM_PREFIX=
     "$venv/bin/python" -m unittest discover -s tests/e2e -p 'test_*.py' -v
 
 step "bench (smoke: every backend installed here, few iterations)"
-"$bin" bench --backend "wasi$container_backends" --iterations 20 >/dev/null
+"$bin" bench --backend "wasi$container_backends" --iterations 20 --out "$cache/bench-smoke" >/dev/null
+if [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
+    for chart in latency.svg latency.png throughput.svg throughput.png; do
+        [ -s "$cache/bench-smoke/$chart" ] || { echo "bench smoke: no $chart" >&2; exit 1; }
+    done
+else
+    echo "SKIP bench charts: no DejaVu Sans font (fonts-dejavu-core) to draw text with" >&2
+fi
 
 step "all tests passed"
