@@ -248,7 +248,16 @@ pub(crate) struct RawBridge {
 
 impl RawBridge {
     pub(crate) fn start(backend: &TestBackend) -> Result<Self> {
-        let mut child = isolated_bridge_command()
+        Self::start_with(backend, &[])
+    }
+
+    /// Start a bridge on `backend` with extra environment.
+    pub(crate) fn start_with(backend: &TestBackend, env: &[(&str, &str)]) -> Result<Self> {
+        let mut command = isolated_bridge_command();
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command
             .args(["run", "--backend", backend.backend()])
             .args(backend.flags())
             .stdin(Stdio::piped())
@@ -351,6 +360,47 @@ pub(crate) enum Ending {
     CloseStdin,
     /// A signal from a supervisor (SIGTERM) or a crash (SIGKILL).
     Signal(nix::sys::signal::Signal),
+}
+
+/// The host's `cpu.stat` of the container a bridge process runs (its first one).
+pub(crate) fn container_cpu_stat(backend: &TestBackend, bridge_pid: u32) -> Result<String> {
+    let engine = backend.backend();
+    let listing = std::process::Command::new(engine)
+        .args([
+            "ps",
+            "--filter",
+            "label=io.github.mcp-server-code-execution-mode.owner",
+            "--format",
+            "{{.ID}} {{.Labels}}",
+        ])
+        .output()?;
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let id = listing
+        .lines()
+        .find(|line| line.contains(&format!(":{bridge_pid}:")))
+        .and_then(|line| line.split_whitespace().next())
+        .context("the bridge has no running container")?
+        .to_string();
+    let inspect = std::process::Command::new(engine)
+        .args(["inspect", "--format", "{{.State.Pid}}", &id])
+        .output()?;
+    let pid = String::from_utf8_lossy(&inspect.stdout).trim().to_string();
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+    let path = cgroups
+        .lines()
+        .find_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            if controllers.split(',').any(|c| c == "cpu") {
+                Some(format!("/sys/fs/cgroup/cpu{path}/cpu.stat"))
+            } else if controllers.is_empty() {
+                Some(format!("/sys/fs/cgroup{path}/cpu.stat"))
+            } else {
+                None
+            }
+        })
+        .context("no cpu cgroup")?;
+    std::fs::read_to_string(&path).with_context(|| path.clone())
 }
 
 /// What a bridge process left behind on this backend: WASI scratch directories, or
