@@ -88,6 +88,10 @@ struct BackendReport {
     cpu: Vec<CpuResult>,
     /// Round trips by output size.
     output: Vec<OutputCost>,
+    /// One proxied call (with `--proxy`): medians in ms of the upstream alone, and of what
+    /// the proxy path adds to it.
+    proxy_upstream_ms: Option<f64>,
+    proxy_overhead_ms: Option<f64>,
 }
 
 /// The whole report.
@@ -135,7 +139,22 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<()> {
     let iterations = args.iterations.max(5);
     let mut backends = Vec::new();
     for backend in &wanted {
-        backends.push(bench_backend(&server, backend, iterations).await);
+        let mut report = bench_backend(&server, backend, iterations).await;
+        if report.available
+            && let Some(target) = &args.proxy
+        {
+            match proxied_call(args, target, backend, iterations).await {
+                Ok(medians) => {
+                    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+                    report.proxy_upstream_ms = Some(ms(medians.direct));
+                    report.proxy_overhead_ms = Some(ms(medians.overhead()));
+                }
+                Err(e) => {
+                    tracing::warn!(backend, error = %e, "the proxied call could not be timed");
+                }
+            }
+        }
+        backends.push(report);
     }
     let report = Report {
         date: today(),
@@ -187,6 +206,8 @@ async fn bench_backend(server: &Path, backend: &str, iterations: usize) -> Backe
         throughput: Vec::new(),
         cpu: Vec::new(),
         output: Vec::new(),
+        proxy_upstream_ms: None,
+        proxy_overhead_ms: None,
         start_to_initialize: None,
         cold_session: None,
         pool_session: None,
@@ -525,6 +546,19 @@ fn markdown(report: &Report) -> String {
     if !details.is_empty() {
         let _ = writeln!(out, "\nVersions:\n{}", details.join("\n"));
     }
+    let proxied: Vec<String> = report
+        .backends
+        .iter()
+        .filter_map(|b| Some(format!("{} {:.2} ms", b.backend, b.proxy_overhead_ms?)))
+        .collect();
+    if let Some(upstream) = report.backends.iter().find_map(|b| b.proxy_upstream_ms) {
+        let _ = writeln!(
+            out,
+            "\nOne proxied tool call: the upstream alone takes {upstream:.2} ms (median, host \
+             client); the proxy path (sandbox, host, upstream and back) adds {}.",
+            proxied.join(", ")
+        );
+    }
     workload_tables(report, &mut out);
     for b in &report.backends {
         if let (Some(run), Some(warm)) = (&b.engine_run_per_call, &b.warm_pass) {
@@ -655,6 +689,30 @@ fn human_size(bytes: usize) -> String {
         b if b >= 1_000 => format!("{} KB", b / 1_000),
         b => format!("{b} B"),
     }
+}
+
+/// Time `--proxy SERVER.TOOL` through a bridge on `backend`.
+async fn proxied_call(
+    args: &BenchArgs,
+    target: &str,
+    backend: &str,
+    iterations: usize,
+) -> Result<crate::bench_focus::ProxyMedians> {
+    let (server, tool) = target
+        .split_once('.')
+        .context("--proxy takes SERVER.TOOL, e.g. time.get_current_time")?;
+    let proxy_args = mcp_server_code_execution_mode::cli::ProxyBenchArgs {
+        server: server.to_string(),
+        tool: tool.to_string(),
+        arguments: args.proxy_arguments.clone(),
+        iterations: iterations.clamp(5, 100),
+        config: ConfigArgs {
+            backend: Some(backend.to_string()),
+            servers_config: args.servers_config.clone(),
+            ..ConfigArgs::default()
+        },
+    };
+    crate::bench_focus::proxy_medians(&proxy_args).await
 }
 
 /// The backend's probe, for the report's versions line.

@@ -120,8 +120,69 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
+/// Medians of one proxied call, each way.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ProxyMedians {
+    /// The upstream called by the host's own rmcp client.
+    pub(crate) direct: Duration,
+    /// `run_python("pass")` through MCP.
+    pub(crate) pass: Duration,
+    /// `run_python` making the one proxied call.
+    pub(crate) proxied: Duration,
+}
+
+impl ProxyMedians {
+    /// What the proxy path adds over the upstream's own time and an empty run.
+    pub(crate) fn overhead(&self) -> Duration {
+        self.proxied
+            .saturating_sub(self.pass)
+            .saturating_sub(self.direct)
+    }
+}
+
 /// `bench proxy`.
 pub(crate) async fn proxy_report(args: &ProxyBenchArgs) -> Result<String> {
+    let medians = proxy_medians(args).await?;
+    let iterations = args.iterations.max(5);
+    let (direct, pass, proxied, overhead) = (
+        medians.direct,
+        medians.pass,
+        medians.proxied,
+        medians.overhead(),
+    );
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "## One proxied call: `{}.{}` ({iterations} iterations, medians)\n",
+        args.server, args.tool
+    );
+    let _ = writeln!(out, "| measurement | ms |\n|---|---|");
+    let _ = writeln!(
+        out,
+        "| upstream alone (host rmcp client, stdio) | {:.3} |",
+        ms(direct)
+    );
+    let _ = writeln!(
+        out,
+        "| `run_python(\"pass\")` through MCP | {:.3} |",
+        ms(pass)
+    );
+    let _ = writeln!(
+        out,
+        "| `run_python` with one proxied call | {:.3} |",
+        ms(proxied)
+    );
+    let _ = writeln!(
+        out,
+        "| **overhead of the proxy path** | **{:.3}** |",
+        ms(overhead)
+    );
+    Ok(out)
+}
+
+/// Time one proxied call each way: the upstream alone, an empty run, a run making the call.
+pub(crate) async fn proxy_medians(args: &ProxyBenchArgs) -> Result<ProxyMedians> {
     let config = config::resolve(&args.config).map_err(anyhow::Error::msg)?;
     let Value::Object(arguments) = serde_json::from_str::<Value>(&args.arguments)? else {
         bail!("--arguments must be a JSON object");
@@ -175,35 +236,9 @@ pub(crate) async fn proxy_report(args: &ProxyBenchArgs) -> Result<String> {
         proxied.push(run(call_code.clone()).await?);
     }
     client.cancel().await.ok();
-    let (direct, pass, proxied) = (median(direct), median(pass), median(proxied));
-    let overhead = proxied.saturating_sub(pass).saturating_sub(direct);
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "## One proxied call: `{}.{}` ({iterations} iterations, medians)\n",
-        args.server, args.tool
-    );
-    let _ = writeln!(out, "| measurement | ms |\n|---|---|");
-    let _ = writeln!(
-        out,
-        "| upstream alone (host rmcp client, stdio) | {:.3} |",
-        ms(direct)
-    );
-    let _ = writeln!(
-        out,
-        "| `run_python(\"pass\")` through MCP | {:.3} |",
-        ms(pass)
-    );
-    let _ = writeln!(
-        out,
-        "| `run_python` with one proxied call | {:.3} |",
-        ms(proxied)
-    );
-    let _ = writeln!(
-        out,
-        "| **overhead of the proxy path** | **{:.3}** |",
-        ms(overhead)
-    );
-    Ok(out)
+    Ok(ProxyMedians {
+        direct: median(direct),
+        pass: median(pass),
+        proxied: median(proxied),
+    })
 }

@@ -221,6 +221,15 @@ pub struct BenchArgs {
     /// The server binary to drive (default: this executable).
     #[arg(long, hide = true)]
     pub server: Option<PathBuf>,
+    /// Also time one proxied call per backend: `SERVER.TOOL` of a configured MCP server.
+    #[arg(long, value_name = "SERVER.TOOL")]
+    pub proxy: Option<String>,
+    /// Arguments of the proxied call, as a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub proxy_arguments: String,
+    /// An MCP server config file to read first (for `--proxy`); repeatable.
+    #[arg(long)]
+    pub servers_config: Vec<PathBuf>,
 }
 
 /// Focused benchmarks.

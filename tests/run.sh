@@ -133,7 +133,12 @@ BRIDGE_BIN="$bin" INSPECTOR="$inspector" UPSTREAMS_VENV="$upstreams" NPM_PREFIX=
     "$venv/bin/python" -m unittest discover -s tests/e2e -p 'test_*.py' -v
 
 step "bench (smoke: every backend installed here, few iterations)"
-"$bin" bench --backend "wasi$container_backends" --iterations 20 --out "$cache/bench-smoke" >/dev/null
+printf '{"mcpServers": {"time": {"command": "%s"}}}\n' "$TEST_MCP_SERVER_TIME" >"$cache/bench-servers.json"
+"$bin" bench --backend "wasi$container_backends" --iterations 20 --out "$cache/bench-smoke" \
+    --servers-config "$cache/bench-servers.json" --proxy time.get_current_time \
+    --proxy-arguments '{"timezone": "UTC"}' >/dev/null
+grep -q "One proxied tool call" "$cache/bench-smoke/bench.md" \
+    || { echo "bench smoke: the proxied call was not timed" >&2; exit 1; }
 if [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
     for chart in latency.svg latency.png throughput.svg throughput.png; do
         [ -s "$cache/bench-smoke/$chart" ] || { echo "bench smoke: no $chart" >&2; exit 1; }
