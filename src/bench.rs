@@ -560,6 +560,7 @@ fn markdown(report: &Report) -> String {
         );
     }
     workload_tables(report, &mut out);
+    advice(report, &mut out);
     for b in &report.backends {
         if let (Some(run), Some(warm)) = (&b.engine_run_per_call, &b.warm_pass) {
             let _ = writeln!(
@@ -759,4 +760,74 @@ fn throughput_rows(report: &Report) -> Vec<ThroughputRow> {
                 .collect(),
         })
         .collect()
+}
+
+/// Which backend wins what on this machine, from the figures above, and what they cannot
+/// show.
+fn advice(report: &Report, out: &mut String) {
+    let ran: Vec<&BackendReport> = report.backends.iter().filter(|b| b.available).collect();
+    if ran.len() < 2 {
+        return;
+    }
+    let best = |value: &dyn Fn(&BackendReport) -> Option<f64>, lowest: bool| {
+        ran.iter()
+            .filter_map(|b| Some((b.backend.as_str(), value(b)?)))
+            .min_by(|a, b| {
+                let order = a.1.total_cmp(&b.1);
+                if lowest { order } else { order.reverse() }
+            })
+    };
+    let mut lines = Vec::new();
+    if let Some((name, ms)) = best(&|b| Some(b.warm_pass.as_ref()?.median_ms), true) {
+        lines.push(format!("fastest warm call: {name} ({ms:.2} ms median)"));
+    }
+    if let Some((name, ms)) = best(&|b| Some(b.cold_session.as_ref()?.median_ms), true) {
+        lines.push(format!(
+            "fastest new session without the pool: {name} ({ms:.0} ms)"
+        ));
+    }
+    if let Some((name, rate)) = best(
+        &|b| {
+            b.throughput
+                .iter()
+                .map(|t| t.calls_per_sec)
+                .reduce(f64::max)
+        },
+        false,
+    ) {
+        lines.push(format!("most calls per second: {name} ({rate:.0}/s)"));
+    }
+    if let Some((name, mib)) = best(&|b| b.idle_session_host_mib.filter(|m| *m > 0.1), true) {
+        lines.push(format!(
+            "least memory per idle session: {name} ({mib:.1} MiB)"
+        ));
+    }
+    let cpu = |b: &BackendReport| {
+        let ratios: Vec<f64> = b
+            .cpu
+            .iter()
+            .filter_map(|c| Some(c.sandbox_ms / c.host_ms?))
+            .collect();
+        #[allow(clippy::cast_precision_loss, reason = "three programs")]
+        let count = ratios.len() as f64;
+        (!ratios.is_empty()).then(|| ratios.iter().map(|r| r.ln()).sum::<f64>() / count)
+    };
+    if let Some((name, log_ratio)) = best(&cpu, true) {
+        lines.push(format!(
+            "fastest Python: {name} ({:.2}× the host's CPython, geometric mean)",
+            log_ratio.exp()
+        ));
+    }
+    let _ = writeln!(out, "\nOn this machine:\n");
+    for line in lines {
+        let _ = writeln!(out, "- {line}");
+    }
+    let _ = writeln!(
+        out,
+        "\nWhat the figures do not show: `wasi` needs no container engine and no root, has no \
+         network or processes by construction, and runs pure-Python code slower; `podman` and \
+         `docker` run native CPython (C extensions, threads, subprocesses) under cgroup caps, \
+         need an engine, and take `--oci-runtime runsc` for gVisor's kernel between the code \
+         and the host."
+    );
 }

@@ -11,6 +11,8 @@
 mod error;
 pub mod frame;
 pub mod guest;
+#[cfg(feature = "host-python")]
+pub mod host_python;
 mod output;
 pub mod rpc;
 mod sandbox;

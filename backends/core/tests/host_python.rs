@@ -3,101 +3,11 @@
 //! engine's paths that WASI cannot reach be tested for real: the soft interrupt (SIGINT), a
 //! guest that ignores it, a guest that exits, and a guest that forges frames.
 
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use sandbox_core::guest::interpreter_args;
-use sandbox_core::{
-    GuestControl, GuestExit, NoCalls, Probe, RunRequest, RunStatus, Sandbox, SandboxError,
-    SandboxSpec, Session, SessionConfig, StartedGuest,
-};
-use tokio::process::{Child, Command};
-
-#[derive(Debug)]
-struct HostPython;
-
-#[derive(Debug)]
-struct HostControl {
-    pid: u32,
-    child: tokio::sync::Mutex<Child>,
-    exit: Mutex<Option<GuestExit>>,
-}
-
-#[async_trait]
-impl Sandbox for HostPython {
-    fn name(&self) -> &'static str {
-        "host-python"
-    }
-
-    async fn probe(&self) -> Probe {
-        match std::process::Command::new("python3")
-            .arg("--version")
-            .output()
-        {
-            Ok(out) if out.status.success() => Probe::Available {
-                detail: "python3".into(),
-            },
-            _ => Probe::Unavailable {
-                reason: "no python3 on PATH".into(),
-            },
-        }
-    }
-
-    async fn start(&self, _spec: &SandboxSpec) -> Result<StartedGuest, SandboxError> {
-        let mut child = Command::new("python3")
-            .args(interpreter_args())
-            .env_clear()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()?;
-        Ok(StartedGuest {
-            stdin: Box::pin(child.stdin.take().expect("piped")),
-            stdout: Box::pin(child.stdout.take().expect("piped")),
-            stderr: Box::pin(child.stderr.take().expect("piped")),
-            control: Box::new(HostControl {
-                pid: child.id().expect("running"),
-                child: tokio::sync::Mutex::new(child),
-                exit: Mutex::new(None),
-            }),
-        })
-    }
-}
-
-#[async_trait]
-impl GuestControl for HostControl {
-    async fn interrupt(&self) -> Result<(), SandboxError> {
-        let status = Command::new("kill")
-            .args(["-INT", &self.pid.to_string()])
-            .status()
-            .await?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(SandboxError::GuestGone("kill -INT failed".into()))
-        }
-    }
-
-    async fn kill(&self) {
-        let mut child = self.child.lock().await;
-        let _ = child.kill().await;
-        *self.exit.lock().unwrap() = Some(GuestExit::Killed);
-    }
-
-    async fn wait(&self) -> GuestExit {
-        if let Some(exit) = self.exit.lock().unwrap().clone() {
-            return exit;
-        }
-        let status = self.child.lock().await.wait().await;
-        match status.ok().and_then(|s| s.code()) {
-            Some(code) => GuestExit::Exited(code),
-            None => GuestExit::Crashed("killed by a signal".into()),
-        }
-    }
-}
+use sandbox_core::host_python::HostPython;
+use sandbox_core::{NoCalls, RunRequest, RunStatus, Sandbox, SandboxSpec, Session, SessionConfig};
 
 fn config() -> SessionConfig {
     SessionConfig {
