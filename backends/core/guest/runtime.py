@@ -577,9 +577,6 @@ class OutFiles:
         except OSError:
             pass
 
-    def begin(self) -> None:
-        pass
-
     def spool_path(self, run_id: int, stream: str) -> str | None:
         return f"{OUT_DIR}/{stream}-run-{run_id}.txt" if self.enabled else None
 
@@ -2351,7 +2348,6 @@ class Session:
         saved_tools: str | None,
         stream_output: bool = False,
     ) -> bytes:
-        self._out_files.begin()
         streamer = OutputStreamer(self._send, run_id) if stream_output else None
         self._stdout.begin(
             self.output_limit, self._out_files.spool_path(run_id, "stdout"), streamer
