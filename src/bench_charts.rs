@@ -91,6 +91,21 @@ fn failed(e: impl std::fmt::Display) -> String {
     format!("drawing a chart failed: {e}")
 }
 
+/// Draw the legend and write the chart out.
+fn finish<'a, DB: DrawingBackend + 'a, X: Ranged, Y: Ranged>(
+    root: &DrawingArea<DB, Shift>,
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 15))
+        .draw()
+        .map_err(failed)?;
+    root.present().map_err(failed)
+}
+
 /// A bar series: its label and how to read its value.
 type Series = (&'static str, fn(&LatencyRow) -> f64);
 
@@ -155,14 +170,7 @@ fn draw_latency<DB: DrawingBackend>(
             .label(*label)
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 12, y + 6)], colour.filled()));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 15))
-        .draw()
-        .map_err(failed)?;
-    root.present().map_err(failed)
+    finish(root, &mut chart)
 }
 
 /// Calls per second by sessions called at once, one line per backend.
@@ -230,12 +238,5 @@ fn draw_throughput<DB: DrawingBackend>(
             .draw_series(points.iter().map(|p| Circle::new(*p, 4, colour.filled())))
             .map_err(failed)?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 15))
-        .draw()
-        .map_err(failed)?;
-    root.present().map_err(failed)
+    finish(root, &mut chart)
 }
