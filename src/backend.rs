@@ -30,6 +30,10 @@ pub fn build_kind(config: &Config, kind: BackendKind) -> Result<Arc<dyn Sandbox>
             "this build has no {} backend (feature backend-container)",
             kind.name()
         )),
+        #[cfg(feature = "backend-oci")]
+        BackendKind::Oci => Ok(Arc::new(oci::sandbox()?)),
+        #[cfg(not(feature = "backend-oci"))]
+        BackendKind::Oci => Err("this build has no oci backend (feature backend-oci)".into()),
     }
 }
 
@@ -73,6 +77,28 @@ pub mod container {
             oci_runtime: config.oci_runtime.clone(),
             rootfs: Rootfs::in_cache(&cache),
         }))
+    }
+}
+
+/// The direct OCI backend (youki's libcontainer), which re-executes this binary as its shim.
+#[cfg(feature = "backend-oci")]
+pub mod oci {
+    use sandbox_oci::OciOptions;
+    pub use sandbox_oci::{OciSandbox, SHIM_SUBCOMMAND, shim};
+    use sandbox_rootfs::Rootfs;
+
+    /// The OCI backend as configured: the root filesystem from `MCP_BRIDGE_ROOTFS`, else
+    /// the cache dir's.
+    pub fn sandbox() -> Result<OciSandbox, String> {
+        let shim = std::env::current_exe()
+            .map_err(|e| format!("cannot find this binary to run as the oci shim: {e}"))?;
+        let rootfs = match std::env::var_os(crate::env::ROOTFS).filter(|v| !v.is_empty()) {
+            Some(dir) => Rootfs::at(dir.into()),
+            None => Rootfs::in_cache(&super::cache_dir().ok_or(
+                "no cache directory: set MCP_BRIDGE_CACHE_DIR or HOME so the root filesystem can be built",
+            )?),
+        };
+        Ok(OciSandbox::new(OciOptions { shim, rootfs }))
     }
 }
 

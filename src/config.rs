@@ -21,11 +21,13 @@ pub enum BackendKind {
     Podman,
     /// One container per session under Docker.
     Docker,
+    /// One container per session made directly with youki's libcontainer, no engine.
+    Oci,
 }
 
 impl BackendKind {
     /// Every backend, in the order reports list them.
-    pub const ALL: [Self; 3] = [Self::Wasi, Self::Podman, Self::Docker];
+    pub const ALL: [Self; 4] = [Self::Wasi, Self::Podman, Self::Docker, Self::Oci];
 
     /// The backend's name in configuration and reports.
     pub fn name(self) -> &'static str {
@@ -33,6 +35,7 @@ impl BackendKind {
             Self::Wasi => "wasi",
             Self::Podman => "podman",
             Self::Docker => "docker",
+            Self::Oci => "oci",
         }
     }
 
@@ -42,11 +45,9 @@ impl BackendKind {
             "wasi" => Ok(Self::Wasi),
             "podman" => Ok(Self::Podman),
             "docker" => Ok(Self::Docker),
-            "oci" => Err(format!(
-                "the {text} backend is not part of this build yet; use wasi, podman or docker"
-            )),
+            "oci" => Ok(Self::Oci),
             other => Err(format!(
-                "unknown backend {other:?}; expected wasi, podman or docker"
+                "unknown backend {other:?}; expected wasi, podman, docker or oci"
             )),
         }
     }

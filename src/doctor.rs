@@ -13,7 +13,6 @@ use sandbox_core::Probe;
 use serde_json::{Value, json};
 
 /// Backends this build does not contain yet, with why.
-const ABSENT_BACKENDS: [&str; 1] = ["oci"];
 
 /// Files under `dir` (one level), with sizes.
 fn files_in(dir: &Path) -> Vec<(String, u64)> {
@@ -59,10 +58,6 @@ pub(crate) async fn report(args: &DoctorArgs) -> Result<String> {
         };
         backends.push(json!({"backend": kind.name(), "available": available,
             "detail": detail, "configured": kind == config.backend}));
-    }
-    for name in ABSENT_BACKENDS {
-        backends.push(json!({"backend": name, "available": false,
-            "detail": "not part of this build yet"}));
     }
     let cache = backend::cache_dir();
     let caches: Vec<Value> = cache

@@ -1,6 +1,6 @@
 //! Every environment variable the bridge reads, in one place.
 
-/// Sandbox backend: `wasi` (default), `podman`, `docker`.
+/// Sandbox backend: `wasi` (default), `podman`, `docker`, `oci`.
 pub const BACKEND: &str = "MCP_BRIDGE_BACKEND";
 /// Container engine for the container backend: `auto`, `podman` or `docker`.
 pub const RUNTIME: &str = "MCP_BRIDGE_RUNTIME";
@@ -8,6 +8,9 @@ pub const RUNTIME: &str = "MCP_BRIDGE_RUNTIME";
 pub const IMAGE: &str = "MCP_BRIDGE_IMAGE";
 /// OCI runtime the container engines run sandboxes with, e.g. `runsc` (ours).
 pub const OCI_RUNTIME: &str = "MCP_BRIDGE_OCI_RUNTIME";
+/// A built Debian root filesystem for the oci backend, instead of the one in the cache dir
+/// (rootless users point it at a tree root built, since only root can run debootstrap).
+pub const ROOTFS: &str = "MCP_BRIDGE_ROOTFS";
 /// Debian mirror for building the container root filesystem (read by `sandbox-rootfs`).
 pub const DEBIAN_MIRROR: &str = "MCP_BRIDGE_DEBIAN_MIRROR";
 /// Default per-run timeout.

@@ -30,6 +30,11 @@ use sandbox_core::SessionConfig;
 use sandbox_core::frame::CatalogueEntry;
 
 fn main() -> ExitCode {
+    // The oci backend's shim: before anything else, and never inside an async runtime.
+    #[cfg(feature = "backend-oci")]
+    if std::env::args_os().nth(1).as_deref() == Some(backend::oci::SHIM_SUBCOMMAND.as_ref()) {
+        return run_oci_shim();
+    }
     let cli = Cli::parse();
     // A panic is a bug: log it as one line on stderr, never a backtrace with host paths.
     std::panic::set_hook(Box::new(|info| {
@@ -242,6 +247,20 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
+}
+
+/// The oci backend's shim: a synchronous process; errors go to stderr, which a failed start
+/// reports.
+#[cfg(feature = "backend-oci")]
+fn run_oci_shim() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .without_time()
+        .with_max_level(tracing::Level::ERROR)
+        .init();
+    let request = std::env::args().nth(2).unwrap_or_default();
+    backend::oci::shim::main(&request)
 }
 
 /// `provision`: fetch, verify and precompile the interpreter, then prove a session starts.

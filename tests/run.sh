@@ -66,12 +66,12 @@ container_backends=""
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     if ! command -v podman >/dev/null || ! command -v dockerd >/dev/null \
         || ! command -v debootstrap >/dev/null || ! command -v runc >/dev/null \
-        || ! command -v runsc >/dev/null \
+        || ! command -v runsc >/dev/null || ! pkg-config --exists libseccomp 2>/dev/null \
         || [ ! -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
         apt-get install -y -qq podman runc uidmap slirp4netns fuse-overlayfs catatonit \
-            docker.io debootstrap runsc fonts-dejavu-core >/dev/null
+            docker.io debootstrap runsc fonts-dejavu-core libseccomp-dev pkg-config >/dev/null
     fi
     # Debian 12's crun rejects the hybrid cgroup layout of these hosts; runc works. Engines
     # copy the host's process rlimit unless told, which fails without CAP_SYS_RESOURCE.

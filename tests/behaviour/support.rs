@@ -82,8 +82,13 @@ impl TestBackend {
         }
     }
 
-    /// True when it runs containers under an engine.
+    /// True when it runs containers (under an engine, or directly with libcontainer).
     pub(crate) fn is_container(&self) -> bool {
+        matches!(self.backend(), "podman" | "docker" | "oci")
+    }
+
+    /// True when it runs containers under an engine with a `ps` command.
+    fn uses_engine(&self) -> bool {
         matches!(self.backend(), "podman" | "docker")
     }
 }
@@ -94,11 +99,13 @@ fn probe(backend: TestBackend) -> &'static Result<(), String> {
     static PODMAN: OnceLock<Result<(), String>> = OnceLock::new();
     static DOCKER: OnceLock<Result<(), String>> = OnceLock::new();
     static PODMAN_GVISOR: OnceLock<Result<(), String>> = OnceLock::new();
+    static OCI: OnceLock<Result<(), String>> = OnceLock::new();
     let cell = match backend.name {
         "podman_gvisor" => &PODMAN_GVISOR,
         "wasi" => &WASI,
         "podman" => &PODMAN,
         "docker" => &DOCKER,
+        "oci" => &OCI,
         other => panic!("no probe for backend {other}"),
     };
     cell.get_or_init(|| {
@@ -415,7 +422,10 @@ pub(crate) fn leftovers(backend: &TestBackend, pid: u32) -> Result<Vec<String>> 
                 || *name == format!("mcp-container-{pid}")
         })
         .collect();
-    if backend.is_container() {
+    if backend.backend() == "oci" {
+        found.extend(oci_leftovers(pid));
+    }
+    if backend.uses_engine() {
         let output = std::process::Command::new(backend.backend())
             .args([
                 "ps",
@@ -441,4 +451,34 @@ pub(crate) fn leftovers(backend: &TestBackend, pid: u32) -> Result<Vec<String>> 
         );
     }
     Ok(found)
+}
+
+/// What the oci backend keeps per container of bridge `pid`: libcontainer state, bundles,
+/// cgroups, and live container processes.
+fn oci_leftovers(pid: u32) -> Vec<String> {
+    let prefix = format!("mcp-{pid}-");
+    let ours = |name: &str| name.starts_with(&prefix);
+    let mut found = Vec::new();
+    let mut list = |dir: std::path::PathBuf| {
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if ours(&name) {
+                    found.push(format!("{}", dir.join(name).display()));
+                }
+            }
+        }
+    };
+    let state = std::path::Path::new("/run/mcp-sandbox-oci");
+    list(state.to_path_buf());
+    list(state.join("bundles"));
+    list(std::path::PathBuf::from("/sys/fs/cgroup/mcp-sandbox"));
+    if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
+        for controller in controllers.flatten() {
+            list(controller.path().join("mcp-sandbox"));
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
 }

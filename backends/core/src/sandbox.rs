@@ -57,6 +57,12 @@ pub trait Sandbox: Send + Sync + fmt::Debug {
         None
     }
 
+    /// Limits of the [`SandboxSpec`] this backend cannot enforce on this host, one sentence
+    /// each saying what applies instead. Empty when every limit holds; replies list these.
+    fn unenforced_limits(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Release what the backend holds beyond its guests (helper services, leftover guests)
     /// before the process exits. Called once, after every session was shut down.
     async fn shutdown(&self) {}

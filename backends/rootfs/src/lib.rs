@@ -81,6 +81,11 @@ impl Rootfs {
         }
     }
 
+    /// A tree at `dir`, built elsewhere (by root, for a rootless user).
+    pub fn at(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
     /// The tree's directory (present only once built).
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -1,0 +1,375 @@
+//! The OCI runtime spec (`config.json`) of one session's container, built in code.
+//!
+//! Everything is denied unless listed: every namespace of its own (user namespace when
+//! rootless), a read-only root, size-capped tmpfs scratch, no capabilities,
+//! `no_new_privileges`, runc's masked and read-only `/proc` paths, rlimits, cgroup limits
+//! where they can be enforced, and a seccomp filter that refuses the syscalls a sandboxed
+//! interpreter never needs (see [`denied_syscalls`]).
+
+use std::path::{Path, PathBuf};
+
+use sandbox_core::SandboxSpec;
+use serde_json::{Value, json};
+
+use crate::mode::{IdMap, Limits};
+
+/// The interpreter inside the root filesystem.
+pub(crate) const PYTHON: &str = "/usr/bin/python3";
+
+/// The guest's environment when the spec grants none.
+const BASE_ENV: [&str; 3] = [
+    "PATH=/usr/local/bin:/usr/bin:/bin",
+    "LANG=C.UTF-8",
+    "PYTHONDONTWRITEBYTECODE=1",
+];
+
+/// Period of the CPU quota, in microseconds.
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// Open files per process.
+const NOFILE: u64 = 1024;
+
+/// Size of the `/dev` and `/dev/shm` tmpfs mounts.
+const DEV_SIZE: &str = "size=65536k";
+
+/// Paths under `/proc` hidden from the guest (runc's defaults).
+const MASKED_PATHS: [&str; 10] = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+
+/// Paths under `/proc` the guest may read but not write (runc's defaults).
+const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Namespace flags that `clone` may not be given (`CLONE_NEWNS`, `CLONE_NEWCGROUP`,
+/// `CLONE_NEWUTS`, `CLONE_NEWIPC`, `CLONE_NEWUSER`, `CLONE_NEWPID`, `CLONE_NEWNET`).
+const CLONE_NAMESPACE_FLAGS: [u64; 7] = [
+    0x0002_0000,
+    0x0200_0000,
+    0x0400_0000,
+    0x0800_0000,
+    0x1000_0000,
+    0x2000_0000,
+    0x4000_0000,
+];
+
+/// Syscalls the guest is refused with `EPERM`: mounting and changing root, tracing other
+/// processes, loading code into the kernel (modules, BPF, kexec), keyrings, new namespaces,
+/// perf events, clocks, swap, reboot, and the 32-bit and legacy entry points that bypass the
+/// rest. Python never needs any of them.
+pub(crate) fn denied_syscalls() -> &'static [&'static str] {
+    &[
+        "acct",
+        "add_key",
+        "adjtimex",
+        "bpf",
+        "chroot",
+        "clock_adjtime",
+        "clock_settime",
+        "create_module",
+        "delete_module",
+        "finit_module",
+        "fsconfig",
+        "fsmount",
+        "fsopen",
+        "fspick",
+        "get_kernel_syms",
+        "init_module",
+        "io_uring_enter",
+        "io_uring_register",
+        "io_uring_setup",
+        "ioperm",
+        "iopl",
+        "kcmp",
+        "kexec_file_load",
+        "kexec_load",
+        "keyctl",
+        "lookup_dcookie",
+        "mount",
+        "mount_setattr",
+        "move_mount",
+        "name_to_handle_at",
+        "nfsservctl",
+        "open_by_handle_at",
+        "open_tree",
+        "perf_event_open",
+        "personality",
+        "pivot_root",
+        "process_vm_readv",
+        "process_vm_writev",
+        "ptrace",
+        "query_module",
+        "quotactl",
+        "reboot",
+        "request_key",
+        "setns",
+        "settimeofday",
+        "swapoff",
+        "swapon",
+        "syslog",
+        "umount",
+        "umount2",
+        "unshare",
+        "uselib",
+        "userfaultfd",
+        "vm86",
+        "vm86old",
+    ]
+}
+
+/// Everything `config.json` depends on besides the [`SandboxSpec`].
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    /// The shared, read-only Debian root filesystem.
+    pub(crate) rootfs: PathBuf,
+    /// The guest's arguments after the interpreter.
+    pub(crate) args: Vec<String>,
+    /// Id maps of the user namespace, when the container gets one (rootless).
+    pub(crate) id_map: Option<IdMap>,
+    /// The guest's `uid:gid` inside the container.
+    pub(crate) user: (u32, u32),
+    /// Which limits the host can enforce in this mode.
+    pub(crate) limits: Limits,
+    /// The container's cgroup, when cgroups are used.
+    pub(crate) cgroups_path: Option<String>,
+}
+
+/// The container's spec as JSON.
+pub(crate) fn config(spec: &SandboxSpec, plan: &Plan) -> Value {
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "network"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+        json!({"type": "cgroup"}),
+    ];
+    let mut linux = json!({
+        "maskedPaths": MASKED_PATHS,
+        "readonlyPaths": READONLY_PATHS,
+        "seccomp": seccomp(),
+    });
+    if let Some(map) = &plan.id_map {
+        namespaces.push(json!({"type": "user"}));
+        linux["uidMappings"] = map.uid_json();
+        linux["gidMappings"] = map.gid_json();
+    }
+    linux["namespaces"] = json!(namespaces);
+    if let Some(path) = &plan.cgroups_path {
+        linux["cgroupsPath"] = json!(path);
+        linux["resources"] = resources(spec, plan.limits);
+    }
+    let env: Vec<String> = if spec.env().is_empty() {
+        BASE_ENV.iter().map(ToString::to_string).collect()
+    } else {
+        spec.env().iter().map(|(k, v)| format!("{k}={v}")).collect()
+    };
+    let args: Vec<String> = std::iter::once(PYTHON.to_string())
+        .chain(plan.args.iter().cloned())
+        .collect();
+    let no_caps: [&str; 0] = [];
+    json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": plan.user.0, "gid": plan.user.1, "additionalGids": []},
+            "args": args,
+            "env": env,
+            "cwd": "/workspace",
+            "capabilities": {
+                "bounding": no_caps, "effective": no_caps, "inheritable": no_caps,
+                "permitted": no_caps, "ambient": no_caps,
+            },
+            "rlimits": rlimits(spec, plan.limits),
+            "noNewPrivileges": true,
+        },
+        "root": {"path": plan.rootfs, "readonly": true},
+        "hostname": "sandbox",
+        "mounts": mounts(spec),
+        "linux": linux,
+    })
+}
+
+/// Parse the JSON as a spec, as libcontainer will.
+#[cfg(test)]
+fn typed(config: &Value) -> Result<libcontainer::oci_spec::runtime::Spec, serde_json::Error> {
+    serde_json::from_value(config.clone())
+}
+
+/// Write the bundle: `config.json` in `dir`.
+pub(crate) fn write(dir: &Path, config: &Value) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(config).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("config.json"), bytes)
+}
+
+fn mounts(spec: &SandboxSpec) -> Vec<Value> {
+    let scratch = format!("size={}", spec.scratch_bytes());
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc",
+               "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "strictatime", "mode=755", DEV_SIZE]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+               "options": ["nosuid", "noexec", "nodev", "mode=1777", DEV_SIZE]}),
+        json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "nodev", "mode=1777", scratch]}),
+        json!({"destination": "/workspace", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "nodev", "mode=1777", scratch]}),
+    ];
+    for mount in spec.read_only_mounts() {
+        mounts.push(json!({
+            "destination": mount.guest, "type": "bind", "source": mount.host,
+            "options": ["rbind", "ro", "nosuid", "nodev", "noexec"],
+        }));
+    }
+    mounts
+}
+
+fn rlimits(spec: &SandboxSpec, limits: Limits) -> Vec<Value> {
+    let limit = |kind: &str, value: u64| json!({"type": kind, "hard": value, "soft": value});
+    let mut rlimits = vec![
+        limit("RLIMIT_NOFILE", NOFILE),
+        limit("RLIMIT_CORE", 0),
+        // Per process, so a memory bomb gets a MemoryError instead of ending the session.
+        limit("RLIMIT_DATA", spec.memory_bytes()),
+    ];
+    if !limits.pids {
+        // Without a pids cgroup, the per-user process limit is what stops a fork bomb.
+        rlimits.push(limit("RLIMIT_NPROC", u64::from(spec.pids())));
+    }
+    rlimits
+}
+
+fn resources(spec: &SandboxSpec, limits: Limits) -> Value {
+    let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    if limits.memory {
+        resources["memory"] = json!({"limit": spec.memory_bytes(), "swap": spec.memory_bytes()});
+    }
+    if limits.pids {
+        resources["pids"] = json!({"limit": spec.pids()});
+    }
+    if limits.cpu
+        && let Some(cpus) = spec.cpus()
+    {
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "a positive core count times the period fits easily"
+        )]
+        let quota = (cpus * CPU_PERIOD_US as f64).round() as i64;
+        resources["cpu"] = json!({"quota": quota, "period": CPU_PERIOD_US});
+    }
+    resources
+}
+
+fn seccomp() -> Value {
+    let mut rules = vec![json!({
+        "names": denied_syscalls(), "action": "SCMP_ACT_ERRNO", "errnoRet": libc_eperm(),
+    })];
+    for flag in CLONE_NAMESPACE_FLAGS {
+        rules.push(json!({
+            "names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc_eperm(),
+            "args": [{"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}],
+        }));
+    }
+    // clone3 passes its flags in memory a filter cannot read: answer "not implemented", and
+    // the C library falls back to clone, whose flags the rules above check.
+    rules.push(json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}));
+    json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules})
+}
+
+/// `EPERM`.
+const fn libc_eperm() -> u32 {
+    1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(limits: Limits, id_map: Option<IdMap>) -> Plan {
+        Plan {
+            rootfs: PathBuf::from("/srv/rootfs"),
+            args: vec!["-I".into(), "-S".into(), "-c".into(), "pass".into()],
+            id_map,
+            user: (65534, 65534),
+            limits,
+            cgroups_path: limits.any().then(|| "/mcp-sandbox/test".to_string()),
+        }
+    }
+
+    #[test]
+    fn the_root_mode_spec_is_valid_and_locked_down() {
+        let spec = SandboxSpec::builder().cpus(Some(0.5)).build().unwrap();
+        let config = config(&spec, &plan(Limits::all(), None));
+        let typed = typed(&config).expect("a valid OCI spec");
+        let process = typed.process().as_ref().unwrap();
+        assert_eq!(process.no_new_privileges(), Some(true));
+        let caps = process.capabilities().as_ref().unwrap();
+        assert!(caps.bounding().as_ref().unwrap().is_empty());
+        assert!(caps.effective().as_ref().unwrap().is_empty());
+        assert_eq!(typed.root().as_ref().unwrap().readonly(), Some(true));
+        let linux = typed.linux().as_ref().unwrap();
+        let resources = linux.resources().as_ref().unwrap();
+        assert_eq!(
+            resources.memory().as_ref().unwrap().limit(),
+            Some(i64::try_from(spec.memory_bytes()).unwrap())
+        );
+        assert_eq!(resources.cpu().as_ref().unwrap().quota(), Some(50_000));
+        assert!(
+            linux.uid_mappings().is_none(),
+            "root mode runs without a user namespace"
+        );
+        let names: Vec<String> = linux
+            .seccomp()
+            .as_ref()
+            .unwrap()
+            .syscalls()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .flat_map(|rule| rule.names().clone())
+            .collect();
+        for needed in [
+            "mount",
+            "ptrace",
+            "bpf",
+            "keyctl",
+            "unshare",
+            "setns",
+            "kexec_load",
+        ] {
+            assert!(names.iter().any(|n| n == needed), "{needed} is denied");
+        }
+    }
+
+    #[test]
+    fn rootless_without_cgroups_falls_back_to_rlimits_and_maps_ids() {
+        let spec = SandboxSpec::default();
+        let map = IdMap::rootless(1000, 1000, Some((100_000, 65536)), Some((100_000, 65536)));
+        let config = config(&spec, &plan(Limits::none(), Some(map)));
+        typed(&config).expect("a valid OCI spec");
+        assert!(config["linux"].get("resources").is_none());
+        assert!(config["linux"].get("cgroupsPath").is_none());
+        let rlimits = config["process"]["rlimits"].as_array().unwrap();
+        assert!(rlimits.iter().any(|r| r["type"] == "RLIMIT_NPROC"));
+        assert_eq!(config["linux"]["uidMappings"][0]["hostID"], 1000);
+        assert_eq!(config["linux"]["uidMappings"][1]["hostID"], 100_000);
+        let namespaces = config["linux"]["namespaces"].as_array().unwrap();
+        assert!(namespaces.iter().any(|n| n["type"] == "user"));
+    }
+}

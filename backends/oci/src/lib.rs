@@ -1,0 +1,242 @@
+//! `sandbox-oci`: the direct OCI backend. Each session is one container made with youki's
+//! libcontainer, with no container engine or daemon in between.
+//!
+//! libcontainer forks, so it never runs inside the bridge's async runtime: for each
+//! container the bridge re-executes its own binary as a small shim ([`shim::main`], under
+//! the hidden subcommand [`SHIM_SUBCOMMAND`]), which creates and starts the container from a
+//! spec built in code ([`bundle`]) and supervises it. The guest's standard streams are the
+//! shim's pipes, inherited by the container, so a call is a frame round trip over a pipe.
+//!
+//! As root, containers get cgroup memory, pids and CPU limits. Rootless, they get a user
+//! namespace mapping the caller's subordinate ids, and whatever limits cannot be enforced
+//! are named by [`Sandbox::unenforced_limits`], in the probe and in every reply.
+#![forbid(unsafe_code)]
+
+mod bundle;
+mod error;
+mod guest;
+mod mode;
+mod owner;
+mod protocol;
+pub mod shim;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use sandbox_core::{Probe, Sandbox, SandboxError, SandboxSpec, StartedGuest};
+use sandbox_rootfs::Rootfs;
+use tokio::net::UnixListener;
+use tokio::sync::OnceCell;
+use tracing::debug;
+
+pub use error::OciError;
+pub use protocol::SHIM_SUBCOMMAND;
+
+use crate::bundle::Plan;
+use crate::mode::Mode;
+use crate::protocol::ShimRequest;
+
+/// The backend's name.
+pub const BACKEND_NAME: &str = "oci";
+
+/// The cgroup (under each controller) that holds every session's cgroup.
+const CGROUP_PARENT: &str = "mcp-sandbox";
+
+/// How the OCI backend is set up.
+#[derive(Debug, Clone)]
+pub struct OciOptions {
+    /// The binary to re-execute as the shim (normally the bridge's own).
+    pub shim: PathBuf,
+    /// The Debian root filesystem the containers run.
+    pub rootfs: Rootfs,
+}
+
+/// The direct OCI backend.
+#[derive(Debug)]
+pub struct OciSandbox {
+    options: OciOptions,
+    mode: Mode,
+    state_root: PathBuf,
+    swept: OnceCell<()>,
+}
+
+impl OciSandbox {
+    /// A backend with these options; it looks at the host now and touches nothing until used.
+    pub fn new(options: OciOptions) -> Self {
+        let mode = Mode::detect();
+        let state_root = mode::state_root(mode.root);
+        Self {
+            options,
+            mode,
+            state_root,
+            swept: OnceCell::new(),
+        }
+    }
+
+    /// The root filesystem, built first when missing (as root only).
+    pub async fn ensure_rootfs(&self) -> Result<PathBuf, OciError> {
+        let rootfs = &self.options.rootfs;
+        if rootfs.is_built() || self.mode.root {
+            return Ok(rootfs.ensure().await?.to_path_buf());
+        }
+        Err(OciError::NoRootfs(rootfs.dir().to_path_buf()))
+    }
+
+    /// The state directory, made private to this user, with the containers of crashed
+    /// bridges removed (once per process).
+    async fn prepare_state(&self) -> Result<(), OciError> {
+        self.swept
+            .get_or_try_init(|| async {
+                let bundles = self.state_root.join(shim::BUNDLES);
+                std::fs::create_dir_all(&bundles)
+                    .map_err(|e| OciError::io("cannot create", &bundles, e))?;
+                std::fs::set_permissions(&self.state_root, std::fs::Permissions::from_mode(0o700))
+                    .map_err(|e| OciError::io("cannot restrict", &self.state_root, e))?;
+                let sweep = ShimRequest::Sweep {
+                    state_root: self.state_root.clone(),
+                };
+                let status = tokio::process::Command::new(&self.options.shim)
+                    .arg(SHIM_SUBCOMMAND)
+                    .arg(serde_json::to_string(&sweep).expect("a request serialises"))
+                    .env_clear()
+                    .stdin(std::process::Stdio::null())
+                    .status()
+                    .await;
+                debug!(?status, "swept the containers of crashed bridges");
+                Ok(())
+            })
+            .await
+            .map(|()| ())
+    }
+
+    fn plan(&self, rootfs: PathBuf, id: &str, spec: &SandboxSpec) -> Plan {
+        let mut args: Vec<String> = sandbox_core::guest::interpreter_args()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        args.shrink_to_fit();
+        let user = match &self.mode.id_map {
+            // Without a subordinate range only container root is mapped; it has no
+            // capabilities either way.
+            Some(map) if !map.maps(spec.user().0) => (0, 0),
+            _ => spec.user(),
+        };
+        Plan {
+            rootfs,
+            args,
+            id_map: self.mode.id_map.clone(),
+            user,
+            limits: self.mode.limits,
+            cgroups_path: self
+                .mode
+                .limits
+                .any()
+                .then(|| format!("/{CGROUP_PARENT}/{id}")),
+        }
+    }
+
+    /// The memory cgroup directory of container `id`, for the OOM-kill count.
+    fn memory_cgroup(&self, id: &str) -> Option<PathBuf> {
+        if !self.mode.limits.memory {
+            return None;
+        }
+        let root = Path::new("/sys/fs/cgroup");
+        Some(match self.mode.cgroup_version {
+            "v1" => root.join("memory").join(CGROUP_PARENT).join(id),
+            _ => root.join(CGROUP_PARENT).join(id),
+        })
+    }
+
+    fn probe_detail(&self) -> Result<String, OciError> {
+        if !self.options.shim.is_file() {
+            return Err(OciError::NoShim(self.options.shim.clone()));
+        }
+        let rootfs = &self.options.rootfs;
+        let rootfs_state = if rootfs.is_built() {
+            format!("root filesystem {}", rootfs.dir().display())
+        } else if self.mode.root {
+            format!(
+                "root filesystem {} is built with debootstrap on first use",
+                rootfs.dir().display()
+            )
+        } else {
+            return Err(OciError::NoRootfs(rootfs.dir().to_path_buf()));
+        };
+        let who = if self.mode.root {
+            "root".to_string()
+        } else {
+            let userns = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+                .ok()
+                .and_then(|n| n.trim().parse::<u64>().ok());
+            if userns == Some(0) {
+                return Err(OciError::NoUserNamespaces);
+            }
+            match &self.mode.id_map {
+                Some(map) if map.maps(65534) => {
+                    "rootless, user namespace over the subordinate ids".to_string()
+                }
+                _ => "rootless, user namespace mapping only this user (no /etc/subuid range)"
+                    .to_string(),
+            }
+        };
+        let limits = if self.mode.unenforced.is_empty() {
+            "memory, pids and CPU limits enforced".to_string()
+        } else {
+            format!("NOT enforced: {}", self.mode.unenforced.join("; "))
+        };
+        Ok(format!(
+            "libcontainer 0.7 ({who}), cgroup {}, seccomp denies {} syscalls, {limits}, {rootfs_state}",
+            self.mode.cgroup_version,
+            bundle::denied_syscalls().len() + 2,
+        ))
+    }
+}
+
+#[async_trait]
+impl Sandbox for OciSandbox {
+    fn name(&self) -> &'static str {
+        BACKEND_NAME
+    }
+
+    async fn probe(&self) -> Probe {
+        match self.probe_detail() {
+            Ok(detail) => Probe::Available { detail },
+            Err(e) => Probe::Unavailable {
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    fn unenforced_limits(&self) -> Vec<String> {
+        self.mode.unenforced.clone()
+    }
+
+    async fn start(&self, spec: &SandboxSpec) -> Result<StartedGuest, SandboxError> {
+        let rootfs = self.ensure_rootfs().await.map_err(OciError::into_sandbox)?;
+        self.prepare_state().await.map_err(OciError::into_sandbox)?;
+        let id = owner::new_id();
+        let bundle_dir = shim::bundle_dir(&self.state_root, &id);
+        let config = bundle::config(spec, &self.plan(rootfs, &id, spec));
+        let control = bundle_dir.join("control.sock");
+        let listener = (|| {
+            std::fs::create_dir(&bundle_dir)?;
+            bundle::write(&bundle_dir, &config)?;
+            UnixListener::bind(&control)
+        })()
+        .map_err(|e| OciError::io("cannot prepare the bundle", &bundle_dir, e).into_sandbox())?;
+        let request = ShimRequest::Run {
+            id,
+            state_root: self.state_root.clone(),
+            bundle: bundle_dir.clone(),
+            control,
+            memory_cgroup: self
+                .memory_cgroup(&bundle_dir.file_name().unwrap_or_default().to_string_lossy()),
+        };
+        let started = guest::start(&self.options.shim, &request, listener).await;
+        if started.is_err() {
+            let _ = std::fs::remove_dir_all(&bundle_dir);
+        }
+        started
+    }
+}

@@ -1,0 +1,284 @@
+//! What this host lets the backend do: root or rootless, which ids the user namespace maps,
+//! and which limits cgroups can enforce. Where a limit cannot be enforced, [`Mode::unenforced`]
+//! names it, and the probe and every reply say so.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+/// Where cgroup v2 (unified) or v1 controllers are mounted.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Which cgroup limits apply to a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Memory (and swap) cap.
+    pub(crate) memory: bool,
+    /// Process-count cap.
+    pub(crate) pids: bool,
+    /// CPU quota.
+    pub(crate) cpu: bool,
+}
+
+impl Limits {
+    /// Every limit.
+    #[cfg(test)]
+    pub(crate) const fn all() -> Self {
+        Self {
+            memory: true,
+            pids: true,
+            cpu: true,
+        }
+    }
+    /// No cgroup limit at all.
+    pub(crate) const fn none() -> Self {
+        Self {
+            memory: false,
+            pids: false,
+            cpu: false,
+        }
+    }
+    /// True when at least one limit is enforced by a cgroup.
+    pub(crate) const fn any(self) -> bool {
+        self.memory || self.pids || self.cpu
+    }
+}
+
+/// The uid and gid maps of a rootless container's user namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IdMap {
+    uids: Vec<(u32, u32, u32)>,
+    gids: Vec<(u32, u32, u32)>,
+}
+
+impl IdMap {
+    /// Container root is the caller; container ids 1.. are the caller's subordinate range,
+    /// when it has one.
+    pub(crate) fn rootless(
+        uid: u32,
+        gid: u32,
+        sub_uids: Option<(u32, u32)>,
+        sub_gids: Option<(u32, u32)>,
+    ) -> Self {
+        let map = |own: u32, sub: Option<(u32, u32)>| {
+            let mut ranges = vec![(0, own, 1)];
+            if let Some((start, count)) = sub {
+                ranges.push((1, start, count));
+            }
+            ranges
+        };
+        Self {
+            uids: map(uid, sub_uids),
+            gids: map(gid, sub_gids),
+        }
+    }
+
+    /// True when container id `id` is mapped for both users and groups.
+    pub(crate) fn maps(&self, id: u32) -> bool {
+        let inside = |ranges: &[(u32, u32, u32)]| {
+            ranges
+                .iter()
+                .any(|&(start, _, count)| id >= start && id - start < count)
+        };
+        inside(&self.uids) && inside(&self.gids)
+    }
+
+    fn ranges_json(ranges: &[(u32, u32, u32)]) -> Value {
+        json!(
+            ranges
+                .iter()
+                .map(|&(container, host, size)| {
+                    json!({"containerID": container, "hostID": host, "size": size})
+                })
+                .collect::<Vec<_>>()
+        )
+    }
+    /// `uidMappings` of the spec.
+    pub(crate) fn uid_json(&self) -> Value {
+        Self::ranges_json(&self.uids)
+    }
+    /// `gidMappings` of the spec.
+    pub(crate) fn gid_json(&self) -> Value {
+        Self::ranges_json(&self.gids)
+    }
+}
+
+/// How containers run on this host.
+#[derive(Debug, Clone)]
+pub(crate) struct Mode {
+    /// True when the bridge runs as root.
+    pub(crate) root: bool,
+    /// The user namespace's maps (rootless only).
+    pub(crate) id_map: Option<IdMap>,
+    /// Limits cgroups enforce.
+    pub(crate) limits: Limits,
+    /// Why limits are missing, one sentence per limit (empty when all are enforced).
+    pub(crate) unenforced: Vec<String>,
+    /// `v1`, `v2` or `none`.
+    pub(crate) cgroup_version: &'static str,
+}
+
+impl Mode {
+    /// Find out the mode of this process on this host.
+    pub(crate) fn detect() -> Self {
+        let uid = nix::unistd::geteuid().as_raw();
+        let gid = nix::unistd::getegid().as_raw();
+        let cgroup_version = cgroup_version(Path::new(CGROUP_ROOT));
+        if uid == 0 {
+            let limits = root_limits(Path::new(CGROUP_ROOT), cgroup_version);
+            let unenforced = describe_missing(limits, "this host has no such cgroup controller");
+            return Self {
+                root: true,
+                id_map: None,
+                limits,
+                unenforced,
+                cgroup_version,
+            };
+        }
+        let user = nix::unistd::User::from_uid(uid.into())
+            .ok()
+            .flatten()
+            .map(|u| u.name);
+        let sub = |file: &str| {
+            user.as_deref()
+                .and_then(|u| subordinate_range(file, u, uid))
+        };
+        let id_map = IdMap::rootless(uid, gid, sub("/etc/subuid"), sub("/etc/subgid"));
+        // A delegated cgroup v2 subtree could carry limits; this build does not use one yet.
+        let why = match cgroup_version {
+            "v1" => "rootless on cgroup v1: an unprivileged user cannot create cgroups",
+            _ => "rootless: this build does not use a delegated cgroup",
+        };
+        let limits = Limits::none();
+        Self {
+            root: false,
+            id_map: Some(id_map),
+            limits,
+            unenforced: describe_missing(limits, why),
+            cgroup_version,
+        }
+    }
+}
+
+/// One sentence per limit that is not enforced, saying what applies instead.
+fn describe_missing(limits: Limits, why: &str) -> Vec<String> {
+    let mut missing = Vec::new();
+    if !limits.memory {
+        missing.push(format!(
+            "memory cap not enforced for the sandbox as a whole ({why}); only the per-process \
+             RLIMIT_DATA applies"
+        ));
+    }
+    if !limits.pids {
+        missing.push(format!(
+            "pids cap not enforced by a cgroup ({why}); the per-user RLIMIT_NPROC applies instead"
+        ));
+    }
+    if !limits.cpu {
+        missing.push(format!("CPU quota not enforced ({why})"));
+    }
+    missing
+}
+
+fn cgroup_version(root: &Path) -> &'static str {
+    if root.join("cgroup.controllers").is_file() {
+        "v2"
+    } else if root.join("memory").is_dir() || root.join("pids").is_dir() {
+        "v1"
+    } else {
+        "none"
+    }
+}
+
+/// Which controllers root can use.
+fn root_limits(root: &Path, version: &str) -> Limits {
+    match version {
+        "v2" => {
+            let controllers =
+                std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+            let has = |name: &str| controllers.split_whitespace().any(|c| c == name);
+            Limits {
+                memory: has("memory"),
+                pids: has("pids"),
+                cpu: has("cpu"),
+            }
+        }
+        "v1" => {
+            let has = |name: &str| root.join(name).is_dir();
+            Limits {
+                memory: has("memory"),
+                pids: has("pids"),
+                cpu: has("cpu"),
+            }
+        }
+        _ => Limits::none(),
+    }
+}
+
+/// The first subordinate id range of `user` (or of its numeric id) in `/etc/subuid`-style
+/// `file`.
+fn subordinate_range(file: &str, user: &str, id: u32) -> Option<(u32, u32)> {
+    let text = std::fs::read_to_string(file).ok()?;
+    parse_subordinate(&text, user, id)
+}
+
+fn parse_subordinate(text: &str, user: &str, id: u32) -> Option<(u32, u32)> {
+    let id = id.to_string();
+    text.lines().find_map(|line| {
+        let mut fields = line.trim().split(':');
+        let name = fields.next()?;
+        if name != user && name != id {
+            return None;
+        }
+        let start = fields.next()?.parse().ok()?;
+        let count = fields.next()?.parse().ok()?;
+        Some((start, count))
+    })
+}
+
+/// The directory that holds container state and bundles for this user.
+pub(crate) fn state_root(root: bool) -> PathBuf {
+    if root {
+        return PathBuf::from("/run/mcp-sandbox-oci");
+    }
+    let uid = nix::unistd::geteuid().as_raw();
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_dir())
+        .map_or_else(
+            || std::env::temp_dir().join(format!("mcp-sandbox-oci-{uid}")),
+            |dir| dir.join("mcp-sandbox-oci"),
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subordinate_ranges_are_found_by_name_or_id() {
+        let text = "alice:100000:65536\n1001:200000:65536\n";
+        assert_eq!(
+            parse_subordinate(text, "alice", 1000),
+            Some((100_000, 65536))
+        );
+        assert_eq!(parse_subordinate(text, "bob", 1001), Some((200_000, 65536)));
+        assert_eq!(parse_subordinate(text, "carol", 1002), None);
+    }
+
+    #[test]
+    fn the_guest_user_is_mapped_only_with_a_subordinate_range() {
+        let with = IdMap::rootless(1000, 1000, Some((100_000, 65536)), Some((100_000, 65536)));
+        assert!(with.maps(65534));
+        let without = IdMap::rootless(1000, 1000, None, None);
+        assert!(!without.maps(65534));
+        assert!(without.maps(0));
+    }
+
+    #[test]
+    fn missing_limits_are_each_named() {
+        let missing = describe_missing(Limits::none(), "because");
+        assert_eq!(missing.len(), 3);
+        assert!(describe_missing(Limits::all(), "because").is_empty());
+    }
+}

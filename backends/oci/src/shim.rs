@@ -1,0 +1,285 @@
+//! The shim: a small synchronous process that creates one container with libcontainer,
+//! starts it, and supervises it until it ends.
+//!
+//! libcontainer forks and clones; doing that inside the bridge's multi-threaded async
+//! runtime is unsound, so the bridge re-executes its own binary as the shim for every
+//! container. The shim is a child subreaper, so the container's init (whose parent, a
+//! short-lived intermediate process, exits at once) becomes its child and can be waited for.
+//! It hands its standard streams to the container and then lets go of them, so the guest's
+//! streams go straight to the bridge. See [`crate::protocol`] for the control messages.
+
+use std::ffi::CString;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use libcontainer::container::Container;
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::oci_spec::runtime::Spec;
+use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::owner;
+use crate::protocol::{Ended, ShimMessage, ShimRequest};
+
+/// Run the shim for `request` (JSON, made by the bridge). The exit code is 0 when the request was carried out.
+pub fn main(request: &str) -> ExitCode {
+    match serde_json::from_str::<ShimRequest>(request) {
+        Ok(ShimRequest::Run {
+            id,
+            state_root,
+            bundle,
+            control,
+            memory_cgroup,
+        }) => run(
+            &id,
+            &state_root,
+            &bundle,
+            &control,
+            memory_cgroup.as_deref(),
+        ),
+        Ok(ShimRequest::Sweep { state_root }) => {
+            sweep(&state_root);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("oci-shim: bad request: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn send(control: &mut UnixStream, message: &ShimMessage) {
+    let _ = writeln!(control, "{}", message.to_line());
+}
+
+fn run(
+    id: &str,
+    state_root: &Path,
+    bundle: &Path,
+    control_path: &Path,
+    memory_cgroup: Option<&Path>,
+) -> ExitCode {
+    let Ok(mut control) = UnixStream::connect(control_path) else {
+        tracing::error!(
+            "oci-shim: cannot reach the bridge at {}",
+            control_path.display()
+        );
+        return ExitCode::FAILURE;
+    };
+    // The next bridge's sweep leaves this container to us while we run.
+    let _ = std::fs::write(bundle.join(SHIM_PID_FILE), owner::this_process());
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        send(
+            &mut control,
+            &ShimMessage::Failed(format!("cannot become a subreaper: {e}")),
+        );
+        return ExitCode::FAILURE;
+    }
+    let mut container = match create_and_start(id, state_root, bundle) {
+        Ok(container) => container,
+        Err(why) => {
+            remove_leftovers(id, state_root, bundle);
+            send(&mut control, &ShimMessage::Failed(why));
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(pid) = container.pid() else {
+        remove_leftovers(id, state_root, bundle);
+        send(
+            &mut control,
+            &ShimMessage::Failed("the container has no process".into()),
+        );
+        return ExitCode::FAILURE;
+    };
+    send(&mut control, &ShimMessage::Started(pid.as_raw()));
+    release_standard_streams();
+    watch_control(&control, pid);
+    let ended = wait_for(pid);
+    let ended = match ended {
+        Ended::Signaled(signal, _) => Ended::Signaled(signal, oom_kills(memory_cgroup)),
+        exited @ Ended::Exited(_) => exited,
+    };
+    if let Err(e) = container.delete(true) {
+        send(
+            &mut control,
+            &ShimMessage::Log(format!("cannot delete container {id}: {e}")),
+        );
+    }
+    let _ = std::fs::remove_dir_all(bundle);
+    send(&mut control, &ShimMessage::Ended(ended));
+    ExitCode::SUCCESS
+}
+
+fn create_and_start(id: &str, state_root: &Path, bundle: &Path) -> Result<Container, String> {
+    let mut container = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
+        .with_root_path(state_root)
+        .and_then(|builder| builder.with_executor(SpecEnvExecutor).validate_id())
+        .and_then(|builder| {
+            builder
+                .as_init(bundle)
+                .with_systemd(false)
+                .with_detach(true)
+                .build()
+        })
+        .map_err(|e| format!("cannot create the container: {}", chain(&e)))?;
+    container
+        .start()
+        .map_err(|e| format!("cannot start the container: {}", chain(&e)))?;
+    Ok(container)
+}
+
+/// Runs the workload with exactly the spec's environment. (libcontainer's default executor
+/// adds `HOME` when the spec has none.)
+#[derive(Debug, Clone)]
+struct SpecEnvExecutor;
+
+impl Executor for SpecEnvExecutor {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        let process = spec.process().as_ref().ok_or(ExecutorError::InvalidArg)?;
+        let strings = |items: &[String]| -> Result<Vec<CString>, ExecutorError> {
+            items
+                .iter()
+                .map(|item| CString::new(item.as_bytes()).map_err(|_| ExecutorError::InvalidArg))
+                .collect()
+        };
+        let args = strings(process.args().as_deref().unwrap_or_default())?;
+        let env = strings(process.env().as_deref().unwrap_or_default())?;
+        let program = args.first().ok_or(ExecutorError::InvalidArg)?;
+        let Err(errno) = nix::unistd::execve(program, &args, &env);
+        Err(ExecutorError::Execution(
+            format!("cannot execute {program:?}: {errno}").into(),
+        ))
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        DefaultExecutor {}.validate(spec)
+    }
+}
+
+/// An error and its sources, on one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Point the shim's own standard streams at `/dev/null`: the container holds the real ones,
+/// and the bridge sees end-of-file exactly when the guest is gone.
+fn release_standard_streams() {
+    let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    else {
+        return;
+    };
+    for fd in 0..=2 {
+        let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd);
+    }
+}
+
+/// Carry out the bridge's control messages on a thread. When the bridge's end closes,
+/// kill the container.
+fn watch_control(control: &UnixStream, pid: Pid) {
+    let Ok(reader) = control.try_clone() else {
+        let _ = kill(pid, Signal::SIGKILL);
+        return;
+    };
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            match line.as_deref() {
+                Ok("interrupt") => {
+                    let _ = kill(pid, Signal::SIGINT);
+                }
+                Ok("kill") | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        let _ = kill(pid, Signal::SIGKILL);
+    });
+}
+
+/// Wait for the container's init to end.
+fn wait_for(pid: Pid) -> Ended {
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, status)) => return Ended::Exited(status),
+            Ok(WaitStatus::Signaled(_, signal, _)) => return Ended::Signaled(signal as i32, 0),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return Ended::Signaled(Signal::SIGKILL as i32, 0),
+        }
+    }
+}
+
+/// OOM kills recorded in the container's memory cgroup (v1 `memory.oom_control`, v2
+/// `memory.events`), read before the cgroup is deleted.
+fn oom_kills(cgroup: Option<&Path>) -> u64 {
+    let Some(cgroup) = cgroup else { return 0 };
+    ["memory.oom_control", "memory.events"]
+        .iter()
+        .filter_map(|file| std::fs::read_to_string(cgroup.join(file)).ok())
+        .find_map(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("oom_kill "))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// After a failed start: delete whatever libcontainer left, and the bundle.
+fn remove_leftovers(id: &str, state_root: &Path, bundle: &Path) {
+    let state = state_root.join(id);
+    if state.join("state.json").is_file()
+        && let Ok(mut container) = Container::load(state)
+    {
+        let _ = container.delete(true);
+    }
+    let _ = std::fs::remove_dir_all(state_root.join(id));
+    let _ = std::fs::remove_dir_all(bundle);
+}
+
+/// Delete the containers and bundles whose owning bridge no longer runs.
+fn sweep(state_root: &Path) {
+    let Ok(entries) = std::fs::read_dir(state_root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let bundle = bundle_dir(state_root, &name);
+        let shim_alive = std::fs::read_to_string(bundle.join(SHIM_PID_FILE))
+            .is_ok_and(|tag| owner::is_alive(&tag));
+        if owner::is_orphan(&name) && !shim_alive {
+            tracing::info!(container = %name, "removing the container of a bridge that crashed");
+            remove_leftovers(&name, state_root, &bundle);
+        }
+    }
+    if let Ok(bundles) = std::fs::read_dir(state_root.join(BUNDLES)) {
+        for entry in bundles.flatten() {
+            if owner::is_orphan(&entry.file_name().to_string_lossy()) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+/// The file in a bundle naming the shim that supervises it (`<pid>-<start time>`).
+const SHIM_PID_FILE: &str = "shim.pid";
+
+/// Directory of bundles under the state root.
+pub(crate) const BUNDLES: &str = "bundles";
+
+/// The bundle directory of container `id`.
+pub(crate) fn bundle_dir(state_root: &Path, id: &str) -> PathBuf {
+    state_root.join(BUNDLES).join(id)
+}
