@@ -24,7 +24,7 @@ const BASE_ENV: [&str; 3] = [
 ];
 
 /// Period of the CPU quota, in microseconds.
-const CPU_PERIOD_US: u64 = 100_000;
+pub(crate) const CPU_PERIOD_US: u64 = 100_000;
 
 /// Open files per process.
 const NOFILE: u64 = 1024;
@@ -171,7 +171,11 @@ pub(crate) fn config(spec: &SandboxSpec, plan: &Plan) -> Value {
     linux["namespaces"] = json!(namespaces);
     if let Some(path) = &plan.cgroups_path {
         linux["cgroupsPath"] = json!(path);
-        linux["resources"] = resources(spec, plan.limits);
+        // Rootless, the shim writes the limits into the delegated cgroup itself: libcontainer
+        // would also write the device list, which needs privileges.
+        if plan.id_map.is_none() {
+            linux["resources"] = resources(spec, plan.limits);
+        }
     }
     let env: Vec<String> = if spec.env().is_empty() {
         BASE_ENV.iter().map(ToString::to_string).collect()
@@ -254,6 +258,8 @@ fn rlimits(spec: &SandboxSpec, limits: Limits) -> Vec<Value> {
     rlimits
 }
 
+/// cgroup limits; the device allow-list only as root (it needs `CAP_SYS_ADMIN`; rootless
+/// containers can reach only the few device nodes bind-mounted into their `/dev`).
 fn resources(spec: &SandboxSpec, limits: Limits) -> Value {
     let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
     if limits.memory {
@@ -263,17 +269,22 @@ fn resources(spec: &SandboxSpec, limits: Limits) -> Value {
         resources["pids"] = json!({"limit": spec.pids()});
     }
     if limits.cpu
-        && let Some(cpus) = spec.cpus()
+        && let Some(quota) = cpu_quota(spec)
     {
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            reason = "a positive core count times the period fits easily"
-        )]
-        let quota = (cpus * CPU_PERIOD_US as f64).round() as i64;
         resources["cpu"] = json!({"quota": quota, "period": CPU_PERIOD_US});
     }
     resources
+}
+
+/// The CPU quota per [`CPU_PERIOD_US`], in microseconds, if the spec has one.
+pub(crate) fn cpu_quota(spec: &SandboxSpec) -> Option<i64> {
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_precision_loss,
+        reason = "a core count times the period fits easily"
+    )]
+    spec.cpus()
+        .map(|cpus| (cpus * CPU_PERIOD_US as f64).round() as i64)
 }
 
 fn seccomp() -> Value {

@@ -40,9 +40,6 @@ use crate::protocol::ShimRequest;
 /// The backend's name.
 pub const BACKEND_NAME: &str = "oci";
 
-/// The cgroup (under each controller) that holds every session's cgroup.
-const CGROUP_PARENT: &str = "mcp-sandbox";
-
 /// How the OCI backend is set up.
 #[derive(Debug, Clone)]
 pub struct OciOptions {
@@ -130,25 +127,62 @@ impl OciSandbox {
             limits: self.mode.limits,
             cgroups_path: self
                 .mode
-                .limits
-                .any()
-                .then(|| format!("/{CGROUP_PARENT}/{id}")),
+                .cgroup_parent
+                .as_ref()
+                .map(|parent| format!("/{parent}/{id}")),
         }
     }
 
     /// The memory cgroup directory of container `id`, for the OOM-kill count.
     fn memory_cgroup(&self, id: &str) -> Option<PathBuf> {
-        if !self.mode.limits.memory {
-            return None;
-        }
+        let parent = self.mode.cgroup_parent.as_ref().filter(|_| self.mode.limits.memory)?;
         let root = Path::new("/sys/fs/cgroup");
         Some(match self.mode.cgroup_version {
-            "v1" => root.join("memory").join(CGROUP_PARENT).join(id),
-            _ => root.join(CGROUP_PARENT).join(id),
+            "v1" => root.join("memory").join(parent).join(id),
+            _ => root.join(parent).join(id),
         })
     }
 
+    /// The cgroup v1 files a rootless container's shim writes to set its limits.
+    fn limit_files(&self, id: &str, spec: &SandboxSpec) -> Vec<(PathBuf, String)> {
+        let Some(parent) = self.mode.cgroup_parent.as_ref() else {
+            return Vec::new();
+        };
+        if self.mode.root || self.mode.cgroup_version != "v1" {
+            return Vec::new();
+        }
+        let dir = |controller: &str| {
+            Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join(parent)
+                .join(id)
+        };
+        let memory = spec.memory_bytes().to_string();
+        let mut files = vec![
+            (dir("memory").join("memory.limit_in_bytes"), memory.clone()),
+            (dir("pids").join("pids.max"), spec.pids().to_string()),
+        ];
+        let swap_accounted = Path::new("/sys/fs/cgroup/memory")
+            .join(parent)
+            .join("memory.memsw.limit_in_bytes")
+            .exists();
+        if swap_accounted {
+            files.push((dir("memory").join("memory.memsw.limit_in_bytes"), memory));
+        }
+        if let Some(quota) = bundle::cpu_quota(spec) {
+            files.push((
+                dir("cpu").join("cpu.cfs_period_us"),
+                bundle::CPU_PERIOD_US.to_string(),
+            ));
+            files.push((dir("cpu").join("cpu.cfs_quota_us"), quota.to_string()));
+        }
+        files
+    }
+
     fn probe_detail(&self) -> Result<String, OciError> {
+        if let Some(why) = &self.mode.unavailable {
+            return Err(OciError::Unenforceable(why.clone()));
+        }
         if !self.options.shim.is_file() {
             return Err(OciError::NoShim(self.options.shim.clone()));
         }
@@ -181,7 +215,10 @@ impl OciSandbox {
             }
         };
         let limits = if self.mode.unenforced.is_empty() {
-            "memory, pids and CPU limits enforced".to_string()
+            format!(
+                "memory, pids and CPU limits enforced under the cgroup {}",
+                self.mode.cgroup_parent.as_deref().unwrap_or_default()
+            )
         } else {
             format!("NOT enforced: {}", self.mode.unenforced.join("; "))
         };
@@ -213,6 +250,9 @@ impl Sandbox for OciSandbox {
     }
 
     async fn start(&self, spec: &SandboxSpec) -> Result<StartedGuest, SandboxError> {
+        if let Some(why) = &self.mode.unavailable {
+            return Err(OciError::Unenforceable(why.clone()).into_sandbox());
+        }
         let rootfs = self.ensure_rootfs().await.map_err(OciError::into_sandbox)?;
         self.prepare_state().await.map_err(OciError::into_sandbox)?;
         let id = owner::new_id();
@@ -226,12 +266,12 @@ impl Sandbox for OciSandbox {
         })()
         .map_err(|e| OciError::io("cannot prepare the bundle", &bundle_dir, e).into_sandbox())?;
         let request = ShimRequest::Run {
+            memory_cgroup: self.memory_cgroup(&id),
+            limit_files: self.limit_files(&id, spec),
             id,
             state_root: self.state_root.clone(),
             bundle: bundle_dir.clone(),
             control,
-            memory_cgroup: self
-                .memory_cgroup(&bundle_dir.file_name().unwrap_or_default().to_string_lossy()),
         };
         let started = guest::start(&self.options.shim, &request, listener).await;
         if started.is_err() {

@@ -22,7 +22,6 @@ pub(crate) struct Limits {
 
 impl Limits {
     /// Every limit.
-    #[cfg(test)]
     pub(crate) const fn all() -> Self {
         Self {
             memory: true,
@@ -103,6 +102,12 @@ impl IdMap {
     }
 }
 
+/// The v1 controllers libcontainer places every container in, when the host mounts them.
+const V1_CONTROLLERS: [&str; 12] = [
+    "cpu", "cpuacct", "cpuset", "devices", "hugetlb", "memory", "pids", "perf_event", "blkio",
+    "net_prio", "net_cls", "freezer",
+];
+
 /// How containers run on this host.
 #[derive(Debug, Clone)]
 pub(crate) struct Mode {
@@ -116,6 +121,10 @@ pub(crate) struct Mode {
     pub(crate) unenforced: Vec<String>,
     /// `v1`, `v2` or `none`.
     pub(crate) cgroup_version: &'static str,
+    /// The cgroup (relative to each hierarchy's root) under which containers get theirs.
+    pub(crate) cgroup_parent: Option<String>,
+    /// Why containers cannot run at all in this mode, if they cannot.
+    pub(crate) unavailable: Option<String>,
 }
 
 impl Mode {
@@ -123,9 +132,10 @@ impl Mode {
     pub(crate) fn detect() -> Self {
         let uid = nix::unistd::geteuid().as_raw();
         let gid = nix::unistd::getegid().as_raw();
-        let cgroup_version = cgroup_version(Path::new(CGROUP_ROOT));
+        let root_dir = Path::new(CGROUP_ROOT);
+        let cgroup_version = cgroup_version(root_dir);
         if uid == 0 {
-            let limits = root_limits(Path::new(CGROUP_ROOT), cgroup_version);
+            let limits = root_limits(root_dir, cgroup_version);
             let unenforced = describe_missing(limits, "this host has no such cgroup controller");
             return Self {
                 root: true,
@@ -133,31 +143,74 @@ impl Mode {
                 limits,
                 unenforced,
                 cgroup_version,
+                cgroup_parent: limits.any().then(|| ROOT_CGROUP_PARENT.to_string()),
+                unavailable: None,
             };
         }
         let user = nix::unistd::User::from_uid(uid.into())
             .ok()
             .flatten()
             .map(|u| u.name);
-        let sub = |file: &str| {
-            user.as_deref()
-                .and_then(|u| subordinate_range(file, u, uid))
-        };
+        let sub = |file: &str| user.as_deref().and_then(|u| subordinate_range(file, u, uid));
         let id_map = IdMap::rootless(uid, gid, sub("/etc/subuid"), sub("/etc/subgid"));
-        // A delegated cgroup v2 subtree could carry limits; this build does not use one yet.
-        let why = match cgroup_version {
-            "v1" => "rootless on cgroup v1: an unprivileged user cannot create cgroups",
-            _ => "rootless: this build does not use a delegated cgroup",
+        let parent = format!("{ROOT_CGROUP_PARENT}-{uid}");
+        let (limits, why, unavailable) = match cgroup_version {
+            "v1" => match undelegated_v1_controllers(root_dir, &parent, uid) {
+                missing if missing.is_empty() => (Limits::all(), "", None),
+                missing => (
+                    Limits::none(),
+                    "",
+                    Some(format!(
+                        "rootless on cgroup v1: libcontainer puts every container in a cgroup of \
+                         each v1 controller, and this user (uid {uid}) has no cgroup delegated \
+                         for {}; as root, create {CGROUP_ROOT}/<controller>/{parent} for each \
+                         and chown it to the user (tests/run.sh shows how), or run as root",
+                        missing.join(", ")
+                    )),
+                ),
+            },
+            _ => (
+                Limits::none(),
+                "rootless: this build does not use a delegated cgroup v2 subtree",
+                None,
+            ),
         };
-        let limits = Limits::none();
         Self {
             root: false,
             id_map: Some(id_map),
             limits,
-            unenforced: describe_missing(limits, why),
+            unenforced: if unavailable.is_some() {
+                Vec::new()
+            } else {
+                describe_missing(limits, why)
+            },
             cgroup_version,
+            cgroup_parent: limits.any().then_some(parent),
+            unavailable,
         }
     }
+}
+
+/// The cgroup holding every container's cgroup (rootless: suffixed with the uid).
+const ROOT_CGROUP_PARENT: &str = "mcp-sandbox";
+
+/// The v1 controllers this process is in that have no directory `parent` owned by `uid`.
+fn undelegated_v1_controllers(root: &Path, parent: &str, uid: u32) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mine = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut missing: Vec<String> = mine
+        .lines()
+        .filter_map(|line| line.splitn(3, ':').nth(1))
+        .flat_map(|controllers| controllers.split(','))
+        .filter(|c| V1_CONTROLLERS.contains(c) && root.join(c).is_dir())
+        .filter(|c| {
+            !std::fs::metadata(root.join(c).join(parent)).is_ok_and(|m| m.is_dir() && m.uid() == uid)
+        })
+        .map(ToString::to_string)
+        .collect();
+    missing.sort();
+    missing.dedup();
+    missing
 }
 
 /// One sentence per limit that is not enforced, saying what applies instead.

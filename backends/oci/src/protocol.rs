@@ -32,6 +32,11 @@ pub(crate) enum ShimRequest {
         control: PathBuf,
         /// cgroup v1/v2 directory whose OOM-kill count to read when the guest ends.
         memory_cgroup: Option<PathBuf>,
+        /// cgroup files to write (path, value) after the container is created and before it
+        /// starts: the limits of a rootless container in its delegated cgroup, which
+        /// libcontainer cannot apply without privileges.
+        #[serde(default)]
+        limit_files: Vec<(PathBuf, String)>,
     },
     /// Delete the containers (and bundles) of bridges that no longer run.
     Sweep {

@@ -36,12 +36,14 @@ pub fn main(request: &str) -> ExitCode {
             bundle,
             control,
             memory_cgroup,
+            limit_files,
         }) => run(
             &id,
             &state_root,
             &bundle,
             &control,
             memory_cgroup.as_deref(),
+            &limit_files,
         ),
         Ok(ShimRequest::Sweep { state_root }) => {
             sweep(&state_root);
@@ -64,6 +66,7 @@ fn run(
     bundle: &Path,
     control_path: &Path,
     memory_cgroup: Option<&Path>,
+    limit_files: &[(PathBuf, String)],
 ) -> ExitCode {
     let Ok(mut control) = UnixStream::connect(control_path) else {
         tracing::error!(
@@ -81,7 +84,7 @@ fn run(
         );
         return ExitCode::FAILURE;
     }
-    let mut container = match create_and_start(id, state_root, bundle) {
+    let mut container = match create_and_start(id, state_root, bundle, limit_files) {
         Ok(container) => container,
         Err(why) => {
             remove_leftovers(id, state_root, bundle);
@@ -116,7 +119,12 @@ fn run(
     ExitCode::SUCCESS
 }
 
-fn create_and_start(id: &str, state_root: &Path, bundle: &Path) -> Result<Container, String> {
+fn create_and_start(
+    id: &str,
+    state_root: &Path,
+    bundle: &Path,
+    limit_files: &[(PathBuf, String)],
+) -> Result<Container, String> {
     let mut container = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
         .with_root_path(state_root)
         .and_then(|builder| builder.with_executor(SpecEnvExecutor).validate_id())
@@ -128,6 +136,10 @@ fn create_and_start(id: &str, state_root: &Path, bundle: &Path) -> Result<Contai
                 .build()
         })
         .map_err(|e| format!("cannot create the container: {}", chain(&e)))?;
+    for (file, value) in limit_files {
+        std::fs::write(file, value)
+            .map_err(|e| format!("cannot set the limit {}: {e}", file.display()))?;
+    }
     container
         .start()
         .map_err(|e| format!("cannot start the container: {}", chain(&e)))?;
