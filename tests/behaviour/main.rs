@@ -20,6 +20,7 @@ macro_rules! for_each_backend {
         for_each_backend!(@backend docker; $($topic: $($test),*;)*);
         for_each_backend!(@backend podman_gvisor; $($topic: $($test),*;)*);
         for_each_backend!(@backend oci; $($topic: $($test),*;)*);
+        for_each_backend!(@backend oci_rootless; $($topic: $($test),*;)*);
     };
     (@backend $backend:ident; $($topic:ident: $($test:ident),*;)*) => {
         mod $backend {

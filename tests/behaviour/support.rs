@@ -30,26 +30,100 @@ fn cache_dir() -> std::path::PathBuf {
     )
 }
 
+/// The unprivileged user `oci_rootless` runs bridges as, with a copy of the binary and a
+/// root filesystem it can read (tests/run.sh makes all three, as root).
+#[derive(Debug)]
+struct RootlessUser {
+    uid: u32,
+    gid: u32,
+    bin: String,
+    rootfs: String,
+}
+
+fn rootless_user() -> Result<&'static RootlessUser, String> {
+    static USER: OnceLock<Result<RootlessUser, String>> = OnceLock::new();
+    USER.get_or_init(|| {
+        let var = |name: &str| {
+            std::env::var(name).map_err(|_| {
+                format!("{name} is not set (tests/run.sh sets it when it runs as root)")
+            })
+        };
+        let user = var("TEST_ROOTLESS_USER")?;
+        let id = |flag: &str| -> Result<u32, String> {
+            let out = std::process::Command::new("id")
+                .args([flag, &user])
+                .output()
+                .map_err(|e| e.to_string())?;
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .map_err(|_| format!("no user {user}"))
+        };
+        Ok(RootlessUser {
+            uid: id("-u")?,
+            gid: id("-g")?,
+            bin: var("TEST_ROOTLESS_BIN")?,
+            rootfs: var("TEST_ROOTLESS_ROOTFS")?,
+        })
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// The bridge binary as `backend` runs it: as the rootless user for `oci_rootless`.
+fn bridge_program(backend: &TestBackend) -> std::process::Command {
+    match rootless_user().ok().filter(|_| backend.name == "oci_rootless") {
+        Some(user) => {
+            let mut command = std::process::Command::new("setpriv");
+            command
+                .arg(format!("--reuid={}", user.uid))
+                .arg(format!("--regid={}", user.gid))
+                .args(["--clear-groups", "--", &user.bin])
+                .env("MCP_BRIDGE_ROOTFS", &user.rootfs)
+                .env_remove("XDG_RUNTIME_DIR");
+            command
+        }
+        None => std::process::Command::new(BIN),
+    }
+}
+
 /// A bridge command isolated from the machine's MCP client configs: its own empty home,
 /// state dir and working directory, so servers configured on the machine running the suite
-/// never leak into it. The interpreter cache stays shared.
-fn isolated_bridge_command() -> tokio::process::Command {
+/// never leak into it. The interpreter cache stays shared (the rootless user gets its own).
+fn isolated_bridge_command(backend: &TestBackend) -> tokio::process::Command {
     static WORLD: OnceLock<tempfile::TempDir> = OnceLock::new();
-    let world = WORLD.get_or_init(|| {
+    static ROOTLESS_WORLD: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let owner = rootless_user().ok().filter(|_| backend.name == "oci_rootless");
+    let cell = if owner.is_some() { &ROOTLESS_WORLD } else { &WORLD };
+    let world = cell.get_or_init(|| {
         let world = tempfile::Builder::new()
             .prefix("bridge-suite-")
             .tempdir()
             .expect("tempdir");
-        for dir in ["home", "state", "cwd"] {
+        for dir in ["home", "state", "cwd", "cache"] {
             std::fs::create_dir(world.path().join(dir)).expect("suite dirs");
+            if let Some(user) = owner {
+                std::os::unix::fs::chown(world.path().join(dir), Some(user.uid), Some(user.gid))
+                    .expect("chown suite dirs");
+            }
+        }
+        if owner.is_some() {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(world.path(), std::fs::Permissions::from_mode(0o755))
+                .expect("open the suite dir");
         }
         world
     });
-    let mut command = tokio::process::Command::new(BIN);
+    let cache = if owner.is_some() {
+        world.path().join("cache")
+    } else {
+        cache_dir()
+    };
+    let mut command = tokio::process::Command::from(bridge_program(backend));
     command
         .env("HOME", world.path().join("home"))
         .env("MCP_BRIDGE_STATE_DIR", world.path().join("state"))
-        .env("MCP_BRIDGE_CACHE_DIR", cache_dir())
+        .env("MCP_BRIDGE_CACHE_DIR", cache)
         .env("MCP_BRIDGE_LOG_LEVEL", "warn")
         .env_remove("MCP_SERVERS_CONFIG")
         .env_remove("XDG_CONFIG_HOME")
@@ -70,6 +144,7 @@ impl TestBackend {
     pub(crate) fn backend(&self) -> &'static str {
         match self.name {
             "podman_gvisor" => "podman",
+            "oci_rootless" => "oci",
             name => name,
         }
     }
@@ -100,16 +175,21 @@ fn probe(backend: TestBackend) -> &'static Result<(), String> {
     static DOCKER: OnceLock<Result<(), String>> = OnceLock::new();
     static PODMAN_GVISOR: OnceLock<Result<(), String>> = OnceLock::new();
     static OCI: OnceLock<Result<(), String>> = OnceLock::new();
+    static OCI_ROOTLESS: OnceLock<Result<(), String>> = OnceLock::new();
     let cell = match backend.name {
         "podman_gvisor" => &PODMAN_GVISOR,
         "wasi" => &WASI,
         "podman" => &PODMAN,
         "docker" => &DOCKER,
         "oci" => &OCI,
+        "oci_rootless" => &OCI_ROOTLESS,
         other => panic!("no probe for backend {other}"),
     };
     cell.get_or_init(|| {
-        let output = std::process::Command::new(BIN)
+        if backend.name == "oci_rootless" {
+            rootless_user()?;
+        }
+        let output = bridge_program(&backend)
             .args(["provision", "--backend", backend.backend()])
             .args(backend.flags())
             .env("MCP_BRIDGE_LOG_LEVEL", "error")
@@ -148,7 +228,7 @@ impl TestBackend {
 
     /// Start a bridge on this backend with extra environment.
     pub(crate) async fn bridge_with(&self, env: &[(&str, &str)]) -> Result<TestBridge> {
-        let mut command = isolated_bridge_command();
+        let mut command = isolated_bridge_command(self);
         command
             .arg("run")
             .arg("--backend")
@@ -260,7 +340,7 @@ impl RawBridge {
 
     /// Start a bridge on `backend` with extra environment.
     pub(crate) fn start_with(backend: &TestBackend, env: &[(&str, &str)]) -> Result<Self> {
-        let mut command = isolated_bridge_command();
+        let mut command = isolated_bridge_command(backend);
         for (key, value) in env {
             command.env(key, value);
         }
@@ -422,8 +502,17 @@ pub(crate) fn leftovers(backend: &TestBackend, pid: u32) -> Result<Vec<String>> 
                 || *name == format!("mcp-container-{pid}")
         })
         .collect();
-    if backend.backend() == "oci" {
-        found.extend(oci_leftovers(pid));
+    match backend.name {
+        "oci" => found.extend(oci_leftovers(pid, "/run/mcp-sandbox-oci".into(), "mcp-sandbox")),
+        "oci_rootless" => {
+            let uid = rootless_user().map_err(anyhow::Error::msg)?.uid;
+            found.extend(oci_leftovers(
+                pid,
+                std::env::temp_dir().join(format!("mcp-sandbox-oci-{uid}")),
+                &format!("mcp-sandbox-{uid}"),
+            ));
+        }
+        _ => {}
     }
     if backend.uses_engine() {
         let output = std::process::Command::new(backend.backend())
@@ -455,7 +544,7 @@ pub(crate) fn leftovers(backend: &TestBackend, pid: u32) -> Result<Vec<String>> 
 
 /// What the oci backend keeps per container of bridge `pid`: libcontainer state, bundles,
 /// cgroups, and live container processes.
-fn oci_leftovers(pid: u32) -> Vec<String> {
+fn oci_leftovers(pid: u32, state: std::path::PathBuf, cgroup_parent: &str) -> Vec<String> {
     let prefix = format!("mcp-{pid}-");
     let ours = |name: &str| name.starts_with(&prefix);
     let mut found = Vec::new();
@@ -469,13 +558,12 @@ fn oci_leftovers(pid: u32) -> Vec<String> {
             }
         }
     };
-    let state = std::path::Path::new("/run/mcp-sandbox-oci");
-    list(state.to_path_buf());
+    list(state.clone());
     list(state.join("bundles"));
-    list(std::path::PathBuf::from("/sys/fs/cgroup/mcp-sandbox"));
+    list(std::path::Path::new("/sys/fs/cgroup").join(cgroup_parent));
     if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
         for controller in controllers.flatten() {
-            list(controller.path().join("mcp-sandbox"));
+            list(controller.path().join(cgroup_parent));
         }
     }
     found.sort();
