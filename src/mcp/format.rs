@@ -42,6 +42,10 @@ pub struct RunReport {
     /// Where the whole output of a stream cut by the cap was saved, per stream.
     #[serde(skip_serializing_if = "SavedOutput::is_empty")]
     pub saved_output: SavedOutput,
+    /// Limits the sandbox could not enforce on this host, each with what applies instead.
+    /// Absent when every limit holds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unenforced: Vec<String>,
 }
 
 /// Files in the sandbox holding the whole output of streams the cap cut.
@@ -201,6 +205,7 @@ impl RunReport {
             duration_ms: outcome.elapsed.as_secs_f64() * 1000.0,
             notice,
             files: Vec::new(),
+            unenforced: Vec::new(),
             saved_output,
         }
     }

@@ -174,6 +174,7 @@ impl Bridge {
             RunReport::new(&outcome, &args.session, args.servers, timeout.as_secs_f64());
         let (file_blocks, file_reports) = files::content_blocks(&outcome.files);
         report.files = file_reports;
+        report.unenforced = self.sessions.sandbox().unenforced_limits();
         let mut result = CallToolResult::structured(report.to_value());
         result.content = vec![ContentBlock::text(report.text(self.config.output_mode))];
         result.content.extend(file_blocks);

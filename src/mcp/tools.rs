@@ -69,6 +69,11 @@ fn output_schema() -> Value {
             "saved_output": {
                 "type": "object",
                 "description": "where the whole output of a stream cut by the cap is saved"
+            },
+            "unenforced": {
+                "type": "array",
+                "description": "limits this host cannot enforce, and what applies instead",
+                "items": string
             }
         }
     })

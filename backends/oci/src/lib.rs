@@ -22,6 +22,7 @@ pub mod shim;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use sandbox_core::{Probe, Sandbox, SandboxError, SandboxSpec, StartedGuest};
@@ -56,6 +57,7 @@ pub struct OciSandbox {
     mode: Mode,
     state_root: PathBuf,
     swept: OnceCell<()>,
+    compiled: OnceCell<Option<Arc<[u8]>>>,
 }
 
 impl OciSandbox {
@@ -68,6 +70,7 @@ impl OciSandbox {
             mode,
             state_root,
             swept: OnceCell::new(),
+            compiled: OnceCell::new(),
         }
     }
 
@@ -107,12 +110,7 @@ impl OciSandbox {
             .map(|()| ())
     }
 
-    fn plan(&self, rootfs: PathBuf, id: &str, spec: &SandboxSpec) -> Plan {
-        let mut args: Vec<String> = sandbox_core::guest::interpreter_args()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        args.shrink_to_fit();
+    fn plan(&self, rootfs: PathBuf, id: &str, spec: &SandboxSpec, args: Vec<String>) -> Plan {
         let user = match &self.mode.id_map {
             // Without a subordinate range only container root is mapped; it has no
             // capabilities either way.
@@ -135,7 +133,11 @@ impl OciSandbox {
 
     /// The memory cgroup directory of container `id`, for the OOM-kill count.
     fn memory_cgroup(&self, id: &str) -> Option<PathBuf> {
-        let parent = self.mode.cgroup_parent.as_ref().filter(|_| self.mode.limits.memory)?;
+        let parent = self
+            .mode
+            .cgroup_parent
+            .as_ref()
+            .filter(|_| self.mode.limits.memory)?;
         let root = Path::new("/sys/fs/cgroup");
         Some(match self.mode.cgroup_version {
             "v1" => root.join("memory").join(parent).join(id),
@@ -249,15 +251,38 @@ impl Sandbox for OciSandbox {
         self.mode.unenforced.clone()
     }
 
+    fn compiled_runtime(&self) -> Option<Arc<[u8]>> {
+        self.compiled.get().cloned().flatten()
+    }
+
     async fn start(&self, spec: &SandboxSpec) -> Result<StartedGuest, SandboxError> {
         if let Some(why) = &self.mode.unavailable {
             return Err(OciError::Unenforceable(why.clone()).into_sandbox());
         }
         let rootfs = self.ensure_rootfs().await.map_err(OciError::into_sandbox)?;
         self.prepare_state().await.map_err(OciError::into_sandbox)?;
+        self.compiled
+            .get_or_init(|| self.compile_runtime(&rootfs, spec))
+            .await;
+        let args = sandbox_core::guest::interpreter_args()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        self.launch(rootfs, spec, args).await
+    }
+}
+
+impl OciSandbox {
+    /// Start one container running the interpreter with `args`.
+    async fn launch(
+        &self,
+        rootfs: PathBuf,
+        spec: &SandboxSpec,
+        args: Vec<String>,
+    ) -> Result<StartedGuest, SandboxError> {
         let id = owner::new_id();
         let bundle_dir = shim::bundle_dir(&self.state_root, &id);
-        let config = bundle::config(spec, &self.plan(rootfs, &id, spec));
+        let config = bundle::config(spec, &self.plan(rootfs, &id, spec, args));
         let control = bundle_dir.join("control.sock");
         let listener = (|| {
             std::fs::create_dir(&bundle_dir)?;
@@ -278,5 +303,40 @@ impl Sandbox for OciSandbox {
             let _ = std::fs::remove_dir_all(&bundle_dir);
         }
         started
+    }
+
+    /// The guest runtime compiled by the container's own interpreter (one short-lived
+    /// container), so sessions skip compiling its 100 KB of source. `None` (sessions then
+    /// send the source) if that fails.
+    async fn compile_runtime(&self, rootfs: &Path, spec: &SandboxSpec) -> Option<Arc<[u8]>> {
+        use sandbox_core::guest::{COMPILE_RUNTIME_SOURCE, RUNTIME_SOURCE};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let args = ["-I", "-S", "-c", COMPILE_RUNTIME_SOURCE]
+            .map(ToString::to_string)
+            .to_vec();
+        let compiling = async {
+            let mut guest = self.launch(rootfs.to_path_buf(), spec, args).await.ok()?;
+            guest
+                .stdin
+                .write_all(RUNTIME_SOURCE.as_bytes())
+                .await
+                .ok()?;
+            guest.stdin.shutdown().await.ok()?;
+            drop(guest.stdin);
+            let mut bytecode = Vec::new();
+            guest.stdout.read_to_end(&mut bytecode).await.ok()?;
+            let exit = guest.control.wait().await;
+            (exit == sandbox_core::GuestExit::Exited(0) && !bytecode.is_empty())
+                .then(|| Arc::from(bytecode))
+        };
+        let compiled = tokio::time::timeout(std::time::Duration::from_secs(30), compiling)
+            .await
+            .ok()
+            .flatten();
+        debug!(
+            bytes = compiled.as_ref().map(|c: &Arc<[u8]>| c.len()),
+            "compiled the guest runtime"
+        );
+        compiled
     }
 }

@@ -104,8 +104,18 @@ impl IdMap {
 
 /// The v1 controllers libcontainer places every container in, when the host mounts them.
 const V1_CONTROLLERS: [&str; 12] = [
-    "cpu", "cpuacct", "cpuset", "devices", "hugetlb", "memory", "pids", "perf_event", "blkio",
-    "net_prio", "net_cls", "freezer",
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "devices",
+    "hugetlb",
+    "memory",
+    "pids",
+    "perf_event",
+    "blkio",
+    "net_prio",
+    "net_cls",
+    "freezer",
 ];
 
 /// How containers run on this host.
@@ -151,7 +161,10 @@ impl Mode {
             .ok()
             .flatten()
             .map(|u| u.name);
-        let sub = |file: &str| user.as_deref().and_then(|u| subordinate_range(file, u, uid));
+        let sub = |file: &str| {
+            user.as_deref()
+                .and_then(|u| subordinate_range(file, u, uid))
+        };
         let id_map = IdMap::rootless(uid, gid, sub("/etc/subuid"), sub("/etc/subgid"));
         let parent = format!("{ROOT_CGROUP_PARENT}-{uid}");
         let (limits, why, unavailable) = match cgroup_version {
@@ -204,7 +217,8 @@ fn undelegated_v1_controllers(root: &Path, parent: &str, uid: u32) -> Vec<String
         .flat_map(|controllers| controllers.split(','))
         .filter(|c| V1_CONTROLLERS.contains(c) && root.join(c).is_dir())
         .filter(|c| {
-            !std::fs::metadata(root.join(c).join(parent)).is_ok_and(|m| m.is_dir() && m.uid() == uid)
+            !std::fs::metadata(root.join(c).join(parent))
+                .is_ok_and(|m| m.is_dir() && m.uid() == uid)
         })
         .map(ToString::to_string)
         .collect();
