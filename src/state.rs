@@ -288,7 +288,14 @@ fn dedent(source: &str) -> String {
         .filter(|line| !line.trim().is_empty())
         .map(|line| &line[..line.len() - line.trim_start().len()])
         .reduce(|a, b| {
-            let common = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+            // Compare characters, not bytes: two different multi-byte spaces share leading
+            // bytes, and a byte count would cut inside a character.
+            let common: usize = a
+                .chars()
+                .zip(b.chars())
+                .take_while(|(x, y)| x == y)
+                .map(|(c, _)| c.len_utf8())
+                .sum();
             &a[..common]
         })
         .unwrap_or("");
@@ -1108,6 +1115,18 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("bytes")
+        );
+    }
+
+    #[test]
+    fn different_multibyte_indents_share_no_prefix() {
+        // A guest's `save_tool` made the host panic: U+2003 and U+2002 share their first
+        // two bytes, and dedent cut the common prefix inside a character.
+        let err = normalize_tool_source("f", "\u{2003}def f():\n\u{2002}    pass\n").unwrap_err();
+        assert!(matches!(err, StateError::InvalidToolSource { .. }), "{err}");
+        assert_eq!(
+            normalize_tool_source("f", "\u{2003}def f():\n\u{2003}\u{2002}pass").unwrap(),
+            "def f():\n\u{2002}pass\n"
         );
     }
 
