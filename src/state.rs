@@ -836,6 +836,18 @@ mod tests {
     }
 
     #[test]
+    fn memory_keeps_every_float_exactly() {
+        // Found by the guest_rpc fuzz target: without serde_json's `float_roundtrip`, this
+        // number (as the guest's JSON spells it) loaded back one unit in the last place off.
+        let (_root, state) = open_state();
+        let text = "2333333333333333333333333333333333333333333.5";
+        let sent: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(sent.as_f64(), text.parse::<f64>().ok(), "parsed exactly");
+        state.memory_save("f", &sent).unwrap();
+        assert_eq!(state.memory_load("f").unwrap(), sent);
+    }
+
+    #[test]
     fn path_traversal_and_bad_keys_are_refused() {
         let (root, state) = open_state();
         let long = "k".repeat(129);
