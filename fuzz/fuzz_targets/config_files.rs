@@ -7,7 +7,7 @@
 //! `${VAR}` expansion are fixed: `HOME_TOKEN=t0k3n`, `EMPTY=`.
 //!
 //! Checked: discovery never panics; every entry the file defines is either served or
-//! skipped with a reason; names and Python aliases are unique and aliases are identifiers;
+//! skipped with a reason; names and Python aliases are unique and aliases are `[a-z0-9_]+`;
 //! the report renders; and every served entry, written back as the bridge's own JSON
 //! config, is discovered again as the same entry (same transport, description and alias).
 //! JSONC stripping keeps line numbers and leaves plain JSON meaning the same.
@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use mcp_server_code_execution_mode::proxy::alias::is_python_keyword;
 use mcp_server_code_execution_mode::proxy::catalogue::{
     Catalogue, DiscoveryEnv, FileStatus, RemoteKind, ServerEntry, Transport, render_report,
     strip_jsonc,
@@ -75,13 +74,14 @@ fn envs() -> &'static (DiscoveryEnv, DiscoveryEnv) {
     })
 }
 
-fn is_identifier(alias: &str) -> bool {
-    let mut chars = alias.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !is_python_keyword(alias)
+/// Server aliases are `[a-z0-9_]+`, not starting with a digit (keywords allowed: the
+/// sandbox names them `mcp_<alias>`).
+fn is_alias(alias: &str) -> bool {
+    !alias.is_empty()
+        && !alias.starts_with(|c: char| c.is_ascii_digit())
+        && alias
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// Whether written back, the entry would read differently for reasons that are not bugs:
@@ -136,7 +136,7 @@ fn check_catalogue(catalogue: &Catalogue, file: &Path) {
     let mut names: Vec<&str> = catalogue.names();
     let mut aliases: Vec<&str> = catalogue.servers.iter().map(|s| s.alias.as_str()).collect();
     for alias in &aliases {
-        assert!(is_identifier(alias), "alias {alias:?}");
+        assert!(is_alias(alias), "alias {alias:?}");
     }
     names.sort_unstable();
     names.dedup();
