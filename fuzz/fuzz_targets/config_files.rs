@@ -18,8 +18,8 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use mcp_server_code_execution_mode::proxy::catalogue::{
-    Catalogue, DiscoveryEnv, FileStatus, RemoteKind, ServerEntry, Transport, render_report,
-    strip_jsonc,
+    Catalogue, DiscoveryEnv, FileStatus, RemoteKind, ServerEntry, Transport, VarLookup,
+    render_report, strip_jsonc,
 };
 use mcp_server_code_execution_mode_fuzz::{clear_files, scratch_dir, write_file};
 use serde_json::{Map, Value, json};
@@ -38,7 +38,7 @@ const SLOTS: [&str; 10] = [
     "project/.mcp.json",
 ];
 
-fn vars() -> Arc<dyn Fn(&str) -> Option<String> + Send + Sync> {
+fn vars() -> VarLookup {
     Arc::new(|name| match name {
         "HOME_TOKEN" => Some("t0k3n".into()),
         "EMPTY" => Some(String::new()),

@@ -3,7 +3,7 @@
 //!
 //! Checked: resolving never panics; an accepted config keeps its documented bounds (default
 //! timeout at most the maximum, output cap in 1k..=16m, at most 16 warm sessions, at least
-//! one session, timeouts clamped into `1 s..=max`); each duration is the one its variable
+//! one session, timeouts clamped into `1 s..=max` (at least 1 s); each duration is the one its variable
 //! spells (a blank one counts as unset); and the config written back as `NAME=VALUE` resolves to the same durations.
 #![no_main]
 
@@ -50,8 +50,10 @@ fuzz_target!(|data: &[u8]| {
     assert!(config.pool_size <= 16);
     assert!(config.max_sessions >= 1);
     for requested in [None, Some(0.0), Some(0.5), Some(1e12), Some(f64::NAN)] {
+        // Runs get at least a second, even when the maximum is set lower (`0`, `500ms`).
         let clamped = config.clamp_timeout(requested);
-        assert!(clamped >= Duration::from_secs(1) && clamped <= config.max_timeout);
+        let ceiling = config.max_timeout.max(Duration::from_secs(1));
+        assert!(clamped >= Duration::from_secs(1) && clamped <= ceiling);
     }
     for (name, duration) in durations(&config) {
         // A blank variable counts as unset.
