@@ -260,11 +260,15 @@ fn parse_log_level(text: &str) -> Result<String, String> {
     } else {
         level
     };
+    // Each directive trimmed: tracing-subscriber (0.3.23) slices a directive with leading
+    // whitespace at the wrong offsets, so `warn, sandbox_core=debug` filtered a target
+    // named ` sandbox_co`, and a non-ASCII character there made it panic.
+    let directives = text.split(',').map(str::trim).collect::<Vec<_>>().join(",");
     match level.as_str() {
         "error" | "warn" | "info" | "debug" | "trace" | "off" => Ok(level),
         // Per-module directives such as `warn,sandbox_core=trace`.
-        _ if text.contains('=') && tracing_subscriber::EnvFilter::try_new(text.trim()).is_ok() => {
-            Ok(text.trim().to_string())
+        _ if text.contains('=') && tracing_subscriber::EnvFilter::try_new(&directives).is_ok() => {
+            Ok(directives)
         }
         _ => Err(format!(
             "expected error, warn, info, debug or trace (or directives like \
@@ -536,6 +540,19 @@ mod tests {
         assert!(err.contains("MCP_BRIDGE_OUTPUT_MODE=xml"), "{err}");
         let err = with_env(&[("MCP_BRIDGE_MEMORY", "1k")]).unwrap_err();
         assert!(err.contains("MCP_BRIDGE_MEMORY"), "{err}");
+    }
+
+    #[test]
+    fn log_directives_are_trimmed_one_by_one() {
+        // Found by the `env_config` fuzz target: a directive with leading whitespace and a
+        // non-ASCII character made tracing-subscriber's parser panic.
+        let config = with_env(&[("MCP_BRIDGE_LOG_LEVEL", " warn,  sandbox_core=debug ")]).unwrap();
+        assert_eq!(config.log_level, "warn,sandbox_core=debug");
+        let hostile = "warn,\u{c}5\u{7ac2a}=debug";
+        assert_eq!(
+            parse_log_level(hostile).as_deref(),
+            Ok("warn,5\u{7ac2a}=debug")
+        );
     }
 
     #[test]

@@ -288,7 +288,14 @@ fn dedent(source: &str) -> String {
         .filter(|line| !line.trim().is_empty())
         .map(|line| &line[..line.len() - line.trim_start().len()])
         .reduce(|a, b| {
-            let common = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+            // Compare characters, not bytes: two different multi-byte spaces share leading
+            // bytes, and a byte count would cut inside a character.
+            let common: usize = a
+                .chars()
+                .zip(b.chars())
+                .take_while(|(x, y)| x == y)
+                .map(|(c, _)| c.len_utf8())
+                .sum();
             &a[..common]
         })
         .unwrap_or("");
@@ -829,6 +836,18 @@ mod tests {
     }
 
     #[test]
+    fn memory_keeps_every_float_exactly() {
+        // Found by the guest_rpc fuzz target: without serde_json's `float_roundtrip`, this
+        // number (as the guest's JSON spells it) loaded back one unit in the last place off.
+        let (_root, state) = open_state();
+        let text = "2333333333333333333333333333333333333333333.5";
+        let sent: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(sent.as_f64(), text.parse::<f64>().ok(), "parsed exactly");
+        state.memory_save("f", &sent).unwrap();
+        assert_eq!(state.memory_load("f").unwrap(), sent);
+    }
+
+    #[test]
     fn path_traversal_and_bad_keys_are_refused() {
         let (root, state) = open_state();
         let long = "k".repeat(129);
@@ -1108,6 +1127,18 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("bytes")
+        );
+    }
+
+    #[test]
+    fn different_multibyte_indents_share_no_prefix() {
+        // A guest's `save_tool` made the host panic: U+2003 and U+2002 share their first
+        // two bytes, and dedent cut the common prefix inside a character.
+        let err = normalize_tool_source("f", "\u{2003}def f():\n\u{2002}    pass\n").unwrap_err();
+        assert!(matches!(err, StateError::InvalidToolSource { .. }), "{err}");
+        assert_eq!(
+            normalize_tool_source("f", "\u{2003}def f():\n\u{2003}\u{2002}pass").unwrap(),
+            "def f():\n\u{2002}pass\n"
         );
     }
 

@@ -147,4 +147,35 @@ else
     echo "SKIP bench charts: no DejaVu Sans font (fonts-dejavu-core) to draw text with" >&2
 fi
 
+# ---- fuzz smoke (fuzz/README.md) -------------------------------------------------------
+step "fuzz: build every cargo-fuzz target and run each briefly (a crash fails the suite)"
+# cargo-fuzz passes -Z flags to rustc; RUSTC_BOOTSTRAP lets the stable toolchain take them.
+# Its own target dir: fuzz builds use other rustc flags and would rebuild the shared one.
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    CARGO_TARGET_DIR="$cache/cargo-install-target" cargo install cargo-fuzz --locked
+fi
+fuzz_seconds="${FUZZ_SECONDS:-20}"
+(
+    cd fuzz
+    export CARGO_TARGET_DIR="$cache/fuzz-target" RUSTC_BOOTSTRAP=1
+    cargo fetch --locked
+    cargo fuzz build --sanitizer none --debug-assertions
+    for target in $(cargo fuzz list); do
+        # New inputs go to a corpus in the cache; the checked-in seeds are read, not written.
+        mkdir -p "$cache/fuzz-corpus/$target"
+        log="$cache/fuzz-$target.log"
+        if ! cargo fuzz run --sanitizer none --debug-assertions "$target" \
+            "$cache/fuzz-corpus/$target" "corpus/$target" -- \
+            -max_total_time="$fuzz_seconds" -timeout=10 -print_final_stats=1 \
+            </dev/null >"$log" 2>&1; then
+            tail -n 60 "$log" >&2
+            echo "fuzz: $target failed; the input is in fuzz/artifacts/$target/" >&2
+            exit 1
+        fi
+        printf '%s: ' "$target" >&2
+        grep -E '^Done ' "$log" >&2 || true
+    done
+)
+# ---- end fuzz smoke ----------------------------------------------------------------------
+
 step "all tests passed"

@@ -312,12 +312,18 @@ impl FrameScanner {
                 }
                 return Ok(());
             };
-            let header_end = start + self.marker_len + LEN_BYTES;
+            // Bytes before a marker are stray output whatever follows it, even a frame that
+            // ends the session: emitting them first makes the events independent of how the
+            // guest's writes were split into reads.
+            if start > 0 {
+                events.push(ScanEvent::Stray(self.pending[..start].to_vec()));
+                self.pending.drain(..start);
+            }
+            let header_end = self.marker_len + LEN_BYTES;
             if self.pending.len() < header_end {
-                self.emit_stray_before(start, events);
                 return Ok(());
             }
-            let len_bytes: [u8; LEN_BYTES] = self.pending[start + self.marker_len..header_end]
+            let len_bytes: [u8; LEN_BYTES] = self.pending[self.marker_len..header_end]
                 .try_into()
                 .expect("slice has LEN_BYTES bytes");
             let declared = u32::from_be_bytes(len_bytes) as usize;
@@ -328,22 +334,11 @@ impl FrameScanner {
                 });
             }
             if self.pending.len() < header_end + declared {
-                self.emit_stray_before(start, events);
                 return Ok(());
             }
             let frame = parse_guest_frame(&self.pending[header_end..header_end + declared])?;
-            if start > 0 {
-                events.push(ScanEvent::Stray(self.pending[..start].to_vec()));
-            }
             events.push(ScanEvent::Frame(Box::new(frame)));
             self.pending.drain(..header_end + declared);
-        }
-    }
-
-    fn emit_stray_before(&mut self, start: usize, events: &mut Vec<ScanEvent>) {
-        if start > 0 {
-            events.push(ScanEvent::Stray(self.pending[..start].to_vec()));
-            self.pending.drain(..start);
         }
     }
 
@@ -450,6 +445,29 @@ mod tests {
             );
         }
         assert!(scanner.push(&frame(&nonce, READY), &mut events).is_ok());
+    }
+
+    #[test]
+    fn stray_bytes_before_a_bad_frame_are_emitted_however_the_bytes_arrive() {
+        // Found by the `guest_frames` fuzz target: read at once, the stray bytes before a
+        // malformed or oversized frame were lost with the error; read in pieces, they were not.
+        let nonce = Nonce::random();
+        let mut malformed = b"last words".to_vec();
+        malformed.extend(frame(&nonce, "not json"));
+        let mut oversized = b"last words".to_vec();
+        oversized.extend(nonce.marker());
+        oversized.extend_from_slice(&u32::MAX.to_be_bytes());
+        for input in [malformed, oversized] {
+            for chunk in [input.len(), 1] {
+                let mut scanner = FrameScanner::new(&nonce, 1024);
+                let mut events = Vec::new();
+                let error = input
+                    .chunks(chunk)
+                    .find_map(|c| scanner.push(c, &mut events).err());
+                assert!(error.is_some(), "chunks of {chunk}");
+                assert_eq!(stray_text(&events), b"last words", "chunks of {chunk}");
+            }
+        }
     }
 
     #[test]

@@ -19,9 +19,11 @@ pub struct Cut {
 }
 
 impl Captured {
-    /// Total bytes dropped.
+    /// Total bytes dropped (saturating: the counts come from the guest).
     pub fn cut_bytes(&self) -> u64 {
-        self.cuts.iter().map(|c| c.bytes).sum()
+        self.cuts
+            .iter()
+            .fold(0u64, |total, c| total.saturating_add(c.bytes))
     }
 
     /// The text with a marker at every cut, made by `marker(bytes_dropped)`.
@@ -51,9 +53,17 @@ impl Captured {
         }
         if text.len() > limit {
             let keep = floor_char_boundary(&text, limit);
-            let dropped = (text.len() - keep) as u64;
+            let mut dropped = (text.len() - keep) as u64;
             text.truncate(keep);
-            cuts.retain(|c| c.at < keep);
+            // A cut the guest reported in the part dropped here is dropped too: its bytes
+            // move to the new cut rather than vanish from the count.
+            cuts.retain(|c| {
+                if c.at < keep {
+                    return true;
+                }
+                dropped = dropped.saturating_add(c.bytes);
+                false
+            });
             cuts.push(Cut {
                 at: keep,
                 bytes: dropped,
@@ -136,6 +146,22 @@ mod tests {
         let captured = Captured::from_guest("é".repeat(100), 0, None, 11);
         assert_eq!(captured.text.len(), 10);
         assert_eq!(captured.cut_bytes(), 190);
+    }
+
+    #[test]
+    fn a_guest_cut_in_the_part_the_host_drops_is_still_counted() {
+        // Found by the `guest_frames` fuzz target: the guest's cut at byte 8 fell in the
+        // tail the host cut at byte 4, and its 100 bytes went missing from the count.
+        let captured = Captured::from_guest("headtail".into(), 100, Some(8), 4);
+        assert_eq!(captured.text, "head");
+        assert_eq!(captured.cut_bytes(), 104);
+        assert_eq!(captured.render(|n| format!("[{n}]")), "head[104]");
+    }
+
+    #[test]
+    fn lying_cut_counts_saturate() {
+        let captured = Captured::from_guest("headtail".into(), u64::MAX, Some(2), 4);
+        assert_eq!(captured.cut_bytes(), u64::MAX);
     }
 
     #[test]

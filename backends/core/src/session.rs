@@ -368,6 +368,12 @@ impl Session {
                     };
                     tracing::trace!(run = id, bytes = n, after = ?sent_at.elapsed(), "guest stdout");
                     if let Err(e) = live.scanner.push(&out_buf[..n], &mut events) {
+                        // What the code wrote before the bad frame is still its output.
+                        for event in events.drain(..) {
+                            if let ScanEvent::Stray(bytes) = event {
+                                run.stray_out.push(&bytes);
+                            }
+                        }
                         return Verdict::Failed(protocol_reason(&e));
                     }
                     for event in events.drain(..) {

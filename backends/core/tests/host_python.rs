@@ -31,6 +31,22 @@ async fn session() -> Option<Session> {
     )
 }
 
+/// Python that finds the session's frame marker (user code can: it lives in the same
+/// interpreter) and binds it to `marker`, with `os` and `json` imported.
+const FIND_MARKER: &str = r"import gc, os, json
+def attributes(o):
+    try:
+        yield from vars(o).values()
+    except TypeError:
+        pass
+    for name in getattr(type(o), '__slots__', ()):
+        try:
+            yield getattr(o, name)
+        except Exception:
+            pass
+marker = next(v for o in gc.get_objects() for v in attributes(o)
+              if isinstance(v, bytes) and v.startswith(b'\x00\x1bMCPB') and len(v) == 39)";
+
 fn run(code: &str, timeout_ms: u64) -> RunRequest {
     RunRequest::code(code, Duration::from_millis(timeout_ms))
 }
@@ -96,28 +112,42 @@ async fn a_forged_frame_with_the_real_nonce_ends_only_that_session() {
     };
     // User code can find the nonce (it lives in the same interpreter); a frame it forges is
     // validated like any other: a result for another run is a protocol violation.
-    let code = r"import gc, os, json
-def attributes(o):
-    try:
-        yield from vars(o).values()
-    except TypeError:
-        pass
-    for name in getattr(type(o), '__slots__', ()):
-        try:
-            yield getattr(o, name)
-        except Exception:
-            pass
-marker = next(v for o in gc.get_objects() for v in attributes(o)
-              if isinstance(v, bytes) and v.startswith(b'\x00\x1bMCPB') and len(v) == 39)
-body = json.dumps({'type': 'result', 'id': 999, 'stdout': '', 'stderr': '', 'error': None})
+    let code = format!(
+        "{FIND_MARKER}
+body = json.dumps({{'type': 'result', 'id': 999, 'stdout': '', 'stderr': '', 'error': None}})
 os.write(1, marker + len(body).to_bytes(4, 'big') + body.encode())
-import time; time.sleep(5)";
-    let outcome = session.run(&run(code, 10_000), Arc::new(NoCalls)).await;
+import time; time.sleep(5)"
+    );
+    let outcome = session.run(&run(&code, 10_000), Arc::new(NoCalls)).await;
     let RunStatus::SandboxFailed { reason } = &outcome.status else {
         panic!("{:?} {:?}", outcome.status, outcome.error)
     };
     assert!(reason.contains("protocol"), "{reason}");
     assert!(!session.is_alive());
+}
+
+#[tokio::test]
+async fn output_written_with_a_malformed_frame_is_kept() {
+    let Some(session) = session().await else {
+        return;
+    };
+    // Found by the guest_frames fuzz target: bytes written in the same write as a frame that
+    // breaks the protocol were dropped with the session, unlike bytes written just before.
+    let code = format!(
+        "{FIND_MARKER}
+os.write(1, b'last words' + marker + (8).to_bytes(4, 'big') + b'not json')
+import time; time.sleep(5)"
+    );
+    let outcome = session.run(&run(&code, 10_000), Arc::new(NoCalls)).await;
+    let RunStatus::SandboxFailed { reason } = &outcome.status else {
+        panic!("{:?} {:?}", outcome.status, outcome.error)
+    };
+    assert!(reason.contains("protocol"), "{reason}");
+    assert!(
+        outcome.stdout.text.contains("last words"),
+        "{:?}",
+        outcome.stdout
+    );
 }
 
 #[tokio::test]
