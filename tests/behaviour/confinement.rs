@@ -242,7 +242,9 @@ pub(crate) async fn the_kernel_is_the_one_promised(b: &TestBackend) -> Result<()
     match b.name {
         // gVisor's own kernel answers; guest syscalls never reach the host's.
         "podman_gvisor" => ensure!(out.trim() == "4.4.0", "not gVisor's kernel: {out}"),
-        "podman" | "docker" | "oci" | "oci_rootless" => ensure!(out.trim() == host.trim(), "{out} vs {host}"),
+        "podman" | "docker" | "oci" | "oci_rootless" => {
+            ensure!(out.trim() == host.trim(), "{out} vs {host}")
+        }
         _ => ensure!(
             out.trim() != host.trim(),
             "the host kernel is visible: {out}"

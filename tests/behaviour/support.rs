@@ -72,7 +72,10 @@ fn rootless_user() -> Result<&'static RootlessUser, String> {
 
 /// The bridge binary as `backend` runs it: as the rootless user for `oci_rootless`.
 fn bridge_program(backend: &TestBackend) -> std::process::Command {
-    match rootless_user().ok().filter(|_| backend.name == "oci_rootless") {
+    match rootless_user()
+        .ok()
+        .filter(|_| backend.name == "oci_rootless")
+    {
         Some(user) => {
             let mut command = std::process::Command::new("setpriv");
             command
@@ -93,8 +96,14 @@ fn bridge_program(backend: &TestBackend) -> std::process::Command {
 fn isolated_bridge_command(backend: &TestBackend) -> tokio::process::Command {
     static WORLD: OnceLock<tempfile::TempDir> = OnceLock::new();
     static ROOTLESS_WORLD: OnceLock<tempfile::TempDir> = OnceLock::new();
-    let owner = rootless_user().ok().filter(|_| backend.name == "oci_rootless");
-    let cell = if owner.is_some() { &ROOTLESS_WORLD } else { &WORLD };
+    let owner = rootless_user()
+        .ok()
+        .filter(|_| backend.name == "oci_rootless");
+    let cell = if owner.is_some() {
+        &ROOTLESS_WORLD
+    } else {
+        &WORLD
+    };
     let world = cell.get_or_init(|| {
         let world = tempfile::Builder::new()
             .prefix("bridge-suite-")
@@ -503,7 +512,11 @@ pub(crate) fn leftovers(backend: &TestBackend, pid: u32) -> Result<Vec<String>> 
         })
         .collect();
     match backend.name {
-        "oci" => found.extend(oci_leftovers(pid, "/run/mcp-sandbox-oci".into(), "mcp-sandbox")),
+        "oci" => found.extend(oci_leftovers(
+            pid,
+            "/run/mcp-sandbox-oci".into(),
+            "mcp-sandbox",
+        )),
         "oci_rootless" => {
             let uid = rootless_user().map_err(anyhow::Error::msg)?.uid;
             found.extend(oci_leftovers(
