@@ -3,6 +3,8 @@
 //! prints `BREACH <what> | <result>`. A test passes when no step got through, at least one
 //! ran, and the server answers a follow-up call.
 
+use std::fmt::Write as _;
+
 use anyhow::{Result, ensure};
 use serde_json::json;
 
@@ -152,10 +154,10 @@ pub(crate) async fn stopped(bridge: &TestBridge, reply: &Reply) -> Result<()> {
 
 /// `body` preceded by Python assignments of `vars` (name, Python literal).
 pub(crate) fn with_vars(vars: &[(&str, String)], body: &str) -> String {
-    let mut code: String = vars
-        .iter()
-        .map(|(name, value)| format!("{name} = {value}\n"))
-        .collect();
+    let mut code = String::new();
+    for (name, value) in vars {
+        let _ = writeln!(code, "{name} = {value}");
+    }
     code.push_str(body);
     code
 }

@@ -85,9 +85,9 @@ pub(crate) async fn attack_fork_bomb(b: &TestBackend) -> Result<()> {
             reply.structured
         );
         if reply.structured["state_lost"] == json!(false) {
-            // The interrupt ended the run and the session was kept (docker's init passes
-            // SIGINT to the interpreter only): the forked spinners live on in the
-            // session's container until it is reaped. A known gap, in SECURITY.md.
+            // The interrupt ended the run and the session was kept (the init passes SIGINT
+            // to the interpreter only): the forked spinners live on in the session's
+            // container until it is reaped. A known gap, in SECURITY.md.
             let left = bridge
                 .ok("import os\nprint(len([p for p in os.listdir('/proc') if p.isdigit()]))")
                 .await?;
