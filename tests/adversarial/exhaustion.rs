@@ -104,6 +104,17 @@ pub(crate) async fn attack_fork_bomb(b: &TestBackend) -> Result<()> {
     Ok(())
 }
 
+/// The run failed with `error` after printing `<label> <count>`; the count.
+fn count_before(reply: &Reply, error: &str, label: &str) -> Result<u64> {
+    ensure!(
+        reply.structured["error"]["type"] == json!(error),
+        "expected {error}: {}",
+        reply.text
+    );
+    let count = reply.stdout().trim().strip_prefix(label).unwrap_or(" 0");
+    Ok(count.trim().parse()?)
+}
+
 pub(crate) async fn attack_thread_bomb(b: &TestBackend) -> Result<()> {
     let code = r"
 import threading, time
@@ -118,17 +129,7 @@ finally:
 ";
     let (_, reply) = must_stop(b, code, 10).await?;
     if reply.status() != "sandbox_failed" && reply.status() != "timed_out" {
-        ensure!(
-            reply.structured["error"]["type"] == json!("RuntimeError"),
-            "{}",
-            reply.text
-        );
-        let started: u64 = reply
-            .stdout()
-            .trim()
-            .strip_prefix("started ")
-            .unwrap_or("0")
-            .parse()?;
+        let started = count_before(&reply, "RuntimeError", "started")?;
         // Threads count against the pids cap (gVisor's own threads have a headroom).
         ensure!(
             started < 32 + 128,
@@ -148,17 +149,7 @@ async fn fill(b: &TestBackend, dir: &str) -> Result<()> {
     if reply.status() == "sandbox_failed" {
         ensure!(reply.text.contains(dir), "{}", reply.text);
     } else {
-        ensure!(
-            reply.structured["error"]["type"] == json!("OSError"),
-            "{}",
-            reply.text
-        );
-        let written: u64 = reply
-            .stdout()
-            .trim()
-            .strip_prefix("written ")
-            .unwrap_or("0")
-            .parse()?;
+        let written = count_before(&reply, "OSError", "written")?;
         ensure!(written <= 64, "wrote {written} MiB into a 64 MiB area");
     }
     Ok(())
