@@ -72,6 +72,9 @@ pub const MAX_MEMORY_BYTES: u64 = 64 << 20;
 
 const TOOLS_DIR: &str = "saved_tools";
 const MEMORY_DIR: &str = "memory";
+/// Where the memory store is, as the sandbox is told: relative to the state directory,
+/// without the host path.
+pub const GUEST_MEMORY_PATH: &str = "$MCP_BRIDGE_STATE_DIR/memory";
 const USER_TOOLS: &str = "user_tools.py";
 
 /// What went wrong with saved tools or memory. Each message is a sentence the agent can act
@@ -722,7 +725,8 @@ impl State {
 
     /// The `memory` rpc: `{op, key?, value?}`, answered as `frames.md` says: `save` → null,
     /// `load` → the value, `delete` → bool, `list` → keys, `exists` → bool, `info` →
-    /// `{keys, bytes, path}` (`keys` is a count).
+    /// `{keys, bytes, path}` (`keys` is a count; `path` is [`GUEST_MEMORY_PATH`], never the
+    /// host path).
     pub fn memory_rpc(&self, params: &Value) -> Result<Value, StateError> {
         let op = params.get("op").and_then(Value::as_str).ok_or_else(|| {
             StateError::InvalidRequest(
@@ -751,7 +755,9 @@ impl State {
                 Ok(json!({
                     "keys": info.keys,
                     "bytes": info.bytes,
-                    "path": info.path.display().to_string(),
+                    // The sandbox learns where the store is, not the host's paths (which
+                    // name the host's user and layout).
+                    "path": GUEST_MEMORY_PATH,
                 }))
             }
             other => Err(StateError::InvalidRequest(format!(
@@ -1020,7 +1026,10 @@ mod tests {
         let info = rpc(json!({"op": "info"})).unwrap();
         assert_eq!(info["keys"], 2);
         assert_eq!(info["bytes"], 7);
-        assert!(info["path"].as_str().unwrap().ends_with("memory"));
+        assert_eq!(
+            info["path"], GUEST_MEMORY_PATH,
+            "no host path reaches the guest"
+        );
         assert_eq!(
             rpc(json!({"op": "delete", "key": "k"})).unwrap(),
             json!(true)

@@ -3,13 +3,7 @@
 use anyhow::{Result, ensure};
 use serde_json::json;
 
-use crate::support::{Reply, TestBackend, TestBridge};
-
-async fn next_call_works(bridge: &TestBridge) -> Result<()> {
-    let out = bridge.ok("print('alive')").await?;
-    ensure!(out == "alive\n", "{out:?}");
-    Ok(())
-}
+use crate::support::{Reply, TestBackend};
 
 fn check_timed_out(reply: &Reply) -> Result<()> {
     ensure!(reply.is_error, "{}", reply.text);
@@ -32,7 +26,7 @@ pub(crate) async fn runaway_loop_is_stopped_and_next_call_works(b: &TestBackend)
         .call(json!({"code": "print('spinning')\nwhile True:\n    pass", "timeout": 1}))
         .await?;
     check_timed_out(&reply)?;
-    next_call_works(&bridge).await?;
+    bridge.alive().await?;
     let kept = bridge.run("print('marker' in globals())").await?;
     let expect = if reply.structured["state_lost"] == json!(true) {
         "False\n"
@@ -52,7 +46,7 @@ pub(crate) async fn blocking_sleep_is_stopped(b: &TestBackend) -> Result<()> {
         .call(json!({"code": "import time\ntime.sleep(300)", "timeout": 1}))
         .await?;
     check_timed_out(&reply)?;
-    next_call_works(&bridge).await
+    bridge.alive().await
 }
 
 pub(crate) async fn memory_cap_gives_memory_error(b: &TestBackend) -> Result<()> {
@@ -64,7 +58,7 @@ pub(crate) async fn memory_cap_gives_memory_error(b: &TestBackend) -> Result<()>
         .unwrap_or_default();
     let killed = reply.status() == "sandbox_failed";
     ensure!(kind == "MemoryError" || killed, "{}", reply.structured);
-    next_call_works(&bridge).await
+    bridge.alive().await
 }
 
 pub(crate) async fn huge_stdout_is_capped_honestly(b: &TestBackend) -> Result<()> {
@@ -89,7 +83,7 @@ pub(crate) async fn huge_stdout_is_capped_honestly(b: &TestBackend) -> Result<()
     // Many small writes are capped the same way.
     let reply = bridge.run("for i in range(300_000):\n    print(i)").await?;
     ensure!(reply.stdout().len() < 70 * 1024 && reply.stdout().ends_with("299999\n"));
-    next_call_works(&bridge).await
+    bridge.alive().await
 }
 
 pub(crate) async fn raw_fd_writes_do_not_break_the_protocol(b: &TestBackend) -> Result<()> {
@@ -104,7 +98,7 @@ pub(crate) async fn raw_fd_writes_do_not_break_the_protocol(b: &TestBackend) -> 
         reply.stdout()
     );
     ensure!(reply.stderr().contains("raw-err"), "{:?}", reply.stderr());
-    next_call_works(&bridge).await
+    bridge.alive().await
 }
 
 pub(crate) async fn frame_lookalike_text_is_plain_output(b: &TestBackend) -> Result<()> {
@@ -121,7 +115,7 @@ pub(crate) async fn frame_lookalike_text_is_plain_output(b: &TestBackend) -> Res
         reply.stdout().contains("forged"),
         "the lookalike must arrive as text"
     );
-    next_call_works(&bridge).await
+    bridge.alive().await
 }
 
 pub(crate) async fn guest_exit_is_reported_and_next_call_works(b: &TestBackend) -> Result<()> {
@@ -131,7 +125,7 @@ pub(crate) async fn guest_exit_is_reported_and_next_call_works(b: &TestBackend) 
     ensure!(reply.status() == "sandbox_failed", "{}", reply.structured);
     ensure!(reply.structured["state_lost"] == json!(true));
     ensure!(reply.text.contains("fresh session"), "{}", reply.text);
-    next_call_works(&bridge).await
+    bridge.alive().await
 }
 
 pub(crate) async fn timeout_argument_is_clamped(b: &TestBackend) -> Result<()> {
@@ -173,7 +167,7 @@ pub(crate) async fn filling_scratch_space_is_stopped(b: &TestBackend) -> Result<
     let full = reply.structured["error"]["type"] == "OSError";
     let stopped = reply.status() == "sandbox_failed" && reply.text.contains("/tmp");
     ensure!(full || stopped, "{}", reply.text);
-    next_call_works(&bridge).await
+    bridge.alive().await
 }
 
 pub(crate) async fn deep_recursion_is_contained(b: &TestBackend) -> Result<()> {
@@ -189,7 +183,7 @@ pub(crate) async fn deep_recursion_is_contained(b: &TestBackend) -> Result<()> {
     let code = "import sys\nsys.setrecursionlimit(10**7)\ndef g(n):\n    return g(n + 1)\ng(0)";
     let reply = bridge.call(json!({"code": code, "timeout": 3})).await?;
     ensure!(reply.is_error, "{}", reply.text);
-    next_call_works(&bridge).await
+    bridge.alive().await
 }
 
 pub(crate) async fn idle_sessions_are_reaped(b: &TestBackend) -> Result<()> {

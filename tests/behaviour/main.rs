@@ -13,32 +13,9 @@ mod limits;
 mod protocol;
 mod support;
 
-macro_rules! for_each_backend {
-    ($($topic:ident: $($test:ident),* $(,)?;)*) => {
-        for_each_backend!(@backend wasi; $($topic: $($test),*;)*);
-        for_each_backend!(@backend podman; $($topic: $($test),*;)*);
-        for_each_backend!(@backend docker; $($topic: $($test),*;)*);
-        for_each_backend!(@backend podman_gvisor; $($topic: $($test),*;)*);
-        for_each_backend!(@backend oci; $($topic: $($test),*;)*);
-        for_each_backend!(@backend oci_rootless; $($topic: $($test),*;)*);
-    };
-    (@backend $backend:ident; $($topic:ident: $($test:ident),*;)*) => {
-        mod $backend {
-            $(mod $topic {
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn $test() -> anyhow::Result<()> {
-                        let backend = crate::support::TestBackend { name: stringify!($backend) };
-                        if !backend.available()? {
-                            return Ok(());
-                        }
-                        crate::$topic::$test(&backend).await
-                    }
-                )*
-            })*
-        }
-    };
-}
+#[macro_use]
+#[path = "../common/stamp.rs"]
+mod stamp;
 
 for_each_backend! {
     exec: prints_stdout, keeps_globals_between_calls, top_level_await_works,

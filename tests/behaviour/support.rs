@@ -323,6 +323,13 @@ impl TestBridge {
         self.call(json!({ "code": code })).await
     }
 
+    /// The server still serves: a follow-up call in the default session works.
+    pub(crate) async fn alive(&self) -> Result<()> {
+        let out = self.ok("print('alive')").await?;
+        ensure!(out == "alive\n", "the follow-up call printed {out:?}");
+        Ok(())
+    }
+
     /// Run code that must succeed; returns its stdout.
     pub(crate) async fn ok(&self, code: &str) -> Result<String> {
         let reply = self.run(code).await?;

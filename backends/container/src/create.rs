@@ -25,6 +25,8 @@ const BASE_ENV: [&str; 3] = [
     "LANG=C.UTF-8",
     "PYTHONDONTWRITEBYTECODE=1",
 ];
+/// Options of the tmpfs laid over directories engines would otherwise leave writable.
+const SEALED_TMPFS: &str = "ro,nosuid,nodev,noexec,size=64k";
 /// Open files per process.
 const NOFILE: i64 = 1024;
 /// Upper bound of the per-user process rlimit we set. The pids cap is the real limit per
@@ -67,9 +69,14 @@ pub(crate) fn container_body(
     // Podman gives a tmpfs over an image directory that directory's mode, whatever `mode`
     // says: the root filesystem makes both directories 1777 (see `sandbox-rootfs`).
     let tmpfs_options = format!("rw,nosuid,nodev,size={},mode=1777", spec.scratch_bytes());
+    // Podman (with a read-only root) and gVisor otherwise mount writable tmpfs of their
+    // own at `/run` and `/var/tmp`, bounded only by the memory cap: cover both with empty,
+    // read-only ones. (`/run/mcp` is bind-mounted inside `/run` all the same.)
     let tmpfs = HashMap::from([
         ("/tmp".to_string(), tmpfs_options.clone()),
         ("/workspace".to_string(), tmpfs_options),
+        ("/run".to_string(), SEALED_TMPFS.to_string()),
+        ("/var/tmp".to_string(), SEALED_TMPFS.to_string()),
     ]);
     let memory = i64::try_from(spec.memory_bytes()).unwrap_or(i64::MAX);
     let mut binds: Vec<String> = spec
@@ -120,6 +127,9 @@ pub(crate) fn container_body(
             config: None,
         }),
         ipc_mode: Some("private".into()),
+        // `/dev/shm` stays writable (POSIX shared memory, semaphores): private to the
+        // container, charged to its memory cap, and no larger than a scratch area.
+        shm_size: Some(i64::try_from(spec.scratch_bytes()).unwrap_or(i64::MAX)),
         runtime: options.oci_runtime.clone(),
         ..HostConfig::default()
     };
@@ -209,6 +219,13 @@ mod tests {
         let tmpfs = host.tmpfs.as_ref().unwrap();
         assert!(tmpfs["/tmp"].contains("size=8388608"));
         assert!(tmpfs["/workspace"].contains("size=8388608"));
+        assert_eq!(host.shm_size, Some(8 << 20));
+        for sealed in ["/run", "/var/tmp"] {
+            assert!(
+                tmpfs[sealed].starts_with("ro,"),
+                "{sealed} must be read-only"
+            );
+        }
         assert_eq!(body.user.as_deref(), Some("1000:1000"));
         assert_eq!(
             host.binds.as_deref(),
