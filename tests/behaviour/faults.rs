@@ -87,6 +87,21 @@ fn python_with_mcp() -> Result<Option<PathBuf>> {
     Ok(None)
 }
 
+/// A bridge with the faulty server configured (and `env`), or `None` after a loud skip.
+async fn bridge_with_faulty(
+    b: &TestBackend,
+    env: &[(&str, &str)],
+) -> Result<Option<(FaultyUpstream, TestBridge)>> {
+    let Some(upstream) = FaultyUpstream::new()? else {
+        return Ok(None);
+    };
+    let config = upstream.config();
+    let mut env = env.to_vec();
+    env.push(("MCP_SERVERS_CONFIG", &config));
+    let bridge = b.bridge_with(&env).await?;
+    Ok(Some((upstream, bridge)))
+}
+
 /// Call the faulty server from sandboxed code in the default session.
 async fn proxied(bridge: &TestBridge, code: &str) -> Result<Reply> {
     bridge
@@ -149,12 +164,9 @@ pub(crate) fn status_kib(pid: u32, field: &str) -> Result<u64> {
 }
 
 pub(crate) async fn upstream_crash_mid_call_is_reported(b: &TestBackend) -> Result<()> {
-    let Some(upstream) = FaultyUpstream::new()? else {
+    let Some((_upstream, bridge)) = bridge_with_faulty(b, &[]).await? else {
         return Ok(());
     };
-    let bridge = b
-        .bridge_with(&[("MCP_SERVERS_CONFIG", &upstream.config())])
-        .await?;
     let first = ping(&bridge).await?;
     proxied(&bridge, "kept = 'still here'").await?;
     let started = Instant::now();
@@ -186,16 +198,12 @@ pub(crate) async fn upstream_crash_mid_call_is_reported(b: &TestBackend) -> Resu
 }
 
 pub(crate) async fn upstream_hang_ends_at_the_timeout(b: &TestBackend) -> Result<()> {
-    let Some(upstream) = FaultyUpstream::new()? else {
+    // The tool call's own timeout ends the call; the run goes on and can handle it.
+    let Some((_upstream, bridge)) =
+        bridge_with_faulty(b, &[("MCP_BRIDGE_TOOL_TIMEOUT", "2s")]).await?
+    else {
         return Ok(());
     };
-    // The tool call's own timeout ends the call; the run goes on and can handle it.
-    let bridge = b
-        .bridge_with(&[
-            ("MCP_SERVERS_CONFIG", &upstream.config()),
-            ("MCP_BRIDGE_TOOL_TIMEOUT", "2s"),
-        ])
-        .await?;
     let server = ping(&bridge).await?;
     let started = Instant::now();
     let code = "try:\n    await mcp_faulty.nap(seconds=600)\nexcept Exception as e:\n    \
@@ -229,12 +237,9 @@ pub(crate) async fn upstream_hang_ends_at_the_timeout(b: &TestBackend) -> Result
 }
 
 pub(crate) async fn upstream_flood_is_refused_clearly(b: &TestBackend) -> Result<()> {
-    let Some(upstream) = FaultyUpstream::new()? else {
+    let Some((_upstream, bridge)) = bridge_with_faulty(b, &[]).await? else {
         return Ok(());
     };
-    let bridge = b
-        .bridge_with(&[("MCP_SERVERS_CONFIG", &upstream.config())])
-        .await?;
     let server = ping(&bridge).await?;
     // A large answer under the 16 MiB cap arrives whole (the SDK sends the text twice: as
     // content and as structured content).

@@ -39,17 +39,11 @@ struct Batch {
 }
 
 impl Batch {
-    fn percentile(&self, p: f64) -> Duration {
+    /// The latency below which `percent` % of the runs finished (nearest rank).
+    fn percentile(&self, percent: usize) -> Duration {
         let mut sorted = self.latencies.clone();
         sorted.sort_unstable();
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            clippy::cast_precision_loss,
-            reason = "an index into a few thousand samples"
-        )]
-        let at = ((sorted.len() - 1) as f64 * p).round() as usize;
-        sorted[at]
+        sorted[(sorted.len() - 1) * percent / 100]
     }
 
     fn summary(&self) -> String {
@@ -59,8 +53,8 @@ impl Batch {
             "{} runs in {:.2} s: {rate:.0} runs/s, p50 {:.2} ms, p99 {:.2} ms",
             self.latencies.len(),
             self.elapsed.as_secs_f64(),
-            self.percentile(0.5).as_secs_f64() * 1e3,
-            self.percentile(0.99).as_secs_f64() * 1e3
+            self.percentile(50).as_secs_f64() * 1e3,
+            self.percentile(99).as_secs_f64() * 1e3
         )
     }
 }

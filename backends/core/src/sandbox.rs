@@ -182,6 +182,10 @@ mod tests {
             GuestExit::Exited(128).to_string(),
             "the interpreter exited with status 128"
         );
-        assert!(GuestExit::Exited(158).to_string().ends_with("(killed by signal 30)"));
+        assert!(
+            GuestExit::Exited(158)
+                .to_string()
+                .ends_with("(killed by signal 30)")
+        );
     }
 }
