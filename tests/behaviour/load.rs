@@ -239,7 +239,7 @@ pub(crate) async fn a_long_soak_keeps_memory_flat(b: &TestBackend) -> Result<()>
     };
     let samples = Mutex::new(vec![sample(bridge.pid, &cgroups, 0)?]);
     let done = AtomicUsize::new(0);
-    let sampler = async {
+    let watcher = async {
         let mut next = TOTAL / SAMPLES;
         while next <= TOTAL {
             let runs = done.load(Ordering::Relaxed).min(TOTAL);
@@ -256,13 +256,13 @@ pub(crate) async fn a_long_soak_keeps_memory_flat(b: &TestBackend) -> Result<()>
     let soak = async {
         // The warm sessions go on: each had its run 0.
         let batch = drive(&bridge, "soak", SESSIONS, (TOTAL, 1), &done).await;
-        // Let the sampler take its last sample even if the batch failed early.
+        // Let the watcher take its last sample even if the batch failed early.
         done.store(TOTAL, Ordering::Relaxed);
         batch
     };
-    let (batch, sampled) = tokio::join!(soak, sampler);
+    let (batch, sampling) = tokio::join!(soak, watcher);
     let batch = batch?;
-    sampled?;
+    sampling?;
     let mut samples = samples.into_inner().expect("samples");
     samples.push(sample(bridge.pid, &cgroups, TOTAL)?);
     report(b, "soak of 5000 runs over 4 sessions", &batch.summary());
