@@ -23,40 +23,9 @@ use mcp_server_code_execution_mode::proxy::upstream::{
 use rmcp::model::{CallToolResult, JsonObject};
 use serde_json::{Value, json};
 
-/// A tiny MCP server on the official Python SDK, for what real servers will not do on demand.
-const CRASHY: &str = r#"
-import os, subprocess, sys
-import anyio
-from mcp.server.mcpserver import MCPServer
-
-server = MCPServer("crashy")
-
-@server.tool()
-def ping() -> str:
-    return f"pong {os.getpid()}"
-
-@server.tool()
-def crash(code: int = 3) -> str:
-    print("about to crash on purpose", file=sys.stderr, flush=True)
-    os._exit(code)
-
-@server.tool()
-async def nap(seconds: float) -> str:
-    await anyio.sleep(seconds)
-    return "rested"
-
-@server.tool()
-def where() -> str:
-    return os.getcwd()
-
-@server.tool()
-def spawn_sleeper() -> int:
-    return subprocess.Popen(["sleep", "300"]).pid
-
-if __name__ == "__main__":
-    print("crashy starting", file=sys.stderr, flush=True)
-    server.run()
-"#;
+/// A tiny MCP server on the official Python SDK, for what real servers will not do on demand
+/// (shared with the behaviour suite's fault tests).
+const CRASHY: &str = include_str!("fixtures/faulty_server.py");
 
 // ---- finding the servers ------------------------------------------------------------------
 

@@ -24,6 +24,9 @@
 //! - **Every request is bounded**: `call_timeout` for each `tools/call` and `tools/list`
 //!   (a timed-out call is cancelled at the server with `notifications/cancelled`), and the
 //!   start timeout (default 60 s) for spawning and the handshake.
+//! - **Every message is bounded**: a stdio server that sends a message over 16 MiB (say, a
+//!   huge tool result) is stopped at once, the calls in flight fail with that reason, and the
+//!   next call starts it again; the bridge never holds more than the cap of it.
 //!
 //! # Transports
 //! stdio, and streamable HTTP: `http://` and `https://` (rustls), through rmcp's client on
@@ -45,6 +48,7 @@ mod cache;
 mod connection;
 mod error;
 mod http_client;
+mod message_cap;
 mod stdio;
 
 use std::collections::BTreeMap;

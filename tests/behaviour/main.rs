@@ -7,9 +7,11 @@
 
 mod confinement;
 mod exec;
+mod faults;
 mod files;
 mod isolation;
 mod limits;
+mod load;
 mod protocol;
 mod support;
 
@@ -44,4 +46,9 @@ for_each_backend! {
     files: files_written_to_out_come_back, cut_output_is_saved_to_read_on_purpose;
     isolation: no_network, empty_environment, host_files_are_invisible,
         scratch_is_writable_and_private_per_session, root_is_not_writable;
+    faults: upstream_crash_mid_call_is_reported, upstream_hang_ends_at_the_timeout,
+        upstream_flood_is_refused_clearly, guest_crash_is_reported_and_next_call_works,
+        oom_killed_guest_is_reported_and_next_call_works,
+        ending_the_bridge_mid_run_leaves_nothing;
+    load: sixteen_sessions_share_a_thousand_runs, a_long_soak_keeps_memory_flat;
 }

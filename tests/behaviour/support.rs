@@ -12,11 +12,18 @@ use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-/// Path of the binary under test.
-pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_mcp-server-code-execution-mode");
+/// Path of the binary under test: `TEST_BRIDGE_BIN` when set (for target dirs that several
+/// checkouts share, where the top-level binary may be another checkout's), else cargo's.
+fn bin() -> &'static str {
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("TEST_BRIDGE_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_mcp-server-code-execution-mode").to_owned())
+    })
+}
 
 /// The machine's interpreter cache, shared by every bridge the suite starts.
-fn cache_dir() -> std::path::PathBuf {
+pub(crate) fn cache_dir() -> std::path::PathBuf {
     std::env::var_os("MCP_BRIDGE_CACHE_DIR").map_or_else(
         || {
             let home = std::env::var_os("HOME")
@@ -86,7 +93,7 @@ fn bridge_program(backend: &TestBackend) -> std::process::Command {
                 .env_remove("XDG_RUNTIME_DIR");
             command
         }
-        None => std::process::Command::new(BIN),
+        None => std::process::Command::new(bin()),
     }
 }
 
@@ -203,7 +210,7 @@ fn probe(backend: TestBackend) -> &'static Result<(), String> {
             .args(backend.flags())
             .env("MCP_BRIDGE_LOG_LEVEL", "error")
             .output()
-            .map_err(|e| format!("cannot run {BIN}: {e}"))?;
+            .map_err(|e| format!("cannot run {}: {e}", bin()))?;
         if output.status.success() {
             Ok(())
         } else {
@@ -250,8 +257,9 @@ impl TestBackend {
             .stderr(Stdio::inherit())
             .spawn()
             .context("spawning the bridge")?;
+        let pid = transport.id().context("the bridge exited at once")?;
         let client = ().serve(transport).await.context("initialising the bridge")?;
-        Ok(TestBridge { client })
+        Ok(TestBridge { client, pid })
     }
 
     /// Start a bridge with the default configuration.
@@ -263,6 +271,8 @@ impl TestBackend {
 /// A running bridge and an MCP client connected to it.
 pub(crate) struct TestBridge {
     pub(crate) client: RunningService<RoleClient, ()>,
+    /// The bridge's process id.
+    pub(crate) pid: u32,
 }
 
 /// What a `run_python` call returned, in the shapes tests look at.
@@ -467,6 +477,21 @@ pub(crate) enum Ending {
 
 /// The host's `cpu.stat` of the container a bridge process runs (its first one).
 pub(crate) fn container_cpu_stat(backend: &TestBackend, bridge_pid: u32) -> Result<String> {
+    let dir = container_cgroups(backend, bridge_pid, "cpu")?
+        .into_iter()
+        .next()
+        .context("the bridge has no running container")?;
+    let path = dir.join("cpu.stat");
+    std::fs::read_to_string(&path).with_context(|| path.display().to_string())
+}
+
+/// The host's cgroup directories (for `controller`, on cgroup v1; the unified one on v2) of
+/// the containers a bridge process runs.
+pub(crate) fn container_cgroups(
+    backend: &TestBackend,
+    bridge_pid: u32,
+    controller: &str,
+) -> Result<Vec<std::path::PathBuf>> {
     let engine = backend.backend();
     let listing = std::process::Command::new(engine)
         .args([
@@ -478,32 +503,34 @@ pub(crate) fn container_cpu_stat(backend: &TestBackend, bridge_pid: u32) -> Resu
         ])
         .output()?;
     let listing = String::from_utf8_lossy(&listing.stdout);
-    let id = listing
+    let mut dirs = Vec::new();
+    for id in listing
         .lines()
-        .find(|line| line.contains(&format!(":{bridge_pid}:")))
-        .and_then(|line| line.split_whitespace().next())
-        .context("the bridge has no running container")?
-        .to_string();
-    let inspect = std::process::Command::new(engine)
-        .args(["inspect", "--format", "{{.State.Pid}}", &id])
-        .output()?;
-    let pid = String::from_utf8_lossy(&inspect.stdout).trim().to_string();
-    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
-    let path = cgroups
-        .lines()
-        .find_map(|line| {
-            let mut parts = line.splitn(3, ':');
-            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-            if controllers.split(',').any(|c| c == "cpu") {
-                Some(format!("/sys/fs/cgroup/cpu{path}/cpu.stat"))
-            } else if controllers.is_empty() {
-                Some(format!("/sys/fs/cgroup{path}/cpu.stat"))
-            } else {
-                None
-            }
-        })
-        .context("no cpu cgroup")?;
-    std::fs::read_to_string(&path).with_context(|| path.clone())
+        .filter(|line| line.contains(&format!(":{bridge_pid}:")))
+        .filter_map(|line| line.split_whitespace().next())
+    {
+        let inspect = std::process::Command::new(engine)
+            .args(["inspect", "--format", "{{.State.Pid}}", id])
+            .output()?;
+        let pid = String::from_utf8_lossy(&inspect.stdout).trim().to_string();
+        let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+        let dir = cgroups
+            .lines()
+            .find_map(|line| {
+                let mut parts = line.splitn(3, ':');
+                let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+                if controllers.split(',').any(|c| c == controller) {
+                    Some(format!("/sys/fs/cgroup/{controller}{path}"))
+                } else if controllers.is_empty() {
+                    Some(format!("/sys/fs/cgroup{path}"))
+                } else {
+                    None
+                }
+            })
+            .with_context(|| format!("no {controller} cgroup for container {id}"))?;
+        dirs.push(dir.into());
+    }
+    Ok(dirs)
 }
 
 /// What a bridge process left behind on this backend: WASI scratch directories, or

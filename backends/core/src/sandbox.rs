@@ -109,12 +109,39 @@ pub enum GuestExit {
 impl fmt::Display for GuestExit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Exited(code) => write!(f, "the interpreter exited with status {code}"),
+            Self::Exited(code) => {
+                write!(f, "the interpreter exited with status {code}")?;
+                match signal_of_status(*code) {
+                    Some(signal) => write!(f, " ({signal})"),
+                    None => Ok(()),
+                }
+            }
             Self::Killed => f.write_str("the sandbox was killed"),
             Self::Crashed(how) => write!(f, "the sandbox crashed: {how}"),
             Self::LimitExceeded(what) => write!(f, "the sandbox was stopped: {what}"),
         }
     }
+}
+
+/// What an exit status of 129 to 159 says: init processes and shells report a process
+/// killed by signal N as 128 + N (`killed by signal 11, SIGSEGV`).
+fn signal_of_status(code: i32) -> Option<String> {
+    let signal = code.checked_sub(128).filter(|s| (1..=31).contains(s))?;
+    let name = match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        15 => "SIGTERM",
+        _ => return Some(format!("killed by signal {signal}")),
+    };
+    Some(format!("killed by signal {signal}, {name}"))
 }
 
 /// Resource figures a backend can report for a guest.
@@ -140,5 +167,31 @@ pub trait GuestControl: Send + Sync + fmt::Debug {
     /// Resource usage, if the backend knows it.
     fn usage(&self) -> ResourceUsage {
         ResourceUsage::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GuestExit;
+
+    #[test]
+    fn statuses_of_signal_deaths_name_the_signal() {
+        assert_eq!(
+            GuestExit::Exited(139).to_string(),
+            "the interpreter exited with status 139 (killed by signal 11, SIGSEGV)"
+        );
+        assert_eq!(
+            GuestExit::Exited(3).to_string(),
+            "the interpreter exited with status 3"
+        );
+        assert_eq!(
+            GuestExit::Exited(128).to_string(),
+            "the interpreter exited with status 128"
+        );
+        assert!(
+            GuestExit::Exited(158)
+                .to_string()
+                .ends_with("(killed by signal 30)")
+        );
     }
 }

@@ -27,6 +27,7 @@ use tracing::{Instrument as _, debug, info, warn};
 
 use super::UpstreamError;
 use super::http_client::{Rejection, SessionAwareClient};
+use super::message_cap::{MAX_MESSAGE_BYTES, MessageCap};
 use super::stdio::{self, ProcessGroup, StderrTail};
 
 /// How long a closing stdio server gets to exit after its stdin closed, before `SIGTERM`.
@@ -243,6 +244,22 @@ impl Connection {
             info: client_config(),
             server: server.clone(),
             tools_stale: tools_stale.clone(),
+        };
+        // A message over the cap ends the session at once, with the reason as its death.
+        let stdout = {
+            let (server, death_tx) = (server.clone(), death_tx.clone());
+            MessageCap::new(stdout, MAX_MESSAGE_BYTES, move || {
+                warn!(server = %server, limit = MAX_MESSAGE_BYTES, "message too large; stopping the server");
+                set_death(
+                    &death_tx,
+                    format!(
+                        "it sent a message larger than {} MiB, more than the bridge accepts \
+                         (a tool result that large is refused); the server was stopped and the \
+                         next call starts it again",
+                        MAX_MESSAGE_BYTES >> 20
+                    ),
+                );
+            })
         };
         let running = match handler.serve_with_ct((stdout, stdin), ct.clone()).await {
             Ok(running) => running,
