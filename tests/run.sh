@@ -95,12 +95,14 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         sleep 0.2
     done
     container_backends=",podman,docker"
+    oci_backends=",oci"
 else
     echo "SKIP podman, docker: installing and starting container engines needs root and apt-get" >&2
 fi
+oci_backends="${oci_backends:-}"
 # Backends that must run (not skip): WASI everywhere (it provisions itself with pip), the
 # engines wherever this script installed them. Set TEST_REQUIRE_BACKENDS to override.
-export TEST_REQUIRE_BACKENDS="${TEST_REQUIRE_BACKENDS-wasi$container_backends}"
+export TEST_REQUIRE_BACKENDS="${TEST_REQUIRE_BACKENDS-wasi$container_backends$oci_backends}"
 
 step "build (release)"
 cargo build --release --locked --workspace --all-targets
@@ -122,6 +124,44 @@ if [ -n "$container_backends" ]; then
     fi
 fi
 
+if [ -n "$oci_backends" ]; then
+    step "oci: the root filesystem, and a rootless user with its own cgroups (oci_rootless)"
+    MCP_BRIDGE_LOG_LEVEL=warn "$bin" provision --backend oci
+    # The rootless backend runs bridges as an unprivileged user the script creates, with
+    # subordinate ids (useradd assigns them), a copy of the binary and of the root
+    # filesystem it can read, and a cgroup of every v1 controller delegated to it.
+    rootless_user=mcp-rootless
+    id "$rootless_user" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$rootless_user"
+    rootless_uid="$(id -u "$rootless_user")"
+    rootless_gid="$(id -g "$rootless_user")"
+    rootless_dir=/var/tmp/mcp-rootless
+    mkdir -p "$rootless_dir"
+    chmod 755 "$rootless_dir"
+    install -m 755 "$bin" "$rootless_dir/bridge"
+    if [ ! -e "$rootless_dir/rootfs/etc/mcp-sandbox-release" ]; then
+        rm -rf "$rootless_dir/rootfs"
+        cp -a "$cache/rootfs/debian-bookworm-python3-v2" "$rootless_dir/rootfs"
+    fi
+    if [ "$(stat -f -c %T /sys/fs/cgroup)" != cgroup2fs ]; then
+        for controller in /sys/fs/cgroup/*/; do
+            controller="${controller%/}"
+            [ -e "$controller/cgroup.procs" ] || continue
+            [ "$(stat -f -c %T "$controller")" = cgroup2fs ] && continue
+            delegated="$controller/mcp-sandbox-$rootless_uid"
+            mkdir -p "$delegated"
+            if [ -e "$controller/cpuset.cpus" ]; then
+                cat "$controller/cpuset.cpus" >"$delegated/cpuset.cpus"
+                cat "$controller/cpuset.mems" >"$delegated/cpuset.mems"
+                echo 1 >"$delegated/cgroup.clone_children"
+            fi
+            chown "$rootless_uid:$rootless_gid" "$delegated" "$delegated"/* 2>/dev/null || true
+        done
+    fi
+    export TEST_ROOTLESS_USER="$rootless_user" TEST_ROOTLESS_BIN="$rootless_dir/bridge" \
+        TEST_ROOTLESS_ROOTFS="$rootless_dir/rootfs"
+    TEST_REQUIRE_BACKENDS="$TEST_REQUIRE_BACKENDS,oci_rootless"
+fi
+
 step "guest runtime unit tests (host CPython)"
 python3 -m unittest discover -s backends/core/guest/tests -t backends/core/guest
 
@@ -134,7 +174,7 @@ BRIDGE_BIN="$bin" INSPECTOR="$inspector" UPSTREAMS_VENV="$upstreams" NPM_PREFIX=
 
 step "bench (smoke: every backend installed here, few iterations)"
 printf '{"mcpServers": {"time": {"command": "%s"}}}\n' "$TEST_MCP_SERVER_TIME" >"$cache/bench-servers.json"
-"$bin" bench --backend "wasi$container_backends" --iterations 20 --out "$cache/bench-smoke" \
+"$bin" bench --backend "wasi$container_backends$oci_backends" --iterations 20 --out "$cache/bench-smoke" \
     --servers-config "$cache/bench-servers.json" --proxy time.get_current_time \
     --proxy-arguments '{"timezone": "UTC"}' >/dev/null
 grep -q "One proxied tool call" "$cache/bench-smoke/bench.md" \

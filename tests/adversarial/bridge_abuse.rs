@@ -34,6 +34,7 @@ impl Canary {
             }}})
             .to_string(),
         )?;
+        crate::support::hand_to_bridge_user(b, world.path())?;
         let state = world.path().join("state");
         let config = config.display().to_string();
         let state_dir = state.display().to_string();

@@ -103,6 +103,7 @@ pub(crate) async fn attack_host_paths(b: &TestBackend) -> Result<()> {
     let state = tempfile::Builder::new()
         .prefix(&unique_token("state"))
         .tempdir()?;
+    crate::support::hand_to_bridge_user(b, state.path())?;
     let state_dir = state.path().display().to_string();
     let bridge = crate::attack::bridge(b, &[("MCP_BRIDGE_STATE_DIR", &state_dir)]).await?;
     let code = r"

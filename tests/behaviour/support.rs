@@ -77,6 +77,26 @@ fn rootless_user() -> Result<&'static RootlessUser, String> {
     .map_err(Clone::clone)
 }
 
+/// Hand a host directory the test made to the user `backend` runs bridges as (only
+/// `oci_rootless` runs them as someone else), so its bridge can use it.
+#[allow(
+    dead_code,
+    reason = "the adversarial suite uses it; this file is shared"
+)]
+pub(crate) fn hand_to_bridge_user(backend: &TestBackend, dir: &std::path::Path) -> Result<()> {
+    if backend.name != "oci_rootless" {
+        return Ok(());
+    }
+    let user = rootless_user().map_err(anyhow::Error::msg)?;
+    let status = std::process::Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:{}", user.uid, user.gid))
+        .arg(dir)
+        .status()?;
+    ensure!(status.success(), "chown {} failed", dir.display());
+    Ok(())
+}
+
 /// The bridge binary as `backend` runs it: as the rootless user for `oci_rootless`.
 fn bridge_program(backend: &TestBackend) -> std::process::Command {
     match rootless_user()
@@ -492,6 +512,25 @@ pub(crate) fn container_cgroups(
     bridge_pid: u32,
     controller: &str,
 ) -> Result<Vec<std::path::PathBuf>> {
+    if backend.backend() == "oci" {
+        // One cgroup per container, named after the bridge, under the backend's parent.
+        let parent = match backend.name {
+            "oci_rootless" => format!(
+                "mcp-sandbox-{}",
+                rootless_user().map_err(anyhow::Error::msg)?.uid
+            ),
+            _ => "mcp-sandbox".to_string(),
+        };
+        let prefix = format!("mcp-{bridge_pid}-");
+        let base = std::path::Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(parent);
+        return Ok(std::fs::read_dir(&base)?
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path())
+            .collect());
+    }
     let engine = backend.backend();
     let listing = std::process::Command::new(engine)
         .args([

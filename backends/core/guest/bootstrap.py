@@ -3,7 +3,26 @@
 # Uses only modules loaded at start-up (`marshal` is builtin); reads fd 0 unbuffered.
 # With `--connect DIR` (container backends), the standard streams are first moved onto the
 # host's unix sockets `DIR/io.sock` (fds 0 and 1) and `DIR/err.sock` (fd 2).
+# With `--init` (backends whose interpreter would be its PID namespace's init, which the
+# kernel shields from signals it has no handler for): fork; the parent stays as init,
+# forwards the host's signals, reaps orphans and exits as the interpreter did (128 + signal).
 import sys, marshal
+if sys.argv[1:2] == ["--init"]:
+    del sys.argv[1]
+    import os, signal
+    _child = os.fork()
+    if _child:
+        for _sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(_sig, lambda sig, _frame: os.kill(_child, sig))
+        while True:
+            try:
+                _pid, _status = os.wait()
+            except ChildProcessError:
+                os._exit(0)
+            if _pid == _child:
+                _code = os.waitstatus_to_exitcode(_status)
+                os._exit(128 - _code if _code < 0 else _code)
+    del os, signal, _child
 if sys.argv[1:2] == ["--connect"]:
     import os, _socket
     for _fds, _name in (((0, 1), "io.sock"), ((2,), "err.sock")):

@@ -146,6 +146,8 @@ pub(crate) struct Plan {
     pub(crate) limits: Limits,
     /// The container's cgroup, when cgroups are used.
     pub(crate) cgroups_path: Option<String>,
+    /// The bundle directory (holds the identity files).
+    pub(crate) bundle: PathBuf,
 }
 
 /// The container's spec as JSON.
@@ -203,7 +205,7 @@ pub(crate) fn config(spec: &SandboxSpec, plan: &Plan) -> Value {
         },
         "root": {"path": plan.rootfs, "readonly": true},
         "hostname": "sandbox",
-        "mounts": mounts(spec),
+        "mounts": mounts(spec, &plan.bundle),
         "linux": linux,
     })
 }
@@ -220,7 +222,24 @@ pub(crate) fn write(dir: &Path, config: &Value) -> std::io::Result<()> {
     std::fs::write(dir.join("config.json"), bytes)
 }
 
-fn mounts(spec: &SandboxSpec) -> Vec<Value> {
+/// The sandbox's own host name, bind-mounted over the root filesystem's (debootstrap copies
+/// the build host's).
+const IDENTITY_FILES: [(&str, &str); 1] = [("hostname", "sandbox\n")];
+
+/// Memory the init process (the interpreter's forked parent) keeps beside the interpreter;
+/// the per-process data limit leaves it room under the cap, so a memory bomb gets a
+/// `MemoryError` rather than the OOM killer.
+const INIT_HEADROOM: u64 = 12 << 20;
+
+/// Write the identity files into the bundle `dir`.
+pub(crate) fn write_identity(dir: &Path) -> std::io::Result<()> {
+    for (name, text) in IDENTITY_FILES {
+        std::fs::write(dir.join(name), text)?;
+    }
+    Ok(())
+}
+
+fn mounts(spec: &SandboxSpec, bundle: &Path) -> Vec<Value> {
     let scratch = format!("size={}", spec.scratch_bytes());
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc",
@@ -234,6 +253,12 @@ fn mounts(spec: &SandboxSpec) -> Vec<Value> {
         json!({"destination": "/workspace", "type": "tmpfs", "source": "tmpfs",
                "options": ["nosuid", "nodev", "mode=1777", scratch]}),
     ];
+    for (name, _) in IDENTITY_FILES {
+        mounts.push(json!({
+            "destination": format!("/etc/{name}"), "type": "bind", "source": bundle.join(name),
+            "options": ["bind", "ro", "nosuid", "nodev", "noexec"],
+        }));
+    }
     for mount in spec.read_only_mounts() {
         mounts.push(json!({
             "destination": mount.guest, "type": "bind", "source": mount.host,
@@ -249,7 +274,12 @@ fn rlimits(spec: &SandboxSpec, limits: Limits) -> Vec<Value> {
         limit("RLIMIT_NOFILE", NOFILE),
         limit("RLIMIT_CORE", 0),
         // Per process, so a memory bomb gets a MemoryError instead of ending the session.
-        limit("RLIMIT_DATA", spec.memory_bytes()),
+        limit(
+            "RLIMIT_DATA",
+            spec.memory_bytes()
+                .saturating_sub(INIT_HEADROOM)
+                .max(sandbox_core::MIN_MEMORY_BYTES),
+        ),
     ];
     if !limits.pids {
         // Without a pids cgroup, the per-user process limit is what stops a fork bomb.
@@ -320,6 +350,7 @@ mod tests {
             user: (65534, 65534),
             limits,
             cgroups_path: limits.any().then(|| "/mcp-sandbox/test".to_string()),
+            bundle: PathBuf::from("/run/bundle"),
         }
     }
 

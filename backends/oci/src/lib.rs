@@ -111,6 +111,7 @@ impl OciSandbox {
     }
 
     fn plan(&self, rootfs: PathBuf, id: &str, spec: &SandboxSpec, args: Vec<String>) -> Plan {
+        let bundle = shim::bundle_dir(&self.state_root, id);
         let user = match &self.mode.id_map {
             // Without a subordinate range only container root is mapped; it has no
             // capabilities either way.
@@ -128,6 +129,7 @@ impl OciSandbox {
                 .cgroup_parent
                 .as_ref()
                 .map(|parent| format!("/{parent}/{id}")),
+            bundle,
         }
     }
 
@@ -267,6 +269,7 @@ impl Sandbox for OciSandbox {
         let args = sandbox_core::guest::interpreter_args()
             .iter()
             .map(ToString::to_string)
+            .chain(std::iter::once("--init".to_string()))
             .collect();
         self.launch(rootfs, spec, args).await
     }
@@ -287,6 +290,7 @@ impl OciSandbox {
         let listener = (|| {
             std::fs::create_dir(&bundle_dir)?;
             bundle::write(&bundle_dir, &config)?;
+            bundle::write_identity(&bundle_dir)?;
             UnixListener::bind(&control)
         })()
         .map_err(|e| OciError::io("cannot prepare the bundle", &bundle_dir, e).into_sandbox())?;

@@ -106,6 +106,10 @@ fn run(
     let ended = wait_for(pid);
     let ended = match ended {
         Ended::Signaled(signal, _) => Ended::Signaled(signal, oom_kills(memory_cgroup)),
+        // The guest's init exits 128 + N when the interpreter died of signal N.
+        Ended::Exited(status @ 129..=159) => {
+            Ended::Signaled(status - 128, oom_kills(memory_cgroup))
+        }
         exited @ Ended::Exited(_) => exited,
     };
     if let Err(e) = container.delete(true) {
