@@ -104,10 +104,10 @@ impl OciSandbox {
                     .status()
                     .await;
                 debug!(?status, "swept the containers of crashed bridges");
-                Ok(())
+                Ok::<(), OciError>(())
             })
-            .await
-            .map(|()| ())
+            .await?;
+        Ok(())
     }
 
     fn plan(&self, rootfs: PathBuf, id: &str, spec: &SandboxSpec, args: Vec<String>) -> Plan {

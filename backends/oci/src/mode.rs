@@ -56,8 +56,8 @@ impl IdMap {
     pub(crate) fn rootless(
         uid: u32,
         gid: u32,
-        sub_uids: Option<(u32, u32)>,
-        sub_gids: Option<(u32, u32)>,
+        uid_range: Option<(u32, u32)>,
+        gid_range: Option<(u32, u32)>,
     ) -> Self {
         let map = |own: u32, sub: Option<(u32, u32)>| {
             let mut ranges = vec![(0, own, 1)];
@@ -67,8 +67,8 @@ impl IdMap {
             ranges
         };
         Self {
-            uids: map(uid, sub_uids),
-            gids: map(gid, sub_gids),
+            uids: map(uid, uid_range),
+            gids: map(gid, gid_range),
         }
     }
 
@@ -213,7 +213,7 @@ fn undelegated_v1_controllers(root: &Path, parent: &str, uid: u32) -> Vec<String
     let mine = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let mut missing: Vec<String> = mine
         .lines()
-        .filter_map(|line| line.splitn(3, ':').nth(1))
+        .filter_map(|line| line.split(':').nth(1))
         .flat_map(|controllers| controllers.split(','))
         .filter(|c| V1_CONTROLLERS.contains(c) && root.join(c).is_dir())
         .filter(|c| {

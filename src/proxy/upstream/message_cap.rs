@@ -140,7 +140,10 @@ mod tests {
         let (out, error, reports) = read_all(input, 11).await;
         // Whole lines before it pass; of the long line, at most the cap's worth (its reader
         // then fails the stream, so a partial line is never taken for a message).
-        assert!(out.starts_with(b"ok\n") && input.starts_with(&out), "{out:?}");
+        assert!(
+            out.starts_with(b"ok\n") && input.starts_with(&out),
+            "{out:?}"
+        );
         assert!(out.len() <= 3 + 11, "{} bytes passed", out.len());
         let error = error.expect("the stream fails");
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
