@@ -12,8 +12,6 @@ use mcp_server_code_execution_mode::{backend, config};
 use sandbox_core::Probe;
 use serde_json::{Value, json};
 
-/// Backends this build does not contain yet, with why.
-
 /// Files under `dir` (one level), with sizes.
 fn files_in(dir: &Path) -> Vec<(String, u64)> {
     let mut files: Vec<(String, u64)> = std::fs::read_dir(dir)

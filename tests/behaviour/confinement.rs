@@ -243,7 +243,7 @@ pub(crate) async fn the_kernel_is_the_one_promised(b: &TestBackend) -> Result<()
         // gVisor's own kernel answers; guest syscalls never reach the host's.
         "podman_gvisor" => ensure!(out.trim() == "4.4.0", "not gVisor's kernel: {out}"),
         "podman" | "docker" | "oci" | "oci_rootless" => {
-            ensure!(out.trim() == host.trim(), "{out} vs {host}")
+            ensure!(out.trim() == host.trim(), "{out} vs {host}");
         }
         _ => ensure!(
             out.trim() != host.trim(),

@@ -587,14 +587,14 @@ pub(crate) fn leftovers(backend: &TestBackend, pid: u32) -> Result<Vec<String>> 
     match backend.name {
         "oci" => found.extend(oci_leftovers(
             pid,
-            "/run/mcp-sandbox-oci".into(),
+            std::path::Path::new("/run/mcp-sandbox-oci"),
             "mcp-sandbox",
         )),
         "oci_rootless" => {
             let uid = rootless_user().map_err(anyhow::Error::msg)?.uid;
             found.extend(oci_leftovers(
                 pid,
-                std::env::temp_dir().join(format!("mcp-sandbox-oci-{uid}")),
+                &std::env::temp_dir().join(format!("mcp-sandbox-oci-{uid}")),
                 &format!("mcp-sandbox-{uid}"),
             ));
         }
@@ -630,7 +630,7 @@ pub(crate) fn leftovers(backend: &TestBackend, pid: u32) -> Result<Vec<String>> 
 
 /// What the oci backend keeps per container of bridge `pid`: libcontainer state, bundles,
 /// cgroups, and live container processes.
-fn oci_leftovers(pid: u32, state: std::path::PathBuf, cgroup_parent: &str) -> Vec<String> {
+fn oci_leftovers(pid: u32, state: &std::path::Path, cgroup_parent: &str) -> Vec<String> {
     let prefix = format!("mcp-{pid}-");
     let ours = |name: &str| name.starts_with(&prefix);
     let mut found = Vec::new();
@@ -644,7 +644,7 @@ fn oci_leftovers(pid: u32, state: std::path::PathBuf, cgroup_parent: &str) -> Ve
             }
         }
     };
-    list(state.clone());
+    list(state.to_path_buf());
     list(state.join("bundles"));
     list(std::path::Path::new("/sys/fs/cgroup").join(cgroup_parent));
     if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
