@@ -266,8 +266,12 @@ fn parse_log_level(text: &str) -> Result<String, String> {
     let directives = text.split(',').map(str::trim).collect::<Vec<_>>().join(",");
     match level.as_str() {
         "error" | "warn" | "info" | "debug" | "trace" | "off" => Ok(level),
-        // Per-module directives such as `warn,sandbox_core=trace`.
-        _ if text.contains('=') && tracing_subscriber::EnvFilter::try_new(&directives).is_ok() => {
+        // Per-module directives such as `warn,sandbox_core=trace`; no span or field filters
+        // (`[...]`, `{...}`): they compile regexes, and an odd one takes seconds to parse.
+        _ if text.contains('=')
+            && !text.contains(['[', '{'])
+            && tracing_subscriber::EnvFilter::try_new(&directives).is_ok() =>
+        {
             Ok(directives)
         }
         _ => Err(format!(
