@@ -19,6 +19,30 @@ pub(crate) async fn no_network(b: &TestBackend) -> Result<()> {
     Ok(())
 }
 
+pub(crate) async fn loopback_is_the_only_interface(b: &TestBackend) -> Result<()> {
+    if !b.is_container() {
+        // WASI guests have no sockets at all; `no_network` covers them.
+        return Ok(());
+    }
+    let bridge = b.bridge().await?;
+    // The sandbox talks to itself over 127.0.0.1 (a server and a client in one script),
+    // and has no other interface.
+    let code = r"
+import socket
+names = sorted(name for _, name in socket.if_nameindex())
+server = socket.socket()
+server.bind(('127.0.0.1', 0))
+server.listen(1)
+client = socket.create_connection(server.getsockname(), timeout=2)
+peer, _ = server.accept()
+client.sendall(b'ping')
+print(names, peer.recv(4).decode())
+";
+    let out = bridge.ok(code).await?;
+    ensure!(out.trim() == "['lo'] ping", "{out}");
+    Ok(())
+}
+
 pub(crate) async fn empty_environment(b: &TestBackend) -> Result<()> {
     let bridge = b
         .bridge_with(&[("BRIDGE_TEST_SECRET", "s3cr3t-value")])

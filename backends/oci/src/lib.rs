@@ -15,6 +15,7 @@
 mod bundle;
 mod error;
 mod guest;
+mod loopback;
 mod mode;
 mod owner;
 mod protocol;

@@ -38,6 +38,14 @@ pub(crate) enum ShimRequest {
         #[serde(default)]
         limit_files: Vec<(PathBuf, String)>,
     },
+    /// Bring up the loopback interface of a created container: the one step the shim runs
+    /// in a process of its own (see [`crate::loopback`]).
+    Loopback {
+        /// The container's init, on the host.
+        pid: i32,
+        /// Join its user namespace first (rootless).
+        join_user_namespace: bool,
+    },
     /// Delete the containers (and bundles) of bridges that no longer run.
     Sweep {
         /// libcontainer's state directory.

@@ -24,8 +24,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use crate::owner;
 use crate::protocol::{Ended, ShimMessage, ShimRequest};
+use crate::{loopback, owner};
 
 /// Run the shim for `request` (JSON, made by the bridge). The exit code is 0 when the request was carried out.
 pub fn main(request: &str) -> ExitCode {
@@ -45,6 +45,16 @@ pub fn main(request: &str) -> ExitCode {
             memory_cgroup.as_deref(),
             &limit_files,
         ),
+        Ok(ShimRequest::Loopback {
+            pid,
+            join_user_namespace,
+        }) => match loopback::bring_up_here(pid, join_user_namespace) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(why) => {
+                eprintln!("{why}");
+                ExitCode::FAILURE
+            }
+        },
         Ok(ShimRequest::Sweep { state_root }) => {
             sweep(&state_root);
             ExitCode::SUCCESS
@@ -140,6 +150,10 @@ fn create_and_start(
                 .build()
         })
         .map_err(|e| format!("cannot create the container: {}", chain(&e)))?;
+    let pid = container
+        .pid()
+        .ok_or("the created container has no process")?;
+    loopback::bring_up_for(pid.as_raw())?;
     for (file, value) in limit_files {
         std::fs::write(file, value)
             .map_err(|e| format!("cannot set the limit {}: {e}", file.display()))?;

@@ -1,0 +1,195 @@
+//! The container's loopback interface.
+//!
+//! A new network namespace has one interface, `lo`, and it is down: without this step the
+//! sandbox could not even talk to itself over 127.0.0.1. libcontainer does not bring it up,
+//! so the shim does, after the container is created and before its process starts: it runs
+//! its own binary once more ([`crate::protocol::ShimRequest::Loopback`]), and that process
+//! joins the container's network namespace (and, rootless, its user namespace first, where
+//! the caller's uid holds `CAP_NET_ADMIN`) and sets `lo` up with one rtnetlink message.
+//!
+//! A separate process, because joining a user namespace needs a single-threaded caller and
+//! a namespace joined is not left again.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use nix::sched::{CloneFlags, setns};
+use nix::sys::socket::{
+    AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, recv, send, socket,
+};
+
+use crate::protocol::{SHIM_SUBCOMMAND, ShimRequest};
+
+/// Bring up `lo` in the network namespace of process `pid` (the created container's init),
+/// through a child process. The error says why, in one line.
+pub(crate) fn bring_up_for(pid: i32) -> Result<(), String> {
+    let request = ShimRequest::Loopback {
+        pid,
+        join_user_namespace: !nix::unistd::geteuid().is_root(),
+    };
+    let request = serde_json::to_string(&request).map_err(|e| e.to_string())?;
+    let program = std::env::current_exe().map_err(|e| format!("cannot find the shim: {e}"))?;
+    let output = Command::new(program)
+        .arg(SHIM_SUBCOMMAND)
+        .arg(request)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot start the loopback step: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        let why = String::from_utf8_lossy(&output.stderr);
+        Err(format!(
+            "cannot bring up the container's loopback interface: {}",
+            why.trim()
+        ))
+    }
+}
+
+/// In this (single-threaded) process: join `pid`'s namespaces and set `lo` up.
+pub(crate) fn bring_up_here(pid: i32, join_user_namespace: bool) -> Result<(), String> {
+    let proc_dir = Path::new("/proc").join(pid.to_string());
+    if join_user_namespace {
+        join(&proc_dir.join("ns/user"), CloneFlags::CLONE_NEWUSER)?;
+    }
+    join(&proc_dir.join("ns/net"), CloneFlags::CLONE_NEWNET)?;
+    set_up(LOOPBACK_INDEX)
+}
+
+fn join(namespace: &Path, kind: CloneFlags) -> Result<(), String> {
+    let file = File::open(namespace).map_err(|e| format!("{}: {e}", namespace.display()))?;
+    setns(&file, kind).map_err(|e| format!("cannot join {}: {e}", namespace.display()))
+}
+
+/// The loopback device's index in every network namespace (the kernel's `LOOPBACK_IFINDEX`).
+const LOOPBACK_INDEX: i32 = 1;
+
+// rtnetlink constants (linux/netlink.h, linux/rtnetlink.h, linux/if.h).
+const RTM_NEWLINK: u16 = 16;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
+const NLMSG_ERROR: u16 = 0x2;
+const IFF_UP: u32 = 0x1;
+
+/// `RTM_NEWLINK` for interface `index` with `IFF_UP` set, asking for an acknowledgement:
+/// a `nlmsghdr` then an `ifinfomsg`, in host byte order.
+fn set_link_up_message(index: i32) -> Vec<u8> {
+    const HEADER: usize = 16;
+    const IFINFO: usize = 16;
+    let mut message = Vec::with_capacity(HEADER + IFINFO);
+    message.extend_from_slice(&((HEADER + IFINFO) as u32).to_ne_bytes()); // nlmsg_len
+    message.extend_from_slice(&RTM_NEWLINK.to_ne_bytes()); // nlmsg_type
+    message.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes()); // nlmsg_flags
+    message.extend_from_slice(&1u32.to_ne_bytes()); // nlmsg_seq
+    message.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_pid: the kernel fills it in
+    message.push(0); // ifi_family: AF_UNSPEC
+    message.push(0); // padding
+    message.extend_from_slice(&0u16.to_ne_bytes()); // ifi_type
+    message.extend_from_slice(&index.to_ne_bytes()); // ifi_index
+    message.extend_from_slice(&IFF_UP.to_ne_bytes()); // ifi_flags
+    message.extend_from_slice(&IFF_UP.to_ne_bytes()); // ifi_change: only this flag
+    message
+}
+
+/// The kernel's answer to an acknowledged request: `Ok` or the errno it carries.
+fn acknowledgement(reply: &[u8]) -> Result<(), String> {
+    let field = |at: usize, len: usize| reply.get(at..at + len);
+    let kind = field(4, 2)
+        .map(|b| u16::from_ne_bytes([b[0], b[1]]))
+        .ok_or("the kernel's reply is too short")?;
+    if kind != NLMSG_ERROR {
+        return Err(format!("unexpected rtnetlink reply type {kind}"));
+    }
+    let code = field(16, 4)
+        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+        .ok_or("the kernel's reply is too short")?;
+    match code {
+        0 => Ok(()),
+        negative => Err(format!(
+            "the kernel refused: {}",
+            nix::errno::Errno::from_raw(-negative)
+        )),
+    }
+}
+
+fn set_up(index: i32) -> Result<(), String> {
+    let socket = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkRoute,
+    )
+    .map_err(|e| format!("cannot open an rtnetlink socket: {e}"))?;
+    send(
+        socket.as_raw_fd(),
+        &set_link_up_message(index),
+        MsgFlags::empty(),
+    )
+    .map_err(|e| format!("cannot send to rtnetlink: {e}"))?;
+    let mut reply = [0u8; 1024];
+    let len = recv(socket.as_raw_fd(), &mut reply, MsgFlags::empty())
+        .map_err(|e| format!("no answer from rtnetlink: {e}"))?;
+    acknowledgement(&reply[..len])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_is_a_header_and_an_ifinfomsg() {
+        let message = set_link_up_message(1);
+        assert_eq!(message.len(), 32);
+        assert_eq!(u32::from_ne_bytes(message[0..4].try_into().unwrap()), 32);
+        assert_eq!(u16::from_ne_bytes([message[4], message[5]]), RTM_NEWLINK);
+        assert_eq!(i32::from_ne_bytes(message[20..24].try_into().unwrap()), 1);
+        assert_eq!(
+            u32::from_ne_bytes(message[24..28].try_into().unwrap()),
+            IFF_UP
+        );
+        assert_eq!(
+            u32::from_ne_bytes(message[28..32].try_into().unwrap()),
+            IFF_UP
+        );
+    }
+
+    fn reply(kind: u16, code: i32) -> Vec<u8> {
+        let mut reply = vec![0u8; 36];
+        reply[4..6].copy_from_slice(&kind.to_ne_bytes());
+        reply[16..20].copy_from_slice(&code.to_ne_bytes());
+        reply
+    }
+
+    #[test]
+    fn acknowledgements_are_read() {
+        assert_eq!(acknowledgement(&reply(NLMSG_ERROR, 0)), Ok(()));
+        let refused = acknowledgement(&reply(NLMSG_ERROR, -1)).unwrap_err();
+        assert!(refused.contains("EPERM"), "{refused}");
+        assert!(acknowledgement(&reply(3, 0)).is_err());
+        assert!(acknowledgement(&[0u8; 10]).is_err());
+    }
+
+    #[test]
+    fn a_fresh_network_namespace_gets_loopback() {
+        // Needs root (or an unprivileged user namespace); the behaviour suite checks the
+        // real container either way.
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root to make a network namespace");
+            return;
+        }
+        let handle = std::thread::spawn(|| -> Result<String, String> {
+            nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string())?;
+            set_up(LOOPBACK_INDEX)?;
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+            let address = listener.local_addr().map_err(|e| e.to_string())?;
+            std::net::TcpStream::connect(address).map_err(|e| e.to_string())?;
+            Ok(address.to_string())
+        });
+        let connected = handle.join().expect("the thread ends");
+        assert!(connected.is_ok(), "{connected:?}");
+    }
+}
