@@ -138,8 +138,12 @@ pub(crate) struct Plan {
     pub(crate) rootfs: PathBuf,
     /// The guest's arguments after the interpreter.
     pub(crate) args: Vec<String>,
-    /// Id maps of the user namespace, when the container gets one (rootless).
-    pub(crate) id_map: Option<IdMap>,
+    /// Id maps of the container's user namespace.
+    pub(crate) id_map: IdMap,
+    /// True when libcontainer applies the cgroup limits (root). Rootless, the shim writes
+    /// them into the delegated cgroup itself: libcontainer would also write the device
+    /// list, which needs privileges.
+    pub(crate) cgroup_resources: bool,
     /// The guest's `uid:gid` inside the container.
     pub(crate) user: (u32, u32),
     /// Which limits the host can enforce in this mode.
@@ -152,30 +156,26 @@ pub(crate) struct Plan {
 
 /// The container's spec as JSON.
 pub(crate) fn config(spec: &SandboxSpec, plan: &Plan) -> Value {
-    let mut namespaces = vec![
+    let namespaces = vec![
         json!({"type": "pid"}),
         json!({"type": "network"}),
         json!({"type": "ipc"}),
         json!({"type": "uts"}),
         json!({"type": "mount"}),
         json!({"type": "cgroup"}),
+        json!({"type": "user"}),
     ];
     let mut linux = json!({
         "maskedPaths": MASKED_PATHS,
         "readonlyPaths": READONLY_PATHS,
         "seccomp": seccomp(),
     });
-    if let Some(map) = &plan.id_map {
-        namespaces.push(json!({"type": "user"}));
-        linux["uidMappings"] = map.uid_json();
-        linux["gidMappings"] = map.gid_json();
-    }
+    linux["uidMappings"] = plan.id_map.uid_json();
+    linux["gidMappings"] = plan.id_map.gid_json();
     linux["namespaces"] = json!(namespaces);
     if let Some(path) = &plan.cgroups_path {
         linux["cgroupsPath"] = json!(path);
-        // Rootless, the shim writes the limits into the delegated cgroup itself: libcontainer
-        // would also write the device list, which needs privileges.
-        if plan.id_map.is_none() {
+        if plan.cgroup_resources {
             linux["resources"] = resources(spec, plan.limits);
         }
     }
@@ -218,8 +218,16 @@ fn typed(config: &Value) -> Result<libcontainer::oci_spec::runtime::Spec, serde_
 
 /// Write the bundle: `config.json` in `dir`.
 pub(crate) fn write(dir: &Path, config: &Value) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
     let bytes = serde_json::to_vec(config).map_err(std::io::Error::other)?;
-    std::fs::write(dir.join("config.json"), bytes)
+    // Private to the runtime: only the identity files are for the container to read.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dir.join("config.json"))?
+        .write_all(&bytes)
 }
 
 /// The sandbox's own host name, bind-mounted over the root filesystem's (debootstrap copies
@@ -341,12 +349,14 @@ const fn libc_eperm() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mode::ROOT_FALLBACK_RANGE;
 
-    fn plan(limits: Limits, id_map: Option<IdMap>) -> Plan {
+    fn plan(limits: Limits, id_map: IdMap, cgroup_resources: bool) -> Plan {
         Plan {
             rootfs: PathBuf::from("/srv/rootfs"),
             args: vec!["-I".into(), "-S".into(), "-c".into(), "pass".into()],
             id_map,
+            cgroup_resources,
             user: (65534, 65534),
             limits,
             cgroups_path: limits.any().then(|| "/mcp-sandbox/test".to_string()),
@@ -357,7 +367,8 @@ mod tests {
     #[test]
     fn the_root_mode_spec_is_valid_and_locked_down() {
         let spec = SandboxSpec::builder().cpus(Some(0.5)).build().unwrap();
-        let config = config(&spec, &plan(Limits::all(), None));
+        let map = IdMap::shifted(ROOT_FALLBACK_RANGE, ROOT_FALLBACK_RANGE);
+        let config = config(&spec, &plan(Limits::all(), map, true));
         let typed = typed(&config).expect("a valid OCI spec");
         let process = typed.process().as_ref().unwrap();
         assert_eq!(process.no_new_privileges(), Some(true));
@@ -372,10 +383,9 @@ mod tests {
             Some(i64::try_from(spec.memory_bytes()).unwrap())
         );
         assert_eq!(resources.cpu().as_ref().unwrap().quota(), Some(50_000));
-        assert!(
-            linux.uid_mappings().is_none(),
-            "root mode runs without a user namespace"
-        );
+        let uids = linux.uid_mappings().as_ref().expect("a user namespace");
+        assert_eq!(uids[0].container_id(), 0);
+        assert_eq!(uids[0].host_id(), ROOT_FALLBACK_RANGE.0);
         let names: Vec<String> = linux
             .seccomp()
             .as_ref()
@@ -403,7 +413,7 @@ mod tests {
     fn rootless_without_cgroups_falls_back_to_rlimits_and_maps_ids() {
         let spec = SandboxSpec::default();
         let map = IdMap::rootless(1000, 1000, Some((100_000, 65536)), Some((100_000, 65536)));
-        let config = config(&spec, &plan(Limits::none(), Some(map)));
+        let config = config(&spec, &plan(Limits::none(), map, false));
         typed(&config).expect("a valid OCI spec");
         assert!(config["linux"].get("resources").is_none());
         assert!(config["linux"].get("cgroupsPath").is_none());

@@ -20,9 +20,9 @@ pub enum OciError {
     /// The shim binary is missing.
     #[error("the shim binary {0} is missing")]
     NoShim(PathBuf),
-    /// Unprivileged user namespaces are switched off.
+    /// User namespaces are switched off.
     #[error(
-        "rootless containers need user namespaces, and this host allows none \
+        "every oci container gets a user namespace, and this host allows none \
          (/proc/sys/user/max_user_namespaces is 0)"
     )]
     NoUserNamespaces,

@@ -92,8 +92,13 @@ impl OciSandbox {
                 let bundles = self.state_root.join(shim::BUNDLES);
                 std::fs::create_dir_all(&bundles)
                     .map_err(|e| OciError::io("cannot create", &bundles, e))?;
-                std::fs::set_permissions(&self.state_root, std::fs::Permissions::from_mode(0o700))
-                    .map_err(|e| OciError::io("cannot restrict", &self.state_root, e))?;
+                // As root, the containers' shifted ids pass through to their bundles;
+                // nobody else lists or enters anything.
+                let mode = if self.mode.root { 0o711 } else { 0o700 };
+                for dir in [&self.state_root, &bundles] {
+                    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+                        .map_err(|e| OciError::io("cannot restrict", dir, e))?;
+                }
                 let sweep = ShimRequest::Sweep {
                     state_root: self.state_root.clone(),
                 };
@@ -111,18 +116,31 @@ impl OciSandbox {
         Ok(())
     }
 
-    fn plan(&self, rootfs: PathBuf, id: &str, spec: &SandboxSpec, args: Vec<String>) -> Plan {
-        let bundle = shim::bundle_dir(&self.state_root, id);
-        let user = match &self.mode.id_map {
-            // Without a subordinate range only container root is mapped; it has no
-            // capabilities either way.
-            Some(map) if !map.maps(spec.user().0) => (0, 0),
-            _ => spec.user(),
+    fn plan(
+        &self,
+        rootfs: PathBuf,
+        (id, bundle): (&str, &Path),
+        spec: &SandboxSpec,
+        args: Vec<String>,
+    ) -> Plan {
+        // Without a subordinate range only container root is mapped; it has no capabilities
+        // either way.
+        let user = if self.mode.id_map.maps(spec.user().0) {
+            spec.user()
+        } else {
+            (0, 0)
         };
         Plan {
-            rootfs,
+            // As root, the shim binds the root filesystem into the bundle: the container's
+            // shifted ids could not pass through root's private home on the way to it.
+            rootfs: if self.mode.root {
+                bundle.join(shim::ROOTFS_MOUNT)
+            } else {
+                rootfs
+            },
             args,
             id_map: self.mode.id_map.clone(),
+            cgroup_resources: self.mode.root,
             user,
             limits: self.mode.limits,
             cgroups_path: self
@@ -130,7 +148,7 @@ impl OciSandbox {
                 .cgroup_parent
                 .as_ref()
                 .map(|parent| format!("/{parent}/{id}")),
-            bundle,
+            bundle: bundle.to_path_buf(),
         }
     }
 
@@ -202,22 +220,24 @@ impl OciSandbox {
         } else {
             return Err(OciError::NoRootfs(rootfs.dir().to_path_buf()));
         };
+        let userns = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+            .ok()
+            .and_then(|n| n.trim().parse::<u64>().ok());
+        if userns == Some(0) {
+            return Err(OciError::NoUserNamespaces);
+        }
         let who = if self.mode.root {
-            "root".to_string()
+            format!(
+                "root, user namespace on host uids {}",
+                self.mode.id_map.describe_uids()
+            )
+        } else if self.mode.id_map.maps(65534) {
+            format!(
+                "rootless, user namespace on host uids {}",
+                self.mode.id_map.describe_uids()
+            )
         } else {
-            let userns = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
-                .ok()
-                .and_then(|n| n.trim().parse::<u64>().ok());
-            if userns == Some(0) {
-                return Err(OciError::NoUserNamespaces);
-            }
-            match &self.mode.id_map {
-                Some(map) if map.maps(65534) => {
-                    "rootless, user namespace over the subordinate ids".to_string()
-                }
-                _ => "rootless, user namespace mapping only this user (no /etc/subuid range)"
-                    .to_string(),
-            }
+            "rootless, user namespace mapping only this user (no /etc/subuid range)".to_string()
         };
         let limits = if self.mode.unenforced.is_empty() {
             format!(
@@ -286,10 +306,14 @@ impl OciSandbox {
     ) -> Result<StartedGuest, SandboxError> {
         let id = owner::new_id();
         let bundle_dir = shim::bundle_dir(&self.state_root, &id);
-        let config = bundle::config(spec, &self.plan(rootfs, &id, spec, args));
+        let rootfs_bind = self.mode.root.then(|| rootfs.clone());
+        let config = bundle::config(spec, &self.plan(rootfs, (&id, &bundle_dir), spec, args));
         let control = bundle_dir.join("control.sock");
         let listener = (|| {
             std::fs::create_dir(&bundle_dir)?;
+            // The container's ids pass through to the bound root filesystem and the
+            // identity files; nobody lists the bundle.
+            std::fs::set_permissions(&bundle_dir, std::fs::Permissions::from_mode(0o711))?;
             bundle::write(&bundle_dir, &config)?;
             bundle::write_identity(&bundle_dir)?;
             UnixListener::bind(&control)
@@ -298,6 +322,7 @@ impl OciSandbox {
         let request = ShimRequest::Run {
             memory_cgroup: self.memory_cgroup(&id),
             limit_files: self.limit_files(&id, spec),
+            rootfs_bind,
             id,
             state_root: self.state_root.clone(),
             bundle: bundle_dir.clone(),

@@ -43,7 +43,16 @@ impl Limits {
     }
 }
 
-/// The uid and gid maps of a rootless container's user namespace.
+/// Host ids of root-mode containers when root has no subordinate range of 65536 ids in
+/// `/etc/subuid` and `/etc/subgid`: above the ranges systemd-nspawn picks from
+/// (up to 0x6FFF0000) and below systemd's foreign range (0x7FFE0000).
+pub(crate) const ROOT_FALLBACK_RANGE: (u32, u32) = (0x7000_0000, 65536);
+
+/// The ids a root-mode container's user namespace needs: 0 (the runtime's setup) to 65534
+/// (the guest).
+const ROOT_RANGE_SIZE: u32 = 65536;
+
+/// The uid and gid maps of a container's user namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct IdMap {
     uids: Vec<(u32, u32, u32)>,
@@ -72,6 +81,16 @@ impl IdMap {
         }
     }
 
+    /// Root mode: container ids 0..65536 are host ids from `uid_range` and `gid_range`
+    /// (root's subordinate ranges, or [`ROOT_FALLBACK_RANGE`]), so even container root is
+    /// an unprivileged nobody on the host.
+    pub(crate) fn shifted(uid_range: (u32, u32), gid_range: (u32, u32)) -> Self {
+        Self {
+            uids: vec![(0, uid_range.0, uid_range.1)],
+            gids: vec![(0, gid_range.0, gid_range.1)],
+        }
+    }
+
     /// True when container id `id` is mapped for both users and groups.
     pub(crate) fn maps(&self, id: u32) -> bool {
         let inside = |ranges: &[(u32, u32, u32)]| {
@@ -80,6 +99,15 @@ impl IdMap {
                 .any(|&(start, _, count)| id >= start && id - start < count)
         };
         inside(&self.uids) && inside(&self.gids)
+    }
+
+    /// The uid map as `container→host×count` ranges, for the probe.
+    pub(crate) fn describe_uids(&self) -> String {
+        self.uids
+            .iter()
+            .map(|&(container, host, count)| format!("{container}→{host}×{count}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     fn ranges_json(ranges: &[(u32, u32, u32)]) -> Value {
@@ -123,8 +151,8 @@ const V1_CONTROLLERS: [&str; 12] = [
 pub(crate) struct Mode {
     /// True when the bridge runs as root.
     pub(crate) root: bool,
-    /// The user namespace's maps (rootless only).
-    pub(crate) id_map: Option<IdMap>,
+    /// The user namespace's maps.
+    pub(crate) id_map: IdMap,
     /// Limits cgroups enforce.
     pub(crate) limits: Limits,
     /// Why limits are missing, one sentence per limit (empty when all are enforced).
@@ -147,9 +175,14 @@ impl Mode {
         if uid == 0 {
             let limits = root_limits(root_dir, cgroup_version);
             let unenforced = describe_missing(limits, "this host has no such cgroup controller");
+            let range = |file: &str| {
+                subordinate_range(file, "root", 0)
+                    .filter(|&(_, count)| count >= ROOT_RANGE_SIZE)
+                    .map_or(ROOT_FALLBACK_RANGE, |(start, _)| (start, ROOT_RANGE_SIZE))
+            };
             return Self {
                 root: true,
-                id_map: None,
+                id_map: IdMap::shifted(range("/etc/subuid"), range("/etc/subgid")),
                 limits,
                 unenforced,
                 cgroup_version,
@@ -190,7 +223,7 @@ impl Mode {
         };
         Self {
             root: false,
-            id_map: Some(id_map),
+            id_map,
             limits,
             unenforced: if unavailable.is_some() {
                 Vec::new()
@@ -340,6 +373,14 @@ mod tests {
         let without = IdMap::rootless(1000, 1000, None, None);
         assert!(!without.maps(65534));
         assert!(without.maps(0));
+    }
+
+    #[test]
+    fn root_mode_shifts_every_id_the_container_uses() {
+        let map = IdMap::shifted(ROOT_FALLBACK_RANGE, ROOT_FALLBACK_RANGE);
+        assert!(map.maps(0) && map.maps(65534));
+        assert_eq!(map.uid_json()[0]["hostID"], 0x7000_0000);
+        assert_eq!(map.uid_json().as_array().unwrap().len(), 1);
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub(crate) enum ShimRequest {
         /// libcontainer cannot apply without privileges.
         #[serde(default)]
         limit_files: Vec<(PathBuf, String)>,
+        /// The root filesystem to bind into the bundle (root mode), in a mount namespace
+        /// of the shim's own.
+        #[serde(default)]
+        rootfs_bind: Option<PathBuf>,
     },
     /// Bring up the loopback interface of a created container: the one step the shim runs
     /// in a process of its own (see [`crate::loopback`]).

@@ -37,6 +37,7 @@ pub fn main(request: &str) -> ExitCode {
             control,
             memory_cgroup,
             limit_files,
+            rootfs_bind,
         }) => run(
             &id,
             &state_root,
@@ -44,6 +45,7 @@ pub fn main(request: &str) -> ExitCode {
             &control,
             memory_cgroup.as_deref(),
             &limit_files,
+            rootfs_bind.as_deref(),
         ),
         Ok(ShimRequest::Loopback {
             pid,
@@ -77,6 +79,7 @@ fn run(
     control_path: &Path,
     memory_cgroup: Option<&Path>,
     limit_files: &[(PathBuf, String)],
+    rootfs_bind: Option<&Path>,
 ) -> ExitCode {
     let Ok(mut control) = UnixStream::connect(control_path) else {
         tracing::error!(
@@ -94,16 +97,27 @@ fn run(
         );
         return ExitCode::FAILURE;
     }
-    let mut container = match create_and_start(id, state_root, bundle, limit_files) {
-        Ok(container) => container,
-        Err(why) => {
+    let bound = match rootfs_bind.map(|source| BoundRootfs::bind(source, bundle)) {
+        None => None,
+        Some(Ok(bound)) => Some(bound),
+        Some(Err(why)) => {
             remove_leftovers(id, state_root, bundle);
             send(&mut control, &ShimMessage::Failed(why));
             return ExitCode::FAILURE;
         }
     };
+    let mut container = match create_and_start(id, state_root, bundle, limit_files) {
+        Ok(container) => container,
+        Err(why) => {
+            remove_container(id, state_root);
+            remove_bundle(bundle, bound);
+            send(&mut control, &ShimMessage::Failed(why));
+            return ExitCode::FAILURE;
+        }
+    };
     let Some(pid) = container.pid() else {
-        remove_leftovers(id, state_root, bundle);
+        remove_container(id, state_root);
+        remove_bundle(bundle, bound);
         send(
             &mut control,
             &ShimMessage::Failed("the container has no process".into()),
@@ -128,7 +142,7 @@ fn run(
             &ShimMessage::Log(format!("cannot delete container {id}: {e}")),
         );
     }
-    let _ = std::fs::remove_dir_all(bundle);
+    remove_bundle(bundle, bound);
     send(&mut control, &ShimMessage::Ended(ended));
     ExitCode::SUCCESS
 }
@@ -267,8 +281,57 @@ fn oom_kills(cgroup: Option<&Path>) -> u64 {
         .unwrap_or(0)
 }
 
-/// After a failed start: delete whatever libcontainer left, and the bundle.
-fn remove_leftovers(id: &str, state_root: &Path, bundle: &Path) {
+/// The shared root filesystem bound (read-only) into a bundle, in a mount namespace of
+/// the shim's own, so it vanishes with the shim whatever happens.
+///
+/// As root, the container's user namespace shifts its ids to unprivileged host ids, which
+/// cannot pass through root's private home (where the root filesystem is cached) on the
+/// way to it. The bundle, under the state root, is a path they can pass through.
+struct BoundRootfs(PathBuf);
+
+impl BoundRootfs {
+    fn bind(source: &Path, bundle: &Path) -> Result<Self, String> {
+        use nix::mount::{MsFlags, mount};
+        let none = None::<&str>;
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+            .map_err(|e| format!("cannot make the shim's mount namespace: {e}"))?;
+        // Nothing mounted here propagates back to the host.
+        mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
+            .map_err(|e| format!("cannot make the shim's mounts private: {e}"))?;
+        let target = bundle.join(ROOTFS_MOUNT);
+        std::fs::create_dir(&target)
+            .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+        mount(Some(source), &target, none, MsFlags::MS_BIND, none)
+            .map_err(|e| format!("cannot bind {}: {e}", source.display()))?;
+        let bound = Self(target);
+        // Read-only here too, so nothing removing the bundle can reach the shared tree.
+        let read_only = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        mount(none, &bound.0, none, read_only, none)
+            .map_err(|e| format!("cannot make the bound root filesystem read-only: {e}"))?;
+        Ok(bound)
+    }
+
+    /// Detach the bind; true when the bundle no longer holds the root filesystem.
+    fn release(self) -> bool {
+        match nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) => true,
+            Err(e) => {
+                tracing::error!("cannot unmount {}: {e}", self.0.display());
+                false
+            }
+        }
+    }
+}
+
+/// Remove the bundle, never through a root filesystem still bound into it.
+fn remove_bundle(bundle: &Path, bound: Option<BoundRootfs>) {
+    if bound.is_none_or(BoundRootfs::release) {
+        let _ = std::fs::remove_dir_all(bundle);
+    }
+}
+
+/// Delete whatever libcontainer left of container `id`.
+fn remove_container(id: &str, state_root: &Path) {
     let state = state_root.join(id);
     if state.join("state.json").is_file()
         && let Ok(mut container) = Container::load(state)
@@ -276,6 +339,12 @@ fn remove_leftovers(id: &str, state_root: &Path, bundle: &Path) {
         let _ = container.delete(true);
     }
     let _ = std::fs::remove_dir_all(state_root.join(id));
+}
+
+/// After a failed start, or a crashed bridge: delete the container and its bundle. (Only
+/// ever in a mount namespace where nothing is bound into the bundle.)
+fn remove_leftovers(id: &str, state_root: &Path, bundle: &Path) {
+    remove_container(id, state_root);
     let _ = std::fs::remove_dir_all(bundle);
 }
 
@@ -305,6 +374,9 @@ fn sweep(state_root: &Path) {
 
 /// The file in a bundle naming the shim that supervises it (`<pid>-<start time>`).
 const SHIM_PID_FILE: &str = "shim.pid";
+
+/// Where, in a bundle, the shim binds the root filesystem (root mode).
+pub(crate) const ROOTFS_MOUNT: &str = "rootfs";
 
 /// Directory of bundles under the state root.
 pub(crate) const BUNDLES: &str = "bundles";
