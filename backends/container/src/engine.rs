@@ -14,6 +14,8 @@ use bollard::{ClientVersion, Docker};
 use tokio::process::{Child, Command};
 use tracing::{debug, info, warn};
 
+use sandbox_core::host::is_root;
+
 use crate::error::ContainerError;
 
 /// The API version we speak: the newest both Debian's podman 4.3 and docker 20.10 serve.
@@ -266,10 +268,4 @@ pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
         .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
-}
-
-/// True when this process runs as root (`/proc/self` is owned by the effective uid).
-pub(crate) fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
 }

@@ -31,11 +31,7 @@ fn hostname() -> String {
 
 /// The owner label a live process `pid` would carry, if it exists.
 fn owner_of(pid: u32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may contain spaces) start at `)`; the start
-    // time is field 22 of the whole line, the 20th after the `)`.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let start_time = after_name.split_whitespace().nth(19)?;
+    let start_time = sandbox_core::host::process_start_time(pid)?;
     Some(format!("{}:{pid}:{start_time}", hostname()))
 }
 

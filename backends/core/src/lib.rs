@@ -11,6 +11,7 @@
 mod error;
 pub mod frame;
 pub mod guest;
+pub mod host;
 #[cfg(feature = "host-python")]
 pub mod host_python;
 mod output;

@@ -6,17 +6,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use sandbox_core::host::process_start_time as start_time;
+
 /// Prefix of every container id this backend makes.
 const PREFIX: &str = "mcp-";
-
-/// The start time of process `pid`, from `/proc/<pid>/stat`.
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses; fields resume after the last ')'.
-    let after_name = &stat[stat.rfind(')')? + 2..];
-    // Field 22 overall is the 20th after the name.
-    after_name.split(' ').nth(19)?.parse().ok()
-}
 
 /// This process's owner tag: `<pid>-<start time>`.
 pub(crate) fn this_process() -> String {

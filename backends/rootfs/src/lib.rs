@@ -10,10 +10,11 @@
 //! so a change to what goes in makes a new directory rather than editing one in use.
 #![forbid(unsafe_code)]
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use sandbox_core::host::is_root;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tracing::info;
@@ -234,11 +235,6 @@ async fn remove_dir_if_present(path: &Path) -> Result<(), RootfsError> {
         }
         _ => Ok(()),
     }
-}
-
-/// True when this process runs as root (`/proc/self` is owned by the effective uid).
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
 }
 
 fn find_debootstrap() -> Option<PathBuf> {
