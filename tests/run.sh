@@ -157,9 +157,13 @@ if [ -n "$oci_backends" ]; then
             chown "$rootless_uid:$rootless_gid" "$delegated" "$delegated"/* 2>/dev/null || true
         done
     fi
-    export TEST_ROOTLESS_USER="$rootless_user" TEST_ROOTLESS_BIN="$rootless_dir/bridge" \
-        TEST_ROOTLESS_ROOTFS="$rootless_dir/rootfs"
-    TEST_REQUIRE_BACKENDS="$TEST_REQUIRE_BACKENDS,oci_rootless"
+    # A second rootless user with no cgroup delegated (oci_rootless_bare): the backend runs
+    # its containers with the rlimits only, and every reply says which limits are missing.
+    bare_user=mcp-rootless-bare
+    id "$bare_user" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$bare_user"
+    export TEST_ROOTLESS_USER="$rootless_user" TEST_ROOTLESS_BARE_USER="$bare_user" \
+        TEST_ROOTLESS_BIN="$rootless_dir/bridge" TEST_ROOTLESS_ROOTFS="$rootless_dir/rootfs"
+    TEST_REQUIRE_BACKENDS="$TEST_REQUIRE_BACKENDS,oci_rootless,oci_rootless_bare"
 fi
 
 step "guest runtime unit tests (host CPython)"

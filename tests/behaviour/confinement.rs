@@ -242,7 +242,7 @@ pub(crate) async fn the_kernel_is_the_one_promised(b: &TestBackend) -> Result<()
     match b.name {
         // gVisor's own kernel answers; guest syscalls never reach the host's.
         "podman_gvisor" => ensure!(out.trim() == "4.4.0", "not gVisor's kernel: {out}"),
-        "podman" | "docker" | "oci" | "oci_rootless" => {
+        "podman" | "docker" | "oci" | "oci_rootless" | "oci_rootless_bare" => {
             ensure!(out.trim() == host.trim(), "{out} vs {host}");
         }
         _ => ensure!(
@@ -291,14 +291,38 @@ while time.monotonic() < end:
     n += 1
 print(n)
 ";
+    let capped = b.bridge_with(&[("MCP_BRIDGE_CPUS", "0.1")]).await?;
+    if let Some(said) = capped.unenforced("cpu").await? {
+        // No cgroup to hold a quota in (rootless without one): the reply must say so.
+        ensure!(said.contains("no quota"), "{said}");
+        return Ok(());
+    }
     let free = b.bridge().await?;
     let unlimited: f64 = free.ok(count).await?.trim().parse()?;
-    let capped = b.bridge_with(&[("MCP_BRIDGE_CPUS", "0.1")]).await?;
     let limited: f64 = capped.ok(count).await?.trim().parse()?;
     let share = limited / unlimited;
     ensure!(
         share < 0.5,
         "a 0.1-core quota still did {share:.2} of the unlimited work"
     );
+    Ok(())
+}
+
+pub(crate) async fn missing_limits_are_named_in_every_reply(b: &TestBackend) -> Result<()> {
+    let bridge = b.bridge().await?;
+    let reply = bridge.run("pass").await?;
+    let listed = reply.unenforced();
+    if b.name == "oci_rootless_bare" {
+        // A rootless user with no cgroup: every cgroup limit is missing, each named with
+        // what holds instead.
+        for limit in ["memory:", "processes:", "cpu:"] {
+            ensure!(
+                listed.iter().any(|entry| entry.starts_with(limit)),
+                "{limit} not named: {listed:?}"
+            );
+        }
+    } else {
+        ensure!(listed.is_empty(), "limits hold here, yet: {listed:?}");
+    }
     Ok(())
 }

@@ -42,7 +42,7 @@ for_each_backend! {
         code_ignoring_the_interrupt_is_killed_and_reported,
         nothing_is_left_after_the_client_leaves, nothing_is_left_after_sigterm,
         a_crashed_bridge_is_cleaned_up_by_the_next, the_kernel_is_the_one_promised,
-        cpu_quota_is_enforced;
+        cpu_quota_is_enforced, missing_limits_are_named_in_every_reply;
     files: files_written_to_out_come_back, cut_output_is_saved_to_read_on_purpose;
     isolation: no_network, loopback_is_the_only_interface, empty_environment, host_files_are_invisible,
         scratch_is_writable_and_private_per_session, root_is_not_writable;

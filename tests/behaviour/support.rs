@@ -1,7 +1,8 @@
 //! The test bridge: the real binary, started as a child process and driven over MCP.
 
+use std::collections::HashMap;
 use std::process::Stdio;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -37,8 +38,9 @@ pub(crate) fn cache_dir() -> std::path::PathBuf {
     )
 }
 
-/// The unprivileged user `oci_rootless` runs bridges as, with a copy of the binary and a
-/// root filesystem it can read (tests/run.sh makes all three, as root).
+/// An unprivileged user a rootless backend runs bridges as, with a copy of the binary and a
+/// root filesystem it can read (tests/run.sh makes them, as root): `oci_rootless`'s has
+/// cgroups delegated to it, `oci_rootless_bare`'s has none.
 #[derive(Debug)]
 struct RootlessUser {
     uid: u32,
@@ -47,15 +49,22 @@ struct RootlessUser {
     rootfs: String,
 }
 
-fn rootless_user() -> Result<&'static RootlessUser, String> {
-    static USER: OnceLock<Result<RootlessUser, String>> = OnceLock::new();
-    USER.get_or_init(|| {
+/// The rootless user of `backend`, when it runs bridges as one.
+fn rootless_user(backend: &TestBackend) -> Option<Result<&'static RootlessUser, String>> {
+    static DELEGATED: OnceLock<Result<RootlessUser, String>> = OnceLock::new();
+    static BARE: OnceLock<Result<RootlessUser, String>> = OnceLock::new();
+    let (cell, user_var) = match backend.name {
+        "oci_rootless" => (&DELEGATED, "TEST_ROOTLESS_USER"),
+        "oci_rootless_bare" => (&BARE, "TEST_ROOTLESS_BARE_USER"),
+        _ => return None,
+    };
+    let user = cell.get_or_init(|| {
         let var = |name: &str| {
             std::env::var(name).map_err(|_| {
                 format!("{name} is not set (tests/run.sh sets it when it runs as root)")
             })
         };
-        let user = var("TEST_ROOTLESS_USER")?;
+        let user = var(user_var)?;
         let id = |flag: &str| -> Result<u32, String> {
             let out = std::process::Command::new("id")
                 .args([flag, &user])
@@ -72,22 +81,29 @@ fn rootless_user() -> Result<&'static RootlessUser, String> {
             bin: var("TEST_ROOTLESS_BIN")?,
             rootfs: var("TEST_ROOTLESS_ROOTFS")?,
         })
-    })
-    .as_ref()
-    .map_err(Clone::clone)
+    });
+    Some(user.as_ref().map_err(Clone::clone))
 }
 
-/// Hand a host directory the test made to the user `backend` runs bridges as (only
-/// `oci_rootless` runs them as someone else), so its bridge can use it.
+/// The uid of `backend`'s rootless user (an error for other backends).
+fn rootless_uid(backend: &TestBackend) -> Result<u32> {
+    match rootless_user(backend) {
+        Some(user) => Ok(user.map_err(anyhow::Error::msg)?.uid),
+        None => bail!("{} does not run as a rootless user", backend.name),
+    }
+}
+
+/// Hand a host directory the test made to the user `backend` runs bridges as (only the
+/// rootless backends run them as someone else), so its bridge can use it.
 #[allow(
     dead_code,
     reason = "the adversarial suite uses it; this file is shared"
 )]
 pub(crate) fn hand_to_bridge_user(backend: &TestBackend, dir: &std::path::Path) -> Result<()> {
-    if backend.name != "oci_rootless" {
+    let Some(user) = rootless_user(backend) else {
         return Ok(());
-    }
-    let user = rootless_user().map_err(anyhow::Error::msg)?;
+    };
+    let user = user.map_err(anyhow::Error::msg)?;
     let status = std::process::Command::new("chown")
         .arg("-R")
         .arg(format!("{}:{}", user.uid, user.gid))
@@ -97,12 +113,9 @@ pub(crate) fn hand_to_bridge_user(backend: &TestBackend, dir: &std::path::Path) 
     Ok(())
 }
 
-/// The bridge binary as `backend` runs it: as the rootless user for `oci_rootless`.
+/// The bridge binary as `backend` runs it: as the rootless user for the rootless backends.
 fn bridge_program(backend: &TestBackend) -> std::process::Command {
-    match rootless_user()
-        .ok()
-        .filter(|_| backend.name == "oci_rootless")
-    {
+    match rootless_user(backend).and_then(Result::ok) {
         Some(user) => {
             let mut command = std::process::Command::new("setpriv");
             command
@@ -123,13 +136,12 @@ fn bridge_program(backend: &TestBackend) -> std::process::Command {
 fn isolated_bridge_command(backend: &TestBackend) -> tokio::process::Command {
     static WORLD: OnceLock<tempfile::TempDir> = OnceLock::new();
     static ROOTLESS_WORLD: OnceLock<tempfile::TempDir> = OnceLock::new();
-    let owner = rootless_user()
-        .ok()
-        .filter(|_| backend.name == "oci_rootless");
-    let cell = if owner.is_some() {
-        &ROOTLESS_WORLD
-    } else {
-        &WORLD
+    static BARE_WORLD: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let owner = rootless_user(backend).and_then(Result::ok);
+    let cell = match backend.name {
+        _ if owner.is_none() => &WORLD,
+        "oci_rootless_bare" => &BARE_WORLD,
+        _ => &ROOTLESS_WORLD,
     };
     let world = cell.get_or_init(|| {
         let world = tempfile::Builder::new()
@@ -180,7 +192,7 @@ impl TestBackend {
     pub(crate) fn backend(&self) -> &'static str {
         match self.name {
             "podman_gvisor" => "podman",
-            "oci_rootless" => "oci",
+            "oci_rootless" | "oci_rootless_bare" => "oci",
             name => name,
         }
     }
@@ -204,26 +216,22 @@ impl TestBackend {
     }
 }
 
+/// One backend's probe, made at most once.
+type ProbeCell = Arc<OnceLock<Result<(), String>>>;
+
 /// Whether a backend can run here, found out once per test process.
-fn probe(backend: TestBackend) -> &'static Result<(), String> {
-    static WASI: OnceLock<Result<(), String>> = OnceLock::new();
-    static PODMAN: OnceLock<Result<(), String>> = OnceLock::new();
-    static DOCKER: OnceLock<Result<(), String>> = OnceLock::new();
-    static PODMAN_GVISOR: OnceLock<Result<(), String>> = OnceLock::new();
-    static OCI: OnceLock<Result<(), String>> = OnceLock::new();
-    static OCI_ROOTLESS: OnceLock<Result<(), String>> = OnceLock::new();
-    let cell = match backend.name {
-        "podman_gvisor" => &PODMAN_GVISOR,
-        "wasi" => &WASI,
-        "podman" => &PODMAN,
-        "docker" => &DOCKER,
-        "oci" => &OCI,
-        "oci_rootless" => &OCI_ROOTLESS,
-        other => panic!("no probe for backend {other}"),
-    };
+fn probe(backend: TestBackend) -> Result<(), String> {
+    static PROBES: OnceLock<Mutex<HashMap<&'static str, ProbeCell>>> = OnceLock::new();
+    let cell = PROBES
+        .get_or_init(Mutex::default)
+        .lock()
+        .expect("probe table")
+        .entry(backend.name)
+        .or_default()
+        .clone();
     cell.get_or_init(|| {
-        if backend.name == "oci_rootless" {
-            rootless_user()?;
+        if let Some(user) = rootless_user(&backend) {
+            user?;
         }
         let output = bridge_program(&backend)
             .args(["provision", "--backend", backend.backend()])
@@ -237,6 +245,7 @@ fn probe(backend: TestBackend) -> &'static Result<(), String> {
             Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
         }
     })
+    .clone()
 }
 
 impl TestBackend {
@@ -315,6 +324,14 @@ impl Reply {
     pub(crate) fn status(&self) -> &str {
         self.structured["status"].as_str().unwrap_or_default()
     }
+    /// The limits the reply says this host does not enforce (`unenforced`), one entry each,
+    /// each starting with the limit's name (`memory:`, `processes:`, `cpu:`).
+    pub(crate) fn unenforced(&self) -> Vec<&str> {
+        self.structured["unenforced"]
+            .as_array()
+            .map(|items| items.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
+    }
 }
 
 impl TestBridge {
@@ -361,6 +378,18 @@ impl TestBridge {
     }
 
     /// Run code that must succeed; returns its stdout.
+    /// `Some(the reply's sentence)` when a reply says `limit` (`memory`, `processes`, `cpu`)
+    /// is not enforced on this host, `None` when it holds.
+    pub(crate) async fn unenforced(&self, limit: &str) -> Result<Option<String>> {
+        let reply = self.run("pass").await?;
+        let prefix = format!("{limit}:");
+        Ok(reply
+            .unenforced()
+            .into_iter()
+            .find(|entry| entry.starts_with(&prefix))
+            .map(ToString::to_string))
+    }
+
     pub(crate) async fn ok(&self, code: &str) -> Result<String> {
         let reply = self.run(code).await?;
         anyhow::ensure!(
@@ -514,12 +543,9 @@ pub(crate) fn container_cgroups(
 ) -> Result<Vec<std::path::PathBuf>> {
     if backend.backend() == "oci" {
         // One cgroup per container, named after the bridge, under the backend's parent.
-        let parent = match backend.name {
-            "oci_rootless" => format!(
-                "mcp-sandbox-{}",
-                rootless_user().map_err(anyhow::Error::msg)?.uid
-            ),
-            _ => "mcp-sandbox".to_string(),
+        let parent = match rootless_user(backend) {
+            Some(_) => format!("mcp-sandbox-{}", rootless_uid(backend)?),
+            None => "mcp-sandbox".to_string(),
         };
         let prefix = format!("mcp-{bridge_pid}-");
         let base = std::path::Path::new("/sys/fs/cgroup")
@@ -590,8 +616,8 @@ pub(crate) fn leftovers(backend: &TestBackend, pid: u32) -> Result<Vec<String>> 
             std::path::Path::new("/run/mcp-sandbox-oci"),
             "mcp-sandbox",
         )),
-        "oci_rootless" => {
-            let uid = rootless_user().map_err(anyhow::Error::msg)?.uid;
+        "oci_rootless" | "oci_rootless_bare" => {
+            let uid = rootless_uid(backend)?;
             found.extend(oci_leftovers(
                 pid,
                 &std::env::temp_dir().join(format!("mcp-sandbox-oci-{uid}")),

@@ -12,6 +12,7 @@ macro_rules! for_each_backend {
         for_each_backend!(@backend podman_gvisor; $($topic: $($test),*;)*);
         for_each_backend!(@backend oci; $($topic: $($test),*;)*);
         for_each_backend!(@backend oci_rootless; $($topic: $($test),*;)*);
+        for_each_backend!(@backend oci_rootless_bare; $($topic: $($test),*;)*);
     };
     (@backend $backend:ident; $($topic:ident: $($test:ident),*;)*) => {
         mod $backend {

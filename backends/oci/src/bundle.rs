@@ -138,8 +138,10 @@ pub(crate) struct Plan {
     pub(crate) rootfs: PathBuf,
     /// The guest's arguments after the interpreter.
     pub(crate) args: Vec<String>,
-    /// Id maps of the container's user namespace.
-    pub(crate) id_map: IdMap,
+    /// Id maps of the container's user namespace (root); `None` when the container stays
+    /// in the shim's own (rootless). Either way the network namespace is the one the shim
+    /// made, with loopback up, so the spec names none.
+    pub(crate) id_map: Option<IdMap>,
     /// True when libcontainer applies the cgroup limits (root). Rootless, the shim writes
     /// them into the delegated cgroup itself: libcontainer would also write the device
     /// list, which needs privileges.
@@ -156,22 +158,23 @@ pub(crate) struct Plan {
 
 /// The container's spec as JSON.
 pub(crate) fn config(spec: &SandboxSpec, plan: &Plan) -> Value {
-    let namespaces = vec![
+    let mut namespaces = vec![
         json!({"type": "pid"}),
-        json!({"type": "network"}),
         json!({"type": "ipc"}),
         json!({"type": "uts"}),
         json!({"type": "mount"}),
         json!({"type": "cgroup"}),
-        json!({"type": "user"}),
     ];
     let mut linux = json!({
         "maskedPaths": MASKED_PATHS,
         "readonlyPaths": READONLY_PATHS,
         "seccomp": seccomp(),
     });
-    linux["uidMappings"] = plan.id_map.uid_json();
-    linux["gidMappings"] = plan.id_map.gid_json();
+    if let Some(map) = &plan.id_map {
+        namespaces.push(json!({"type": "user"}));
+        linux["uidMappings"] = map.uid_json();
+        linux["gidMappings"] = map.gid_json();
+    }
     linux["namespaces"] = json!(namespaces);
     if let Some(path) = &plan.cgroups_path {
         linux["cgroupsPath"] = json!(path);
@@ -351,7 +354,7 @@ mod tests {
     use super::*;
     use crate::mode::ROOT_FALLBACK_RANGE;
 
-    fn plan(limits: Limits, id_map: IdMap, cgroup_resources: bool) -> Plan {
+    fn plan(limits: Limits, id_map: Option<IdMap>, cgroup_resources: bool) -> Plan {
         Plan {
             rootfs: PathBuf::from("/srv/rootfs"),
             args: vec!["-I".into(), "-S".into(), "-c".into(), "pass".into()],
@@ -368,7 +371,7 @@ mod tests {
     fn the_root_mode_spec_is_valid_and_locked_down() {
         let spec = SandboxSpec::builder().cpus(Some(0.5)).build().unwrap();
         let map = IdMap::shifted(ROOT_FALLBACK_RANGE, ROOT_FALLBACK_RANGE);
-        let config = config(&spec, &plan(Limits::all(), map, true));
+        let config = config(&spec, &plan(Limits::all(), Some(map), true));
         let typed = typed(&config).expect("a valid OCI spec");
         let process = typed.process().as_ref().unwrap();
         assert_eq!(process.no_new_privileges(), Some(true));
@@ -383,6 +386,11 @@ mod tests {
             Some(i64::try_from(spec.memory_bytes()).unwrap())
         );
         assert_eq!(resources.cpu().as_ref().unwrap().quota(), Some(50_000));
+        let namespaces = config["linux"]["namespaces"].as_array().unwrap();
+        assert!(
+            !namespaces.iter().any(|n| n["type"] == "network"),
+            "the shim makes the network namespace"
+        );
         let uids = linux.uid_mappings().as_ref().expect("a user namespace");
         assert_eq!(uids[0].container_id(), 0);
         assert_eq!(uids[0].host_id(), ROOT_FALLBACK_RANGE.0);
@@ -410,18 +418,18 @@ mod tests {
     }
 
     #[test]
-    fn rootless_without_cgroups_falls_back_to_rlimits_and_maps_ids() {
+    fn rootless_without_cgroups_falls_back_to_rlimits_in_the_shims_namespaces() {
         let spec = SandboxSpec::default();
-        let map = IdMap::rootless(1000, 1000, Some((100_000, 65536)), Some((100_000, 65536)));
-        let config = config(&spec, &plan(Limits::none(), map, false));
+        let config = config(&spec, &plan(Limits::none(), None, false));
         typed(&config).expect("a valid OCI spec");
         assert!(config["linux"].get("resources").is_none());
         assert!(config["linux"].get("cgroupsPath").is_none());
         let rlimits = config["process"]["rlimits"].as_array().unwrap();
         assert!(rlimits.iter().any(|r| r["type"] == "RLIMIT_NPROC"));
-        assert_eq!(config["linux"]["uidMappings"][0]["hostID"], 1000);
-        assert_eq!(config["linux"]["uidMappings"][1]["hostID"], 100_000);
+        // The container stays in the shim's user and network namespaces.
+        assert!(config["linux"].get("uidMappings").is_none());
         let namespaces = config["linux"]["namespaces"].as_array().unwrap();
-        assert!(namespaces.iter().any(|n| n["type"] == "user"));
+        assert!(!namespaces.iter().any(|n| n["type"] == "user"));
+        assert!(!namespaces.iter().any(|n| n["type"] == "network"));
     }
 }

@@ -26,9 +26,6 @@ pub enum OciError {
          (/proc/sys/user/max_user_namespaces is 0)"
     )]
     NoUserNamespaces,
-    /// This mode cannot confine a container as promised on this host.
-    #[error("{0}")]
-    Unenforceable(String),
     /// A file operation failed.
     #[error("{what} {}: {source}", path.display())]
     Io {

@@ -17,6 +17,7 @@ mod error;
 mod guest;
 mod loopback;
 mod mode;
+mod own_namespace;
 mod owner;
 mod protocol;
 pub mod shim;
@@ -139,7 +140,7 @@ impl OciSandbox {
                 rootfs
             },
             args,
-            id_map: self.mode.id_map.clone(),
+            id_map: self.mode.root.then(|| self.mode.id_map.clone()),
             cgroup_resources: self.mode.root,
             user,
             limits: self.mode.limits,
@@ -203,9 +204,6 @@ impl OciSandbox {
     }
 
     fn probe_detail(&self) -> Result<String, OciError> {
-        if let Some(why) = &self.mode.unavailable {
-            return Err(OciError::Unenforceable(why.clone()));
-        }
         if !self.options.shim.is_file() {
             return Err(OciError::NoShim(self.options.shim.clone()));
         }
@@ -233,7 +231,7 @@ impl OciSandbox {
             )
         } else if self.mode.id_map.maps(65534) {
             format!(
-                "rootless, user namespace on host uids {}",
+                "rootless, the shim's own user namespace on host uids {}",
                 self.mode.id_map.describe_uids()
             )
         } else {
@@ -245,7 +243,13 @@ impl OciSandbox {
                 self.mode.cgroup_parent.as_deref().unwrap_or_default()
             )
         } else {
-            format!("NOT enforced: {}", self.mode.unenforced.join("; "))
+            let remedy = self
+                .mode
+                .remedy
+                .as_ref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            format!("NOT enforced: {}{remedy}", self.mode.unenforced.join("; "))
         };
         Ok(format!(
             "libcontainer 0.7 ({who}), cgroup {}, seccomp denies {} syscalls, {limits}, {rootfs_state}",
@@ -279,9 +283,6 @@ impl Sandbox for OciSandbox {
     }
 
     async fn start(&self, spec: &SandboxSpec) -> Result<StartedGuest, SandboxError> {
-        if let Some(why) = &self.mode.unavailable {
-            return Err(OciError::Unenforceable(why.clone()).into_sandbox());
-        }
         let rootfs = self.ensure_rootfs().await.map_err(OciError::into_sandbox)?;
         self.prepare_state().await.map_err(OciError::into_sandbox)?;
         self.compiled
@@ -323,6 +324,8 @@ impl OciSandbox {
             memory_cgroup: self.memory_cgroup(&id),
             limit_files: self.limit_files(&id, spec),
             rootfs_bind,
+            user_namespace: (!self.mode.root).then(|| self.mode.id_map.clone()),
+            hide_host_cgroups: self.mode.hide_host_cgroups,
             id,
             state_root: self.state_root.clone(),
             bundle: bundle_dir.clone(),

@@ -1,68 +1,31 @@
-//! The container's loopback interface.
+//! The container's network namespace, with its loopback interface up.
 //!
 //! A new network namespace has one interface, `lo`, and it is down: without this step the
-//! sandbox could not even talk to itself over 127.0.0.1. libcontainer does not bring it up,
-//! so the shim does, after the container is created and before its process starts: it runs
-//! its own binary once more ([`crate::protocol::ShimRequest::Loopback`]), and that process
-//! joins the container's network namespace (and, rootless, its user namespace first, where
-//! the caller's uid holds `CAP_NET_ADMIN`) and sets `lo` up with one rtnetlink message.
+//! sandbox could not even talk to itself over 127.0.0.1, and libcontainer does not bring it
+//! up. So the shim makes the container's network namespace itself, before it creates the
+//! container, sets `lo` up with one rtnetlink message, and the spec names no network
+//! namespace: the container stays in the shim's ([`enter_new_network_namespace`]). As root,
+//! that namespace belongs to the initial user namespace, where the container holds no
+//! capability at all; rootless, the shim does this inside its own user namespace
+//! ([`crate::own_namespace`]).
 //!
-//! A separate process, because joining a user namespace needs a single-threaded caller and
-//! a namespace joined is not left again.
+//! (Joining a network namespace libcontainer made, from another process after the
+//! container is created, does not work rootless: the container's init has already switched
+//! to the guest's id and is not dumpable, so the kernel refuses the caller its namespaces.)
 
-use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::path::Path;
-use std::process::{Command, Stdio};
 
-use nix::sched::{CloneFlags, setns};
+use nix::sched::{CloneFlags, unshare};
 use nix::sys::socket::{
     AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, recv, send, socket,
 };
 
-use crate::protocol::{SHIM_SUBCOMMAND, ShimRequest};
-
-/// Bring up `lo` in the network namespace of process `pid` (the created container's init),
-/// through a child process. The error says why, in one line.
-pub(crate) fn bring_up_for(pid: i32) -> Result<(), String> {
-    let request = ShimRequest::Loopback {
-        pid,
-        join_user_namespace: !nix::unistd::geteuid().is_root(),
-    };
-    let request = serde_json::to_string(&request).map_err(|e| e.to_string())?;
-    let program = std::env::current_exe().map_err(|e| format!("cannot find the shim: {e}"))?;
-    let output = Command::new(program)
-        .arg(SHIM_SUBCOMMAND)
-        .arg(request)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| format!("cannot start the loopback step: {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        let why = String::from_utf8_lossy(&output.stderr);
-        Err(format!(
-            "cannot bring up the container's loopback interface: {}",
-            why.trim()
-        ))
-    }
-}
-
-/// In this (single-threaded) process: join `pid`'s namespaces and set `lo` up.
-pub(crate) fn bring_up_here(pid: i32, join_user_namespace: bool) -> Result<(), String> {
-    let proc_dir = Path::new("/proc").join(pid.to_string());
-    if join_user_namespace {
-        join(&proc_dir.join("ns/user"), CloneFlags::CLONE_NEWUSER)?;
-    }
-    join(&proc_dir.join("ns/net"), CloneFlags::CLONE_NEWNET)?;
+/// Move this (single-threaded) shim into a new network namespace with `lo` up, for the
+/// container to share.
+pub(crate) fn enter_new_network_namespace() -> Result<(), String> {
+    unshare(CloneFlags::CLONE_NEWNET)
+        .map_err(|e| format!("cannot make the container's network namespace: {e}"))?;
     set_up(LOOPBACK_INDEX)
-}
-
-fn join(namespace: &Path, kind: CloneFlags) -> Result<(), String> {
-    let file = File::open(namespace).map_err(|e| format!("{}: {e}", namespace.display()))?;
-    setns(&file, kind).map_err(|e| format!("cannot join {}: {e}", namespace.display()))
 }
 
 /// The loopback device's index in every network namespace (the kernel's `LOOPBACK_IFINDEX`).
@@ -78,10 +41,10 @@ const IFF_UP: u32 = 0x1;
 /// `RTM_NEWLINK` for interface `index` with `IFF_UP` set, asking for an acknowledgement:
 /// a `nlmsghdr` then an `ifinfomsg`, in host byte order.
 fn set_link_up_message(index: i32) -> Vec<u8> {
-    const HEADER: usize = 16;
-    const IFINFO: usize = 16;
-    let mut message = Vec::with_capacity(HEADER + IFINFO);
-    message.extend_from_slice(&((HEADER + IFINFO) as u32).to_ne_bytes()); // nlmsg_len
+    const HEADER: u32 = 16;
+    const IFINFO: u32 = 16;
+    let mut message = Vec::with_capacity(32);
+    message.extend_from_slice(&(HEADER + IFINFO).to_ne_bytes()); // nlmsg_len
     message.extend_from_slice(&RTM_NEWLINK.to_ne_bytes()); // nlmsg_type
     message.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes()); // nlmsg_flags
     message.extend_from_slice(&1u32.to_ne_bytes()); // nlmsg_seq
@@ -178,11 +141,14 @@ mod tests {
         // Needs root (or an unprivileged user namespace); the behaviour suite checks the
         // real container either way.
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root to make a network namespace");
+            #[allow(clippy::print_stderr, reason = "a skip must be loud")]
+            {
+                eprintln!("SKIP: needs root to make a network namespace");
+            }
             return;
         }
         let handle = std::thread::spawn(|| -> Result<String, String> {
-            nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string())?;
+            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string())?;
             set_up(LOOPBACK_INDEX)?;
             let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
             let address = listener.local_addr().map_err(|e| e.to_string())?;

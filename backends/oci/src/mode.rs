@@ -53,7 +53,7 @@ pub(crate) const ROOT_FALLBACK_RANGE: (u32, u32) = (0x7000_0000, 65536);
 const ROOT_RANGE_SIZE: u32 = 65536;
 
 /// The uid and gid maps of a container's user namespace.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct IdMap {
     uids: Vec<(u32, u32, u32)>,
     gids: Vec<(u32, u32, u32)>,
@@ -99,6 +99,22 @@ impl IdMap {
                 .any(|&(start, _, count)| id >= start && id - start < count)
         };
         inside(&self.uids) && inside(&self.gids)
+    }
+
+    /// `newuidmap`'s arguments after the pid: `container host count` per range.
+    pub(crate) fn uid_args(&self) -> Vec<String> {
+        Self::args(&self.uids)
+    }
+    /// `newgidmap`'s arguments after the pid.
+    pub(crate) fn gid_args(&self) -> Vec<String> {
+        Self::args(&self.gids)
+    }
+    fn args(ranges: &[(u32, u32, u32)]) -> Vec<String> {
+        ranges
+            .iter()
+            .flat_map(|&(container, host, count)| [container, host, count])
+            .map(|n| n.to_string())
+            .collect()
     }
 
     /// The uid map as `container→host×count` ranges, for the probe.
@@ -157,12 +173,15 @@ pub(crate) struct Mode {
     pub(crate) limits: Limits,
     /// Why limits are missing, one sentence per limit (empty when all are enforced).
     pub(crate) unenforced: Vec<String>,
+    /// What would make the missing limits hold, when someone else can do it.
+    pub(crate) remedy: Option<String>,
     /// `v1`, `v2` or `none`.
     pub(crate) cgroup_version: &'static str,
     /// The cgroup (relative to each hierarchy's root) under which containers get theirs.
     pub(crate) cgroup_parent: Option<String>,
-    /// Why containers cannot run at all in this mode, if they cannot.
-    pub(crate) unavailable: Option<String>,
+    /// True when libcontainer must not see the host's cgroups (rootless with none
+    /// delegated): the shim covers them with a fresh cgroup2 of its own namespace.
+    pub(crate) hide_host_cgroups: bool,
 }
 
 impl Mode {
@@ -185,9 +204,10 @@ impl Mode {
                 id_map: IdMap::shifted(range("/etc/subuid"), range("/etc/subgid")),
                 limits,
                 unenforced,
+                remedy: None,
                 cgroup_version,
                 cgroup_parent: limits.any().then(|| ROOT_CGROUP_PARENT.to_string()),
-                unavailable: None,
+                hide_host_cgroups: false,
             };
         }
         let user = nix::unistd::User::from_uid(uid.into())
@@ -200,39 +220,40 @@ impl Mode {
         };
         let id_map = IdMap::rootless(uid, gid, sub("/etc/subuid"), sub("/etc/subgid"));
         let parent = format!("{ROOT_CGROUP_PARENT}-{uid}");
-        let (limits, why, unavailable) = match cgroup_version {
+        // Without a cgroup of its own, libcontainer still wants to place every container in
+        // cgroups (on v1 it cannot be told not to), so the shim shows it a fresh cgroup2
+        // mount, where libcontainer's rootless handling leaves the container in the shim's
+        // cgroup (see `own_namespace`). The rlimits stand in for the cgroup limits, and the
+        // replies say so.
+        let (limits, why, remedy) = match cgroup_version {
             "v1" => match undelegated_v1_controllers(root_dir, &parent, uid) {
                 missing if missing.is_empty() => (Limits::all(), "", None),
                 missing => (
                     Limits::none(),
-                    "",
+                    "rootless on cgroup v1 with no cgroup delegated by root",
                     Some(format!(
-                        "rootless on cgroup v1: libcontainer puts every container in a cgroup of \
-                         each v1 controller, and this user (uid {uid}) has no cgroup delegated \
-                         for {}; as root, create {CGROUP_ROOT}/<controller>/{parent} for each \
-                         and chown it to the user (tests/run.sh shows how), or run as root",
+                        "to enforce them, root creates {CGROUP_ROOT}/<controller>/{parent} for \
+                         {} and chowns each to uid {uid} (tests/run.sh shows how)",
                         missing.join(", ")
                     )),
                 ),
             },
-            _ => (
+            "v2" => (
                 Limits::none(),
-                "rootless: this build does not use a delegated cgroup v2 subtree",
+                "rootless on cgroup v2, which this build does not delegate",
                 None,
             ),
+            _ => (Limits::none(), "this host has no cgroups", None),
         };
         Self {
             root: false,
             id_map,
             limits,
-            unenforced: if unavailable.is_some() {
-                Vec::new()
-            } else {
-                describe_missing(limits, why)
-            },
+            unenforced: describe_missing(limits, why),
+            remedy,
             cgroup_version,
             cgroup_parent: limits.any().then_some(parent),
-            unavailable,
+            hide_host_cgroups: !limits.any(),
         }
     }
 }
@@ -265,17 +286,17 @@ fn describe_missing(limits: Limits, why: &str) -> Vec<String> {
     let mut missing = Vec::new();
     if !limits.memory {
         missing.push(format!(
-            "memory cap not enforced for the sandbox as a whole ({why}); only the per-process \
+            "memory: no cap on the sandbox as a whole ({why}); only the per-process \
              RLIMIT_DATA applies"
         ));
     }
     if !limits.pids {
         missing.push(format!(
-            "pids cap not enforced by a cgroup ({why}); the per-user RLIMIT_NPROC applies instead"
+            "processes: no pids cap ({why}); the per-user RLIMIT_NPROC applies instead"
         ));
     }
     if !limits.cpu {
-        missing.push(format!("CPU quota not enforced ({why})"));
+        missing.push(format!("cpu: no quota ({why})"));
     }
     missing
 }

@@ -13,6 +13,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::mode::IdMap;
+
 /// The subcommand under which the binary runs the shim.
 pub const SHIM_SUBCOMMAND: &str = "oci-shim";
 
@@ -41,14 +43,22 @@ pub(crate) enum ShimRequest {
         /// of the shim's own.
         #[serde(default)]
         rootfs_bind: Option<PathBuf>,
+        /// The user namespace the shim makes for itself and runs libcontainer in
+        /// (rootless; see [`crate::own_namespace`]).
+        #[serde(default)]
+        user_namespace: Option<IdMap>,
+        /// Cover the host's cgroups with a fresh cgroup2 in the shim's own namespaces
+        /// (rootless with no cgroup delegated).
+        #[serde(default)]
+        hide_host_cgroups: bool,
     },
-    /// Bring up the loopback interface of a created container: the one step the shim runs
-    /// in a process of its own (see [`crate::loopback`]).
-    Loopback {
-        /// The container's init, on the host.
+    /// Write the id maps of the shim `pid` (which has just made a user namespace) with
+    /// `newuidmap` and `newgidmap`, once a line arrives on standard input.
+    MapIds {
+        /// The shim.
         pid: i32,
-        /// Join its user namespace first (rootless).
-        join_user_namespace: bool,
+        /// The maps.
+        id_map: IdMap,
     },
     /// Delete the containers (and bundles) of bridges that no longer run.
     Sweep {

@@ -24,8 +24,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use crate::mode::IdMap;
 use crate::protocol::{Ended, ShimMessage, ShimRequest};
-use crate::{loopback, owner};
+use crate::{loopback, own_namespace, owner};
 
 /// Run the shim for `request` (JSON, made by the bridge). The exit code is 0 when the request was carried out.
 pub fn main(request: &str) -> ExitCode {
@@ -38,22 +39,21 @@ pub fn main(request: &str) -> ExitCode {
             memory_cgroup,
             limit_files,
             rootfs_bind,
+            user_namespace,
+            hide_host_cgroups,
         }) => run(
             &id,
-            &state_root,
-            &bundle,
+            (&state_root, &bundle),
             &control,
-            memory_cgroup.as_deref(),
-            &limit_files,
+            (memory_cgroup.as_deref(), &limit_files),
             rootfs_bind.as_deref(),
+            user_namespace.as_ref().map(|map| (map, hide_host_cgroups)),
         ),
-        Ok(ShimRequest::Loopback {
-            pid,
-            join_user_namespace,
-        }) => match loopback::bring_up_here(pid, join_user_namespace) {
+        Ok(ShimRequest::MapIds { pid, id_map }) => match own_namespace::write_maps(pid, &id_map) {
             Ok(()) => ExitCode::SUCCESS,
             Err(why) => {
-                eprintln!("{why}");
+                // The shim that started this helper reports it.
+                let _ = writeln!(std::io::stderr(), "{why}");
                 ExitCode::FAILURE
             }
         },
@@ -74,12 +74,11 @@ fn send(control: &mut UnixStream, message: &ShimMessage) {
 
 fn run(
     id: &str,
-    state_root: &Path,
-    bundle: &Path,
+    (state_root, bundle): (&Path, &Path),
     control_path: &Path,
-    memory_cgroup: Option<&Path>,
-    limit_files: &[(PathBuf, String)],
+    (memory_cgroup, limit_files): (Option<&Path>, &[(PathBuf, String)]),
     rootfs_bind: Option<&Path>,
+    user_namespace: Option<(&IdMap, bool)>,
 ) -> ExitCode {
     let Ok(mut control) = UnixStream::connect(control_path) else {
         tracing::error!(
@@ -97,6 +96,13 @@ fn run(
         );
         return ExitCode::FAILURE;
     }
+    if let Some(Err(why)) =
+        user_namespace.map(|(map, hide_host_cgroups)| own_namespace::enter(map, hide_host_cgroups))
+    {
+        remove_leftovers(id, state_root, bundle);
+        send(&mut control, &ShimMessage::Failed(why));
+        return ExitCode::FAILURE;
+    }
     let bound = match rootfs_bind.map(|source| BoundRootfs::bind(source, bundle)) {
         None => None,
         Some(Ok(bound)) => Some(bound),
@@ -106,7 +112,13 @@ fn run(
             return ExitCode::FAILURE;
         }
     };
-    let mut container = match create_and_start(id, state_root, bundle, limit_files) {
+    if let Err(why) = loopback::enter_new_network_namespace() {
+        remove_container(id, state_root);
+        remove_bundle(bundle, bound);
+        send(&mut control, &ShimMessage::Failed(why));
+        return ExitCode::FAILURE;
+    }
+    let mut container = match create_and_start(id, (state_root, bundle), limit_files) {
         Ok(container) => container,
         Err(why) => {
             remove_container(id, state_root);
@@ -149,8 +161,7 @@ fn run(
 
 fn create_and_start(
     id: &str,
-    state_root: &Path,
-    bundle: &Path,
+    (state_root, bundle): (&Path, &Path),
     limit_files: &[(PathBuf, String)],
 ) -> Result<Container, String> {
     let mut container = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
@@ -164,10 +175,6 @@ fn create_and_start(
                 .build()
         })
         .map_err(|e| format!("cannot create the container: {}", chain(&e)))?;
-    let pid = container
-        .pid()
-        .ok_or("the created container has no process")?;
-    loopback::bring_up_for(pid.as_raw())?;
     for (file, value) in limit_files {
         std::fs::write(file, value)
             .map_err(|e| format!("cannot set the limit {}: {e}", file.display()))?;
