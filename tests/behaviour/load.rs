@@ -283,7 +283,16 @@ pub(crate) async fn a_long_soak_keeps_memory_flat(b: &TestBackend) -> Result<()>
         ),
     );
     if b.is_container() {
-        let (q2, q4) = check_flat(&samples, TOTAL, 8 << 10, |s| s.sandboxes)?;
+        // gVisor's Sentry holds the guest's memory in a file of its own and gives freed
+        // pages back lazily, and its Go heap grows towards its collector's target, so its
+        // PSS drifts by tens of MiB under load with no leak of ours (the same guest runtime
+        // under runc is held to the tight slack).
+        let slack = if b.name == "podman_gvisor" {
+            32 << 10
+        } else {
+            8 << 10
+        };
+        let (q2, q4) = check_flat(&samples, TOTAL, slack, |s| s.sandboxes)?;
         report(
             b,
             "soak memory",
