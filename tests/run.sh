@@ -113,8 +113,14 @@ MCP_BRIDGE_LOG_LEVEL=warn "$bin" provision
 
 if [ -n "$container_backends" ]; then
     step "build the sandbox image (debootstrap once, then import into podman and docker)"
-    MCP_BRIDGE_LOG_LEVEL=warn "$bin" provision --backend podman
-    MCP_BRIDGE_LOG_LEVEL=warn "$bin" provision --backend docker
+    # An engine's first container after a busy build has failed once in runc ("write
+    # child: broken pipe"); one more try tells a transient engine error from ours.
+    for engine in podman docker; do
+        MCP_BRIDGE_LOG_LEVEL=warn "$bin" provision --backend "$engine" || {
+            echo "provision --backend $engine failed; trying once more" >&2
+            MCP_BRIDGE_LOG_LEVEL=warn "$bin" provision --backend "$engine"
+        }
+    done
     # gVisor runs where its ptrace platform works (these VMs); elsewhere its tests skip
     # with the reason provision gives.
     if MCP_BRIDGE_LOG_LEVEL=warn "$bin" provision --backend podman --oci-runtime runsc; then

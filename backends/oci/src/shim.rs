@@ -175,13 +175,26 @@ fn create_and_start(
                 .build()
         })
         .map_err(|e| format!("cannot create the container: {}", chain(&e)))?;
-    for (file, value) in limit_files {
-        std::fs::write(file, value)
-            .map_err(|e| format!("cannot set the limit {}: {e}", file.display()))?;
+    let started = limit_files
+        .iter()
+        .try_for_each(|(file, value)| {
+            std::fs::write(file, value)
+                .map_err(|e| format!("cannot set the limit {}: {e}", file.display()))
+        })
+        .and_then(|()| {
+            container
+                .start()
+                .map_err(|e| format!("cannot start the container: {}", chain(&e)))
+        });
+    if let Err(why) = started {
+        // The created container's init waits for a start that will not come; libcontainer's
+        // delete cannot always reach it (rootless, with no cgroup to kill through).
+        if let Some(pid) = container.pid() {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+        return Err(why);
     }
-    container
-        .start()
-        .map_err(|e| format!("cannot start the container: {}", chain(&e)))?;
     Ok(container)
 }
 
