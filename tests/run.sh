@@ -80,13 +80,16 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         printf '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=8192:8192"]\n[engine]\nruntime = "runc"\n' \
             >/etc/containers/containers.conf
     fi
+    # The daemons outlive this run: they start in `/`, not in this clone, whose removal
+    # would leave them a deleted working directory (runc then fails every container with
+    # "write child: broken pipe").
     if ! curl -sf --unix-socket /run/podman/podman.sock http://engine/_ping >/dev/null 2>&1; then
         mkdir -p /run/podman
-        setsid nohup podman system service --time=0 unix:///run/podman/podman.sock \
-            >"$cache/podman-service.log" 2>&1 </dev/null &
+        (cd / && setsid nohup podman system service --time=0 unix:///run/podman/podman.sock \
+            >"$cache/podman-service.log" 2>&1 </dev/null &)
     fi
     if ! curl -sf --unix-socket /var/run/docker.sock http://engine/_ping >/dev/null 2>&1; then
-        setsid nohup dockerd >"$cache/dockerd.log" 2>&1 </dev/null &
+        (cd / && setsid nohup dockerd >"$cache/dockerd.log" 2>&1 </dev/null &)
     fi
     for _ in $(seq 1 100); do
         curl -sf --unix-socket /run/podman/podman.sock http://engine/_ping >/dev/null 2>&1 \
@@ -113,8 +116,7 @@ MCP_BRIDGE_LOG_LEVEL=warn "$bin" provision
 
 if [ -n "$container_backends" ]; then
     step "build the sandbox image (debootstrap once, then import into podman and docker)"
-    # An engine's first container after a busy build has failed once in runc ("write
-    # child: broken pipe"); one more try tells a transient engine error from ours.
+    # One more try tells a transient engine error from ours.
     for engine in podman docker; do
         MCP_BRIDGE_LOG_LEVEL=warn "$bin" provision --backend "$engine" || {
             echo "provision --backend $engine failed; trying once more" >&2
