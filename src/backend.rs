@@ -14,6 +14,9 @@ pub fn build(config: &Config) -> Result<Arc<dyn Sandbox>, String> {
 
 /// The backend `kind`, with the rest of the configuration (for reports that probe them all).
 pub fn build_kind(config: &Config, kind: BackendKind) -> Result<Arc<dyn Sandbox>, String> {
+    // Only the wasi and container backends read it; a build with neither does not.
+    #[cfg(not(any(feature = "backend-wasi", feature = "backend-container")))]
+    let _ = config;
     match kind {
         #[cfg(feature = "backend-wasi")]
         BackendKind::Wasi => Ok(Arc::new(sandbox_wasi::WasiSandbox::new(wasi::provisioner(

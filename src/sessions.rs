@@ -53,7 +53,9 @@ type Key = (Scope, String);
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     /// The name is not acceptable.
-    #[error("invalid session name {0:?}: use 1 to 64 letters, digits, `-`, `_` or `.`")]
+    #[error(
+        "invalid session name {0:?}: use 1 to 64 letters, digits, `-`, `_` or `.` (not `.` or `..` alone)"
+    )]
     InvalidName(String),
     /// Too many sessions are alive.
     #[error("{0} sessions are already alive; reuse one or wait for idle ones to be reaped")]
@@ -119,7 +121,10 @@ impl std::fmt::Debug for Sessions {
 
 /// Check a session name before it is used anywhere.
 pub fn validate_name(name: &str) -> Result<(), SessionError> {
+    // `.` and `..` are path names, whatever uses the name later.
     let ok = !name.is_empty()
+        && name != "."
+        && name != ".."
         && name.len() <= 64
         && name
             .chars()
@@ -437,7 +442,7 @@ mod tests {
     fn session_names_are_checked_before_use() {
         assert!(validate_name("default").is_ok());
         assert!(validate_name("a-b_c.1").is_ok());
-        for bad in ["", "../x", "a/b", "x y", &"a".repeat(65)] {
+        for bad in ["", ".", "..", "../x", "a/b", "x y", &"a".repeat(65)] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
     }
