@@ -160,7 +160,7 @@ impl OciSandbox {
             .cgroup_parent
             .as_ref()
             .filter(|_| self.mode.limits.memory)?;
-        let root = Path::new("/sys/fs/cgroup");
+        let root = Path::new(mode::CGROUP_ROOT);
         Some(match self.mode.cgroup_version {
             "v1" => root.join("memory").join(parent).join(id),
             _ => root.join(parent).join(id),
@@ -175,18 +175,14 @@ impl OciSandbox {
         if self.mode.root || self.mode.cgroup_version != "v1" {
             return Vec::new();
         }
-        let dir = |controller: &str| {
-            Path::new("/sys/fs/cgroup")
-                .join(controller)
-                .join(parent)
-                .join(id)
-        };
+        let controller_dir = |controller: &str| Path::new(mode::CGROUP_ROOT).join(controller);
+        let dir = |controller: &str| controller_dir(controller).join(parent).join(id);
         let memory = spec.memory_bytes().to_string();
         let mut files = vec![
             (dir("memory").join("memory.limit_in_bytes"), memory.clone()),
             (dir("pids").join("pids.max"), spec.pids().to_string()),
         ];
-        let swap_accounted = Path::new("/sys/fs/cgroup/memory")
+        let swap_accounted = controller_dir("memory")
             .join(parent)
             .join("memory.memsw.limit_in_bytes")
             .exists();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 /// Where cgroup v2 (unified) or v1 controllers are mounted.
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+pub(crate) const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// Which cgroup limits apply to a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,11 +20,8 @@ use std::process::{Command, Stdio};
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 
-use crate::mode::IdMap;
+use crate::mode::{CGROUP_ROOT, IdMap};
 use crate::protocol::{SHIM_SUBCOMMAND, ShimRequest};
-
-/// Where cgroups are mounted, and where the fresh cgroup2 goes.
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// In the (single-threaded) shim: make the user namespace with `map`; with
 /// `hide_host_cgroups`, then the mount and cgroup namespaces with a fresh cgroup2 at
