@@ -1,21 +1,54 @@
-//! Building the configured backend.
+//! Building the configured backend from the [`Config`]: the one place that turns settings
+//! into a backend's options (backend crates read no environment of their own).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use sandbox_core::Sandbox;
 
 use crate::config::{BackendKind, Config};
 
+/// Why a backend could not be built (before any probe: a build without its feature, or a
+/// missing directory it needs).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// This binary was built without the backend.
+    #[error("this build has no {backend} backend (feature {feature})")]
+    NotBuilt {
+        /// The backend asked for.
+        backend: BackendKind,
+        /// The cargo feature that brings it.
+        feature: &'static str,
+    },
+    /// No cache directory to keep the interpreter or the root filesystem in.
+    #[error(
+        "no cache directory for the {backend} backend: set MCP_BRIDGE_CACHE_DIR or HOME so \
+         the {what} can be cached"
+    )]
+    NoCacheDir {
+        /// The backend that needs it.
+        backend: BackendKind,
+        /// What would be kept there.
+        what: &'static str,
+    },
+    /// The oci backend re-executes this binary as its shim, and could not find it.
+    #[error("cannot find this binary to run as the oci shim")]
+    NoShim(#[source] std::io::Error),
+}
+
 /// The backend the configuration asks for.
-pub fn build(config: &Config) -> Result<Arc<dyn Sandbox>, String> {
+pub fn build(config: &Config) -> Result<Arc<dyn Sandbox>, BackendError> {
     build_kind(config, config.backend)
 }
 
 /// The backend `kind`, with the rest of the configuration (for reports that probe them all).
-pub fn build_kind(config: &Config, kind: BackendKind) -> Result<Arc<dyn Sandbox>, String> {
-    // Only the wasi and container backends read it; a build with neither does not.
-    #[cfg(not(any(feature = "backend-wasi", feature = "backend-container")))]
+pub fn build_kind(config: &Config, kind: BackendKind) -> Result<Arc<dyn Sandbox>, BackendError> {
+    // Only the backends read it; a build with none does not.
+    #[cfg(not(any(
+        feature = "backend-wasi",
+        feature = "backend-container",
+        feature = "backend-oci"
+    )))]
     let _ = config;
     match kind {
         #[cfg(feature = "backend-wasi")]
@@ -23,29 +56,27 @@ pub fn build_kind(config: &Config, kind: BackendKind) -> Result<Arc<dyn Sandbox>
             config,
         )?))),
         #[cfg(not(feature = "backend-wasi"))]
-        BackendKind::Wasi => Err("this build has no wasi backend (feature backend-wasi)".into()),
+        BackendKind::Wasi => Err(BackendError::NotBuilt {
+            backend: kind,
+            feature: "backend-wasi",
+        }),
         #[cfg(feature = "backend-container")]
         BackendKind::Podman | BackendKind::Docker => {
             Ok(Arc::new(container::sandbox(config, kind)?))
         }
         #[cfg(not(feature = "backend-container"))]
-        BackendKind::Podman | BackendKind::Docker => Err(format!(
-            "this build has no {} backend (feature backend-container)",
-            kind.name()
-        )),
+        BackendKind::Podman | BackendKind::Docker => Err(BackendError::NotBuilt {
+            backend: kind,
+            feature: "backend-container",
+        }),
         #[cfg(feature = "backend-oci")]
-        BackendKind::Oci => Ok(Arc::new(oci::sandbox()?)),
+        BackendKind::Oci => Ok(Arc::new(oci::sandbox(config)?)),
         #[cfg(not(feature = "backend-oci"))]
-        BackendKind::Oci => Err("this build has no oci backend (feature backend-oci)".into()),
+        BackendKind::Oci => Err(BackendError::NotBuilt {
+            backend: kind,
+            feature: "backend-oci",
+        }),
     }
-}
-
-/// The bridge's cache directory: `MCP_BRIDGE_CACHE_DIR`, else the user's cache dir.
-pub fn cache_dir() -> Option<PathBuf> {
-    std::env::var_os(crate::env::CACHE_DIR)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| dirs::cache_dir().map(|d| d.join("mcp-server-code-execution-mode")))
 }
 
 /// The name of the locally built container image, when this build has container backends.
@@ -56,29 +87,45 @@ pub fn local_container_image() -> Option<String> {
     None
 }
 
+/// The root filesystem the container and oci backends build or use.
+#[cfg(any(feature = "backend-container", feature = "backend-oci"))]
+fn rootfs(config: &Config, backend: BackendKind) -> Result<sandbox_rootfs::Rootfs, BackendError> {
+    use sandbox_rootfs::Rootfs;
+    let rootfs = match (&config.rootfs, backend) {
+        (Some(dir), BackendKind::Oci) => Rootfs::at(dir.clone()),
+        _ => Rootfs::in_cache(
+            config
+                .cache_dir
+                .as_deref()
+                .ok_or(BackendError::NoCacheDir {
+                    backend,
+                    what: "root filesystem",
+                })?,
+        ),
+    };
+    Ok(rootfs.with_mirror(config.debian_mirror.clone()))
+}
+
 /// The container backend, concretely (for `image build`).
 #[cfg(feature = "backend-container")]
 pub mod container {
     pub use sandbox_container::ContainerSandbox;
     use sandbox_container::{ContainerOptions, EngineKind};
-    use sandbox_rootfs::Rootfs;
 
+    use super::BackendError;
     use crate::config::{BackendKind, Config};
 
     /// The Podman or Docker backend as configured.
-    pub fn sandbox(config: &Config, kind: BackendKind) -> Result<ContainerSandbox, String> {
+    pub fn sandbox(config: &Config, kind: BackendKind) -> Result<ContainerSandbox, BackendError> {
         let engine = match kind {
             BackendKind::Docker => EngineKind::Docker,
             _ => EngineKind::Podman,
         };
-        let cache = super::cache_dir().ok_or(
-            "no cache directory: set MCP_BRIDGE_CACHE_DIR or HOME so the root filesystem can be built",
-        )?;
         Ok(ContainerSandbox::new(ContainerOptions {
             engine,
             image: config.image.clone(),
             oci_runtime: config.oci_runtime.clone(),
-            rootfs: Rootfs::in_cache(&cache),
+            rootfs: super::rootfs(config, kind)?,
         }))
     }
 }
@@ -88,19 +135,15 @@ pub mod container {
 pub mod oci {
     use sandbox_oci::OciOptions;
     pub use sandbox_oci::{OciSandbox, SHIM_SUBCOMMAND, shim};
-    use sandbox_rootfs::Rootfs;
+
+    use super::BackendError;
+    use crate::config::{BackendKind, Config};
 
     /// The OCI backend as configured: the root filesystem from `MCP_BRIDGE_ROOTFS`, else
     /// the cache dir's.
-    pub fn sandbox() -> Result<OciSandbox, String> {
-        let shim = std::env::current_exe()
-            .map_err(|e| format!("cannot find this binary to run as the oci shim: {e}"))?;
-        let rootfs = match std::env::var_os(crate::env::ROOTFS).filter(|v| !v.is_empty()) {
-            Some(dir) => Rootfs::at(dir.into()),
-            None => Rootfs::in_cache(&super::cache_dir().ok_or(
-                "no cache directory: set MCP_BRIDGE_CACHE_DIR or HOME so the root filesystem can be built",
-            )?),
-        };
+    pub fn sandbox(config: &Config) -> Result<OciSandbox, BackendError> {
+        let shim = std::env::current_exe().map_err(BackendError::NoShim)?;
+        let rootfs = super::rootfs(config, BackendKind::Oci)?;
         Ok(OciSandbox::new(OciOptions { shim, rootfs }))
     }
 }
@@ -109,17 +152,16 @@ pub mod oci {
 mod wasi {
     use python_wasm::{Provisioner, WasmSource};
 
-    use crate::config::Config;
+    use super::BackendError;
+    use crate::config::{BackendKind, Config};
 
     /// The interpreter provisioner for the WASI backend.
-    pub(super) fn provisioner(config: &Config) -> Result<Provisioner, String> {
-        let cache_dir = Provisioner::default_cache_dir().ok_or(
-            "no cache directory: set MCP_BRIDGE_CACHE_DIR or HOME so the interpreter can be cached",
-        )?;
-        let source = match &config.python_wasm {
-            Some(path) => WasmSource::LocalFile(path.clone()),
-            None => WasmSource::Pinned,
-        };
-        Ok(Provisioner::new(cache_dir, source))
+    pub(super) fn provisioner(config: &Config) -> Result<Provisioner, BackendError> {
+        let cache_dir = config.cache_dir.clone().ok_or(BackendError::NoCacheDir {
+            backend: BackendKind::Wasi,
+            what: "interpreter",
+        })?;
+        let source = WasmSource::local_or_pinned(config.python_wasm.clone());
+        Ok(Provisioner::new(cache_dir, source).with_pip_python(&config.pip_python))
     }
 }

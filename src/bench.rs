@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use mcp_server_code_execution_mode::cli::{BenchArgs, BenchFocus, ConfigArgs};
-use mcp_server_code_execution_mode::config;
+use mcp_server_code_execution_mode::{config, settings};
 
 use crate::bench_charts::{self as charts, LatencyRow, ThroughputRow};
 use crate::bench_workloads::{
@@ -707,11 +707,10 @@ async fn proxied_call(
         tool: tool.to_string(),
         arguments: args.proxy_arguments.clone(),
         iterations: iterations.clamp(5, 100),
-        config: ConfigArgs {
-            backend: Some(backend.to_string()),
-            servers_config: args.servers_config.clone(),
-            ..ConfigArgs::default()
-        },
+        config: args.servers_config.iter().fold(
+            ConfigArgs::default().with(&settings::BACKEND, backend),
+            |config, file| config.with(&settings::SERVERS_CONFIG, file.display().to_string()),
+        ),
     };
     crate::bench_focus::proxy_medians(&proxy_args).await
 }

@@ -17,23 +17,7 @@ type Client = RunningService<RoleClient, ()>;
 
 /// The flags of `args` as command-line words, so the bridge under test sees the same config.
 fn config_flags(args: &ConfigArgs) -> Vec<String> {
-    let mut flags = Vec::new();
-    for (flag, value) in [
-        ("--backend", &args.backend),
-        ("--image", &args.image),
-        ("--oci-runtime", &args.oci_runtime),
-    ] {
-        if let Some(value) = value {
-            flags.extend([flag.to_string(), value.clone()]);
-        }
-    }
-    if let Some(dir) = &args.state_dir {
-        flags.extend(["--state-dir".to_string(), dir.display().to_string()]);
-    }
-    for file in &args.servers_config {
-        flags.extend(["--servers-config".to_string(), file.display().to_string()]);
-    }
-    flags
+    args.to_flags()
 }
 
 async fn bridge(server: &Path, flags: &[String], env: &[(&str, &str)]) -> Result<Client> {

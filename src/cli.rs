@@ -1,9 +1,12 @@
-//! Command-line interface. Flags override the `MCP_BRIDGE_*` environment (see `env.rs`).
+//! Command-line interface. The settings' flags come from [`crate::settings`], where each
+//! setting is declared with its `MCP_BRIDGE_*` variable; a flag overrides its variable.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub use crate::settings::ConfigArgs;
 
 /// A code-execution MCP server: one `run_python` tool, sandboxed, with MCP servers as
 /// Python proxies.
@@ -131,73 +134,6 @@ pub struct ServersArgs {
     /// Settings shared with `run`.
     #[command(flatten)]
     pub config: ConfigArgs,
-}
-
-/// Settings shared by the subcommands that start sandboxes. Each overrides the environment
-/// variable named in its help.
-#[derive(Debug, Clone, Default, Args)]
-pub struct ConfigArgs {
-    /// Sandbox backend: wasi, podman or docker [env: `MCP_BRIDGE_BACKEND`] (wasi).
-    #[arg(long)]
-    pub backend: Option<String>,
-    /// Container image for podman/docker [env: `MCP_BRIDGE_IMAGE`] (a locally built
-    /// Debian image with python3).
-    #[arg(long)]
-    pub image: Option<String>,
-    /// OCI runtime for podman/docker, e.g. runsc for gVisor [env: `MCP_BRIDGE_OCI_RUNTIME`].
-    #[arg(long)]
-    pub oci_runtime: Option<String>,
-    /// Default per-run timeout, e.g. 30, 30s, 2m, 500ms [env: `MCP_BRIDGE_TIMEOUT`].
-    #[arg(long)]
-    pub timeout: Option<String>,
-    /// Upper clamp for per-run timeouts [env: `MCP_BRIDGE_MAX_TIMEOUT`].
-    #[arg(long)]
-    pub max_timeout: Option<String>,
-    /// Memory cap per sandbox, e.g. 512m [env: `MCP_BRIDGE_MEMORY`].
-    #[arg(long)]
-    pub memory: Option<String>,
-    /// Process cap per sandbox [env: `MCP_BRIDGE_PIDS`].
-    #[arg(long)]
-    pub pids: Option<String>,
-    /// CPU quota per sandbox, in cores [env: `MCP_BRIDGE_CPUS`].
-    #[arg(long)]
-    pub cpus: Option<String>,
-    /// Idle time before a session is reaped [env: `MCP_BRIDGE_RUNTIME_IDLE_TIMEOUT`].
-    #[arg(long)]
-    pub idle_timeout: Option<String>,
-    /// Text form of results: compact, toon or json [env: `MCP_BRIDGE_OUTPUT_MODE`].
-    #[arg(long)]
-    pub output_mode: Option<String>,
-    /// Per-stream output cap, e.g. 64k [env: `MCP_BRIDGE_OUTPUT_LIMIT`].
-    #[arg(long)]
-    pub output_limit: Option<String>,
-    /// Warm sessions kept ready [env: `MCP_BRIDGE_POOL_SIZE`].
-    #[arg(long)]
-    pub pool_size: Option<String>,
-    /// Most sessions alive at once [env: `MCP_BRIDGE_MAX_SESSIONS`].
-    #[arg(long)]
-    pub max_sessions: Option<String>,
-    /// Host state directory [env: `MCP_BRIDGE_STATE_DIR`].
-    #[arg(long)]
-    pub state_dir: Option<PathBuf>,
-    /// Log level: error, warn, info, debug, trace [env: `MCP_BRIDGE_LOG_LEVEL`].
-    #[arg(long)]
-    pub log_level: Option<String>,
-    /// `uid:gid` inside the sandbox [env: `MCP_BRIDGE_CONTAINER_USER`].
-    #[arg(long)]
-    pub user: Option<String>,
-    /// Local python.wasm instead of the pinned download [env: `MCP_BRIDGE_PYTHON_WASM`].
-    #[arg(long)]
-    pub python_wasm: Option<PathBuf>,
-    /// An MCP server config file to read first; repeatable [env: `MCP_SERVERS_CONFIG`].
-    #[arg(long)]
-    pub servers_config: Vec<PathBuf>,
-    /// Also offer the discovery helpers as MCP tools [env: `MCP_BRIDGE_DISCOVERY_TOOLS`].
-    #[arg(long)]
-    pub discovery_tools: bool,
-    /// Timeout of one call to an upstream MCP server [env: `MCP_BRIDGE_TOOL_TIMEOUT`].
-    #[arg(long)]
-    pub tool_timeout: Option<String>,
 }
 
 /// Settings of the `bench` subcommand.

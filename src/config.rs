@@ -1,16 +1,18 @@
 //! The effective configuration: flags over environment over defaults, validated as a whole.
 //!
-//! An invalid value stops start-up with a message naming where it came from (the flag or the
-//! variable) and what it accepts; the server never starts with a half-understood config.
+//! Each setting is declared once in [`crate::settings`]; this module turns the given texts
+//! into a [`Config`] and checks what no single setting can (the default timeout under the
+//! maximum, the sandbox limits together). An invalid value stops start-up with a message
+//! naming where it came from (the flag or the variable) and what it accepts; the server never
+//! starts with a half-understood config.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use sandbox_core::{SandboxSpec, SessionConfig};
 
-use crate::cli::ConfigArgs;
-use crate::env;
-use crate::units::{parse_bytes, parse_duration};
+use crate::settings::{self, ConfigArgs, Setting};
 
 /// Which sandbox backend runs the code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,11 +28,22 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
-    /// Every backend, in the order reports list them.
+    /// Every backend, in the order reports list them: the one list of backends.
     pub const ALL: [Self; 4] = [Self::Wasi, Self::Podman, Self::Docker, Self::Oci];
 
+    /// The names of [`ALL`](Self::ALL), in order.
+    pub const NAMES: [&'static str; 4] = {
+        let mut names = [""; Self::ALL.len()];
+        let mut i = 0;
+        while i < names.len() {
+            names[i] = Self::ALL[i].name();
+            i += 1;
+        }
+        names
+    };
+
     /// The backend's name in configuration and reports.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Self::Wasi => "wasi",
             Self::Podman => "podman",
@@ -39,22 +52,29 @@ impl BackendKind {
         }
     }
 
-    /// Parse a backend name.
+    /// Parse a backend name (any case).
     pub fn parse(text: &str) -> Result<Self, String> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "wasi" => Ok(Self::Wasi),
-            "podman" => Ok(Self::Podman),
-            "docker" => Ok(Self::Docker),
-            "oci" => Ok(Self::Oci),
-            other => Err(format!(
-                "unknown backend {other:?}; expected wasi, podman, docker or oci"
-            )),
-        }
+        let wanted = text.trim().to_ascii_lowercase();
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.name() == wanted)
+            .ok_or_else(|| {
+                format!(
+                    "unknown backend {wanted:?}; expected one of {}",
+                    Self::NAMES.join(", ")
+                )
+            })
     }
 
     /// True for the backends that run containers under an engine.
     pub fn is_container_engine(self) -> bool {
         matches!(self, Self::Podman | Self::Docker)
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -70,15 +90,41 @@ pub enum OutputMode {
 }
 
 impl OutputMode {
-    fn parse(text: &str) -> Result<Self, String> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "compact" => Ok(Self::Compact),
-            "toon" => Ok(Self::Toon),
-            "json" => Ok(Self::Json),
-            other => Err(format!(
-                "unknown output mode {other:?}; expected compact, toon or json"
-            )),
+    /// Every mode.
+    pub const ALL: [Self; 3] = [Self::Compact, Self::Toon, Self::Json];
+
+    /// The names of [`ALL`](Self::ALL), in order.
+    pub const NAMES: [&'static str; 3] = {
+        let mut names = [""; Self::ALL.len()];
+        let mut i = 0;
+        while i < names.len() {
+            names[i] = Self::ALL[i].name();
+            i += 1;
         }
+        names
+    };
+
+    /// The mode's name in configuration.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Compact => "compact",
+            Self::Toon => "toon",
+            Self::Json => "json",
+        }
+    }
+
+    /// Parse a mode name (any case).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let wanted = text.trim().to_ascii_lowercase();
+        Self::ALL
+            .into_iter()
+            .find(|mode| mode.name() == wanted)
+            .ok_or_else(|| {
+                format!(
+                    "unknown output mode {wanted:?}; expected {}",
+                    Self::NAMES.join(", ")
+                )
+            })
     }
 }
 
@@ -113,13 +159,27 @@ pub struct Config {
     pub log_level: String,
     /// Local python.wasm, if the user gave one.
     pub python_wasm: Option<PathBuf>,
-    /// Server config files named on the command line (else `MCP_SERVERS_CONFIG`).
+    /// The bridge's cache (interpreter, compiled modules, root filesystem); `None` when
+    /// neither the setting nor a platform cache directory is known.
+    pub cache_dir: Option<PathBuf>,
+    /// The Python whose pip downloads the WASI interpreter.
+    pub pip_python: PathBuf,
+    /// A built root filesystem for the oci backend, instead of the cache's.
+    pub rootfs: Option<PathBuf>,
+    /// The Debian mirror debootstrap builds root filesystems from.
+    pub debian_mirror: Option<String>,
+    /// Proxy a server that launches this bridge (normally skipped as recursion).
+    pub allow_self_server: bool,
+    /// The bearer token the HTTP transport requires, if set (possibly empty: refused there).
+    pub http_token: Option<String>,
+    /// Server config files to read first: the `--servers-config` flags, else
+    /// `MCP_SERVERS_CONFIG`.
     pub servers_config: Vec<PathBuf>,
     /// Timeout of one call to an upstream MCP server.
     pub tool_timeout: Duration,
     /// Offer the discovery helpers as MCP tools too.
     pub discovery_tools: bool,
-    /// Where each setting came from.
+    /// Every setting's effective value and where it came from, in the table's order.
     pub origins: Vec<SettingOrigin>,
 }
 
@@ -145,163 +205,125 @@ impl Config {
     }
 }
 
-/// Where a setting's text came from, for error messages.
-struct Source {
-    origin: String,
-    text: String,
+/// Where a setting's value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum From {
+    /// Nothing was given: the setting's default.
+    Default,
+    /// The environment variable.
+    Environment,
+    /// The command-line flag.
+    Flag,
 }
 
-/// Reads settings with flag-over-environment precedence.
-struct Resolver<'a> {
-    lookup: &'a dyn Fn(&str) -> Option<String>,
-    errors: Vec<String>,
-    origins: Vec<SettingOrigin>,
-}
-
-/// Where one setting's value came from (for `doctor`).
+/// One setting's effective value and where it came from (for `doctor`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SettingOrigin {
     /// The environment variable that names the setting.
-    pub variable: String,
-    /// The text given, when one was (`None`: the default).
-    pub text: Option<String>,
-    /// `default`, `environment` or `flag`.
-    pub from: &'static str,
+    pub variable: &'static str,
+    /// Its flag, without dashes, when it has one.
+    pub flag: Option<&'static str>,
+    /// The value in effect, written as a user would write it (`30s`, `512m`, `wasi`);
+    /// `(set)` for a secret.
+    pub value: String,
+    /// Where the value came from.
+    pub from: From,
+}
+
+/// One setting that could not be understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where the text came from, as the user wrote it: `--timeout soon` or
+    /// `MCP_BRIDGE_TIMEOUT=soon` (a secret's text is never repeated).
+    pub origin: String,
+    /// What is wrong, and what is accepted.
+    pub why: String,
+}
+
+/// Why the configuration is refused: every problem found, not only the first.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", render_problems(.problems))]
+pub struct ConfigError {
+    /// The problems, in the settings' order.
+    pub problems: Vec<Problem>,
+}
+
+fn render_problems(problems: &[Problem]) -> String {
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|p| {
+            if p.origin.is_empty() {
+                p.why.clone()
+            } else {
+                format!("{} is invalid: {}", p.origin, p.why)
+            }
+        })
+        .collect();
+    lines.join("\n")
+}
+
+/// Reads settings with flag-over-environment precedence, every text through its parser.
+struct Resolver<'a> {
+    args: &'a ConfigArgs,
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<Problem>,
+    origins: Vec<SettingOrigin>,
 }
 
 impl Resolver<'_> {
-    fn get(&self, flag: Option<&str>, flag_name: &str, var: &str) -> Option<Source> {
-        if let Some(text) = flag {
-            return Some(Source {
-                origin: format!("--{flag_name} {text}"),
-                text: text.into(),
-            });
+    /// The text given for `setting` and where it came from, if any.
+    fn given<T>(&self, setting: &Setting<T>) -> Option<(String, From)> {
+        let about = setting.about();
+        if let Some(text) = self.args.text(setting) {
+            return Some((text, From::Flag));
         }
-        (self.lookup)(var)
-            .filter(|v| !v.trim().is_empty())
-            .map(|text| Source {
-                origin: format!("{var}={text}"),
-                text,
-            })
+        (self.lookup)(about.env)
+            .filter(|text| about.keep_blank || !text.trim().is_empty())
+            .map(|text| (text, From::Environment))
     }
 
-    fn parse<T>(
-        &mut self,
-        flag: Option<&str>,
-        flag_name: &str,
-        var: &str,
-        default: T,
-        parse: impl Fn(&str) -> Result<T, String>,
-    ) -> T {
-        let source = self.get(flag, flag_name, var);
-        if !var.is_empty() {
-            self.origins.push(SettingOrigin {
-                variable: var.to_string(),
-                text: source.as_ref().map(|s| s.text.clone()),
-                from: match (&source, flag) {
-                    (None, _) => "default",
-                    (Some(_), Some(_)) => "flag",
-                    (Some(_), None) => "environment",
-                },
-            });
-        }
-        match source {
-            None => default,
-            Some(source) => match parse(&source.text) {
-                Ok(value) => value,
-                Err(why) => {
-                    self.errors
-                        .push(format!("{} is invalid: {why}", source.origin));
-                    default
-                }
-            },
-        }
+    /// The setting's value: given and valid, else its default (and a problem noted).
+    fn get<T>(&mut self, setting: &Setting<T>) -> T {
+        let about = setting.about();
+        let given = self.given(setting);
+        let value = match &given {
+            None => setting.default_value(),
+            Some((text, from)) => setting.parse(text).unwrap_or_else(|why| {
+                let shown = if about.secret {
+                    "<secret>"
+                } else {
+                    text.as_str()
+                };
+                let origin = match (from, about.flag) {
+                    (From::Flag, Some(flag)) => format!("--{flag} {}", shown.replace('\0', " ")),
+                    _ => format!("{}={shown}", about.env),
+                };
+                self.problems.push(Problem { origin, why });
+                setting.default_value()
+            }),
+        };
+        self.origins.push(SettingOrigin {
+            variable: about.env,
+            flag: about.flag,
+            value: setting.show(&value),
+            from: given.map_or(From::Default, |(_, from)| from),
+        });
+        value
     }
-}
 
-fn parse_flag(text: &str) -> Result<bool, String> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" | "" => Ok(false),
-        _ => Err(format!(
-            "expected 1/true/yes/on or 0/false/no/off, got {text:?}"
-        )),
+    /// A problem that is no one setting's.
+    fn refuse(&mut self, why: String) {
+        self.problems.push(Problem {
+            origin: String::new(),
+            why,
+        });
     }
 }
 
-fn parse_count(text: &str) -> Result<u32, String> {
-    text.trim()
-        .parse::<u32>()
-        .map_err(|_| format!("expected a whole number, got {text:?}"))
-}
-
-fn parse_cpus(text: &str) -> Result<Option<f64>, String> {
-    match text.trim().parse::<f64>() {
-        Ok(cpus) if cpus.is_finite() && cpus > 0.0 => Ok(Some(cpus)),
-        _ => Err(format!(
-            "expected a positive number of cores like 1 or 0.5, got {text:?}"
-        )),
-    }
-}
-
-fn parse_user(text: &str) -> Result<(u32, u32), String> {
-    let err = || format!("expected uid:gid like 65534:65534, got {text:?}");
-    let (uid, gid) = text.trim().split_once(':').ok_or_else(err)?;
-    Ok((
-        uid.parse().map_err(|_| err())?,
-        gid.parse().map_err(|_| err())?,
-    ))
-}
-
-fn parse_log_level(text: &str) -> Result<String, String> {
-    let level = text.trim().to_ascii_lowercase();
-    let level = if level == "warning" {
-        "warn".to_string()
-    } else {
-        level
-    };
-    // Each directive trimmed: tracing-subscriber (0.3.23) slices a directive with leading
-    // whitespace at the wrong offsets, so `warn, sandbox_core=debug` filtered a target
-    // named ` sandbox_co`, and a non-ASCII character there made it panic.
-    let directives = text.split(',').map(str::trim).collect::<Vec<_>>().join(",");
-    match level.as_str() {
-        "error" | "warn" | "info" | "debug" | "trace" | "off" => Ok(level),
-        // Per-module directives such as `warn,sandbox_core=trace`; no span or field filters
-        // (`[...]`, `{...}`): they compile regexes, and an odd one takes seconds to parse.
-        _ if text.contains('=')
-            && !text.contains(['[', '{'])
-            && tracing_subscriber::EnvFilter::try_new(&directives).is_ok() =>
-        {
-            Ok(directives)
-        }
-        _ => Err(format!(
-            "expected error, warn, info, debug or trace (or directives like \
-             warn,sandbox_core=debug), got {text:?}"
-        )),
-    }
-}
-
-/// The reference's engine choice: `auto` leaves the backend as configured.
-fn parse_engine(text: &str) -> Result<Option<BackendKind>, String> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "auto" | "" => Ok(None),
-        "podman" => Ok(Some(BackendKind::Podman)),
-        "docker" => Ok(Some(BackendKind::Docker)),
-        _ => Err(format!("expected auto, podman or docker, got {text:?}")),
-    }
-}
-
-fn parse_name(text: &str) -> Result<Option<String>, String> {
-    let text = text.trim();
-    if text.is_empty() || text.chars().any(char::is_whitespace) {
-        Err(format!("expected a name without spaces, got {text:?}"))
-    } else {
-        Ok(Some(text.to_string()))
-    }
-}
-
-/// Resolve the configuration from flags and the process environment.
-pub fn resolve(args: &ConfigArgs) -> Result<Config, String> {
+/// Resolve the configuration from flags and the process environment. This is the one
+/// place the bridge reads its settings from the environment.
+pub fn resolve(args: &ConfigArgs) -> Result<Config, ConfigError> {
     resolve_with(args, &|name| std::env::var(name).ok())
 }
 
@@ -309,157 +331,60 @@ pub fn resolve(args: &ConfigArgs) -> Result<Config, String> {
 pub fn resolve_with(
     args: &ConfigArgs,
     lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<Config, String> {
+) -> Result<Config, ConfigError> {
+    use settings as s;
     let mut r = Resolver {
+        args,
         lookup,
-        errors: Vec::new(),
+        problems: Vec::new(),
         origins: Vec::new(),
     };
-    let backend = r.parse(
-        args.backend.as_deref(),
-        "backend",
-        env::BACKEND,
-        BackendKind::Wasi,
-        BackendKind::parse,
-    );
-    let backend_chosen = r
-        .get(args.backend.as_deref(), "backend", env::BACKEND)
-        .is_some();
+    let backend = r.get(&s::BACKEND);
+    let backend_chosen = r.given(&s::BACKEND).is_some();
     // The reference's engine choice picks the container backend unless one is named.
-    let engine = r.parse(None, "", env::RUNTIME, None, parse_engine);
-    let backend = match engine {
+    let backend = match r.get(&s::RUNTIME) {
         Some(engine) if !backend_chosen => engine,
         Some(engine) if backend.is_container_engine() && engine != backend => {
-            r.errors.push(format!(
-                "{} asks for {} but the backend is {}; set one of them",
-                env::RUNTIME,
-                engine.name(),
-                backend.name()
+            r.refuse(format!(
+                "{} asks for {engine} but the backend is {backend}; set one of them",
+                s::RUNTIME.about().env,
             ));
             backend
         }
         _ => backend,
     };
-    let image = r.parse(args.image.as_deref(), "image", env::IMAGE, None, parse_name);
-    let oci_runtime = r.parse(
-        args.oci_runtime.as_deref(),
-        "oci-runtime",
-        env::OCI_RUNTIME,
-        None,
-        parse_name,
-    );
-    let timeout = r.parse(
-        args.timeout.as_deref(),
-        "timeout",
-        env::TIMEOUT,
-        Duration::from_secs(30),
-        parse_duration,
-    );
-    let max_timeout = r.parse(
-        args.max_timeout.as_deref(),
-        "max-timeout",
-        env::MAX_TIMEOUT,
-        Duration::from_mins(2),
-        parse_duration,
-    );
-    let memory = r.parse(
-        args.memory.as_deref(),
-        "memory",
-        env::MEMORY,
-        512 << 20,
-        parse_bytes,
-    );
-    let pids = r.parse(args.pids.as_deref(), "pids", env::PIDS, 128, parse_count);
-    let cpus = r.parse(args.cpus.as_deref(), "cpus", env::CPUS, None, parse_cpus);
-    let user = r.parse(
-        args.user.as_deref(),
-        "user",
-        env::CONTAINER_USER,
-        (65534, 65534),
-        parse_user,
-    );
-    let idle_timeout = r.parse(
-        args.idle_timeout.as_deref(),
-        "idle-timeout",
-        env::IDLE_TIMEOUT,
-        Duration::from_mins(5),
-        parse_duration,
-    );
-    let output_mode = r.parse(
-        args.output_mode.as_deref(),
-        "output-mode",
-        env::OUTPUT_MODE,
-        OutputMode::Compact,
-        OutputMode::parse,
-    );
-    let output_limit = r.parse(
-        args.output_limit.as_deref(),
-        "output-limit",
-        env::OUTPUT_LIMIT,
-        64 << 10,
-        |t| match parse_bytes(t)? {
-            n if (1024..=(16 << 20)).contains(&n) => Ok(n),
-            n => Err(format!("{n} bytes is outside 1k..=16m")),
-        },
-    );
-    let pool_size = r.parse(
-        args.pool_size.as_deref(),
-        "pool-size",
-        env::POOL_SIZE,
-        1,
-        |t| match parse_count(t)? {
-            n if n <= 16 => Ok(n),
-            n => Err(format!("{n} is more than the 16 warm sessions we allow")),
-        },
-    );
-    let max_sessions = r.parse(
-        args.max_sessions.as_deref(),
-        "max-sessions",
-        env::MAX_SESSIONS,
-        64,
-        |t| match parse_count(t)? {
-            0 => Err("at least one session must be allowed".into()),
-            n => Ok(n),
-        },
-    );
-    let tool_timeout = r.parse(
-        args.tool_timeout.as_deref(),
-        "tool-timeout",
-        env::TOOL_TIMEOUT,
-        Duration::from_mins(1),
-        parse_duration,
-    );
-    let discovery_tools =
-        args.discovery_tools || r.parse(None, "", env::DISCOVERY_TOOLS, false, parse_flag);
-    let log_level = r.parse(
-        args.log_level.as_deref(),
-        "log-level",
-        env::LOG_LEVEL,
-        "info".into(),
-        parse_log_level,
-    );
-    let state_dir = args
-        .state_dir
-        .clone()
-        .or_else(|| {
-            lookup(env::STATE_DIR)
-                .filter(|s| !s.is_empty())
-                .map(PathBuf::from)
-        })
-        .or_else(|| dirs::home_dir().map(|home| home.join("MCPs")))
-        .unwrap_or_else(|| PathBuf::from("MCPs"));
-    let python_wasm = args.python_wasm.clone().or_else(|| {
-        lookup(env::PYTHON_WASM)
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
-    });
+    let image = r.get(&s::IMAGE);
+    let oci_runtime = r.get(&s::OCI_RUNTIME);
+    let rootfs = r.get(&s::ROOTFS);
+    let debian_mirror = r.get(&s::DEBIAN_MIRROR);
+    let timeout = r.get(&s::TIMEOUT);
+    let max_timeout = r.get(&s::MAX_TIMEOUT);
+    let memory = r.get(&s::MEMORY);
+    let pids = r.get(&s::PIDS);
+    let cpus = r.get(&s::CPUS);
+    let user = r.get(&s::CONTAINER_USER);
+    let idle_timeout = r.get(&s::IDLE_TIMEOUT);
+    let output_mode = r.get(&s::OUTPUT_MODE);
+    let output_limit = r.get(&s::OUTPUT_LIMIT);
+    let pool_size = r.get(&s::POOL_SIZE);
+    let max_sessions = r.get(&s::MAX_SESSIONS);
+    let tool_timeout = r.get(&s::TOOL_TIMEOUT);
+    let state_dir = r.get(&s::STATE_DIR);
+    let servers_config = r.get(&s::SERVERS_CONFIG);
+    let discovery_tools = r.get(&s::DISCOVERY_TOOLS);
+    let allow_self_server = r.get(&s::ALLOW_SELF_SERVER);
+    let http_token = r.get(&s::HTTP_TOKEN);
+    let log_level = r.get(&s::LOG_LEVEL);
+    let python_wasm = r.get(&s::PYTHON_WASM);
+    let cache_dir = r.get(&s::CACHE_DIR);
+    let pip_python = r.get(&s::PIP_PYTHON);
 
     if timeout > max_timeout {
-        r.errors.push(format!(
+        r.refuse(format!(
             "the default timeout ({timeout:?}) is above the maximum ({max_timeout:?}); raise {} \
              or lower {}",
-            env::MAX_TIMEOUT,
-            env::TIMEOUT
+            s::MAX_TIMEOUT.about().env,
+            s::TIMEOUT.about().env
         ));
     }
     let spec = SandboxSpec::builder()
@@ -467,17 +392,22 @@ pub fn resolve_with(
         .pids(pids)
         .cpus(cpus)
         .user(user.0, user.1)
-        .build()
-        .map_err(|e| format!("{} / {}: {e}", env::MEMORY, env::PIDS));
+        .build();
     let spec = match spec {
         Ok(spec) => Some(spec),
         Err(e) => {
-            r.errors.push(e);
+            r.refuse(format!(
+                "{} / {}: {e}",
+                s::MEMORY.about().env,
+                s::PIDS.about().env
+            ));
             None
         }
     };
-    if !r.errors.is_empty() {
-        return Err(r.errors.join("\n"));
+    if !r.problems.is_empty() {
+        return Err(ConfigError {
+            problems: r.problems,
+        });
     }
     Ok(Config {
         backend,
@@ -494,7 +424,13 @@ pub fn resolve_with(
         state_dir,
         log_level,
         python_wasm,
-        servers_config: args.servers_config.clone(),
+        cache_dir,
+        pip_python,
+        rootfs,
+        debian_mirror,
+        allow_self_server,
+        http_token,
+        servers_config,
         tool_timeout,
         discovery_tools,
         origins: r.origins,
@@ -506,13 +442,18 @@ mod tests {
     use super::*;
 
     fn with_env(vars: &[(&str, &str)]) -> Result<Config, String> {
+        with_args(&ConfigArgs::default(), vars)
+    }
+
+    fn with_args(args: &ConfigArgs, vars: &[(&str, &str)]) -> Result<Config, String> {
         let vars: Vec<(String, String)> = vars
             .iter()
             .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
             .collect();
-        resolve_with(&ConfigArgs::default(), &move |name| {
+        resolve_with(args, &move |name| {
             vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
         })
+        .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -547,29 +488,68 @@ mod tests {
     }
 
     #[test]
-    fn log_directives_are_trimmed_one_by_one() {
-        // Found by the `env_config` fuzz target: a directive with leading whitespace and a
-        // non-ASCII character made tracing-subscriber's parser panic.
-        let config = with_env(&[("MCP_BRIDGE_LOG_LEVEL", " warn,  sandbox_core=debug ")]).unwrap();
-        assert_eq!(config.log_level, "warn,sandbox_core=debug");
-        let hostile = "warn,\u{c}5\u{7ac2a}=debug";
-        assert_eq!(
-            parse_log_level(hostile).as_deref(),
-            Ok("warn,5\u{7ac2a}=debug")
-        );
+    fn flags_override_the_environment() {
+        let args = ConfigArgs::default().with(&settings::TIMEOUT, "5");
+        let config = with_args(&args, &[("MCP_BRIDGE_TIMEOUT", "bad")]).unwrap();
+        assert_eq!(config.timeout, Duration::from_secs(5));
+        let err =
+            with_args(&ConfigArgs::default().with(&settings::TIMEOUT, "soon"), &[]).unwrap_err();
+        assert!(err.contains("--timeout soon is invalid"), "{err}");
     }
 
     #[test]
-    fn flags_override_the_environment() {
-        let args = ConfigArgs {
-            timeout: Some("5".into()),
-            ..ConfigArgs::default()
-        };
-        let config = resolve_with(&args, &|name| {
-            (name == "MCP_BRIDGE_TIMEOUT").then(|| "bad".into())
-        })
+    fn every_setting_shows_its_effective_value_and_origin() {
+        let args = ConfigArgs::default().with(&settings::MEMORY, "1g");
+        let config = with_args(
+            &args,
+            &[
+                ("MCP_BRIDGE_TIMEOUT", "45"),
+                ("MCP_BRIDGE_HTTP_TOKEN", "hunter2"),
+            ],
+        )
         .unwrap();
-        assert_eq!(config.timeout, Duration::from_secs(5));
+        assert_eq!(config.origins.len(), settings::ALL.len());
+        let origin = |var: &str| {
+            config
+                .origins
+                .iter()
+                .find(|o| o.variable == var)
+                .unwrap_or_else(|| panic!("{var} listed"))
+                .clone()
+        };
+        assert_eq!(origin("MCP_BRIDGE_TIMEOUT").value, "45s");
+        assert_eq!(origin("MCP_BRIDGE_TIMEOUT").from, From::Environment);
+        assert_eq!(origin("MCP_BRIDGE_MEMORY").value, "1g");
+        assert_eq!(origin("MCP_BRIDGE_MEMORY").from, From::Flag);
+        assert_eq!(origin("MCP_BRIDGE_MAX_TIMEOUT").value, "2m");
+        assert_eq!(origin("MCP_BRIDGE_MAX_TIMEOUT").from, From::Default);
+        assert_eq!(origin("MCP_BRIDGE_BACKEND").value, "wasi");
+        assert_eq!(origin("MCP_BRIDGE_HTTP_TOKEN").value, "(set)");
+        assert_eq!(config.http_token.as_deref(), Some("hunter2"));
+    }
+
+    #[test]
+    fn a_secret_is_never_repeated_in_an_error() {
+        let err = with_env(&[("MCP_BRIDGE_TIMEOUT", "x"), ("MCP_BRIDGE_HTTP_TOKEN", "")]);
+        let err = err.unwrap_err();
+        assert!(
+            !err.contains("HTTP_TOKEN"),
+            "an empty token is refused by http: {err}"
+        );
+        let config = with_env(&[("MCP_BRIDGE_HTTP_TOKEN", "")]).unwrap();
+        assert_eq!(config.http_token.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn the_engine_variable_picks_a_container_backend_unless_one_is_named() {
+        let config = with_env(&[("MCP_BRIDGE_RUNTIME", "docker")]).unwrap();
+        assert_eq!(config.backend, BackendKind::Docker);
+        let err = with_env(&[
+            ("MCP_BRIDGE_RUNTIME", "docker"),
+            ("MCP_BRIDGE_BACKEND", "podman"),
+        ])
+        .unwrap_err();
+        assert!(err.contains("set one of them"), "{err}");
     }
 
     #[test]

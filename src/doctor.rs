@@ -40,7 +40,7 @@ fn files_in(dir: &Path) -> Vec<(String, u64)> {
 
 /// Build the report; text unless `--json`.
 pub(crate) async fn report(args: &DoctorArgs) -> Result<String> {
-    let config = config::resolve(&args.config).map_err(anyhow::Error::msg)?;
+    let config = config::resolve(&args.config)?;
     let mut backends = Vec::new();
     for kind in BackendKind::ALL {
         let (available, detail) = match backend::build_kind(&config, kind) {
@@ -52,13 +52,13 @@ pub(crate) async fn report(args: &DoctorArgs) -> Result<String> {
                     Probe::Unavailable { reason } => (false, reason),
                 }
             }
-            Err(reason) => (false, reason),
+            Err(reason) => (false, reason.to_string()),
         };
         backends.push(json!({"backend": kind.name(), "available": available,
             "detail": detail, "configured": kind == config.backend}));
     }
-    let cache = backend::cache_dir();
-    let caches: Vec<Value> = cache
+    let caches: Vec<Value> = config
+        .cache_dir
         .iter()
         .flat_map(|dir| ["python-wasm", "modules", "rootfs"].map(|sub| dir.join(sub)))
         .map(|dir| {
@@ -123,8 +123,12 @@ pub(crate) async fn report(args: &DoctorArgs) -> Result<String> {
         "\nConfiguration (flags over environment over defaults):"
     );
     for o in &config.origins {
-        let value = o.text.as_deref().unwrap_or("(default)");
-        let _ = writeln!(out, "  {:<34} {:<16} {}", o.variable, value, o.from);
+        let from = match o.from {
+            config::From::Default => "default".to_string(),
+            config::From::Environment => "environment".to_string(),
+            config::From::Flag => format!("--{}", o.flag.unwrap_or_default()),
+        };
+        let _ = writeln!(out, "  {:<34} {:<24} {from}", o.variable, o.value);
     }
     Ok(out)
 }

@@ -22,7 +22,6 @@ use mcp_server_code_execution_mode::cli::{
 };
 use mcp_server_code_execution_mode::clients;
 use mcp_server_code_execution_mode::config::{self, Config};
-use mcp_server_code_execution_mode::env;
 use mcp_server_code_execution_mode::mcp::{Bridge, http};
 use mcp_server_code_execution_mode::proxy::dispatch::Proxy;
 use mcp_server_code_execution_mode::sessions::Sessions;
@@ -116,7 +115,7 @@ fn init_logging(level: &str) {
 }
 
 fn sessions_for(config: &Config, catalogue: Vec<CatalogueEntry>) -> Result<Arc<Sessions>> {
-    let sandbox = backend::build(config).map_err(anyhow::Error::msg)?;
+    let sandbox = backend::build(config)?;
     let session_config = SessionConfig {
         catalogue,
         ..config.session_config()
@@ -181,7 +180,7 @@ async fn serve_http(args: &RunArgs) -> Result<()> {
     let config = configure(&args.config)?;
     let options = http::HttpOptions {
         listen: args.listen,
-        token: std::env::var(env::HTTP_TOKEN).ok(),
+        token: config.http_token.clone(),
         allow_origins: args.allow_origins.clone(),
         allow_hosts: args.allow_hosts.clone(),
     };
@@ -303,8 +302,7 @@ async fn image_build(args: &ConfigArgs) -> Result<()> {
     } else {
         BackendKind::Podman
     };
-    let sandbox = mcp_server_code_execution_mode::backend::container::sandbox(&config, kind)
-        .map_err(anyhow::Error::msg)?;
+    let sandbox = mcp_server_code_execution_mode::backend::container::sandbox(&config, kind)?;
     let built = sandbox.build_image().await;
     sandbox.shutdown().await;
     let image = built.context("building the image")?;
@@ -315,6 +313,10 @@ async fn image_build(args: &ConfigArgs) -> Result<()> {
 
 /// `image build` without the container backends.
 #[cfg(not(feature = "backend-container"))]
+#[allow(
+    clippy::unused_async,
+    reason = "the same signature as the build with container backends"
+)]
 async fn image_build(_args: &ConfigArgs) -> Result<()> {
     anyhow::bail!("this build has no container backends (feature backend-container)")
 }

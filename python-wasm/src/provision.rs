@@ -15,10 +15,8 @@ use zip::ZipArchive;
 use crate::error::ProvisionError;
 use crate::fsutil::{self, HashingWriter};
 use crate::pin::{PINNED, Pin};
-use crate::source::{ENV_CACHE_DIR, ENV_PIP_PYTHON, WasmSource};
+use crate::source::WasmSource;
 
-/// The folder under the platform cache directory used when [`ENV_CACHE_DIR`] is not set.
-const CACHE_DIR_NAME: &str = "mcp-server-code-execution-mode";
 /// The cache subfolder holding interpreters, one folder per pinned build.
 const PYTHON_DIR: &str = "python-wasm";
 /// The interpreter's file name inside its cache folder.
@@ -79,35 +77,24 @@ pub struct Provisioner {
 impl Provisioner {
     /// A provisioner that caches under `cache_dir` and takes the interpreter from `source`.
     ///
-    /// pip is run with the Python named by [`ENV_PIP_PYTHON`] if set, else `python3`.
-    /// Nothing is touched on disk until [`provision`](Self::provision).
+    /// pip is run with `python3` unless [`with_pip_python`](Self::with_pip_python) names
+    /// another. Nothing is touched on disk until [`provision`](Self::provision).
     pub fn new(cache_dir: PathBuf, source: WasmSource) -> Self {
-        let pip_program = std::env::var_os(ENV_PIP_PYTHON)
-            .filter(|python| !python.is_empty())
-            .unwrap_or_else(|| "python3".into());
         Self {
             cache_dir,
             source,
             pin: PINNED,
-            pip_program,
+            pip_program: "python3".into(),
             pip_prefix_args: Vec::new(),
         }
     }
 
-    /// Uses `python` (an executable name or path) to run pip, instead of the default from
-    /// [`new`](Self::new).
+    /// Uses `python` (an executable name or path) to run pip, instead of `python3`.
     #[must_use]
     pub fn with_pip_python(mut self, python: impl Into<OsString>) -> Self {
         self.pip_program = python.into();
         self.pip_prefix_args.clear();
         self
-    }
-
-    /// The default cache directory: [`ENV_CACHE_DIR`] if set and not empty, else
-    /// `mcp-server-code-execution-mode` in the platform cache directory (`~/.cache` on
-    /// Linux). `None` if neither is known.
-    pub fn default_cache_dir() -> Option<PathBuf> {
-        cache_dir_from(std::env::var_os(ENV_CACHE_DIR), dirs::cache_dir())
     }
 
     /// The cache directory this provisioner uses.
@@ -295,14 +282,6 @@ impl Provisioner {
             return Err(ProvisionError::WheelMissing { path: wheel });
         }
         Ok(wheel)
-    }
-}
-
-/// The default cache directory, from the override variable or the platform cache dir.
-fn cache_dir_from(env: Option<OsString>, platform: Option<PathBuf>) -> Option<PathBuf> {
-    match env {
-        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
-        _ => platform.map(|dir| dir.join(CACHE_DIR_NAME)),
     }
 }
 

@@ -1,43 +1,22 @@
-//! Where the interpreter comes from, and the environment variables that choose it.
+//! Where the interpreter comes from. The caller chooses; this crate reads no environment.
 
-use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
-
-/// Names a local `python.wasm` to use instead of the pinned download. Read by
-/// [`WasmSource::from_env`]. The file is the user's: it is hashed, not checked against the
-/// pin.
-pub const ENV_PYTHON_WASM: &str = "MCP_BRIDGE_PYTHON_WASM";
-
-/// Overrides the cache directory. Read by
-/// [`Provisioner::default_cache_dir`](crate::Provisioner::default_cache_dir).
-pub const ENV_CACHE_DIR: &str = "MCP_BRIDGE_CACHE_DIR";
-
-/// The Python executable that runs `-m pip download` (default `python3`). Read by
-/// [`Provisioner::new`](crate::Provisioner::new).
-pub const ENV_PIP_PYTHON: &str = "MCP_BRIDGE_PIP_PYTHON";
 
 /// Where the CPython WASI interpreter comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WasmSource {
     /// The [`PINNED`](crate::PINNED) build, downloaded once with pip, verified, and cached.
     Pinned,
-    /// A `python.wasm` the user supplies; used as is, identified by its own sha256.
+    /// A `python.wasm` the user supplies; used as is, identified by its own sha256 (it is
+    /// the user's: hashed, not checked against the pin).
     LocalFile(PathBuf),
 }
 
 impl WasmSource {
-    /// [`WasmSource::LocalFile`] if [`ENV_PYTHON_WASM`] is set and not empty, otherwise
-    /// [`WasmSource::Pinned`].
-    pub fn from_env() -> Self {
-        Self::from_env_value(std::env::var_os(ENV_PYTHON_WASM))
-    }
-
-    fn from_env_value(value: Option<OsString>) -> Self {
-        match value {
-            Some(path) if !path.is_empty() => Self::LocalFile(PathBuf::from(path)),
-            _ => Self::Pinned,
-        }
+    /// [`WasmSource::LocalFile`] for a given file, else [`WasmSource::Pinned`].
+    pub fn local_or_pinned(local: Option<PathBuf>) -> Self {
+        local.map_or(Self::Pinned, Self::LocalFile)
     }
 }
 
@@ -55,14 +34,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn empty_or_unset_env_means_pinned() {
-        assert_eq!(WasmSource::from_env_value(None), WasmSource::Pinned);
+    fn no_local_file_means_pinned() {
+        assert_eq!(WasmSource::local_or_pinned(None), WasmSource::Pinned);
         assert_eq!(
-            WasmSource::from_env_value(Some(OsString::new())),
-            WasmSource::Pinned
-        );
-        assert_eq!(
-            WasmSource::from_env_value(Some("/x/python.wasm".into())),
+            WasmSource::local_or_pinned(Some("/x/python.wasm".into())),
             WasmSource::LocalFile("/x/python.wasm".into())
         );
     }

@@ -1,7 +1,7 @@
 //! MCP over streamable HTTP: rmcp's `StreamableHttpService` mounted at [`ENDPOINT`] in axum.
 //!
 //! What it trusts and what it guarantees:
-//! - **Who may call.** With a token ([`crate::env::HTTP_TOKEN`]) every request must carry
+//! - **Who may call.** With a token ([`crate::settings::HTTP_TOKEN`]) every request must carry
 //!   `Authorization: Bearer <token>`; the comparison takes the same time whatever the guess.
 //!   A missing or wrong token gets `401` with `WWW-Authenticate: Bearer`. Without a token,
 //!   only a loopback address may be served: [`HttpOptions::validate`] refuses any other,
@@ -38,7 +38,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::env;
+use crate::settings;
 
 /// Path of the MCP endpoint.
 pub const ENDPOINT: &str = "/mcp";
@@ -95,11 +95,11 @@ pub enum HttpError {
         "refusing to listen on {0} without a token: anyone who reaches it could run code on \
          this machine. Set {var} (clients then send `Authorization: Bearer <token>`), or \
          listen on a loopback address such as 127.0.0.1",
-        var = env::HTTP_TOKEN
+        var = settings::HTTP_TOKEN.about().env
     )]
     PublicWithoutToken(SocketAddr),
     /// The token variable is set but empty.
-    #[error("{var} is set but empty; unset it or give it a value", var = env::HTTP_TOKEN)]
+    #[error("{var} is set but empty; unset it or give it a value", var = settings::HTTP_TOKEN.about().env)]
     EmptyToken,
     /// An `--allow-origin` value that is not an origin.
     #[error(

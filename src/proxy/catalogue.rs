@@ -79,8 +79,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use tracing::{debug, warn};
 
-use crate::env;
 use crate::proxy::alias::assign_aliases;
+use crate::settings;
 
 /// This bridge's executable name, as clients launch it.
 pub const BRIDGE_NAME: &str = "mcp-server-code-execution-mode";
@@ -131,7 +131,7 @@ impl DiscoveryEnv {
     pub fn from_process(state_dir: PathBuf, servers_config: &[PathBuf]) -> Self {
         let vars: VarLookup = Arc::new(|name| std::env::var(name).ok());
         let explicit = if servers_config.is_empty() {
-            vars(env::SERVERS_CONFIG)
+            vars(settings::SERVERS_CONFIG.about().env)
                 .filter(|p| !p.trim().is_empty())
                 .map(PathBuf::from)
                 .into_iter()
@@ -174,12 +174,13 @@ impl DiscoveryEnv {
     }
 
     fn self_server_allowed(&self) -> bool {
-        self.var(env::ALLOW_SELF_SERVER).is_some_and(|v| {
-            matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "1" | "true" | "yes" | "on"
-            )
-        })
+        self.var(settings::ALLOW_SELF_SERVER.about().env)
+            .is_some_and(|v| {
+                matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "1" | "true" | "yes" | "on"
+                )
+            })
     }
 }
 
@@ -692,7 +693,7 @@ fn read_file(
                         catalogue.skipped.push(skip(format!(
                             "it would launch this bridge itself (recursion guard); set {}=1 \
                              to allow it",
-                            env::ALLOW_SELF_SERVER
+                            settings::ALLOW_SELF_SERVER.about().env
                         )));
                         continue;
                     }

@@ -23,8 +23,6 @@ use tracing::info;
 pub const ROOTFS_VERSION: &str = "2";
 /// Debian release the tree is built from.
 pub const SUITE: &str = "bookworm";
-/// Environment variable naming a Debian mirror for debootstrap (default: debootstrap's own).
-pub const ENV_DEBIAN_MIRROR: &str = "MCP_BRIDGE_DEBIAN_MIRROR";
 /// File inside a finished tree that names its recipe.
 const RELEASE_FILE: &str = "etc/mcp-sandbox-release";
 
@@ -70,6 +68,8 @@ fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> R
 #[derive(Debug, Clone)]
 pub struct Rootfs {
     dir: PathBuf,
+    /// The Debian mirror debootstrap builds from (`None`: debootstrap's own default).
+    mirror: Option<String>,
 }
 
 impl Rootfs {
@@ -79,12 +79,20 @@ impl Rootfs {
             dir: cache_dir
                 .join("rootfs")
                 .join(format!("debian-{SUITE}-python3-v{ROOTFS_VERSION}")),
+            mirror: None,
         }
     }
 
     /// A tree at `dir`, built elsewhere (by root, for a rootless user).
     pub fn at(dir: PathBuf) -> Self {
-        Self { dir }
+        Self { dir, mirror: None }
+    }
+
+    /// Build from the Debian mirror `mirror` instead of debootstrap's default.
+    #[must_use]
+    pub fn with_mirror(mut self, mirror: Option<String>) -> Self {
+        self.mirror = mirror;
+        self
     }
 
     /// The tree's directory (present only once built).
@@ -146,10 +154,8 @@ impl Rootfs {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        if let Ok(mirror) = std::env::var(ENV_DEBIAN_MIRROR)
-            && !mirror.trim().is_empty()
-        {
-            command.arg(mirror.trim());
+        if let Some(mirror) = &self.mirror {
+            command.arg(mirror);
         }
         let mut child = command
             .spawn()

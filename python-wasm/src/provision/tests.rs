@@ -425,28 +425,6 @@ fn local_file_is_hashed_and_not_held_to_the_pin() {
 }
 
 #[test]
-fn default_cache_dir_prefers_the_override() {
-    let platform = Some(PathBuf::from("/home/u/.cache"));
-    assert_eq!(
-        cache_dir_from(None, platform.clone()),
-        Some(PathBuf::from(
-            "/home/u/.cache/mcp-server-code-execution-mode"
-        ))
-    );
-    assert_eq!(
-        cache_dir_from(Some("".into()), platform.clone()),
-        Some(PathBuf::from(
-            "/home/u/.cache/mcp-server-code-execution-mode"
-        ))
-    );
-    assert_eq!(
-        cache_dir_from(Some("/c".into()), platform),
-        Some(PathBuf::from("/c"))
-    );
-    assert_eq!(cache_dir_from(None, None), None);
-}
-
-#[test]
 fn cache_hit_returns_without_fetching() {
     let Some(real) = real_file(REAL_WASM) else {
         return;
