@@ -6,6 +6,7 @@ pub mod files;
 pub mod format;
 pub mod http;
 mod progress;
+mod schema;
 mod server;
 pub mod tools;
 
