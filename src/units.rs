@@ -1,4 +1,5 @@
-//! Parsing of human-written durations and byte sizes.
+//! Durations and byte sizes as people write and read them: parsing what they write, and
+//! printing sizes for them.
 
 use std::time::Duration;
 
@@ -65,6 +66,21 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// Human size: `812 B`, `4.0 KB`, `18.2 MB`.
+pub fn human_bytes(bytes: u64) -> String {
+    #[allow(clippy::cast_precision_loss, reason = "display only")]
+    let b = bytes as f64;
+    if bytes < 1000 {
+        format!("{bytes} B")
+    } else if b < 1e6 {
+        format!("{:.1} KB", b / 1e3)
+    } else if b < 1e9 {
+        format!("{:.1} MB", b / 1e6)
+    } else {
+        format!("{:.1} GB", b / 1e9)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +107,11 @@ mod tests {
         for bad in ["", "lots", "5x", "-5m"] {
             assert!(parse_bytes(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn sizes_read_like_a_person_wrote_them() {
+        assert_eq!(human_bytes(812), "812 B");
+        assert_eq!(human_bytes(18_200_000), "18.2 MB");
     }
 }

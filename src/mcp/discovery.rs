@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotations};
 use serde_json::{Value, json};
 
-use crate::mcp::server::CAPABILITIES_TEXT;
+use crate::mcp::capabilities::CAPABILITIES_TEXT;
 use crate::proxy::dispatch::Proxy;
 
 fn object(value: Value) -> Arc<JsonObject> {

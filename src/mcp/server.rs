@@ -20,6 +20,7 @@ use sandbox_core::RunRequest;
 use tracing::{Instrument, info_span};
 
 use crate::config::Config;
+use crate::mcp::capabilities::{CAPABILITIES_TEXT, CAPABILITIES_URI};
 use crate::mcp::format::RunReport;
 use crate::mcp::progress::ProgressRelay;
 use crate::mcp::schema::check_arguments;
@@ -27,11 +28,6 @@ use crate::mcp::tools::{RUN_PYTHON, read_run_args, run_python_tool};
 use crate::mcp::{discovery, files};
 use crate::proxy::dispatch::Proxy;
 use crate::sessions::{Scope, Sessions};
-
-/// URI of the capabilities resource.
-pub const CAPABILITIES_URI: &str = "resource://mcp-server-code-execution-mode/capabilities";
-/// Text of the capabilities resource.
-pub const CAPABILITIES_TEXT: &str = include_str!("capabilities.md");
 
 /// The tools `tools/list` shows: `run_python`, and the discovery tools when they are on.
 fn published_tools(discovery_tools: bool) -> Vec<Tool> {
