@@ -1,8 +1,9 @@
-//! Human-written durations and byte sizes: parsing them, and writing them back the same way.
+//! Durations and byte sizes as people write and read them: parsing what they write, writing
+//! settings back the same way, and printing sizes for them.
 //!
 //! [`format_duration`] and [`format_bytes`] write a value in the shortest form its parser
 //! reads back exactly (`30s`, `2m`, `500ms`; `512m`, `64k`), so `doctor` shows a setting as
-//! a user would type it.
+//! a user would type it; [`human_bytes`] is for reports (`18.2 MB`).
 
 use std::time::Duration;
 
@@ -99,6 +100,21 @@ pub fn format_bytes(bytes: u64) -> String {
     }
 }
 
+/// Human size: `812 B`, `4.0 KB`, `18.2 MB`.
+pub fn human_bytes(bytes: u64) -> String {
+    #[allow(clippy::cast_precision_loss, reason = "display only")]
+    let b = bytes as f64;
+    if bytes < 1000 {
+        format!("{bytes} B")
+    } else if b < 1e6 {
+        format!("{:.1} KB", b / 1e3)
+    } else if b < 1e9 {
+        format!("{:.1} MB", b / 1e6)
+    } else {
+        format!("{:.1} GB", b / 1e9)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +168,11 @@ mod tests {
             assert_eq!(format_bytes(bytes), text);
             assert_eq!(parse_bytes(text), Ok(bytes));
         }
+    }
+
+    #[test]
+    fn sizes_read_like_a_person_wrote_them() {
+        assert_eq!(human_bytes(812), "812 B");
+        assert_eq!(human_bytes(18_200_000), "18.2 MB");
     }
 }

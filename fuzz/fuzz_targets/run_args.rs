@@ -1,9 +1,10 @@
 //! The arguments of a `run_python` call, as an MCP client (or the model behind it) sends
 //! them: any JSON object.
 //!
-//! Checked: checking never panics; accepted arguments name a valid session, carry a finite,
-//! non-negative timeout that the default config clamps into `1 s..=max`, and written back
-//! as JSON they are accepted again as the same arguments.
+//! Checked: checking never panics; accepted arguments have the published schema's types (a
+//! list of servers, a number of seconds), name a valid session, carry a finite, non-negative
+//! timeout that the default config clamps into `1 s..=max`, and written back as JSON they
+//! are accepted again as the same arguments.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -42,6 +43,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(args) = parse_run_args(Some(&arguments)) else {
         return;
     };
+    let given = |name: &str| arguments.get(name);
+    assert!(given("servers").is_none_or(Value::is_array), "{arguments:?}");
+    assert!(given("timeout").is_none_or(Value::is_number), "{arguments:?}");
     assert!(validate_name(&args.session).is_ok(), "{:?}", args.session);
     if let Some(secs) = args.timeout_secs {
         assert!(secs.is_finite() && secs >= 0.0, "{secs}");

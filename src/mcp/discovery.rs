@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotations};
 use serde_json::{Value, json};
 
-use crate::mcp::server::CAPABILITIES_TEXT;
+use crate::mcp::capabilities::CAPABILITIES_TEXT;
 use crate::proxy::dispatch::Proxy;
 
 fn object(value: Value) -> Arc<JsonObject> {
@@ -21,7 +21,7 @@ fn read_only(tool: Tool) -> Tool {
     tool.with_annotations(ToolAnnotations::new().read_only(true).open_world(false))
 }
 
-/// The discovery tools' definitions.
+/// The discovery tools' definitions; their input schemas say what each call may pass.
 pub(super) fn discovery_tools() -> Vec<Tool> {
     let detail = json!({"type": "string", "enum": ["summary", "full"],
         "description": "\"full\" adds each tool's input schema."});
@@ -56,22 +56,6 @@ pub(super) fn discovery_tools() -> Vec<Tool> {
     ]
 }
 
-fn detail_full(args: &JsonObject) -> Result<bool, String> {
-    match args.get("detail").and_then(Value::as_str) {
-        None | Some("summary") => Ok(false),
-        Some("full") => Ok(true),
-        Some(other) => Err(format!(
-            "`detail` must be \"summary\" or \"full\", not {other:?}"
-        )),
-    }
-}
-
-fn string_arg<'a>(args: &'a JsonObject, name: &str) -> Result<&'a str, String> {
-    args.get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("`{name}` must be a string"))
-}
-
 fn structured(value: &Value) -> CallToolResult {
     let text = serde_json::to_string_pretty(value).expect("serialises");
     let wrapped = json!({ "result": value });
@@ -80,8 +64,11 @@ fn structured(value: &Value) -> CallToolResult {
     result
 }
 
-/// Call one discovery tool; `None` when `name` is not one of them.
+/// Call one discovery tool with arguments already checked against its input schema; `None`
+/// when `name` is not one of them.
 pub(super) async fn call(proxy: &Proxy, name: &str, args: &JsonObject) -> Option<CallToolResult> {
+    let string = |name: &str| args.get(name).and_then(Value::as_str);
+    let full = string("detail") == Some("full");
     let outcome: Result<CallToolResult, String> = match name {
         "discovered_servers" => {
             let detailed = args
@@ -103,22 +90,23 @@ pub(super) async fn call(proxy: &Proxy, name: &str, args: &JsonObject) -> Option
             Ok(structured(&Value::Array(servers)))
         }
         "search_tool_docs" => {
-            async {
-                let query = string_arg(args, "query")?;
-                let limit = args.get("limit").and_then(Value::as_u64).unwrap_or(5);
-                let found = proxy.search_docs(query, limit, detail_full(args)?).await;
-                found.map(|v| structured(&v)).map_err(|e| e.message)
-            }
-            .await
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "the schema checked an integer in 1..=20"
+            )]
+            let limit = args
+                .get("limit")
+                .and_then(Value::as_f64)
+                .map_or(5, |n| n as u64);
+            let query = string("query").unwrap_or_default();
+            let found = proxy.search_docs(query, limit, full).await;
+            found.map(|v| structured(&v)).map_err(|e| e.message)
         }
         "query_tool_docs" => {
-            async {
-                let server = string_arg(args, "server")?;
-                let tool = args.get("tool").and_then(Value::as_str);
-                let found = proxy.query_docs(server, tool, detail_full(args)?).await;
-                found.map(|v| structured(&v)).map_err(|e| e.message)
-            }
-            .await
+            let server = string("server").unwrap_or_default();
+            let found = proxy.query_docs(server, string("tool"), full).await;
+            found.map(|v| structured(&v)).map_err(|e| e.message)
         }
         "capability_summary" => Ok(CallToolResult::success(vec![ContentBlock::text(
             CAPABILITIES_TEXT,

@@ -9,6 +9,8 @@ use rmcp::model::{ContentBlock, Resource, ResourceContents};
 use sandbox_core::frame::OutFile;
 use serde::Serialize;
 
+use crate::units::human_bytes;
+
 /// Where the code puts files meant for the agent.
 pub const OUT_DIR: &str = "/workspace/out/";
 
@@ -92,7 +94,7 @@ fn link(file: &OutFile, uri: &str, mime: &str) -> Resource {
     resource.description = Some(format!(
         "{} in the sandbox; its content was not sent (too large for the reply): read it \
          from code in the same session",
-        crate::mcp::format::human_bytes(file.size)
+        human_bytes(file.size)
     ));
     resource
 }

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::config::OutputMode;
 use crate::mcp::files::{FileReport, OUT_DIR};
+use crate::units::human_bytes;
 
 /// The structured result of one `run_python` call (`structuredContent`).
 #[derive(Debug, Clone, Serialize)]
@@ -84,21 +85,6 @@ pub struct CutBytes {
     pub stdout: u64,
     /// Bytes of stderr cut.
     pub stderr: u64,
-}
-
-/// Human size: `812 B`, `4.0 KB`, `18.2 MB`.
-pub fn human_bytes(bytes: u64) -> String {
-    #[allow(clippy::cast_precision_loss, reason = "display only")]
-    let b = bytes as f64;
-    if bytes < 1000 {
-        format!("{bytes} B")
-    } else if b < 1e6 {
-        format!("{:.1} KB", b / 1e3)
-    } else if b < 1e9 {
-        format!("{:.1} MB", b / 1e6)
-    } else {
-        format!("{:.1} GB", b / 1e9)
-    }
 }
 
 fn render(captured: &Captured, stream: &str) -> String {
@@ -375,11 +361,5 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("empty: \"\""), "{text}");
-    }
-
-    #[test]
-    fn sizes_read_like_a_person_wrote_them() {
-        assert_eq!(human_bytes(812), "812 B");
-        assert_eq!(human_bytes(18_200_000), "18.2 MB");
     }
 }

@@ -20,17 +20,23 @@ use sandbox_core::RunRequest;
 use tracing::{Instrument, info_span};
 
 use crate::config::Config;
+use crate::mcp::capabilities::{CAPABILITIES_TEXT, CAPABILITIES_URI};
 use crate::mcp::format::RunReport;
 use crate::mcp::progress::ProgressRelay;
-use crate::mcp::tools::{RUN_PYTHON, parse_run_args, run_python_tool};
+use crate::mcp::schema::check_arguments;
+use crate::mcp::tools::{RUN_PYTHON, read_run_args, run_python_tool};
 use crate::mcp::{discovery, files};
 use crate::proxy::dispatch::Proxy;
 use crate::sessions::{Scope, Sessions};
 
-/// URI of the capabilities resource.
-pub const CAPABILITIES_URI: &str = "resource://mcp-server-code-execution-mode/capabilities";
-/// Text of the capabilities resource.
-pub const CAPABILITIES_TEXT: &str = include_str!("capabilities.md");
+/// The tools `tools/list` shows: `run_python`, and the discovery tools when they are on.
+fn published_tools(discovery_tools: bool) -> Vec<Tool> {
+    let mut tools = vec![run_python_tool()];
+    if discovery_tools {
+        tools.extend(discovery::discovery_tools());
+    }
+    tools
+}
 
 /// The MCP server: one per client connection.
 ///
@@ -42,7 +48,7 @@ pub struct Bridge {
     config: Arc<Config>,
     sessions: Arc<Sessions>,
     proxy: Arc<Proxy>,
-    tool: Tool,
+    tools: Arc<[Tool]>,
     scope: Arc<ScopeGuard>,
 }
 
@@ -88,12 +94,30 @@ impl Bridge {
             owned,
         };
         Self {
+            tools: published_tools(config.discovery_tools).into(),
             config,
             sessions,
             proxy,
-            tool: run_python_tool(),
             scope: Arc::new(guard),
         }
+    }
+
+    /// A protocol error naming the tools this server has.
+    fn unknown_tool(&self, name: &str) -> McpError {
+        let message = match &*self.tools {
+            [one] => format!(
+                "unknown tool `{name}`; this server has one tool, `{}`",
+                one.name
+            ),
+            tools => {
+                let names: Vec<&str> = tools.iter().map(|tool| tool.name.as_ref()).collect();
+                format!(
+                    "unknown tool `{name}`; this server's tools are {}",
+                    names.join(", ")
+                )
+            }
+        };
+        McpError::invalid_params(message, None)
     }
 
     /// The scope of this bridge's sandbox sessions.
@@ -101,14 +125,15 @@ impl Bridge {
         self.scope.scope
     }
 
-    /// Run code; `cancel` fires when the client cancels the request.
+    /// Run code, with arguments already checked against the tool's input schema; `cancel`
+    /// fires when the client cancels the request.
     async fn run_python(
         &self,
         params: &CallToolRequestParams,
         cancel: tokio_util::sync::CancellationToken,
         progress: Option<(Peer<RoleServer>, ProgressToken)>,
     ) -> CallToolResult {
-        let args = match parse_run_args(params.arguments.as_ref()) {
+        let args = match read_run_args(params.arguments.as_ref()) {
             Ok(args) => args,
             Err(message) => return CallToolResult::error(vec![ContentBlock::text(message)]),
         };
@@ -206,11 +231,7 @@ impl ServerHandler for Bridge {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        let mut tools = vec![self.tool.clone()];
-        if self.config.discovery_tools {
-            tools.extend(discovery::discovery_tools());
-        }
-        Ok(ListToolsResult::with_all_items(tools))
+        Ok(ListToolsResult::with_all_items(self.tools.to_vec()))
     }
 
     async fn call_tool(
@@ -218,21 +239,20 @@ impl ServerHandler for Bridge {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        if self.config.discovery_tools && request.name != RUN_PYTHON {
-            let empty = rmcp::model::JsonObject::new();
-            let args = request.arguments.as_ref().unwrap_or(&empty);
-            if let Some(result) = discovery::call(&self.proxy, &request.name, args).await {
-                return Ok(result.into());
-            }
+        let Some(tool) = self.tools.iter().find(|tool| tool.name == request.name) else {
+            return Err(self.unknown_tool(&request.name));
+        };
+        // The one check of every call's arguments, against the schema `tools/list` showed.
+        if let Err(message) = check_arguments(tool, request.arguments.as_ref()) {
+            return Ok(CallToolResult::error(vec![ContentBlock::text(message)]).into());
         }
         if request.name != RUN_PYTHON {
-            return Err(McpError::invalid_params(
-                format!(
-                    "unknown tool `{}`; this server has one tool, `{RUN_PYTHON}`",
-                    request.name
-                ),
-                None,
-            ));
+            let empty = rmcp::model::JsonObject::new();
+            let args = request.arguments.as_ref().unwrap_or(&empty);
+            return match discovery::call(&self.proxy, &request.name, args).await {
+                Some(result) => Ok(result.into()),
+                None => Err(self.unknown_tool(&request.name)),
+            };
         }
         let span = info_span!("request", tool = RUN_PYTHON);
         Ok(self
@@ -280,5 +300,119 @@ impl ServerHandler for Bridge {
             CAPABILITIES_URI,
         )])
         .into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rmcp::model::JsonObject;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::mcp::schema::KEYWORDS;
+
+    /// A value of `schema` that the checker accepts: the first enum value, the minimum, one
+    /// good item.
+    fn valid(schema: &Value) -> Value {
+        if let Some(first) = schema.get("enum").and_then(|e| e.get(0)) {
+            return first.clone();
+        }
+        let kind = match &schema["type"] {
+            Value::Array(kinds) => kinds[0].as_str().expect("type names are strings"),
+            kind => kind.as_str().expect("every property has a type"),
+        };
+        match kind {
+            "string" => json!("x"),
+            "boolean" => json!(true),
+            "integer" | "number" => schema.get("minimum").cloned().unwrap_or(json!(1)),
+            "array" => json!([valid(&schema["items"])]),
+            "object" => json!({}),
+            other => panic!("no example for type {other}"),
+        }
+    }
+
+    /// A value of the wrong type for `schema`.
+    fn mistyped(schema: &Value) -> Value {
+        if schema["type"] == "string" {
+            json!(7)
+        } else {
+            json!("7")
+        }
+    }
+
+    fn keywords_are_understood(schema: &Value, at: &str) {
+        let Value::Object(map) = schema else { return };
+        for (key, value) in map {
+            assert!(
+                KEYWORDS.contains(&key.as_str()),
+                "{at} uses `{key}`, which the argument checker does not understand"
+            );
+            match key.as_str() {
+                "properties" => {
+                    for (name, property) in value.as_object().expect("properties is an object") {
+                        keywords_are_understood(property, &format!("{at}.{name}"));
+                    }
+                }
+                "items" => keywords_are_understood(value, &format!("{at}[]")),
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn every_published_schema_round_trips_through_the_checker() {
+        let tools = published_tools(true);
+        assert_eq!(tools.len(), 5);
+        for tool in &tools {
+            let schema = Value::Object((*tool.input_schema).clone());
+            keywords_are_understood(&schema, &tool.name);
+            let properties = schema["properties"].as_object().expect("an object schema");
+            let call: JsonObject = properties
+                .iter()
+                .map(|(name, property)| (name.clone(), valid(property)))
+                .collect();
+            assert_eq!(check_arguments(tool, Some(&call)), Ok(()), "{}", tool.name);
+            for (name, property) in properties {
+                let mut bad = call.clone();
+                bad.insert(name.clone(), mistyped(property));
+                let error = check_arguments(tool, Some(&bad)).expect_err(name);
+                assert!(error.starts_with(&format!("`{name}` must be ")), "{error}");
+                if let Some(minimum) = property.get("minimum").and_then(Value::as_f64) {
+                    bad.insert(name.clone(), json!(minimum - 1.0));
+                    let error = check_arguments(tool, Some(&bad)).expect_err(name);
+                    assert!(error.contains("at least"), "{error}");
+                }
+            }
+            if schema["additionalProperties"] == false {
+                let mut bad = call.clone();
+                bad.insert("unheard_of".into(), json!(1));
+                let error = check_arguments(tool, Some(&bad)).expect_err("an unknown argument");
+                assert!(
+                    error.starts_with("unknown argument `unheard_of`"),
+                    "{error}"
+                );
+            }
+            let required = schema.get("required").and_then(Value::as_array);
+            for name in required.into_iter().flatten() {
+                let name = name.as_str().expect("required names are strings");
+                let mut bad = call.clone();
+                bad.remove(name);
+                let error = check_arguments(tool, Some(&bad)).expect_err(name);
+                assert!(
+                    error.starts_with(&format!("missing required argument `{name}`")),
+                    "{error}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_run_python_schema_refuses_a_lone_server_name() {
+        let call = json!({"code": "pass", "servers": "time"});
+        let error = check_arguments(&run_python_tool(), call.as_object()).unwrap_err();
+        assert!(
+            error.contains("`servers` must be a list of strings"),
+            "{error}"
+        );
     }
 }

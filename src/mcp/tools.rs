@@ -1,12 +1,12 @@
-//! The `run_python` tool: its schema, its description, and checking its arguments.
+//! The `run_python` tool: its schema, its description, and reading its arguments.
 
 use std::sync::Arc;
 
 use rmcp::model::{JsonObject, Tool, ToolAnnotations};
 use serde_json::{Value, json};
 
+use crate::mcp::schema::check_arguments;
 use crate::sessions::{DEFAULT_SESSION, validate_name};
-use crate::units::parse_duration;
 
 /// The tool's name.
 pub const RUN_PYTHON: &str = "run_python";
@@ -19,16 +19,15 @@ MCP servers: `import mcp.runtime as r`; `r.discovered_servers()`, `r.search_tool
 servers=[\"name\"] gives async proxies `await mcp_name.tool(arg=...)`. \
 `r.capability_summary()` tells more.";
 
-const ARGUMENTS: [&str; 5] = ["code", "servers", "timeout", "session", "reset"];
-
-/// The tool definition listed by `tools/list`.
+/// The tool definition listed by `tools/list`. Its input schema is the one statement of
+/// what a call may pass: every call is checked against it before it is read.
 pub fn run_python_tool() -> Tool {
     let input = json!({
         "type": "object",
         "properties": {
             "code": {"type": "string"},
             "servers": {"type": "array", "items": {"type": "string"}},
-            "timeout": {"type": "integer", "minimum": 1, "description": "seconds"},
+            "timeout": {"type": "number", "minimum": 0, "description": "seconds"},
             "session": {"type": "string"},
             "reset": {"type": "boolean"}
         },
@@ -101,99 +100,39 @@ pub struct RunArgs {
     pub reset: bool,
 }
 
-/// Check the arguments of a call; the error is a sentence the caller can act on.
+/// Check the arguments of a call against the published input schema, then read them; the
+/// error is a sentence the caller can act on.
 pub fn parse_run_args(arguments: Option<&JsonObject>) -> Result<RunArgs, String> {
-    let empty = JsonObject::new();
-    let args = arguments.unwrap_or(&empty);
-    if let Some(unknown) = args.keys().find(|k| !ARGUMENTS.contains(&k.as_str())) {
-        return Err(format!(
-            "unknown argument `{unknown}`; run_python takes {}",
-            ARGUMENTS.join(", ")
-        ));
-    }
-    let code = match args.get("code") {
-        Some(Value::String(code)) => code.clone(),
-        Some(other) => return Err(format!("`code` must be a string, got {}", kind(other))),
-        None => return Err("missing required argument `code` (the Python source to run)".into()),
-    };
-    let servers = match args.get("servers") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| match item {
-                Value::String(name) => Ok(name.clone()),
-                other => Err(format!(
-                    "`servers` must list names (strings), got {}",
-                    kind(other)
-                )),
-            })
-            .collect::<Result<_, _>>()?,
-        Some(Value::String(name)) => vec![name.clone()],
-        Some(other) => {
-            return Err(format!(
-                "`servers` must be a list of names, got {}",
-                kind(other)
-            ));
-        }
-    };
-    let timeout_secs = match args.get("timeout") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => match n.as_f64() {
-            Some(secs) if secs.is_finite() && secs >= 0.0 => Some(secs),
-            _ => {
-                return Err(format!(
-                    "`timeout` must be a positive number of seconds, got {n}"
-                ));
-            }
-        },
-        Some(Value::String(text)) => Some(
-            parse_duration(text)
-                .map_err(|e| format!("`timeout`: {e}"))?
-                .as_secs_f64(),
-        ),
-        Some(other) => {
-            return Err(format!(
-                "`timeout` must be a number of seconds, got {}",
-                kind(other)
-            ));
-        }
-    };
-    let session = match args.get("session") {
-        None | Some(Value::Null) => DEFAULT_SESSION.to_string(),
-        Some(Value::String(name)) => {
-            validate_name(name).map_err(|e| e.to_string())?;
-            name.clone()
-        }
-        Some(other) => return Err(format!("`session` must be a string, got {}", kind(other))),
-    };
-    let reset = match args.get("reset") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(reset)) => *reset,
-        Some(other) => {
-            return Err(format!(
-                "`reset` must be true or false, got {}",
-                kind(other)
-            ));
-        }
-    };
-    Ok(RunArgs {
-        code,
-        servers,
-        timeout_secs,
-        session,
-        reset,
-    })
+    check_arguments(&run_python_tool(), arguments)?;
+    read_run_args(arguments)
 }
 
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
+/// Read arguments already checked against [`run_python_tool`]'s input schema. What is left
+/// to refuse is what the schema does not say: a session name that is not a valid name.
+pub(crate) fn read_run_args(arguments: Option<&JsonObject>) -> Result<RunArgs, String> {
+    let empty = JsonObject::new();
+    let args = arguments.unwrap_or(&empty);
+    let string = |name: &str| args.get(name).and_then(Value::as_str);
+    let session = string("session").unwrap_or(DEFAULT_SESSION);
+    validate_name(session).map_err(|e| e.to_string())?;
+    let servers = args
+        .get("servers")
+        .and_then(Value::as_array)
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(RunArgs {
+        code: string("code").unwrap_or_default().to_string(),
+        servers,
+        timeout_secs: args.get("timeout").and_then(Value::as_f64),
+        session: session.to_string(),
+        reset: args.get("reset").and_then(Value::as_bool).unwrap_or(false),
+    })
 }
 
 #[cfg(test)]
@@ -279,11 +218,20 @@ mod tests {
         assert_eq!(parsed.timeout_secs, Some(5.0));
         assert_eq!(parsed.session, "s1");
         assert!(parsed.reset);
+        // Fractions are common from models; below a second the config clamps up to one.
+        for secs in [2.5, 0.25, 0.0] {
+            let timeout = json!({"code": "", "timeout": secs});
+            assert_eq!(args(timeout).unwrap().timeout_secs, Some(secs));
+        }
+        let defaults = args(json!({"code": ""})).unwrap();
         assert_eq!(
-            args(json!({"code": "", "timeout": "2m"}))
-                .unwrap()
-                .timeout_secs,
-            Some(120.0)
+            (
+                defaults.servers,
+                defaults.timeout_secs,
+                defaults.session,
+                defaults.reset
+            ),
+            (Vec::new(), None, DEFAULT_SESSION.to_string(), false)
         );
     }
 
@@ -328,6 +276,27 @@ mod tests {
             args(json!({"code": "x", "reset": "yes"}))
                 .unwrap_err()
                 .contains("reset")
+        );
+    }
+
+    #[test]
+    fn what_the_schema_does_not_publish_is_refused() {
+        assert_eq!(
+            args(json!({"code": "x", "servers": "time"})).unwrap_err(),
+            "`servers` must be a list of strings, got the string \"time\"; write [\"time\"]"
+        );
+        assert_eq!(
+            args(json!({"code": "x", "timeout": "30s"})).unwrap_err(),
+            "`timeout` must be a number (seconds), got the string \"30s\""
+        );
+        assert_eq!(
+            args(json!({"code": "x", "timeout": -1})).unwrap_err(),
+            "`timeout` must be at least 0 (seconds), got -1"
+        );
+        assert!(
+            args(json!({"code": "x", "session": null}))
+                .unwrap_err()
+                .contains("leave `session` out")
         );
     }
 }

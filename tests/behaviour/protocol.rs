@@ -55,7 +55,11 @@ pub(crate) async fn bad_arguments_get_a_clear_error(b: &TestBackend) -> Result<(
         (json!({"code": 5}), "`code` must be a string"),
         (json!({"code": "1", "timeout": "soon"}), "timeout"),
         (
-            json!({"code": "1", "servers": "nope-server"}),
+            json!({"code": "1", "servers": "time"}),
+            "`servers` must be a list of strings",
+        ),
+        (
+            json!({"code": "1", "servers": ["nope-server"]}),
             "unknown server `nope-server`",
         ),
         (

@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 
 use sandbox_core::host::is_root;
 
+use crate::engine_kind::EngineKind;
 use crate::error::ContainerError;
 
 /// The API version we speak: the newest both Debian's podman 4.3 and docker 20.10 serve.
@@ -27,21 +28,6 @@ const API_VERSION: &ClientVersion = &ClientVersion {
 const REQUEST_TIMEOUT_SECS: u64 = 120;
 /// How long a podman API service we started may take to answer.
 const SERVICE_START_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// A container engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EngineKind {
-    /// Podman (rootful or rootless).
-    Podman = 0,
-    /// Docker.
-    Docker = 1,
-}
-
-impl fmt::Display for EngineKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(crate::BACKEND_NAMES[*self as usize])
-    }
-}
 
 /// A live connection to an engine.
 pub(crate) struct Engine {

@@ -2,8 +2,7 @@
 
 use sandbox_core::SandboxError;
 
-use crate::BACKEND_NAMES;
-use crate::engine::EngineKind;
+use crate::engine_kind::{BACKEND_NAMES, EngineKind};
 
 /// What went wrong talking to a container engine.
 #[derive(Debug, thiserror::Error)]

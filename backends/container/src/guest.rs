@@ -21,7 +21,7 @@ use tokio::sync::OnceCell;
 use tracing::{debug, warn};
 
 use crate::channel::Channel;
-use crate::engine::EngineKind;
+use crate::engine_kind::{BACKEND_NAMES, EngineKind};
 
 /// How long a started container's guest may take to connect its streams.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -71,7 +71,7 @@ pub(crate) async fn start(
     live: Arc<Live>,
 ) -> Result<StartedGuest, SandboxError> {
     let fail = |message: String| SandboxError::StartGuest {
-        backend: crate::BACKEND_NAMES[engine as usize],
+        backend: BACKEND_NAMES[engine as usize],
         message,
     };
     live.insert(&id);

@@ -18,6 +18,7 @@
 mod channel;
 mod create;
 mod engine;
+mod engine_kind;
 mod error;
 mod guest;
 mod image;
@@ -32,7 +33,7 @@ use tokio::sync::OnceCell;
 use tracing::{debug, info};
 
 pub use create::OWNER_LABEL;
-pub use engine::EngineKind;
+pub use engine_kind::{BACKEND_NAMES, EngineKind};
 pub use error::ContainerError;
 pub use image::{LOCAL_REPOSITORY, local_image};
 
@@ -40,9 +41,6 @@ use crate::channel::Channel;
 use crate::create::{CreateOptions, container_body};
 use crate::engine::Engine;
 use crate::guest::Live;
-
-/// Backend names, indexed by [`EngineKind`].
-pub const BACKEND_NAMES: [&str; 2] = ["podman", "docker"];
 
 /// How the container backend is set up.
 #[derive(Debug, Clone)]
