@@ -1,0 +1,180 @@
+//! Where to look: the explicit files, the bridge's own folders, then each client's config
+//! files, in the order discovery reads them (the catalogue's module docs list it).
+
+use std::path::{Path, PathBuf};
+
+use super::discovery_env::DiscoveryEnv;
+
+/// Which client wrote a file, which decides where its servers are and a few entry details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Format {
+    /// Our own files: any of the known server-map keys; a file without one is broken.
+    Generic,
+    /// A client file with `mcpServers` (absent: no servers).
+    McpServers,
+    /// `~/.claude.json`: the current project's `mcpServers`, then the top-level one.
+    ClaudeJson,
+    /// VS Code `mcp.json`: `servers` (or `mcpServers`).
+    VsCodeMcp,
+    /// VS Code `settings.json`: `mcp.servers`.
+    VsCodeSettings,
+    /// opencode: `mcp` (or `mcp.servers`), or the original opencode's `mcpServers`.
+    OpenCode,
+    /// Gemini CLI: `mcpServers`, with `url` meaning SSE.
+    Gemini,
+    /// Codex: `mcp_servers`.
+    Codex,
+}
+
+impl Format {
+    pub(super) fn is_vscode(self) -> bool {
+        matches!(self, Self::VsCodeMcp | Self::VsCodeSettings)
+    }
+}
+
+/// A place to look: a file, or a folder whose `*.json` (and maybe `*.toml`) files to read.
+#[derive(Debug)]
+pub(super) enum Place {
+    File {
+        path: PathBuf,
+        format: Format,
+        explicit: bool,
+    },
+    Folder {
+        path: PathBuf,
+        toml: bool,
+        explicit: bool,
+    },
+}
+
+pub(super) fn places(env: &DiscoveryEnv) -> Vec<Place> {
+    let file = |path: PathBuf, format: Format| Place::File {
+        path,
+        format,
+        explicit: false,
+    };
+    let mut out: Vec<Place> = env
+        .explicit
+        .iter()
+        .map(|path| {
+            if path.is_dir() {
+                Place::Folder {
+                    path: path.clone(),
+                    toml: true,
+                    explicit: true,
+                }
+            } else {
+                Place::File {
+                    path: path.clone(),
+                    format: Format::Generic,
+                    explicit: true,
+                }
+            }
+        })
+        .collect();
+    out.push(Place::Folder {
+        path: env.state_dir.clone(),
+        toml: true,
+        explicit: false,
+    });
+    if let Some(config) = env.config_home() {
+        out.push(Place::Folder {
+            path: config.join("mcp").join("servers"),
+            toml: false,
+            explicit: false,
+        });
+    }
+    let cwd = &env.cwd;
+    out.push(Place::Folder {
+        path: cwd.join("mcp-servers"),
+        toml: false,
+        explicit: false,
+    });
+    out.push(file(
+        cwd.join(".vscode").join("mcp.json"),
+        Format::VsCodeMcp,
+    ));
+    let home = env.home.as_deref();
+    let app = env.app_config_home();
+    let config = env.config_home();
+    if let Some(home) = home {
+        out.push(file(home.join(".claude.json"), Format::ClaudeJson));
+    }
+    if let Some(app) = &app {
+        out.push(file(
+            app.join("Claude").join("claude_desktop_config.json"),
+            Format::McpServers,
+        ));
+    }
+    if let Some(home) = home {
+        out.push(file(
+            home.join(".claude").join("settings.json"),
+            Format::McpServers,
+        ));
+    }
+    out.push(file(cwd.join(".mcp.json"), Format::McpServers));
+    if let Some(home) = home {
+        out.push(file(
+            home.join(".cursor").join("mcp.json"),
+            Format::McpServers,
+        ));
+    }
+    out.push(file(
+        cwd.join(".cursor").join("mcp.json"),
+        Format::McpServers,
+    ));
+    if let Some(home) = home {
+        out.push(file(
+            home.join(".codeium")
+                .join("windsurf")
+                .join("mcp_config.json"),
+            Format::McpServers,
+        ));
+        out.push(file(home.join(".opencode.json"), Format::OpenCode));
+    }
+    if let Some(config) = &config {
+        for name in ["opencode.json", "opencode.jsonc"] {
+            out.push(file(config.join("opencode").join(name), Format::OpenCode));
+        }
+    }
+    for name in ["opencode.json", "opencode.jsonc"] {
+        out.push(file(cwd.join(name), Format::OpenCode));
+    }
+    if let Some(home) = home {
+        out.push(file(
+            home.join(".gemini").join("settings.json"),
+            Format::Gemini,
+        ));
+        out.push(file(home.join(".codex").join("config.toml"), Format::Codex));
+    }
+    if let Some(app) = &app {
+        let user = app.join("Code").join("User");
+        out.push(file(user.join("settings.json"), Format::VsCodeSettings));
+        out.push(file(user.join("mcp.json"), Format::VsCodeMcp));
+    }
+    out
+}
+
+/// The `*.json` (and `*.toml`) files of a folder, sorted by name; empty when it is absent.
+pub(super) fn folder_files(folder: &Path, toml: bool) -> Result<Vec<PathBuf>, std::io::Error> {
+    let entries = match std::fs::read_dir(folder) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let ext = p.extension().and_then(|e| e.to_str());
+            let wanted = ext == Some("json") || (toml && ext == Some("toml"));
+            let hidden = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'));
+            wanted && !hidden && p.is_file()
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
