@@ -178,3 +178,119 @@ pub(super) fn folder_files(folder: &Path, toml: bool) -> Result<Vec<PathBuf>, st
     files.sort();
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn env(home: Option<&str>) -> DiscoveryEnv {
+        DiscoveryEnv {
+            home: home.map(PathBuf::from),
+            cwd: PathBuf::from("/p"),
+            state_dir: PathBuf::from("/s"),
+            explicit: Vec::new(),
+            vars: Arc::new(|_| None),
+            self_exe: None,
+        }
+    }
+
+    fn describe(places: &[Place]) -> Vec<String> {
+        places
+            .iter()
+            .map(|place| match place {
+                Place::File {
+                    path,
+                    format,
+                    explicit,
+                } => format!("{} {format:?} explicit={explicit}", path.display()),
+                Place::Folder {
+                    path,
+                    toml,
+                    explicit,
+                } => format!("{}/ toml={toml} explicit={explicit}", path.display()),
+            })
+            .collect()
+    }
+
+    fn file(path: &Path, format: Format) -> String {
+        format!("{} {format:?} explicit=false", path.display())
+    }
+
+    fn folder(path: &Path, toml: bool) -> String {
+        format!("{}/ toml={toml} explicit=false", path.display())
+    }
+
+    #[test]
+    fn every_client_file_in_the_documented_order() {
+        let env = env(Some("/h"));
+        let (home, cwd) = (Path::new("/h"), Path::new("/p"));
+        let app = env
+            .app_config_home()
+            .expect("a home gives a settings folder");
+        let config = home.join(".config");
+        let expected = [
+            folder(&PathBuf::from("/s"), true),
+            folder(&config.join("mcp").join("servers"), false),
+            folder(&cwd.join("mcp-servers"), false),
+            file(&cwd.join(".vscode").join("mcp.json"), Format::VsCodeMcp),
+            file(&home.join(".claude.json"), Format::ClaudeJson),
+            file(
+                &app.join("Claude").join("claude_desktop_config.json"),
+                Format::McpServers,
+            ),
+            file(
+                &home.join(".claude").join("settings.json"),
+                Format::McpServers,
+            ),
+            file(&cwd.join(".mcp.json"), Format::McpServers),
+            file(&home.join(".cursor").join("mcp.json"), Format::McpServers),
+            file(&cwd.join(".cursor").join("mcp.json"), Format::McpServers),
+            file(
+                &home
+                    .join(".codeium")
+                    .join("windsurf")
+                    .join("mcp_config.json"),
+                Format::McpServers,
+            ),
+            file(&home.join(".opencode.json"), Format::OpenCode),
+            file(
+                &config.join("opencode").join("opencode.json"),
+                Format::OpenCode,
+            ),
+            file(
+                &config.join("opencode").join("opencode.jsonc"),
+                Format::OpenCode,
+            ),
+            file(&cwd.join("opencode.json"), Format::OpenCode),
+            file(&cwd.join("opencode.jsonc"), Format::OpenCode),
+            file(&home.join(".gemini").join("settings.json"), Format::Gemini),
+            file(&home.join(".codex").join("config.toml"), Format::Codex),
+            file(
+                &app.join("Code").join("User").join("settings.json"),
+                Format::VsCodeSettings,
+            ),
+            file(
+                &app.join("Code").join("User").join("mcp.json"),
+                Format::VsCodeMcp,
+            ),
+        ];
+        assert_eq!(describe(&places(&env)), expected);
+    }
+
+    #[test]
+    fn without_a_home_only_project_files_and_the_state_dir() {
+        let cwd = Path::new("/p");
+        let expected = [
+            folder(&PathBuf::from("/s"), true),
+            folder(&cwd.join("mcp-servers"), false),
+            file(&cwd.join(".vscode").join("mcp.json"), Format::VsCodeMcp),
+            file(&cwd.join(".mcp.json"), Format::McpServers),
+            file(&cwd.join(".cursor").join("mcp.json"), Format::McpServers),
+            file(&cwd.join("opencode.json"), Format::OpenCode),
+            file(&cwd.join("opencode.jsonc"), Format::OpenCode),
+        ];
+        assert_eq!(describe(&places(&env(None))), expected);
+    }
+}
