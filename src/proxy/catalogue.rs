@@ -30,6 +30,9 @@
 //!     (`servers`), under `$XDG_CONFIG_HOME/Code/User` on Linux and
 //!     `~/Library/Application Support/Code/User` on macOS.
 //!
+//! Steps 5 to 14 come from the one table of known clients (`known_clients`, which
+//! `install-client` reads too): each client file there carries its step number.
+//!
 //! Missing files are not reported (most users have a few of these clients, not all); a
 //! missing *explicit* file is, since the user named it. A file reached twice (the current
 //! directory is the home directory) is read once.
@@ -81,7 +84,9 @@
 //! - `read`: a config file's text, size-capped, and JSONC stripping;
 //! - `types`: the catalogue's data ([`Transport`] and its one-line summary, [`ServerEntry`],
 //!   the file and skip reports), built on `redact`;
-//! - `places`: where to look, in order, and each file's `Format`;
+//! - `known_clients`: the one table of MCP clients: each one's config files per OS, their
+//!   `Format`, and how `install-client` (`crate::clients`) writes to it;
+//! - `places`: where to look, in order: the explicit files, our folders, the clients' files;
 //! - `formats`: where each format keeps its server maps;
 //! - `expand`: `${VAR}` expansion, paths and env files, for one entry of one file;
 //! - `entry`: one entry parsed into a transport, built on `expand`;
@@ -101,6 +106,7 @@ mod discovery_env;
 mod entry;
 mod expand;
 mod formats;
+mod known_clients;
 mod places;
 mod read;
 mod redact;
@@ -111,6 +117,7 @@ mod tests;
 mod types;
 
 pub use discovery_env::{DiscoveryEnv, VarLookup};
+pub(crate) use known_clients::{CLIENTS, Install, KnownClient};
 pub use read::strip_jsonc;
 pub use report::render_report;
 pub use self_guard::BRIDGE_NAME;
@@ -122,7 +129,8 @@ pub use types::{
 use entry::parse_entry;
 use expand::EntryContext;
 use formats::server_maps;
-use places::{Format, Place, folder_files, places};
+use known_clients::Format;
+use places::{Place, folder_files, places};
 use read::read_capped;
 use self_guard::launches_self;
 use types::json_kind;

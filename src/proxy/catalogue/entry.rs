@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::expand::{EntryContext, Expander, read_env_file, resolve_path};
-use super::places::Format;
+use super::known_clients::Format;
 use super::types::{RemoteKind, Transport, json_kind};
 
 /// A string-ish JSON scalar as text (configs write ports and flags as numbers or booleans).

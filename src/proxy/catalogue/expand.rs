@@ -6,7 +6,7 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use super::discovery_env::DiscoveryEnv;
-use super::places::Format;
+use super::known_clients::Format;
 
 /// `{file:...}` substitutions read at most this much.
 const MAX_SUBSTITUTED_FILE_BYTES: u64 = 64 << 10;

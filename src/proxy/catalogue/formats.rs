@@ -5,7 +5,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use super::discovery_env::DiscoveryEnv;
-use super::places::Format;
+use super::known_clients::Format;
 use super::types::json_kind;
 
 /// A server map found in a file, with a note on where in the file when it matters.

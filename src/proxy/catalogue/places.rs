@@ -4,33 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::discovery_env::DiscoveryEnv;
-
-/// Which client wrote a file, which decides where its servers are and a few entry details.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Format {
-    /// Our own files: any of the known server-map keys; a file without one is broken.
-    Generic,
-    /// A client file with `mcpServers` (absent: no servers).
-    McpServers,
-    /// `~/.claude.json`: the current project's `mcpServers`, then the top-level one.
-    ClaudeJson,
-    /// VS Code `mcp.json`: `servers` (or `mcpServers`).
-    VsCodeMcp,
-    /// VS Code `settings.json`: `mcp.servers`.
-    VsCodeSettings,
-    /// opencode: `mcp` (or `mcp.servers`), or the original opencode's `mcpServers`.
-    OpenCode,
-    /// Gemini CLI: `mcpServers`, with `url` meaning SSE.
-    Gemini,
-    /// Codex: `mcp_servers`.
-    Codex,
-}
-
-impl Format {
-    pub(super) fn is_vscode(self) -> bool {
-        matches!(self, Self::VsCodeMcp | Self::VsCodeSettings)
-    }
-}
+use super::known_clients::{Format, client_files};
 
 /// A place to look: a file, or a folder whose `*.json` (and maybe `*.toml`) files to read.
 #[derive(Debug)]
@@ -47,12 +21,9 @@ pub(super) enum Place {
     },
 }
 
+/// Every place to look, in order: the explicit files and folders, the bridge's own folders,
+/// then every known client's config files ([`CLIENTS`](super::known_clients::CLIENTS)).
 pub(super) fn places(env: &DiscoveryEnv) -> Vec<Place> {
-    let file = |path: PathBuf, format: Format| Place::File {
-        path,
-        format,
-        explicit: false,
-    };
     let mut out: Vec<Place> = env
         .explicit
         .iter()
@@ -84,74 +55,20 @@ pub(super) fn places(env: &DiscoveryEnv) -> Vec<Place> {
             explicit: false,
         });
     }
-    let cwd = &env.cwd;
     out.push(Place::Folder {
-        path: cwd.join("mcp-servers"),
+        path: env.cwd.join("mcp-servers"),
         toml: false,
         explicit: false,
     });
-    out.push(file(
-        cwd.join(".vscode").join("mcp.json"),
-        Format::VsCodeMcp,
-    ));
-    let home = env.home.as_deref();
-    let app = env.app_config_home();
-    let config = env.config_home();
-    if let Some(home) = home {
-        out.push(file(home.join(".claude.json"), Format::ClaudeJson));
-    }
-    if let Some(app) = &app {
-        out.push(file(
-            app.join("Claude").join("claude_desktop_config.json"),
-            Format::McpServers,
-        ));
-    }
-    if let Some(home) = home {
-        out.push(file(
-            home.join(".claude").join("settings.json"),
-            Format::McpServers,
-        ));
-    }
-    out.push(file(cwd.join(".mcp.json"), Format::McpServers));
-    if let Some(home) = home {
-        out.push(file(
-            home.join(".cursor").join("mcp.json"),
-            Format::McpServers,
-        ));
-    }
-    out.push(file(
-        cwd.join(".cursor").join("mcp.json"),
-        Format::McpServers,
-    ));
-    if let Some(home) = home {
-        out.push(file(
-            home.join(".codeium")
-                .join("windsurf")
-                .join("mcp_config.json"),
-            Format::McpServers,
-        ));
-        out.push(file(home.join(".opencode.json"), Format::OpenCode));
-    }
-    if let Some(config) = &config {
-        for name in ["opencode.json", "opencode.jsonc"] {
-            out.push(file(config.join("opencode").join(name), Format::OpenCode));
-        }
-    }
-    for name in ["opencode.json", "opencode.jsonc"] {
-        out.push(file(cwd.join(name), Format::OpenCode));
-    }
-    if let Some(home) = home {
-        out.push(file(
-            home.join(".gemini").join("settings.json"),
-            Format::Gemini,
-        ));
-        out.push(file(home.join(".codex").join("config.toml"), Format::Codex));
-    }
-    if let Some(app) = &app {
-        let user = app.join("Code").join("User");
-        out.push(file(user.join("settings.json"), Format::VsCodeSettings));
-        out.push(file(user.join("mcp.json"), Format::VsCodeMcp));
-    }
+    out.extend(
+        client_files(env)
+            .into_iter()
+            .map(|(path, format)| Place::File {
+                path,
+                format,
+                explicit: false,
+            }),
+    );
     out
 }
 
