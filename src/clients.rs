@@ -1,38 +1,61 @@
 //! `install-client`: the config snippet that makes an MCP client launch this bridge, and
 //! merging it into the client's config file.
 //!
-//! The files are the ones discovery reads (`proxy::catalogue`), found the same way
+//! The clients, their files and their keys come from the one table of known clients that
+//! discovery reads too (`proxy::catalogue`), and the files are found the same way
 //! (`$XDG_CONFIG_HOME`, the macOS application-support folder). Writing never loses what was
 //! there: the file is parsed as JSON (a file that is not JSON is refused, untouched), only our
 //! entry under the client's key is inserted or replaced (other entries and the key order are
 //! kept), the old file is first copied to a timestamped backup, and the new text replaces it
 //! in one rename, keeping its permissions (`~/.claude.json` holds tokens).
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use clap::builder::PossibleValue;
 use serde_json::{Map, Value, json};
 
-use crate::proxy::catalogue::DiscoveryEnv;
+use crate::proxy::catalogue::{CLIENTS, DiscoveryEnv, Install, KnownClient};
 
 /// The name our entry has in every client's config.
 pub const SERVER_NAME: &str = "mcp-server-code-execution-mode";
 
-/// The MCP clients whose config `install-client` knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Client {
-    /// Claude Code: `~/.claude.json`, `mcpServers`, with `"type": "stdio"`.
-    ClaudeCode,
-    /// Claude Desktop: `claude_desktop_config.json` in its settings folder, `mcpServers`.
-    ClaudeDesktop,
-    /// Cursor: `~/.cursor/mcp.json`, `mcpServers`.
-    Cursor,
-    /// VS Code: the user's `mcp.json`, `servers`, with `"type": "stdio"`.
-    Vscode,
-    /// Windsurf: `~/.codeium/windsurf/mcp_config.json`, `mcpServers`.
-    Windsurf,
+/// An MCP client whose config `install-client` knows: a client of the known-clients table
+/// that has an install entry, named on the command line by its table name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Client {
+    known: &'static KnownClient,
+    install: &'static Install,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Client").field(&self.name()).finish()
+    }
+}
+
+impl clap::ValueEnum for Client {
+    fn value_variants<'a>() -> &'a [Self] {
+        static INSTALLABLE: LazyLock<Vec<Client>> = LazyLock::new(|| {
+            CLIENTS
+                .iter()
+                .filter_map(|known| {
+                    Some(Client {
+                        known,
+                        install: known.install.as_ref()?,
+                    })
+                })
+                .collect()
+        });
+        &INSTALLABLE
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.name()).help(self.help()))
+    }
 }
 
 /// Why the config could not be written.
@@ -98,61 +121,48 @@ impl std::fmt::Display for Installed {
 impl Client {
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
-        match self {
-            Self::ClaudeCode => "claude-code",
-            Self::ClaudeDesktop => "claude-desktop",
-            Self::Cursor => "cursor",
-            Self::Vscode => "vscode",
-            Self::Windsurf => "windsurf",
-        }
+        self.known.name
     }
 
     /// The key of the server map in the client's config.
     pub fn servers_key(self) -> &'static str {
-        match self {
-            Self::Vscode => "servers",
-            _ => "mcpServers",
-        }
+        self.install.servers_key
+    }
+
+    /// What `install-client --help` says of the client: its file and key.
+    fn help(self) -> String {
+        let typed = if self.install.stdio_type {
+            r#", with `"type": "stdio"`"#
+        } else {
+            ""
+        };
+        format!(
+            "{}: {}, `{}`{typed}",
+            self.known.title,
+            self.known.files[self.install.file].describe(),
+            self.servers_key()
+        )
     }
 
     /// The client's user-level config file (where discovery reads it too).
     pub fn config_path(self, env: &DiscoveryEnv) -> Result<PathBuf, InstallError> {
-        let no_home = || InstallError::NoHome(self.name());
-        let home = || env.home.clone().ok_or_else(no_home);
-        Ok(match self {
-            Self::ClaudeCode => home()?.join(".claude.json"),
-            Self::ClaudeDesktop => env
-                .app_config_home()
-                .ok_or_else(no_home)?
-                .join("Claude")
-                .join("claude_desktop_config.json"),
-            Self::Cursor => home()?.join(".cursor").join("mcp.json"),
-            Self::Vscode => env
-                .app_config_home()
-                .ok_or_else(no_home)?
-                .join("Code")
-                .join("User")
-                .join("mcp.json"),
-            Self::Windsurf => home()?
-                .join(".codeium")
-                .join("windsurf")
-                .join("mcp_config.json"),
-        })
+        self.known.files[self.install.file]
+            .locate(env)
+            .ok_or(InstallError::NoHome(self.name()))
     }
 
     /// Our entry: launch `exe run` over stdio.
     pub fn entry(self, exe: &Path) -> Value {
         let command = exe.to_string_lossy();
-        match self {
-            Self::ClaudeCode | Self::Vscode => {
-                json!({"type": "stdio", "command": command, "args": ["run"]})
-            }
-            _ => json!({"command": command, "args": ["run"]}),
+        if self.install.stdio_type {
+            json!({"type": "stdio", "command": command, "args": ["run"]})
+        } else {
+            json!({"command": command, "args": ["run"]})
         }
     }
 
-    /// The text `install-client` prints: the JSON to merge into the config file, and for
-    /// Claude Code the equivalent `claude mcp add` command.
+    /// The text `install-client` prints: the JSON to merge into the config file, and for a
+    /// client with its own command for it (Claude Code's `claude mcp add`), that command.
     pub fn snippet(self, exe: &Path) -> String {
         let mut servers = Map::new();
         servers.insert(SERVER_NAME.into(), self.entry(exe));
@@ -161,10 +171,11 @@ impl Client {
         let mut out =
             serde_json::to_string_pretty(&Value::Object(top)).expect("JSON values serialize");
         out.push('\n');
-        if self == Self::ClaudeCode {
+        if let Some(add) = self.install.add_command {
             let _ = writeln!(
                 out,
-                "\n# or, with the Claude Code CLI:\nclaude mcp add --scope user {SERVER_NAME} -- {} run",
+                "\n# or, with the {} CLI:\n{add} {SERVER_NAME} -- {} run",
+                self.known.title,
                 shell_quote(&exe.to_string_lossy())
             );
         }
@@ -319,11 +330,19 @@ fn utc_stamp(time: SystemTime) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::Duration;
 
+    use clap::ValueEnum as _;
+
     use super::*;
+    use crate::proxy::catalogue::discover;
 
     const EXE: &str = "/opt/bin/mcp-server-code-execution-mode";
+
+    fn client(name: &str) -> Client {
+        Client::from_str(name, false).expect("an installable client")
+    }
 
     fn keys(value: &Value) -> Vec<&str> {
         value
@@ -348,7 +367,7 @@ mod tests {
     #[test]
     fn other_entries_and_key_order_survive() {
         let existing = r#"{"zeta": 1, "mcpServers": {"time": {"command": "uvx", "args": ["mcp-server-time"]}, "git": {"command": "git-mcp"}}, "alpha": {"x": [1, 2]}}"#;
-        let (value, replaced) = merged(Some(existing), Client::Cursor);
+        let (value, replaced) = merged(Some(existing), client("cursor"));
         assert!(!replaced);
         assert_eq!(keys(&value), ["zeta", "mcpServers", "alpha"]);
         assert_eq!(keys(&value["mcpServers"]), ["time", "git", SERVER_NAME]);
@@ -365,7 +384,7 @@ mod tests {
         let existing = format!(
             r#"{{"servers": {{"a": {{}}, "{SERVER_NAME}": {{"command": "/old"}}, "b": {{}}}}}}"#
         );
-        let (value, replaced) = merged(Some(&existing), Client::Vscode);
+        let (value, replaced) = merged(Some(&existing), client("vscode"));
         assert!(replaced);
         assert_eq!(keys(&value["servers"]), ["a", SERVER_NAME, "b"]);
         assert_eq!(
@@ -377,7 +396,7 @@ mod tests {
     #[test]
     fn a_missing_or_empty_file_starts_afresh() {
         for existing in [None, Some(""), Some("  \n")] {
-            let (value, _) = merged(existing, Client::ClaudeCode);
+            let (value, _) = merged(existing, client("claude-code"));
             assert_eq!(
                 value,
                 json!({"mcpServers": {SERVER_NAME: {"type": "stdio", "command": EXE, "args": ["run"]}}})
@@ -388,17 +407,27 @@ mod tests {
     #[test]
     fn files_that_are_not_json_objects_are_refused() {
         let path = Path::new("c.json");
-        let entry = || Client::Cursor.entry(Path::new(EXE));
-        let broken = merge(Some("{\"mcpServers\": {,}"), path, Client::Cursor, entry());
+        let entry = || client("cursor").entry(Path::new(EXE));
+        let broken = merge(
+            Some("{\"mcpServers\": {,}"),
+            path,
+            client("cursor"),
+            entry(),
+        );
         assert!(
             matches!(broken, Err(InstallError::NotJson { .. })),
             "{broken:?}"
         );
-        let commented = merge(Some("// hi\n{}"), path, Client::Vscode, entry());
+        let commented = merge(Some("// hi\n{}"), path, client("vscode"), entry());
         assert!(matches!(commented, Err(InstallError::NotJson { .. })));
-        let list = merge(Some("[]"), path, Client::Cursor, entry());
+        let list = merge(Some("[]"), path, client("cursor"), entry());
         assert!(matches!(list, Err(InstallError::NotObject { .. })));
-        let odd = merge(Some(r#"{"mcpServers": []}"#), path, Client::Cursor, entry());
+        let odd = merge(
+            Some(r#"{"mcpServers": []}"#),
+            path,
+            client("cursor"),
+            entry(),
+        );
         let message = odd.unwrap_err().to_string();
         assert!(
             message.contains("`mcpServers` is not a JSON object"),
@@ -410,12 +439,12 @@ mod tests {
     fn write_backs_up_and_keeps_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested").join("mcp.json");
-        let first = install_at(&path, Client::Windsurf, Path::new(EXE)).unwrap();
+        let first = install_at(&path, client("windsurf"), Path::new(EXE)).unwrap();
         assert_eq!(first.backup, None);
         assert!(!first.replaced);
         let before = r#"{"mcpServers": {"time": {"command": "t"}}}"#;
         fs::write(&path, before).unwrap();
-        let second = install_at(&path, Client::Windsurf, Path::new(EXE)).unwrap();
+        let second = install_at(&path, client("windsurf"), Path::new(EXE)).unwrap();
         let backup = second.backup.unwrap();
         assert_eq!(fs::read_to_string(&backup).unwrap(), before);
         assert!(
@@ -429,39 +458,41 @@ mod tests {
         assert_eq!(value["mcpServers"]["time"]["command"], "t");
         assert_eq!(value["mcpServers"][SERVER_NAME]["command"], EXE);
         // A second backup in the same second gets its own name.
-        let third = install_at(&path, Client::Windsurf, Path::new(EXE)).unwrap();
+        let third = install_at(&path, client("windsurf"), Path::new(EXE)).unwrap();
         assert!(third.replaced);
         assert_ne!(third.backup.unwrap(), backup);
         // Not JSON: refused, and the file is left as it was.
         fs::write(&path, "{oops").unwrap();
-        assert!(install_at(&path, Client::Windsurf, Path::new(EXE)).is_err());
+        assert!(install_at(&path, client("windsurf"), Path::new(EXE)).is_err());
         assert_eq!(fs::read_to_string(&path).unwrap(), "{oops");
     }
 
-    #[test]
-    fn discovery_keeps_the_other_entries_and_skips_ours_as_itself() {
-        use std::sync::Arc;
-
-        use crate::proxy::catalogue::discover;
-
-        let root = tempfile::tempdir().unwrap();
-        let home = root.path().join("home");
-        let env = DiscoveryEnv {
+    /// A home and a project folder under `root`, no variables set, this bridge at [`EXE`].
+    fn env_in(root: &Path) -> DiscoveryEnv {
+        let home = root.join("home");
+        DiscoveryEnv {
             home: Some(home.clone()),
-            cwd: root.path().join("project"),
+            cwd: root.join("project"),
             state_dir: home.join("MCPs"),
             explicit: Vec::new(),
             vars: Arc::new(|_| None),
             self_exe: Some(PathBuf::from(EXE)),
-        };
-        let path = Client::Cursor.config_path(&env).unwrap();
+            allow_self_server: false,
+        }
+    }
+
+    #[test]
+    fn discovery_keeps_the_other_entries_and_skips_ours_as_itself() {
+        let root = tempfile::tempdir().unwrap();
+        let env = env_in(root.path());
+        let path = client("cursor").config_path(&env).unwrap();
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(
             &path,
             r#"{"mcpServers": {"time": {"command": "mcp-server-time"}}}"#,
         )
         .unwrap();
-        let done = install(Client::Cursor, &env, Path::new(EXE)).unwrap();
+        let done = install(client("cursor"), &env, Path::new(EXE)).unwrap();
         assert_eq!(done.path, path);
         let catalogue = discover(&env);
         assert_eq!(catalogue.names(), ["time"]);
@@ -474,14 +505,86 @@ mod tests {
     }
 
     #[test]
+    fn the_installable_clients_their_files_and_keys() {
+        let root = Path::new("/r");
+        let env = env_in(root);
+        let (home, app) = (root.join("home"), env.app_config_home().unwrap());
+        let expected = [
+            ("claude-code", home.join(".claude.json"), "mcpServers"),
+            (
+                "claude-desktop",
+                app.join("Claude").join("claude_desktop_config.json"),
+                "mcpServers",
+            ),
+            (
+                "cursor",
+                home.join(".cursor").join("mcp.json"),
+                "mcpServers",
+            ),
+            (
+                "vscode",
+                app.join("Code").join("User").join("mcp.json"),
+                "servers",
+            ),
+            (
+                "windsurf",
+                home.join(".codeium")
+                    .join("windsurf")
+                    .join("mcp_config.json"),
+                "mcpServers",
+            ),
+        ];
+        let offered: Vec<_> = Client::value_variants()
+            .iter()
+            .map(|c| (c.name(), c.config_path(&env).unwrap(), c.servers_key()))
+            .collect();
+        assert_eq!(offered, expected);
+        let help = |name: &str| client(name).help();
+        assert_eq!(
+            help("claude-code"),
+            r#"Claude Code: `~/.claude.json`, `mcpServers`, with `"type": "stdio"`"#
+        );
+        assert_eq!(
+            help("claude-desktop"),
+            "Claude Desktop: `claude_desktop_config.json` in its settings folder, `mcpServers`"
+        );
+        assert_eq!(
+            help("windsurf"),
+            "Windsurf: `~/.codeium/windsurf/mcp_config.json`, `mcpServers`"
+        );
+        let homeless = DiscoveryEnv { home: None, ..env };
+        assert!(matches!(
+            client("cursor").config_path(&homeless),
+            Err(InstallError::NoHome("cursor"))
+        ));
+    }
+
+    #[test]
+    fn every_installable_client_is_written_where_discovery_reads_it() {
+        for &client in Client::value_variants() {
+            let root = tempfile::tempdir().unwrap();
+            let env = env_in(root.path());
+            let done = install(client, &env, Path::new(EXE)).unwrap();
+            let catalogue = discover(&env);
+            let ours = catalogue
+                .skipped
+                .iter()
+                .find(|s| s.name == SERVER_NAME)
+                .unwrap_or_else(|| panic!("{client:?}: our entry is not found: {catalogue:#?}"));
+            assert_eq!(ours.source, done.path, "{client:?}");
+            assert!(ours.why.contains("recursion guard"), "{}", ours.why);
+        }
+    }
+
+    #[test]
     fn snippets_name_the_executable_and_run() {
-        let snippet = Client::ClaudeDesktop.snippet(Path::new(EXE));
+        let snippet = client("claude-desktop").snippet(Path::new(EXE));
         let value: Value = serde_json::from_str(&snippet).unwrap();
         assert_eq!(
             value,
             json!({"mcpServers": {SERVER_NAME: {"command": EXE, "args": ["run"]}}})
         );
-        let code = Client::ClaudeCode.snippet(Path::new("/a b/bridge"));
+        let code = client("claude-code").snippet(Path::new("/a b/bridge"));
         assert!(
             code.contains(&format!(
                 "claude mcp add --scope user {SERVER_NAME} -- '/a b/bridge' run"

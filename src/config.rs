@@ -541,6 +541,20 @@ mod tests {
     }
 
     #[test]
+    fn server_config_flags_replace_the_variable() {
+        let args = ConfigArgs::default()
+            .with(&settings::SERVERS_CONFIG, "/a.json")
+            .with(&settings::SERVERS_CONFIG, "/b.json");
+        let config = with_args(&args, &[("MCP_SERVERS_CONFIG", "/env.json")]).unwrap();
+        assert_eq!(
+            config.servers_config,
+            [PathBuf::from("/a.json"), PathBuf::from("/b.json")]
+        );
+        let config = with_env(&[("MCP_SERVERS_CONFIG", "/env.json")]).unwrap();
+        assert_eq!(config.servers_config, [PathBuf::from("/env.json")]);
+    }
+
+    #[test]
     fn the_engine_variable_picks_a_container_backend_unless_one_is_named() {
         let config = with_env(&[("MCP_BRIDGE_RUNTIME", "docker")]).unwrap();
         assert_eq!(config.backend, BackendKind::Docker);

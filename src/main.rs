@@ -224,6 +224,7 @@ fn install_client(args: &InstallClientArgs) -> Result<()> {
     let env = mcp_server_code_execution_mode::proxy::catalogue::DiscoveryEnv::from_process(
         std::path::PathBuf::new(),
         &[],
+        false,
     );
     let done = clients::install(args.client, &env, &exe)?;
     print_out(&format!("{done}\n"));

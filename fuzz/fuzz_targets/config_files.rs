@@ -61,6 +61,7 @@ fn envs() -> &'static (DiscoveryEnv, DiscoveryEnv) {
             explicit: Vec::new(),
             vars: vars(),
             self_exe: None,
+            allow_self_server: false,
         };
         let again = DiscoveryEnv {
             home: None,
@@ -69,6 +70,7 @@ fn envs() -> &'static (DiscoveryEnv, DiscoveryEnv) {
             explicit: vec![root.join("again/servers.json")],
             vars: vars(),
             self_exe: None,
+            allow_self_server: false,
         };
         (fuzzed, again)
     })

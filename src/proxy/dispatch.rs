@@ -422,10 +422,7 @@ impl Proxy {
     /// Discover the configured servers and open the state directory, as `config` says.
     /// Nothing is started: upstream servers start when a run first asks for them.
     pub fn from_config(config: &crate::config::Config) -> Arc<Self> {
-        let env = crate::proxy::catalogue::DiscoveryEnv::from_process(
-            config.state_dir.clone(),
-            &config.servers_config,
-        );
+        let env = crate::proxy::catalogue::DiscoveryEnv::from_config(config);
         let catalogue = Catalogue::discover(&env);
         for skipped in &catalogue.skipped {
             warn!(server = %skipped.name, source = %skipped.source.display(), "skipped: {}", skipped.why);
