@@ -39,7 +39,11 @@ mod tests {
     use std::io::Write as _;
     use std::process::{Command, Stdio};
 
+    use serde_json::Value;
+
     use super::*;
+    use crate::frame::{FRAME_CEILING, FRAME_SLACK, NONCE_LEN, Nonce};
+    use crate::rpc::MAX_CALLS_IN_FLIGHT;
 
     /// Runs the host's `python3 -I -S` with `args` and `input` on stdin, and returns its
     /// stdout; `None`, after saying so, when there is no `python3`.
@@ -81,6 +85,80 @@ mod tests {
         assert!(
             joined == RUNTIME_SOURCE.as_bytes(),
             "guest/join_runtime.py and build.rs join the runtime's parts differently"
+        );
+    }
+
+    /// Evaluates the runtime (without starting it) and reads its module-level `names`:
+    /// integers as numbers, bytes as lists of numbers, sets of characters as sorted strings.
+    fn runtime_constants(names: &[&str]) -> Option<Value> {
+        const READ_CONSTANTS: &str = "import json, sys\n\
+            runtime = {'__name__': '__mcp_runtime__'}\n\
+            exec(compile(sys.stdin.buffer.read().decode(), '<mcp-runtime>', 'exec'), runtime)\n\
+            def plain(value):\n    \
+                if isinstance(value, bytes):\n        return list(value)\n    \
+                if isinstance(value, frozenset):\n        return ''.join(sorted(value))\n    \
+                return value\n\
+            print(json.dumps({name: plain(runtime[name]) for name in sys.argv[1:]}))";
+        let args: Vec<&str> = ["-c", READ_CONSTANTS]
+            .iter()
+            .chain(names)
+            .copied()
+            .collect();
+        let stdout = python3(&args, RUNTIME_SOURCE.as_bytes())?;
+        Some(serde_json::from_slice(&stdout).expect("the program prints JSON"))
+    }
+
+    #[test]
+    fn runtime_protocol_constants_match_the_host() {
+        let Some(python) = runtime_constants(&[
+            "NONCE_LENGTH",
+            "NONCE_DIGITS",
+            "MARKER_PREFIX",
+            "MARKER_SUFFIX",
+            "FRAME_CAP_SLACK",
+            "FRAME_CAP_CEILING",
+            "MAX_IN_FLIGHT",
+        ]) else {
+            return;
+        };
+        let number = |name: &str| {
+            usize::try_from(python[name].as_u64().expect("an integer")).expect("fits usize")
+        };
+        let bytes = |name: &str| -> Vec<u8> {
+            serde_json::from_value(python[name].clone()).expect("a list of bytes")
+        };
+        for (guest, host, value) in [
+            ("NONCE_LENGTH", "frame::NONCE_LEN", NONCE_LEN),
+            ("FRAME_CAP_SLACK", "frame::FRAME_SLACK", FRAME_SLACK),
+            ("FRAME_CAP_CEILING", "frame::FRAME_CEILING", FRAME_CEILING),
+            (
+                "MAX_IN_FLIGHT",
+                "rpc::MAX_CALLS_IN_FLIGHT",
+                MAX_CALLS_IN_FLIGHT,
+            ),
+        ] {
+            assert_eq!(
+                number(guest),
+                value,
+                "the runtime's {guest} differs from {host}"
+            );
+        }
+        let nonce = Nonce::random();
+        let digits = python["NONCE_DIGITS"].as_str().expect("a string");
+        assert!(
+            nonce.as_str().chars().all(|c| digits.contains(c)),
+            "{nonce:?}"
+        );
+        let guest_marker = [
+            bytes("MARKER_PREFIX"),
+            nonce.as_str().as_bytes().to_vec(),
+            bytes("MARKER_SUFFIX"),
+        ]
+        .concat();
+        assert_eq!(
+            guest_marker,
+            nonce.marker(),
+            "the runtime's MARKER_PREFIX + nonce + MARKER_SUFFIX differs from Nonce::marker"
         );
     }
 }

@@ -41,6 +41,8 @@ PyCF_ALLOW_TOP_LEVEL_AWAIT = 0x2000  # ast.PyCF_ALLOW_TOP_LEVEL_AWAIT (3.8+); _a
 CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
 ModuleType = type(sys)  # types.ModuleType, without importing types
 FunctionType = type(lambda: None)  # types.FunctionType
+# The host has its own copies of MARKER_*, NONCE_*, FRAME_CAP_* and MAX_IN_FLIGHT (frame.rs,
+# rpc.rs); a test in sandbox-core (guest.rs) checks these values against them.
 MARKER_PREFIX = b"\x00\x1bMCPB"
 MARKER_SUFFIX = b"\x1f"
 NONCE_DIGITS = frozenset("0123456789abcdef")
