@@ -71,15 +71,28 @@ KEYWORDS = frozenset(
     " return try while with yield".split()
 )
 ALIAS_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+PARAMETER_CHARACTERS = ALIAS_CHARACTERS | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 def alias_of(name: str, taken: object = (), keyword_suffix: bool = False) -> str:
     """An alias as REFERENCE §5 makes them: `name` lowercased, each run of characters
     outside [a-z0-9_] replaced by `_`, a leading digit prefixed with `_`, (for tools) a
     Python keyword given a trailing `_`, and a clash with `taken` numbered `_2`, `_3`, ..."""
+    return identifier(name.lower(), ALIAS_CHARACTERS, taken, keyword_suffix)
+
+
+def parameter_name(name: str, taken: set[str]) -> str:
+    """A Python parameter name for a JSON property name (kept when it is one already)."""
+    return identifier(name, PARAMETER_CHARACTERS, taken, keyword_suffix=True)
+
+
+def identifier(text: str, allowed: frozenset, taken: object, keyword_suffix: bool) -> str:
+    """`text` with each run of characters outside `allowed` replaced by `_`, a leading digit
+    prefixed with `_`, a keyword given a trailing `_` if `keyword_suffix`, and a clash with
+    `taken` numbered `_2`, `_3`, ..."""
     parts: list[str] = []
-    for char in name.lower():
-        if char in ALIAS_CHARACTERS:
+    for char in text:
+        if char in allowed:
             parts.append(char)
         elif not parts or parts[-1] != "\0":
             parts.append("\0")
@@ -87,26 +100,6 @@ def alias_of(name: str, taken: object = (), keyword_suffix: bool = False) -> str
     if alias[0].isdigit():
         alias = "_" + alias
     if keyword_suffix and alias in KEYWORDS:
-        alias += "_"
-    base, number = alias, 2
-    while alias in taken:
-        alias = f"{base}_{number}"
-        number += 1
-    return alias
-
-
-def parameter_name(name: str, taken: set[str]) -> str:
-    """A Python parameter name for a JSON property name (kept when it is one already)."""
-    parts: list[str] = []
-    for char in name:
-        if char == "_" or (char.isalnum() and char.isascii()):
-            parts.append(char)
-        elif not parts or parts[-1] != "\0":
-            parts.append("\0")
-    alias = "".join(parts).replace("\0", "_") or "_"
-    if alias[0].isdigit():
-        alias = "_" + alias
-    if alias in KEYWORDS:
         alias += "_"
     base, number = alias, 2
     while alias in taken:
