@@ -229,6 +229,127 @@ mod tests {
         }
     }
 
+    /// Names that stress each rule: case folding that lands in or out of ASCII (the Kelvin
+    /// sign `K` lowercases to `k`, `İ` to `i` and a combining dot), non-ASCII digits, NUL,
+    /// digits first, keywords, empty, dashes, dots, and aliases that clash in list order.
+    const TRICKY_NAMES: [&str; 44] = [
+        "",
+        "time",
+        "Git-Hub",
+        "my server (beta)",
+        "a--.--b",
+        "a.b.c",
+        "@scope/pkg",
+        "2fa",
+        "42",
+        "-2fa",
+        "9-lives",
+        "a__b",
+        "a_-b",
+        "Über-Tool",
+        "日本",
+        "ünïcödé",
+        "🙂",
+        "\u{212a}elvin",
+        "\u{130}stanbul",
+        "ΑΣ",
+        "ẞ",
+        "٣",
+        "１２３",
+        "Ⅻ",
+        "a\0b",
+        "\0",
+        "import",
+        "class",
+        "None",
+        "True",
+        "match",
+        "type",
+        "_",
+        "__",
+        "if",
+        "tab\tname",
+        "new\nline",
+        "CamelCase",
+        "a-b",
+        "a_b",
+        "A B",
+        "a_b_2",
+        "x_2",
+        "X",
+    ];
+
+    /// The guest runtime's own alias functions (it makes aliases when a frame lacks them), run
+    /// by the host's `python3` over `names`: each name alone as a server and as a tool, and
+    /// the whole list as a run's servers and as one server's tools. `None` without python3.
+    fn guest_aliases(names: &[&str]) -> Option<serde_json::Value> {
+        use std::io::Write as _;
+        use std::process::{Command, Stdio};
+
+        // `run_servers` is what the runtime does with a run's servers, the loop what
+        // `build_proxy` does with tool records that carry no alias.
+        const PROGRAM: &str = "import json, sys\n\
+            given = json.load(sys.stdin)\n\
+            runtime = {'__name__': '__mcp_runtime__'}\n\
+            exec(compile(given['source'], '<mcp-runtime>', 'exec'), runtime)\n\
+            alias_of, names = runtime['alias_of'], given['names']\n\
+            taken, tools = set(), []\n\
+            for name in names:\n    \
+                tools.append(alias_of(name, taken, keyword_suffix=True))\n    \
+                taken.add(tools[-1])\n\
+            print(json.dumps({\n    \
+                'server': [alias_of(name) for name in names],\n    \
+                'tool': [alias_of(name, keyword_suffix=True) for name in names],\n    \
+                'servers': [alias for _, alias in runtime['run_servers'](names)],\n    \
+                'tools': tools,\n\
+            }))";
+        let Ok(mut child) = Command::new("python3")
+            .args(["-I", "-S", "-c", PROGRAM])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+        else {
+            #[allow(clippy::print_stderr, reason = "the skip must be loud")]
+            {
+                eprintln!("SKIP guest aliases: no python3 on PATH");
+            }
+            return None;
+        };
+        let input = serde_json::json!({
+            "source": sandbox_core::guest::RUNTIME_SOURCE,
+            "names": names,
+        });
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(input.to_string().as_bytes())
+            .expect("python3 reads its stdin");
+        let output = child.wait_with_output().expect("python3 runs");
+        assert!(output.status.success(), "python3: {}", output.status);
+        Some(serde_json::from_slice(&output.stdout).expect("the program prints JSON"))
+    }
+
+    #[test]
+    fn guest_runtime_makes_the_same_aliases() {
+        let Some(guest) = guest_aliases(&TRICKY_NAMES) else {
+            return;
+        };
+        let strings = |key: &str| -> Vec<String> {
+            serde_json::from_value(guest[key].clone()).expect("a list of strings")
+        };
+        for ((name, server), tool) in TRICKY_NAMES
+            .iter()
+            .zip(strings("server"))
+            .zip(strings("tool"))
+        {
+            assert_eq!(server, server_alias(name), "server {name:?}");
+            assert_eq!(tool, tool_alias(name), "tool {name:?}");
+        }
+        assert_eq!(strings("servers"), assign_aliases(&TRICKY_NAMES));
+        assert_eq!(strings("tools"), assign_tool_aliases(&TRICKY_NAMES));
+    }
+
     #[test]
     fn aliases_are_unique_within_a_list() {
         let names: Vec<String> = (0..50)

@@ -11,6 +11,9 @@
 use memchr::memmem;
 use serde::{Deserialize, Serialize};
 
+// The guest runtime spells the marker, the nonce length and the frame caps again in Python
+// (`guest/runtime/prelude.py`); a test in `guest.rs` checks its values against these.
+
 /// Bytes before the nonce in a guest frame marker.
 const MARKER_PREFIX: &[u8] = b"\x00\x1bMCPB";
 /// Byte after the nonce in a guest frame marker.

@@ -16,6 +16,7 @@ import ast
 import json
 import os
 import queue
+import runpy
 import secrets
 import signal
 import subprocess
@@ -27,7 +28,8 @@ from pathlib import Path
 
 GUEST_DIR = Path(__file__).resolve().parent.parent
 BOOTSTRAP = (GUEST_DIR / "bootstrap.py").read_text(encoding="utf-8")
-RUNTIME = (GUEST_DIR / "runtime.py").read_bytes()
+# The runtime as sessions get it: its parts (`runtime/`) joined as `runtime/ORDER` says.
+RUNTIME: bytes = runpy.run_path(str(GUEST_DIR / "join_runtime.py"))["runtime_source"]()
 GUEST_COMMAND: list[str] = json.loads(os.environ.get("MCP_GUEST_COMMAND", "null")) or [
     sys.executable
 ]

@@ -1,0 +1,167 @@
+# --------------------------------------------------------------------------- asyncio
+
+_pipeless_loop: type | None = None
+_socketpair_ok: bool | None = None
+
+
+def loop_is_idle(loop: object) -> bool:
+    """True when `loop` (a selector loop) has nothing to do but wait: no ready callbacks, no
+    timers, no descriptors watched. False when that cannot be told."""
+    try:
+        return (
+            not loop._ready  # type: ignore[attr-defined]
+            and not loop._scheduled  # type: ignore[attr-defined]
+            and not loop._selector.get_map()  # type: ignore[attr-defined]
+        )
+    except AttributeError:
+        return False
+
+
+def socketpair_works() -> bool:
+    """False where asyncio's self-pipe cannot be made (CPython on WASI)."""
+    global _socketpair_ok
+    if _socketpair_ok is None:
+        try:
+            import socket
+
+            left, right = socket.socketpair()
+        except (ImportError, AttributeError, OSError):
+            _socketpair_ok = False
+        else:
+            left.close()
+            right.close()
+            _socketpair_ok = True
+    return _socketpair_ok
+
+
+def pipeless_loop_class(asyncio: ModuleType) -> type:
+    """A selector event loop without the self-pipe (which needs `socket.socketpair`).
+
+    The self-pipe only wakes the loop for other threads and signal handlers; the platforms
+    that lack socketpair (WASI) have neither.
+    """
+    global _pipeless_loop
+    if _pipeless_loop is None:
+
+        class PipelessEventLoop(asyncio.SelectorEventLoop):
+            def _make_self_pipe(self) -> None:
+                self._ssock = self._csock = None
+
+            def _close_self_pipe(self) -> None:
+                pass
+
+            def _write_to_self(self) -> None:
+                pass
+
+            def add_signal_handler(self, sig: int, callback: object, *args: object) -> None:
+                raise NotImplementedError("signal handlers are not available in this sandbox")
+
+        _pipeless_loop = PipelessEventLoop
+    return _pipeless_loop
+
+
+def fix_asyncio(asyncio: ModuleType) -> None:
+    """Makes `asyncio.run()` and friends in user code use the pipeless loop where needed."""
+    if socketpair_works():
+        return
+    loop_class = pipeless_loop_class(asyncio)
+
+    class PipelessPolicy(asyncio.DefaultEventLoopPolicy):
+        _loop_factory = loop_class
+
+    asyncio.set_event_loop_policy(PipelessPolicy())
+
+
+class ImportHooks:
+    """A `sys.meta_path` finder that adapts modules right after they load.
+
+    So the runtime need not import them itself, and importing them stays free until someone
+    does: `linecache` gets the runs' sources (`share_sources`), `inspect` gives the tool
+    proxies their signatures (`attach_signatures`) and, on platforms without socketpair,
+    `asyncio` gets the pipeless loop (`fix_asyncio`).
+    """
+
+    def __init__(self) -> None:
+        self._hooks = {"linecache": share_sources, "inspect": attach_signatures}
+        if NO_SIGNALS_OR_SOCKETS:
+            self._hooks["asyncio"] = fix_asyncio
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> object:
+        hook = self._hooks.get(name)
+        if hook is None:
+            if name.startswith("mcp.servers"):
+                not_loaded(name)
+            return None
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            spec = None if finder is self or find is None else find(name, path, target)
+            if spec is not None and spec.loader is not None:
+                spec.loader = PatchingLoader(spec.loader, hook)
+                return spec
+        return None
+
+
+def not_loaded(name: str) -> None:
+    """`import mcp.servers.<alias>` of a server no run has loaded: say what to do."""
+    if name == "mcp.servers":
+        why = "no run of this session has loaded an MCP server"
+    elif name.startswith("mcp.servers."):
+        why = f"no run of this session has loaded an MCP server with alias {name[12:]!r}"
+    else:
+        return
+    # name=None: `from mcp.servers import x` then shows this message, not its own
+    raise ModuleNotFoundError(f"No module named {name!r}: {why}; pass servers=[...] with the run")
+
+
+class PatchingLoader:
+    """Wraps a module's loader to run a hook on the module after it executes."""
+
+    def __init__(self, loader: object, hook: object) -> None:
+        self._loader = loader
+        self._hook = hook
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._loader, name)
+
+    def create_module(self, spec: object) -> object:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._loader.exec_module(module)
+        try:
+            self._hook(module)
+        except Exception as exc:
+            diagnose(f"could not adapt {module.__name__} to this sandbox: {exc!r}")
+
+
+class EventLoop:
+    """The session's one event loop, made on first use and kept across runs.
+
+    Tasks, queues and other loop-bound objects made in one run keep working in the next.
+    """
+
+    def __init__(self, interrupts: Interrupts) -> None:
+        self._interrupts = interrupts
+        self._runner: object | None = None
+
+    def run(self, coroutine: object) -> object:
+        runner = self._get_runner()
+        lent = self._interrupts.lend_to_asyncio()
+        try:
+            return runner.run(coroutine)
+        finally:
+            if lent:
+                self._interrupts.take_back()
+
+    def _get_runner(self) -> object:
+        import asyncio
+
+        runner = self._runner
+        if runner is not None and not runner.get_loop().is_closed():
+            return runner
+        factory = None if socketpair_works() else pipeless_loop_class(asyncio)
+        runner = asyncio.Runner(loop_factory=factory)
+        if factory is not None:  # asyncio.Runner sets the current loop only for its default
+            asyncio.set_event_loop(runner.get_loop())
+        self._runner = runner
+        return runner
