@@ -67,8 +67,8 @@ pub enum InstallError {
     NoHome(&'static str),
     /// The file is there but is not JSON.
     #[error(
-        "{path} is not valid JSON ({source}); not touching it. Fix it, or add the snippet that \
-         `install-client` prints (without --write) by hand"
+        "{path} is not valid JSON, so it is left untouched (fix it, or add the snippet that \
+         `install-client` prints without --write by hand)"
     )]
     NotJson {
         /// The config file.
@@ -85,7 +85,7 @@ pub enum InstallError {
         what: String,
     },
     /// Reading, backing up or writing failed.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         /// What was being done.
         action: &'static str,

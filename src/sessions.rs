@@ -285,7 +285,10 @@ impl Sessions {
                     }
                     Ok(session) => this.pool.lock().expect("pool lock").push(session),
                     Err(e) => {
-                        warn!("could not warm a session: {e}");
+                        warn!(
+                            "could not warm a session: {}",
+                            sandbox_core::error_chain(&e)
+                        );
                         break;
                     }
                 }

@@ -108,7 +108,7 @@ pub enum HttpError {
     )]
     BadOrigin(String),
     /// Binding the listening socket failed.
-    #[error("listening on {addr}: {source}")]
+    #[error("listening on {addr}")]
     Bind {
         /// The address asked for.
         addr: SocketAddr,
@@ -116,7 +116,7 @@ pub enum HttpError {
         source: std::io::Error,
     },
     /// The server failed while serving.
-    #[error("serving HTTP: {0}")]
+    #[error("serving HTTP")]
     Serve(#[source] std::io::Error),
 }
 

@@ -146,8 +146,8 @@ impl Bridge {
         let (session, _origin) = match self.sessions.get(scope, &args.session, args.reset).await {
             Ok(found) => found,
             Err(e) => {
-                return CallToolResult::error(vec![ContentBlock::text(format!(
-                    "could not start a sandbox: {e}"
+                return CallToolResult::error(vec![ContentBlock::text(sandbox_core::error_chain(
+                    &e,
                 ))]);
             }
         };
@@ -177,9 +177,9 @@ impl Bridge {
             match self.sessions.get(scope, &args.session, false).await {
                 Ok((fresh, _)) => outcome = fresh.try_run(&request, calls).await,
                 Err(e) => {
-                    return CallToolResult::error(vec![ContentBlock::text(format!(
-                        "could not start a sandbox: {e}"
-                    ))]);
+                    return CallToolResult::error(vec![ContentBlock::text(
+                        sandbox_core::error_chain(&e),
+                    )]);
                 }
             }
         }

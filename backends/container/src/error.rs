@@ -11,7 +11,7 @@ pub enum ContainerError {
     #[error("{0}")]
     NoEngine(String),
     /// The engine answered with an error.
-    #[error("{engine} API: {source}")]
+    #[error("{engine} API")]
     Api {
         /// Which engine.
         engine: EngineKind,
@@ -40,10 +40,7 @@ impl ContainerError {
             Self::NoEngine(reason) | Self::Unenforceable(reason) => {
                 SandboxError::Unavailable { backend, reason }
             }
-            other => SandboxError::StartGuest {
-                backend,
-                message: other.to_string(),
-            },
+            other => SandboxError::start(backend, other),
         }
     }
 }

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bollard::query_parameters::{KillContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 use futures_util::StreamExt;
-use sandbox_core::{GuestControl, GuestExit, SandboxError, StartedGuest};
+use sandbox_core::{GuestControl, GuestExit, SandboxError, StartFailure, StartedGuest};
 use tokio::sync::OnceCell;
 use tracing::{debug, warn};
 
@@ -70,16 +70,13 @@ pub(crate) async fn start(
     channel: Channel,
     live: Arc<Live>,
 ) -> Result<StartedGuest, SandboxError> {
-    let fail = |message: String| SandboxError::StartGuest {
-        backend: BACKEND_NAMES[engine as usize],
-        message,
-    };
+    let fail = |failure: StartFailure| SandboxError::start(BACKEND_NAMES[engine as usize], failure);
     live.insert(&id);
     let control = ContainerControl::new(client.clone(), engine, id.clone(), live);
     let started = std::time::Instant::now();
     if let Err(e) = client.start_container(&id, None).await {
         control.kill().await;
-        return Err(fail(format!("cannot start the container: {e}")));
+        return Err(fail(StartFailure::because("starting the container", e)));
     }
     debug!(
         ms = started.elapsed().as_secs_f64() * 1e3,
@@ -100,7 +97,10 @@ pub(crate) async fn start(
         Ok(connected) => connected,
         Err(e) => {
             control.kill().await;
-            return Err(fail(e.to_string()));
+            return Err(fail(StartFailure::because(
+                "waiting for the guest to connect",
+                e,
+            )));
         }
     };
     let (stdout, stdin) = connected.io.into_split();

@@ -72,7 +72,10 @@ pub(crate) async fn build(client: &Docker, rootfs: &Rootfs) -> Result<(), Contai
         image: image.clone(),
         message,
     };
-    let dir = rootfs.ensure().await.map_err(|e| fail(e.to_string()))?;
+    let dir = rootfs
+        .ensure()
+        .await
+        .map_err(|e| fail(sandbox_core::error_chain(&e)))?;
     info!(image = %image, from = %dir.display(), "importing the root filesystem as a local image");
     let started = std::time::Instant::now();
     let mut tar = tokio::process::Command::new("tar")

@@ -27,7 +27,7 @@ mod owner;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sandbox_core::{Probe, Sandbox, SandboxError, SandboxSpec, StartedGuest};
+use sandbox_core::{Probe, Sandbox, SandboxError, SandboxSpec, StartFailure, StartedGuest};
 use sandbox_rootfs::Rootfs;
 use tokio::sync::OnceCell;
 use tracing::{debug, info};
@@ -266,7 +266,7 @@ impl Sandbox for ContainerSandbox {
         match self.probe_inner().await {
             Ok(detail) => Probe::Available { detail },
             Err(e) => Probe::Unavailable {
-                reason: e.to_string(),
+                reason: sandbox_core::error_chain(&e),
             },
         }
     }
@@ -292,9 +292,11 @@ impl Sandbox for ContainerSandbox {
                 0
             },
         };
-        let channel = Channel::open().map_err(|e| SandboxError::StartGuest {
-            backend: self.backend(),
-            message: format!("cannot make the session's socket directory: {e}"),
+        let channel = Channel::open().map_err(|e| {
+            SandboxError::start(
+                self.backend(),
+                StartFailure::because("making the session's socket directory", e),
+            )
         })?;
         let body = container_body(spec, &image, &self.owner, channel.dir(), &create_options);
         let started = std::time::Instant::now();

@@ -1,6 +1,68 @@
-//! The error type every backend and the session engine return.
+//! The error type every backend and the session engine return, and how errors are told.
+//!
+//! An error's own message names the operation and the object once; what it ran into is its
+//! [`source`](std::error::Error::source), never repeated in the message. [`chain`] writes an
+//! error with its causes, for the places that turn an error into text (tool results, probe
+//! reasons); the binary's edge does the same with `anyhow`'s `{:#}`.
 
+use std::error::Error;
+use std::fmt;
 use std::io;
+
+/// A boxed error from a layer below a backend (an engine client, the OS, libcontainer).
+pub type BoxError = Box<dyn Error + Send + Sync + 'static>;
+
+/// An error and each of its causes, outermost first, joined by `": "`.
+pub fn chain(error: &(dyn Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
+}
+
+/// One step of starting a guest that failed, and what it ran into (if that was an error of
+/// its own): the [`SandboxError::StartGuest`] source backends build.
+#[derive(Debug)]
+pub struct StartFailure {
+    step: String,
+    cause: Option<BoxError>,
+}
+
+impl StartFailure {
+    /// The step failed for a reason told in its own words (`step` says it all).
+    pub fn new(step: impl Into<String>) -> Self {
+        Self {
+            step: step.into(),
+            cause: None,
+        }
+    }
+
+    /// The step (`"making the scratch directory"`) ran into `cause`.
+    pub fn because(step: impl Into<String>, cause: impl Into<BoxError>) -> Self {
+        Self {
+            step: step.into(),
+            cause: Some(cause.into()),
+        }
+    }
+}
+
+impl fmt::Display for StartFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.step)
+    }
+}
+
+impl Error for StartFailure {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|cause| cause as &(dyn Error + 'static))
+    }
+}
 
 /// What went wrong below the MCP layer: starting a guest, talking to it, or the guest itself.
 #[derive(Debug, thiserror::Error)]
@@ -14,13 +76,14 @@ pub enum SandboxError {
         /// Why, in words a user can act on.
         reason: String,
     },
-    /// Starting the guest interpreter failed.
-    #[error("starting a {backend} sandbox failed: {message}")]
+    /// Starting the guest interpreter failed; the source says at which step and why.
+    #[error("the {backend} sandbox did not start")]
     StartGuest {
         /// Backend name.
         backend: &'static str,
-        /// What failed.
-        message: String,
+        /// The step that failed and its cause (often a [`StartFailure`]).
+        #[source]
+        source: BoxError,
     },
     /// The backend does not support this operation (for example a soft interrupt).
     #[error("the {backend} backend does not support {operation}")]
@@ -31,7 +94,7 @@ pub enum SandboxError {
         operation: &'static str,
     },
     /// The guest broke the frame protocol; the session is ended.
-    #[error("the sandbox broke the protocol: {0}")]
+    #[error("the sandbox broke the protocol")]
     Protocol(#[from] crate::frame::FrameError),
     /// The guest went away (exited, crashed, was killed) while we needed it.
     #[error("the sandbox stopped: {0}")]
@@ -40,9 +103,44 @@ pub enum SandboxError {
     #[error("the sandbox did not become ready within {0:?}")]
     StartTimeout(std::time::Duration),
     /// I/O with the guest failed.
-    #[error("talking to the sandbox failed: {0}")]
+    #[error("talking to the sandbox failed")]
     Io(#[from] io::Error),
     /// The sandbox spec asks for something impossible.
     #[error("invalid sandbox spec: {0}")]
     Spec(String),
+}
+
+impl SandboxError {
+    /// Starting a `backend` guest failed with `error` (a [`StartFailure`], or a backend's own
+    /// error type).
+    pub fn start(backend: &'static str, error: impl Into<BoxError>) -> Self {
+        Self::StartGuest {
+            backend,
+            source: error.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_is_told_once_after_the_step() {
+        let io = io::Error::new(io::ErrorKind::StorageFull, "no space left on device");
+        let error = SandboxError::start(
+            "wasi",
+            StartFailure::because("making the scratch directory", io),
+        );
+        assert_eq!(
+            chain(&error),
+            "the wasi sandbox did not start: making the scratch directory: no space left on \
+             device"
+        );
+        let plain = SandboxError::start("oci", StartFailure::new("the shim exited"));
+        assert_eq!(
+            chain(&plain),
+            "the oci sandbox did not start: the shim exited"
+        );
+    }
 }

@@ -8,7 +8,7 @@
 //! - [`Session`]: one guest, many runs, deadlines, output caps.
 #![forbid(unsafe_code)]
 
-mod error;
+pub mod error;
 pub mod frame;
 pub mod guest;
 pub mod host;
@@ -20,7 +20,7 @@ mod sandbox;
 mod session;
 mod spec;
 
-pub use error::SandboxError;
+pub use error::{BoxError, SandboxError, StartFailure, chain as error_chain};
 pub use output::{CappedBytes, Captured, Cut};
 pub use rpc::{NoCalls, RpcError, RpcHandler};
 pub use sandbox::{

@@ -196,7 +196,7 @@ impl Session {
             .output_limit
             .saturating_mul(2)
             .saturating_add(crate::frame::FRAME_SLACK)
-            .min(64 << 20);
+            .min(crate::frame::FRAME_CEILING);
         let mut live = Live {
             stdin: FrameSender::spawn(guest.stdin),
             stdout: guest.stdout,
@@ -349,7 +349,7 @@ impl Session {
             stream_output: request.output_stream.is_some(),
         });
         if let Err(e) = live.stdin.send(frame) {
-            return Verdict::Failed(self.gone_reason(live, &e.to_string()).await);
+            return Verdict::Failed(self.gone_reason(live, &crate::error::chain(&e)).await);
         }
         // Calls to the host run concurrently; dropping the set (the run ended) aborts them.
         let mut in_flight: JoinSet<(u64, Result<serde_json::Value, RpcError>)> = JoinSet::new();
@@ -364,7 +364,7 @@ impl Session {
                     let n = match read {
                         Ok(0) => return Verdict::Failed(self.gone_reason(live, "its output closed").await),
                         Ok(n) => n,
-                        Err(e) => return Verdict::Failed(self.gone_reason(live, &e.to_string()).await),
+                        Err(e) => return Verdict::Failed(self.gone_reason(live, &crate::error::chain(&e)).await),
                     };
                     tracing::trace!(run = id, bytes = n, after = ?sent_at.elapsed(), "guest stdout");
                     if let Err(e) = live.scanner.push(&out_buf[..n], &mut events) {
@@ -382,7 +382,7 @@ impl Session {
                             ScanEvent::Frame(frame) => match *frame {
                                 GuestFrame::Rpc(call) if call.run == id => {
                                     if let Err(e) = accept_call(live, calls, &mut in_flight, call) {
-                                        return Verdict::Failed(self.gone_reason(live, &e.to_string()).await);
+                                        return Verdict::Failed(self.gone_reason(live, &crate::error::chain(&e)).await);
                                     }
                                 }
                                 GuestFrame::Output(output) if output.run == id => {
@@ -413,7 +413,7 @@ impl Session {
                         (0, Err(RpcError::new("internal", format!("the call failed: {e}"))))
                     });
                     if let Err(e) = live.stdin.send(encode_answer(call_id, &answer)) {
-                        return Verdict::Failed(self.gone_reason(live, &e.to_string()).await);
+                        return Verdict::Failed(self.gone_reason(live, &crate::error::chain(&e)).await);
                     }
                 }
                 () = cancelled(request.cancel.as_ref()), if !run.cancelled => {

@@ -27,7 +27,7 @@ pub enum OciError {
     )]
     NoUserNamespaces,
     /// A file operation failed.
-    #[error("{what} {}: {source}", path.display())]
+    #[error("{what} {}", path.display())]
     Io {
         /// What was being done.
         what: &'static str,
@@ -49,9 +49,6 @@ impl OciError {
 
     /// As the shared error type.
     pub fn into_sandbox(self) -> SandboxError {
-        SandboxError::StartGuest {
-            backend: crate::BACKEND_NAME,
-            message: self.to_string(),
-        }
+        SandboxError::start(crate::BACKEND_NAME, self)
     }
 }

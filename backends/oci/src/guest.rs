@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sandbox_core::{GuestControl, GuestExit, SandboxError, StartedGuest};
+use sandbox_core::{GuestControl, GuestExit, SandboxError, StartFailure, StartedGuest};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::net::unix::OwnedWriteHalf;
@@ -29,10 +29,7 @@ const STDERR_TAIL: usize = 2048;
 const SHIM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 fn fail(message: impl Into<String>) -> SandboxError {
-    SandboxError::StartGuest {
-        backend: crate::BACKEND_NAME,
-        message: message.into(),
-    }
+    SandboxError::start(crate::BACKEND_NAME, StartFailure::new(message))
 }
 
 /// Start the shim for `request` (a [`ShimRequest::Run`]) whose control socket `listener`

@@ -265,7 +265,7 @@ impl Sandbox for OciSandbox {
         match self.probe_detail() {
             Ok(detail) => Probe::Available { detail },
             Err(e) => Probe::Unavailable {
-                reason: e.to_string(),
+                reason: sandbox_core::error_chain(&e),
             },
         }
     }

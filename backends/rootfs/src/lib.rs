@@ -48,7 +48,7 @@ pub enum RootfsError {
         tail: String,
     },
     /// A file operation failed.
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}")]
     Io {
         /// What we were doing.
         what: &'static str,

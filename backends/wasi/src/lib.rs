@@ -23,7 +23,8 @@ use async_trait::async_trait;
 use python_wasm::{Provisioner, PythonWasm};
 use sandbox_core::guest::interpreter_args;
 use sandbox_core::{
-    GuestControl, GuestExit, Probe, ResourceUsage, Sandbox, SandboxError, SandboxSpec, StartedGuest,
+    GuestControl, GuestExit, Probe, ResourceUsage, Sandbox, SandboxError, SandboxSpec,
+    StartFailure, StartedGuest,
 };
 use tokio::sync::{OnceCell, watch};
 use tokio::task::JoinHandle;
@@ -232,11 +233,8 @@ impl Sandbox for WasiSandbox {
     }
 }
 
-fn start_error(message: impl std::fmt::Display) -> SandboxError {
-    SandboxError::StartGuest {
-        backend: BACKEND,
-        message: message.to_string(),
-    }
+fn start_error(step: impl Into<String>, cause: impl Into<sandbox_core::BoxError>) -> SandboxError {
+    SandboxError::start(BACKEND, StartFailure::because(step, cause))
 }
 
 /// A store for one guest: memory capped at `memory_bytes`, yielding to the executor every
@@ -275,7 +273,7 @@ fn new_store(
 }
 
 fn start_guest(loaded: &Arc<Loaded>, spec: &SandboxSpec) -> Result<StartedGuest, SandboxError> {
-    let scratch = Scratch::create().map_err(|e| start_error(format!("scratch directory: {e}")))?;
+    let scratch = Scratch::create().map_err(|e| start_error("making the scratch directory", e))?;
     let (host_stdin, guest_stdin) = tokio::io::duplex(PIPE_BYTES);
     let (guest_stdout, host_stdout) = tokio::io::duplex(PIPE_BYTES);
     let (guest_stderr, host_stderr) = tokio::io::duplex(PIPE_BYTES);
@@ -295,11 +293,11 @@ fn start_guest(loaded: &Arc<Loaded>, spec: &SandboxSpec) -> Result<StartedGuest,
     }
     for (dir, guest) in scratch.preopens() {
         wasi.preopened_dir(dir, guest, FsPerms::ReadWrite)
-            .map_err(|e| start_error(format!("preopening {guest}: {e}")))?;
+            .map_err(|e| start_error(format!("preopening {guest}"), e))?;
     }
     for mount in spec.read_only_mounts() {
         wasi.preopened_dir(&mount.host, &mount.guest, FsPerms::ReadOnly)
-            .map_err(|e| start_error(format!("mounting {}: {e}", mount.guest)))?;
+            .map_err(|e| start_error(format!("mounting {}", mount.guest), e))?;
     }
     let killed = Arc::new(AtomicBool::new(false));
     let (store, memory) = new_store(
