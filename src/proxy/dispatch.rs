@@ -411,11 +411,11 @@ fn detail_is_full(params: &Map<String, Value>) -> Result<bool, RpcError> {
 }
 
 fn upstream_error(error: &crate::proxy::upstream::UpstreamError) -> RpcError {
-    RpcError::new(error.kind(), error.to_string())
+    RpcError::new(error.kind(), sandbox_core::error_chain(error))
 }
 
 fn state_error(error: &crate::state::StateError) -> RpcError {
-    RpcError::new(error.kind(), error.to_string())
+    RpcError::new(error.kind(), sandbox_core::error_chain(error))
 }
 
 impl Proxy {

@@ -6,8 +6,10 @@
 //! - [`frame`]: the host side of the frame protocol (`docs/frames.md`); the guest is hostile.
 //! - [`guest`]: the Python guest runtime every backend runs.
 //! - [`Session`]: one guest, many runs, deadlines, output caps.
+//! - [`atomic_file`]: replacing a file whole and durably, for every crate of the workspace.
 #![forbid(unsafe_code)]
 
+pub mod atomic_file;
 pub mod error;
 pub mod frame;
 pub mod guest;

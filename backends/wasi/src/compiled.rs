@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use sandbox_core::atomic_file::{Mode, write_atomic};
 use sandbox_core::guest::{COMPILE_RUNTIME_SOURCE, RUNTIME_SOURCE};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
@@ -124,9 +125,5 @@ fn prune_stale(current: &Path, wasm_sha256: &str) {
 fn store(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().expect("cache paths have a parent");
     std::fs::create_dir_all(dir)?;
-    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut temp, bytes)?;
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    write_atomic(path, bytes, Mode::Masked(0o600))
 }

@@ -3,16 +3,16 @@
 //! Discovery and search read it without starting anything; it is rewritten each time a server
 //! is started and listed. A file whose fingerprint differs from the current spec (the user
 //! changed the command, the arguments, the set of environment variables, the URL...) is
-//! ignored. Files are written to a temporary name and renamed, so a reader never sees half a
-//! file, and they are size-checked before parsing.
+//! ignored. Files are replaced whole (`sandbox_core::atomic_file`), so a reader never sees
+//! half a file, and they are size-checked before parsing.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rmcp::model::{Implementation, Tool};
+use sandbox_core::atomic_file::{Mode, write_atomic};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
@@ -156,8 +156,8 @@ pub(super) fn read(path: &Path, fingerprint: &str) -> Option<Vec<Tool>> {
     Some(file.tools)
 }
 
-/// Write the tools of a server, atomically (temporary file + rename). Failures are logged, not
-/// returned: the cache is an optimisation.
+/// Write the tools of a server, atomically (`sandbox_core::atomic_file`). Failures are logged,
+/// not returned: the cache is an optimisation.
 pub(super) async fn write(
     path: PathBuf,
     server: String,
@@ -165,7 +165,6 @@ pub(super) async fn write(
     server_info: Option<ServerIdentity>,
     tools: Vec<Tool>,
 ) {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let listed_at_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -188,23 +187,15 @@ pub(super) async fn write(
     let Some(dir) = path.parent().map(Path::to_path_buf) else {
         return;
     };
-    let tmp = dir.join(format!(
-        ".{}.{}.{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = async {
-        tokio::fs::create_dir_all(&dir).await?;
-        tokio::fs::write(&tmp, &bytes).await?;
-        tokio::fs::rename(&tmp, &path).await
-    }
-    .await;
-    if let Err(e) = result {
+    let target = path.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir)?;
+        write_atomic(&target, &bytes, Mode::Masked(0o666))
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    if let Err(e) = written {
         warn!(path = %path.display(), error = %e, "cannot write the tool cache");
-        let _ = tokio::fs::remove_file(&tmp).await;
     } else {
         debug!(path = %path.display(), "tool cache written");
     }
