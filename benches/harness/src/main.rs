@@ -22,12 +22,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use mcp_server_code_execution_mode::cli::ConfigArgs;
+use mcp_server_code_execution_mode::config::BackendKind;
 
 use crate::cli::{BenchArgs, BenchFocus, ProxyBenchArgs, SERVER_BINARY};
 use crate::report::Report;
 use crate::stats::ms;
-
-const BACKENDS: [&str; 3] = ["wasi", "podman", "docker"];
 
 fn main() -> ExitCode {
     let args = BenchArgs::parse();
@@ -74,7 +73,10 @@ async fn run(args: &BenchArgs) -> Result<()> {
         None => {}
     }
     let wanted: Vec<String> = if args.backend == "all" {
-        BACKENDS.iter().map(ToString::to_string).collect()
+        BackendKind::ALL
+            .iter()
+            .map(|kind| kind.name().to_string())
+            .collect()
     } else {
         args.backend
             .split(',')
