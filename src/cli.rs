@@ -1,8 +1,8 @@
 //! Command-line interface. The settings' flags come from [`crate::settings`], where each
 //! setting is declared with its `MCP_BRIDGE_*` variable; a flag overrides its variable.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -26,7 +26,9 @@ pub enum Command {
     /// Make the configured backend ready (the WASI interpreter, or the container image),
     /// prove a session starts, then exit.
     Provision(ConfigArgs),
-    /// Measure the backends through the real server over MCP.
+    /// Measure the backends through the real server over MCP (runs the bench binary built
+    /// beside this one; `bench --help` lists its options).
+    #[command(disable_help_flag = true)]
     Bench(BenchArgs),
     /// List the MCP servers discovered in client configs, where each came from, and what
     /// was skipped and why.
@@ -136,65 +138,54 @@ pub struct ServersArgs {
     pub config: ConfigArgs,
 }
 
-/// Settings of the `bench` subcommand.
+/// Arguments of the `bench` subcommand: passed unchanged to the bench binary, which parses
+/// them (so `bench --help` is the bench's help).
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// A focused measurement instead of the backend comparison.
-    #[command(subcommand)]
-    pub focus: Option<BenchFocus>,
-    /// Backends to measure: a comma-separated list, or `all`.
-    #[arg(long, default_value = "wasi")]
-    pub backend: String,
-    /// Warm round trips to time per backend.
-    #[arg(long, default_value_t = 200)]
-    pub iterations: usize,
-    /// Print JSON instead of Markdown.
-    #[arg(long)]
-    pub json: bool,
-    /// Directory to write `bench.json` and `bench.md` into.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// The server binary to drive (default: this executable).
-    #[arg(long, hide = true)]
-    pub server: Option<PathBuf>,
-    /// Also time one proxied call per backend: `SERVER.TOOL` of a configured MCP server.
-    #[arg(long, value_name = "SERVER.TOOL")]
-    pub proxy: Option<String>,
-    /// Arguments of the proxied call, as a JSON object.
-    #[arg(long, default_value = "{}")]
-    pub proxy_arguments: String,
-    /// An MCP server config file to read first (for `--proxy`); repeatable.
-    #[arg(long)]
-    pub servers_config: Vec<PathBuf>,
+    /// Arguments of `mcp-server-code-execution-mode-bench` (see `bench --help`).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        num_args = 0..,
+        value_name = "ARGS"
+    )]
+    pub args: Vec<OsString>,
 }
 
-/// Focused benchmarks.
-#[derive(Debug, Clone, Subcommand)]
-pub enum BenchFocus {
-    /// Context economy: tokens of our `tools/list` against the sum of the configured
-    /// upstream servers' `tools/list` (o200k tokenizer).
-    Tokens(ConfigArgs),
-    /// Overhead of one proxied call (sandbox, host, upstream and back) over the upstream's
-    /// own round trip.
-    Proxy(ProxyBenchArgs),
-}
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
 
-/// Settings of `bench proxy`.
-#[derive(Debug, Clone, Args)]
-pub struct ProxyBenchArgs {
-    /// The configured server to call.
-    #[arg(long)]
-    pub server: String,
-    /// The tool to call.
-    #[arg(long)]
-    pub tool: String,
-    /// The tool's arguments, as a JSON object.
-    #[arg(long, default_value = "{}")]
-    pub arguments: String,
-    /// Calls to time each way.
-    #[arg(long, default_value_t = 100)]
-    pub iterations: usize,
-    /// Settings shared with `run`.
-    #[command(flatten)]
-    pub config: ConfigArgs,
+    use super::{Cli, Command};
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bench_passes_every_argument_on_unchanged() {
+        for words in [
+            &["--help"][..],
+            &["-h"],
+            &["--backend", "all", "--iterations", "20", "--out", "/tmp/x"],
+            &["tokens", "--servers-config", "a.json"],
+            &[
+                "proxy",
+                "--server",
+                "time",
+                "--tool",
+                "t",
+                "--arguments",
+                "{\"a\": -1}",
+            ],
+            &[],
+        ] {
+            let cli = Cli::parse_from(["server", "bench"].iter().chain(words));
+            let Command::Bench(args) = cli.command else {
+                panic!("expected `bench`");
+            };
+            assert_eq!(args.args, words, "bench {words:?}");
+        }
+    }
 }

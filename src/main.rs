@@ -1,10 +1,6 @@
 //! `mcp-server-code-execution-mode`: the binary edge. Parses the command line, sets up logging
 //! (stderr only: stdout belongs to the MCP protocol), and runs a subcommand.
 
-mod bench;
-mod bench_charts;
-mod bench_focus;
-mod bench_workloads;
 mod doctor;
 
 use std::process::ExitCode;
@@ -18,7 +14,8 @@ use tracing::{error, info};
 
 use mcp_server_code_execution_mode::backend;
 use mcp_server_code_execution_mode::cli::{
-    Cli, Command, ConfigArgs, ImageCommand, InstallClientArgs, RunArgs, ServersArgs, Transport,
+    BenchArgs, Cli, Command, ConfigArgs, ImageCommand, InstallClientArgs, RunArgs, ServersArgs,
+    Transport,
 };
 use mcp_server_code_execution_mode::clients;
 use mcp_server_code_execution_mode::config::{self, Config};
@@ -61,7 +58,7 @@ fn main() -> ExitCode {
                 Transport::Http => Box::pin(serve_http(&args)).await,
             },
             Command::Provision(args) => provision(&args).await,
-            Command::Bench(args) => bench::run(&args).await,
+            Command::Bench(args) => Err(bench(&args)),
             Command::Servers(args) => servers(&args).await,
             Command::Image(ImageCommand::Build(args)) => image_build(&args).await,
             Command::InstallClient(args) => install_client(&args),
@@ -90,6 +87,34 @@ fn main() -> ExitCode {
 )]
 fn report_fatal(error: &anyhow::Error) {
     eprintln!("mcp-server-code-execution-mode: {error:#}");
+}
+
+/// The bench binary, built beside this one (`cargo build --release -p` it).
+const BENCH_BINARY: &str = "mcp-server-code-execution-mode-bench";
+
+/// `bench`: replace this process with the bench binary beside it, which gets the arguments
+/// unchanged after `--server <this executable>`; its exit code is ours. Returns only if the
+/// bench could not be started.
+fn bench(args: &BenchArgs) -> anyhow::Error {
+    use std::os::unix::process::CommandExt as _;
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return anyhow::Error::new(e).context("finding this executable's path"),
+    };
+    let bench = exe.with_file_name(BENCH_BINARY);
+    if !bench.is_file() {
+        return anyhow::anyhow!(
+            "`bench` runs {}, which is not there: build it with \
+             `cargo build --release -p {BENCH_BINARY}` (the profile this server was built with)",
+            bench.display()
+        );
+    }
+    let error = std::process::Command::new(&bench)
+        .arg("--server")
+        .arg(&exe)
+        .args(&args.args)
+        .exec();
+    anyhow::Error::new(error).context(format!("running {}", bench.display()))
 }
 
 /// Resolve the configuration and set up logging; an invalid configuration stops here.

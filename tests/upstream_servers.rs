@@ -23,6 +23,14 @@ use mcp_server_code_execution_mode::proxy::upstream::{
 use rmcp::model::{CallToolResult, JsonObject};
 use serde_json::{Value, json};
 
+#[allow(
+    dead_code,
+    reason = "shared with the behaviour suite; this test uses part of it"
+)]
+#[path = "common/stats.rs"]
+mod stats;
+use stats::median;
+
 /// A tiny MCP server on the official Python SDK, for what real servers will not do on demand
 /// (shared with the behaviour suite's fault tests).
 const CRASHY: &str = include_str!("fixtures/faulty_server.py");
@@ -169,11 +177,6 @@ async fn wait_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     done()
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort_unstable();
-    samples[samples.len() / 2]
 }
 
 // ---- the tests ----------------------------------------------------------------------------

@@ -18,6 +18,10 @@ use serde_json::json;
 use crate::faults::status_kib;
 use crate::support::{TestBackend, TestBridge, container_cgroups};
 
+#[path = "../common/stats.rs"]
+mod stats;
+use stats::median;
+
 /// The code of run `seq` (from 0) of session `session`.
 fn run_code(session: usize, seq: usize) -> String {
     format!(
@@ -41,9 +45,7 @@ struct Batch {
 impl Batch {
     /// The latency below which `percent` % of the runs finished (nearest rank).
     fn percentile(&self, percent: usize) -> Duration {
-        let mut sorted = self.latencies.clone();
-        sorted.sort_unstable();
-        sorted[(sorted.len() - 1) * percent / 100]
+        stats::percentile(&self.latencies, percent)
     }
 
     fn summary(&self) -> String {
@@ -182,11 +184,6 @@ fn sample(bridge_pid: u32, cgroups: &[std::path::PathBuf], runs: usize) -> Resul
         bridge: status_kib(bridge_pid, "VmRSS:")?,
         sandboxes,
     })
-}
-
-fn median(mut values: Vec<u64>) -> u64 {
-    values.sort_unstable();
-    values[values.len() / 2]
 }
 
 /// No sustained growth: the median of the last quarter's samples (by runs done) is within

@@ -1,39 +1,27 @@
 //! `bench tokens` and `bench proxy`: the context economy, and the cost of one proxied call.
+//!
+//! Both read the configuration in this process (the same flags the server under test gets)
+//! to reach the upstream servers directly, as the host's own client; the server is driven
+//! over MCP through [`crate::client`].
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use mcp_server_code_execution_mode::cli::{ConfigArgs, ProxyBenchArgs};
+use anyhow::{Result, bail};
+use mcp_server_code_execution_mode::cli::ConfigArgs;
 use mcp_server_code_execution_mode::config;
 use mcp_server_code_execution_mode::proxy::dispatch::Proxy;
-use rmcp::model::{CallToolRequestParams, JsonObject, ListToolsResult};
-use rmcp::transport::TokioChildProcess;
-use rmcp::{RoleClient, ServiceExt, service::RunningService};
+use rmcp::model::ListToolsResult;
 use serde_json::{Value, json};
 
-type Client = RunningService<RoleClient, ()>;
+use crate::cli::ProxyBenchArgs;
+use crate::client;
+use crate::stats::{median, ms};
 
 /// The flags of `args` as command-line words, so the bridge under test sees the same config.
 fn config_flags(args: &ConfigArgs) -> Vec<String> {
     args.to_flags()
-}
-
-async fn bridge(server: &Path, flags: &[String], env: &[(&str, &str)]) -> Result<Client> {
-    let mut command = tokio::process::Command::new(server);
-    command
-        .arg("run")
-        .args(flags)
-        .env("MCP_BRIDGE_LOG_LEVEL", "warn");
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let (transport, _) = TokioChildProcess::builder(command)
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .context("starting the bridge")?;
-    ().serve(transport).await.context("initialising the bridge")
 }
 
 fn tokens(bpe: &tiktoken_rs::CoreBPE, value: &impl serde::Serialize) -> Result<usize> {
@@ -42,19 +30,19 @@ fn tokens(bpe: &tiktoken_rs::CoreBPE, value: &impl serde::Serialize) -> Result<u
         .len())
 }
 
-/// `bench tokens`.
-pub(crate) async fn tokens_report(args: &ConfigArgs) -> Result<String> {
+/// `bench tokens`, of the server binary `server`.
+pub(crate) async fn tokens_report(server: &Path, args: &ConfigArgs) -> Result<String> {
     let config = config::resolve(args).map_err(anyhow::Error::msg)?;
     let bpe = tiktoken_rs::o200k_base().map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
-    let exe = std::env::current_exe()?;
     let flags = config_flags(args);
-    let ours = bridge(&exe, &flags, &[]).await?;
+    let (ours, _) = client::start(server, &flags, &[]).await?;
     let ours_tokens = tokens(
         &bpe,
         &ListToolsResult::with_all_items(ours.list_all_tools().await?),
     )?;
     ours.cancel().await.ok();
-    let with_discovery = bridge(&exe, &flags, &[("MCP_BRIDGE_DISCOVERY_TOOLS", "1")]).await?;
+    let (with_discovery, _) =
+        client::start(server, &flags, &[("MCP_BRIDGE_DISCOVERY_TOOLS", "1")]).await?;
     let discovery_tokens = tokens(
         &bpe,
         &ListToolsResult::with_all_items(with_discovery.list_all_tools().await?),
@@ -99,11 +87,6 @@ pub(crate) async fn tokens_report(args: &ConfigArgs) -> Result<String> {
     Ok(out)
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort_unstable();
-    samples[samples.len() / 2]
-}
-
 /// Medians of one proxied call, each way.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ProxyMedians {
@@ -124,9 +107,9 @@ impl ProxyMedians {
     }
 }
 
-/// `bench proxy`.
-pub(crate) async fn proxy_report(args: &ProxyBenchArgs) -> Result<String> {
-    let medians = proxy_medians(args).await?;
+/// `bench proxy`, through the server binary `server`.
+pub(crate) async fn proxy_report(server: &Path, args: &ProxyBenchArgs) -> Result<String> {
+    let medians = proxy_medians(server, args).await?;
     let iterations = args.iterations.max(5);
     let (direct, pass, proxied, overhead) = (
         medians.direct,
@@ -134,7 +117,6 @@ pub(crate) async fn proxy_report(args: &ProxyBenchArgs) -> Result<String> {
         medians.proxied,
         medians.overhead(),
     );
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -165,8 +147,9 @@ pub(crate) async fn proxy_report(args: &ProxyBenchArgs) -> Result<String> {
     Ok(out)
 }
 
-/// Time one proxied call each way: the upstream alone, an empty run, a run making the call.
-pub(crate) async fn proxy_medians(args: &ProxyBenchArgs) -> Result<ProxyMedians> {
+/// Time one proxied call each way: the upstream alone, an empty run, a run making the call
+/// through the server binary `server`.
+pub(crate) async fn proxy_medians(server: &Path, args: &ProxyBenchArgs) -> Result<ProxyMedians> {
     let config = config::resolve(&args.config).map_err(anyhow::Error::msg)?;
     let Value::Object(arguments) = serde_json::from_str::<Value>(&args.arguments)? else {
         bail!("--arguments must be a JSON object");
@@ -188,7 +171,7 @@ pub(crate) async fn proxy_medians(args: &ProxyBenchArgs) -> Result<ProxyMedians>
     }
     proxy.shutdown().await;
 
-    let client = bridge(&std::env::current_exe()?, &config_flags(&args.config), &[]).await?;
+    let (bridge, _) = client::start(server, &config_flags(&args.config), &[]).await?;
     let call_code = format!(
         "import mcp.runtime as r\nawait r.call_tool({}, {}, {})",
         json!(args.server),
@@ -196,19 +179,11 @@ pub(crate) async fn proxy_medians(args: &ProxyBenchArgs) -> Result<ProxyMedians>
         json!(arguments)
     );
     let run = |code: String| {
-        let client = &client;
-        let servers = json!([args.server]);
+        let bridge = &bridge;
+        let arguments = json!({"code": code, "servers": [args.server]});
         async move {
-            let Value::Object(arguments) = json!({"code": code, "servers": servers}) else {
-                unreachable!()
-            };
-            let params =
-                CallToolRequestParams::new("run_python").with_arguments(arguments as JsonObject);
             let started = Instant::now();
-            let result = client.call_tool(params).await?;
-            if result.is_error == Some(true) {
-                bail!("the run failed: {:?}", result.content);
-            }
+            client::run_python_ok(bridge, arguments).await?;
             Ok::<Duration, anyhow::Error>(started.elapsed())
         }
     };
@@ -219,7 +194,7 @@ pub(crate) async fn proxy_medians(args: &ProxyBenchArgs) -> Result<ProxyMedians>
         pass.push(run("pass".into()).await?);
         proxied.push(run(call_code.clone()).await?);
     }
-    client.cancel().await.ok();
+    bridge.cancel().await.ok();
     Ok(ProxyMedians {
         direct: median(direct),
         pass: median(pass),

@@ -4,14 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use rmcp::RoleClient;
-use rmcp::model::{CallToolRequestParams, JsonObject};
 use rmcp::service::Peer;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::bench::Summary;
+use crate::client;
+use crate::stats::Summary;
 
 /// Concurrent sessions measured in a full run.
 pub(crate) const CONCURRENCY: [usize; 6] = [1, 2, 4, 8, 16, 64];
@@ -109,26 +109,16 @@ fn timed(program: &str) -> String {
     )
 }
 
-/// Call `run_python` on `session`; an error result is an error.
+/// Call `run_python` on `session`; an error result is an error. Returns the run's stdout.
 async fn run(peer: &Peer<RoleClient>, code: &str, session: &str) -> Result<String> {
-    let serde_json::Value::Object(args) = json!({"code": code, "session": session, "timeout": 120})
-    else {
-        unreachable!()
-    };
-    let result = peer
-        .call_tool(CallToolRequestParams::new("run_python").with_arguments(args as JsonObject))
-        .await
-        .context("run_python call failed")?;
-    let stdout = result
+    let arguments = json!({"code": code, "session": session, "timeout": 120});
+    let result = client::run_python_ok(peer, arguments).await?;
+    Ok(result
         .structured_content
         .as_ref()
         .and_then(|s| s["stdout"].as_str())
         .unwrap_or_default()
-        .to_string();
-    if result.is_error == Some(true) {
-        bail!("the run failed: {}", crate::bench::text_of(&result));
-    }
-    Ok(stdout)
+        .to_string())
 }
 
 /// `sessions` sessions, each making `calls_each` `pass` calls, all at once.

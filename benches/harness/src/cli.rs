@@ -1,0 +1,120 @@
+//! Command line of the bench: the backend comparison, or a focused measurement.
+//!
+//! A leaf: the measuring modules take these types, and none of them imports `main`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use mcp_server_code_execution_mode::cli::ConfigArgs;
+
+/// The server binary the bench drives unless `--server` names another: the one built beside
+/// this binary.
+pub(crate) const SERVER_BINARY: &str = "mcp-server-code-execution-mode";
+
+/// Measure the backends through the real server over MCP.
+///
+/// Also run as `mcp-server-code-execution-mode bench`, which passes its arguments here and
+/// `--server` naming itself.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "mcp-server-code-execution-mode-bench", version, about)]
+// The server passes `--server` first; a `--server` of the user's comes later and wins.
+#[command(args_override_self = true)]
+pub(crate) struct BenchArgs {
+    /// A focused measurement instead of the backend comparison.
+    #[command(subcommand)]
+    pub(crate) focus: Option<BenchFocus>,
+    /// Backends to measure: a comma-separated list, or `all`.
+    #[arg(long, default_value = "wasi")]
+    pub(crate) backend: String,
+    /// Warm round trips to time per backend.
+    #[arg(long, default_value_t = 200)]
+    pub(crate) iterations: usize,
+    /// Print JSON instead of Markdown.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Directory to write `bench.json` and `bench.md` into.
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+    /// The server binary to drive [default: `mcp-server-code-execution-mode` beside this
+    /// binary].
+    #[arg(long)]
+    pub(crate) server: Option<PathBuf>,
+    /// Also time one proxied call per backend: `SERVER.TOOL` of a configured MCP server.
+    #[arg(long, value_name = "SERVER.TOOL")]
+    pub(crate) proxy: Option<String>,
+    /// Arguments of the proxied call, as a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub(crate) proxy_arguments: String,
+    /// An MCP server config file to read first (for `--proxy`); repeatable.
+    #[arg(long)]
+    pub(crate) servers_config: Vec<PathBuf>,
+}
+
+/// Focused benchmarks.
+#[derive(Debug, Clone, Subcommand)]
+pub(crate) enum BenchFocus {
+    /// Context economy: tokens of our `tools/list` against the sum of the configured
+    /// upstream servers' `tools/list` (o200k tokenizer).
+    Tokens(ConfigArgs),
+    /// Overhead of one proxied call (sandbox, host, upstream and back) over the upstream's
+    /// own round trip.
+    Proxy(ProxyBenchArgs),
+}
+
+/// Settings of `bench proxy`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ProxyBenchArgs {
+    /// The configured server to call.
+    #[arg(long)]
+    pub(crate) server: String,
+    /// The tool to call.
+    #[arg(long)]
+    pub(crate) tool: String,
+    /// The tool's arguments, as a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub(crate) arguments: String,
+    /// Calls to time each way.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) iterations: usize,
+    /// Settings shared with `run`.
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{BenchArgs, BenchFocus};
+
+    #[test]
+    fn command_line_is_consistent() {
+        BenchArgs::command().debug_assert();
+    }
+
+    #[test]
+    fn a_later_server_flag_wins_over_the_one_the_server_passes() {
+        let args =
+            BenchArgs::parse_from(["bench", "--server", "/bin/ours", "--server", "/bin/theirs"]);
+        assert_eq!(args.server.as_deref(), Some("/bin/theirs".as_ref()));
+    }
+
+    #[test]
+    fn the_server_flag_before_proxy_leaves_the_upstream_server_alone() {
+        let args = BenchArgs::parse_from([
+            "bench",
+            "--server",
+            "/bin/ours",
+            "proxy",
+            "--server",
+            "time",
+            "--tool",
+            "now",
+        ]);
+        assert_eq!(args.server.as_deref(), Some("/bin/ours".as_ref()));
+        let Some(BenchFocus::Proxy(proxy)) = args.focus else {
+            panic!("expected `proxy`");
+        };
+        assert_eq!(proxy.server, "time");
+    }
+}

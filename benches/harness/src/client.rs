@@ -1,0 +1,80 @@
+//! The bench's MCP client: start the server binary as a child speaking MCP over stdio, and
+//! call its `run_python` tool, as a client would.
+//!
+//! Trusts the server binary it is given to be this project's server (it is started with
+//! `run` and flags of `run`). Guarantees every figure timed through it includes the protocol
+//! cost a client pays; the server's stderr goes to ours, at level warn.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::{Peer, RunningService};
+use rmcp::transport::TokioChildProcess;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::Value;
+
+/// A running server, driven by rmcp's client.
+pub(crate) type Client = RunningService<RoleClient, ()>;
+
+/// Start `server run FLAGS` with `env` added to its environment, and initialise MCP; returns
+/// the client and the time from spawning to the end of `initialize`.
+pub(crate) async fn start(
+    server: &Path,
+    flags: &[String],
+    env: &[(&str, &str)],
+) -> Result<(Client, Duration)> {
+    let mut command = tokio::process::Command::new(server);
+    command
+        .arg("run")
+        .args(flags)
+        .env("MCP_BRIDGE_LOG_LEVEL", "warn");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let started = Instant::now();
+    let (transport, _stderr) = TokioChildProcess::builder(command)
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting the server {}", server.display()))?;
+    let client = ().serve(transport).await.context("initialising the server")?;
+    Ok((client, started.elapsed()))
+}
+
+/// Call `run_python` with `arguments` (a JSON object: `code`, and optionally `session`,
+/// `timeout`, `servers`). A run that failed is a result, not an error.
+pub(crate) async fn run_python(
+    peer: &Peer<RoleClient>,
+    arguments: Value,
+) -> Result<CallToolResult> {
+    let Value::Object(arguments) = arguments else {
+        bail!("run_python arguments must be a JSON object, not {arguments}");
+    };
+    let params = CallToolRequestParams::new("run_python").with_arguments(arguments);
+    peer.call_tool(params)
+        .await
+        .context("run_python call failed")
+}
+
+/// Call `run_python` like [`run_python`]; a run that failed is an error naming its output.
+pub(crate) async fn run_python_ok(
+    peer: &Peer<RoleClient>,
+    arguments: Value,
+) -> Result<CallToolResult> {
+    let result = run_python(peer, arguments).await?;
+    if result.is_error == Some(true) {
+        bail!("the run failed: {}", text_of(&result));
+    }
+    Ok(result)
+}
+
+/// The text content of a tool result, one block per line.
+pub(crate) fn text_of(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

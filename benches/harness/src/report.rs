@@ -1,0 +1,424 @@
+//! The report of the backend comparison: what was measured per backend, rendered as Markdown
+//! (the tables, the advice) or JSON, and the rows the charts are drawn from.
+//!
+//! Trusts the figures it is given; computes only ratios and rankings from them. Guarantees a
+//! backend that did not run still gets a row saying why.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::charts::{LatencyRow, ThroughputRow};
+use crate::stats::Summary;
+use crate::workloads::{CpuResult, OutputCost, Throughput};
+
+/// Everything measured for one backend.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct BackendReport {
+    /// The backend's name.
+    pub(crate) backend: String,
+    /// Whether it ran; if not, `reason` says why.
+    pub(crate) available: bool,
+    /// Why the backend could not run, or where its measurement stopped.
+    pub(crate) reason: Option<String>,
+    /// What the backend runs on (versions, runtime), as its probe says.
+    pub(crate) detail: Option<String>,
+    /// From spawning the server to the end of `initialize`.
+    pub(crate) start_to_initialize: Option<Summary>,
+    /// A call naming a new session, without the pool.
+    pub(crate) cold_session: Option<Summary>,
+    /// A call naming a new session, served from the pool.
+    pub(crate) pool_session: Option<Summary>,
+    /// A `pass` on a session that is already running.
+    pub(crate) warm_pass: Option<Summary>,
+    /// Growth of the bridge process's RSS per idle session.
+    pub(crate) idle_session_rss_mib: Option<f64>,
+    /// Growth of the host's memory (PSS summed over every process: the bridge, guests,
+    /// engine helpers such as conmon or containerd-shim) per idle session.
+    pub(crate) idle_session_host_mib: Option<f64>,
+    /// A fresh `<engine> run --rm <image> python3 -c pass`: what the reference pays per call.
+    pub(crate) engine_run_per_call: Option<Summary>,
+    /// Calls per second and latency by number of sessions called at once.
+    pub(crate) throughput: Vec<Throughput>,
+    /// CPU-bound programs, in the sandbox and on the host.
+    pub(crate) cpu: Vec<CpuResult>,
+    /// Round trips by output size.
+    pub(crate) output: Vec<OutputCost>,
+    /// One proxied call (with `--proxy`): median in ms of the upstream alone.
+    pub(crate) proxy_upstream_ms: Option<f64>,
+    /// One proxied call (with `--proxy`): median in ms of what the proxy path adds to it.
+    pub(crate) proxy_overhead_ms: Option<f64>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Report {
+    date: String,
+    machine: Machine,
+    version: String,
+    iterations: usize,
+    backends: Vec<BackendReport>,
+}
+
+impl Report {
+    /// The report of `backends`, measured with `iterations` warm round trips, dated now and
+    /// on this machine.
+    pub(crate) fn new(iterations: usize, backends: Vec<BackendReport>) -> Self {
+        Self {
+            date: today(),
+            machine: machine(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            iterations,
+            backends,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Machine {
+    cores: usize,
+    memory_gib: f64,
+    kernel: String,
+}
+
+fn machine() -> Machine {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let mem_kib: u64 = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0);
+    #[allow(clippy::cast_precision_loss, reason = "display only")]
+    let memory_gib = mem_kib as f64 / 1024.0 / 1024.0;
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    Machine {
+        cores,
+        memory_gib,
+        kernel,
+    }
+}
+
+fn today() -> String {
+    let output = std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output();
+    output
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn fmt_summary(summary: Option<&Summary>) -> String {
+    summary.map_or_else(
+        || "–".into(),
+        |s| {
+            format!(
+                "{:.2} / {:.2} / {:.2} / {:.2}",
+                s.min_ms, s.median_ms, s.p95_ms, s.p99_ms
+            )
+        },
+    )
+}
+
+/// The report as Markdown: the tables, then which backend wins what.
+pub(crate) fn markdown(report: &Report) -> String {
+    let mut out = String::new();
+    let m = &report.machine;
+    let _ = writeln!(
+        out,
+        "## Backend benchmark ({}; {} cores, {:.0} GiB, Linux {}; v{}; {} warm iterations)\n",
+        report.date, m.cores, m.memory_gib, m.kernel, report.version, report.iterations
+    );
+    let _ = writeln!(
+        out,
+        "Times in ms as min / median / p95 / p99, through MCP over stdio.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| backend | start → initialize | cold session | session from pool | warm `pass` | idle session: bridge RSS / host PSS |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    for b in &report.backends {
+        if !b.available {
+            let _ = writeln!(
+                out,
+                "| {} | unavailable: {} | | | | |",
+                b.backend,
+                b.reason.as_deref().unwrap_or("unknown")
+            );
+            continue;
+        }
+        let mib = |value: Option<f64>| value.map_or_else(|| "–".into(), |r| format!("{r:.1} MiB"));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} / {} |",
+            b.backend,
+            fmt_summary(b.start_to_initialize.as_ref()),
+            fmt_summary(b.cold_session.as_ref()),
+            fmt_summary(b.pool_session.as_ref()),
+            fmt_summary(b.warm_pass.as_ref()),
+            mib(b.idle_session_rss_mib),
+            mib(b.idle_session_host_mib),
+        );
+    }
+    let details: Vec<String> = report
+        .backends
+        .iter()
+        .filter_map(|b| Some(format!("- {}: {}", b.backend, b.detail.as_ref()?)))
+        .collect();
+    if !details.is_empty() {
+        let _ = writeln!(out, "\nVersions:\n{}", details.join("\n"));
+    }
+    let proxied: Vec<String> = report
+        .backends
+        .iter()
+        .filter_map(|b| Some(format!("{} {:.2} ms", b.backend, b.proxy_overhead_ms?)))
+        .collect();
+    if let Some(upstream) = report.backends.iter().find_map(|b| b.proxy_upstream_ms) {
+        let _ = writeln!(
+            out,
+            "\nOne proxied tool call: the upstream alone takes {upstream:.2} ms (median, host \
+             client); the proxy path (sandbox, host, upstream and back) adds {}.",
+            proxied.join(", ")
+        );
+    }
+    workload_tables(report, &mut out);
+    advice(report, &mut out);
+    for b in &report.backends {
+        if let (Some(run), Some(warm)) = (&b.engine_run_per_call, &b.warm_pass) {
+            let _ = writeln!(
+                out,
+                "\n{}: a fresh `{} run --rm … python3 -c pass` (what the reference pays per call) \
+                 takes {:.1} ms median; a warm call here takes {:.2} ms: {:.0}× faster.",
+                b.backend,
+                b.backend,
+                run.median_ms,
+                warm.median_ms,
+                run.median_ms / warm.median_ms
+            );
+        }
+    }
+    let available: Vec<&BackendReport> = report.backends.iter().filter(|b| b.available).collect();
+    if available.len() > 1 {
+        let base = available[0];
+        let _ = writeln!(out, "\nWarm `pass` median relative to {}:", base.backend);
+        for b in &available {
+            if let (Some(x), Some(y)) = (&b.warm_pass, &base.warm_pass) {
+                let _ = writeln!(out, "- {}: {:.2}×", b.backend, x.median_ms / y.median_ms);
+            }
+        }
+    }
+    if let Some(reason) = report.backends.iter().find_map(|b| b.reason.as_ref()) {
+        let _ = writeln!(out, "\nNote: {reason}");
+    }
+    out
+}
+
+/// The throughput, CPU and output tables of the report.
+fn workload_tables(report: &Report, out: &mut String) {
+    let measured: Vec<&BackendReport> = report
+        .backends
+        .iter()
+        .filter(|b| b.available && !b.throughput.is_empty())
+        .collect();
+    let Some(first) = measured.first() else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "\nThroughput with N sessions called at once (calls/s, and p99 latency in ms):\n"
+    );
+    let levels: Vec<usize> = first.throughput.iter().map(|t| t.sessions).collect();
+    let header: Vec<String> = levels.iter().map(|n| format!("N={n}")).collect();
+    let _ = writeln!(out, "| backend | {} |", header.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---|".repeat(levels.len()));
+    for b in &measured {
+        let cells: Vec<String> = b
+            .throughput
+            .iter()
+            .map(|t| format!("{:.0} ({:.1})", t.calls_per_sec, t.latency.p99_ms))
+            .collect();
+        let _ = writeln!(out, "| {} | {} |", b.backend, cells.join(" | "));
+    }
+    let _ = writeln!(
+        out,
+        "\nCPU-bound Python, ms inside the sandbox (× the host's own `python3`):\n"
+    );
+    let names: Vec<&str> = measured.iter().map(|b| b.backend.as_str()).collect();
+    let _ = writeln!(out, "| program | {} |", names.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---|".repeat(names.len()));
+    for (i, program) in first.cpu.iter().enumerate() {
+        let cells: Vec<String> = measured
+            .iter()
+            .map(|b| match b.cpu.get(i) {
+                Some(CpuResult {
+                    sandbox_ms,
+                    host_ms: Some(host),
+                    ..
+                }) => format!("{sandbox_ms:.0} ({:.2}×)", sandbox_ms / host),
+                Some(result) => format!("{:.0}", result.sandbox_ms),
+                None => "–".into(),
+            })
+            .collect();
+        let _ = writeln!(out, "| {} | {} |", program.program, cells.join(" | "));
+    }
+    let _ = writeln!(
+        out,
+        "\nOutput size, median round trip in ms (the cap keeps 64 KiB):\n"
+    );
+    let _ = writeln!(out, "| stdout | {} |", names.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---|".repeat(names.len()));
+    for (i, cost) in first.output.iter().enumerate() {
+        let cells: Vec<String> = measured
+            .iter()
+            .map(|b| {
+                b.output.get(i).map_or_else(
+                    || "–".into(),
+                    |c: &OutputCost| format!("{:.2}", c.round_trip.median_ms),
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} |",
+            human_size(cost.bytes),
+            cells.join(" | ")
+        );
+    }
+    let fits: Vec<String> = measured
+        .iter()
+        .filter_map(|b| {
+            let mib = b.idle_session_host_mib.filter(|m| *m > 0.1)?;
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "display"
+            )]
+            let sessions = (4096.0 / mib).floor() as u64;
+            Some(format!("{} {sessions}", b.backend))
+        })
+        .collect();
+    if !fits.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nIdle sessions that fit in 4 GiB (host PSS): {}.",
+            fits.join(", ")
+        );
+    }
+}
+
+fn human_size(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1_000_000 => format!("{} MB", b / 1_000_000),
+        b if b >= 1_000 => format!("{} KB", b / 1_000),
+        b => format!("{b} B"),
+    }
+}
+
+/// Medians for the latency chart, for backends that ran.
+pub(crate) fn latency_rows(report: &Report) -> Vec<LatencyRow> {
+    report
+        .backends
+        .iter()
+        .filter_map(|b| {
+            Some(LatencyRow {
+                backend: b.backend.clone(),
+                cold_ms: b.cold_session.as_ref()?.median_ms,
+                pool_ms: b.pool_session.as_ref()?.median_ms,
+                warm_ms: b.warm_pass.as_ref()?.median_ms,
+            })
+        })
+        .collect()
+}
+
+/// Points for the throughput chart.
+pub(crate) fn throughput_rows(report: &Report) -> Vec<ThroughputRow> {
+    report
+        .backends
+        .iter()
+        .filter(|b| !b.throughput.is_empty())
+        .map(|b| ThroughputRow {
+            backend: b.backend.clone(),
+            points: b
+                .throughput
+                .iter()
+                .map(|t| (t.sessions, t.calls_per_sec))
+                .collect(),
+        })
+        .collect()
+}
+
+/// Which backend wins what on this machine, from the figures above, and what they cannot
+/// show.
+fn advice(report: &Report, out: &mut String) {
+    let ran: Vec<&BackendReport> = report.backends.iter().filter(|b| b.available).collect();
+    if ran.len() < 2 {
+        return;
+    }
+    let best = |value: &dyn Fn(&BackendReport) -> Option<f64>, lowest: bool| {
+        ran.iter()
+            .filter_map(|b| Some((b.backend.as_str(), value(b)?)))
+            .min_by(|a, b| {
+                let order = a.1.total_cmp(&b.1);
+                if lowest { order } else { order.reverse() }
+            })
+    };
+    let mut lines = Vec::new();
+    if let Some((name, ms)) = best(&|b| Some(b.warm_pass.as_ref()?.median_ms), true) {
+        lines.push(format!("fastest warm call: {name} ({ms:.2} ms median)"));
+    }
+    if let Some((name, ms)) = best(&|b| Some(b.cold_session.as_ref()?.median_ms), true) {
+        lines.push(format!(
+            "fastest new session without the pool: {name} ({ms:.0} ms)"
+        ));
+    }
+    if let Some((name, rate)) = best(
+        &|b| {
+            b.throughput
+                .iter()
+                .map(|t| t.calls_per_sec)
+                .reduce(f64::max)
+        },
+        false,
+    ) {
+        lines.push(format!("most calls per second: {name} ({rate:.0}/s)"));
+    }
+    if let Some((name, mib)) = best(&|b| b.idle_session_host_mib.filter(|m| *m > 0.1), true) {
+        lines.push(format!(
+            "least memory per idle session: {name} ({mib:.1} MiB)"
+        ));
+    }
+    let cpu = |b: &BackendReport| {
+        let ratios: Vec<f64> = b
+            .cpu
+            .iter()
+            .filter_map(|c| Some(c.sandbox_ms / c.host_ms?))
+            .collect();
+        #[allow(clippy::cast_precision_loss, reason = "three programs")]
+        let count = ratios.len() as f64;
+        (!ratios.is_empty()).then(|| ratios.iter().map(|r| r.ln()).sum::<f64>() / count)
+    };
+    if let Some((name, log_ratio)) = best(&cpu, true) {
+        lines.push(format!(
+            "fastest Python: {name} ({:.2}× the host's CPython, geometric mean)",
+            log_ratio.exp()
+        ));
+    }
+    let _ = writeln!(out, "\nOn this machine:\n");
+    for line in lines {
+        let _ = writeln!(out, "- {line}");
+    }
+    let _ = writeln!(
+        out,
+        "\nWhat the figures do not show: `wasi` needs no container engine and no root, has no \
+         network or processes by construction, and runs pure-Python code slower; `podman` and \
+         `docker` run native CPython (C extensions, threads, subprocesses) under cgroup caps, \
+         need an engine, and take `--oci-runtime runsc` for gVisor's kernel between the code \
+         and the host."
+    );
+}
