@@ -17,6 +17,7 @@
 //!   of the machine) and is never shown, only whether it is set.
 
 mod args;
+pub mod kinds;
 mod parse;
 
 use std::path::PathBuf;
@@ -24,8 +25,8 @@ use std::time::Duration;
 
 pub use args::ConfigArgs;
 
-use crate::config::{BackendKind, OutputMode};
 use crate::units::{format_bytes, format_duration, parse_bytes, parse_duration};
+use kinds::{BackendKind, OutputMode};
 
 /// One setting: where its value can come from, and how its text becomes a value.
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::config::BackendKind;
+use super::kinds::BackendKind;
 use crate::units::parse_bytes;
 
 /// Separates the values of a repeated flag in one text (a NUL never occurs in an argument
