@@ -44,8 +44,14 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let given = |name: &str| arguments.get(name);
-    assert!(given("servers").is_none_or(Value::is_array), "{arguments:?}");
-    assert!(given("timeout").is_none_or(Value::is_number), "{arguments:?}");
+    assert!(
+        given("servers").is_none_or(Value::is_array),
+        "{arguments:?}"
+    );
+    assert!(
+        given("timeout").is_none_or(Value::is_number),
+        "{arguments:?}"
+    );
     assert!(validate_name(&args.session).is_ok(), "{:?}", args.session);
     if let Some(secs) = args.timeout_secs {
         assert!(secs.is_finite() && secs >= 0.0, "{secs}");
