@@ -16,7 +16,7 @@ pub(crate) const SERVER_BINARY: &str = "mcp-server-code-execution-mode";
 /// Also run as `mcp-server-code-execution-mode bench`, which passes its arguments here and
 /// `--server` naming itself.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "mcp-server-code-execution-mode-bench", version, about)]
+#[command(name = "mcp-server-code-execution-mode-bench", version)]
 // The server passes `--server` first; a `--server` of the user's comes later and wins.
 #[command(args_override_self = true)]
 pub(crate) struct BenchArgs {
