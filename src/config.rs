@@ -111,6 +111,9 @@ pub struct SettingOrigin {
     pub variable: &'static str,
     /// Its flag, without dashes, when it has one.
     pub flag: Option<&'static str>,
+    /// The text given with the flag or the variable (`None`: the default; a secret's text
+    /// is never repeated).
+    pub text: Option<String>,
     /// The value in effect, written as a user would write it (`30s`, `512m`, `wasi`);
     /// `(set)` for a secret.
     pub value: String,
@@ -193,6 +196,13 @@ impl Resolver<'_> {
         self.origins.push(SettingOrigin {
             variable: about.env,
             flag: about.flag,
+            text: given.as_ref().map(|(text, _)| {
+                if about.secret {
+                    "(set)".to_string()
+                } else {
+                    text.clone()
+                }
+            }),
             value: setting.show(&value),
             from: given.map_or(From::Default, |(_, from)| from),
         });
@@ -405,6 +415,12 @@ mod tests {
                 .clone()
         };
         assert_eq!(origin("MCP_BRIDGE_TIMEOUT").value, "45s");
+        assert_eq!(origin("MCP_BRIDGE_TIMEOUT").text.as_deref(), Some("45"));
+        assert_eq!(origin("MCP_BRIDGE_MAX_TIMEOUT").text, None);
+        assert_eq!(
+            origin("MCP_BRIDGE_HTTP_TOKEN").text.as_deref(),
+            Some("(set)")
+        );
         assert_eq!(origin("MCP_BRIDGE_TIMEOUT").from, From::Environment);
         assert_eq!(origin("MCP_BRIDGE_MEMORY").value, "1g");
         assert_eq!(origin("MCP_BRIDGE_MEMORY").from, From::Flag);
