@@ -117,15 +117,17 @@ pub mod container {
 
     /// The Podman or Docker backend as configured.
     pub fn sandbox(config: &Config, kind: BackendKind) -> Result<ContainerSandbox, BackendError> {
-        let engine = match kind {
-            BackendKind::Docker => EngineKind::Docker,
-            _ => EngineKind::Podman,
+        let (engine, api_socket) = match kind {
+            BackendKind::Docker => (EngineKind::Docker, &config.docker_socket),
+            _ => (EngineKind::Podman, &config.podman_socket),
         };
         Ok(ContainerSandbox::new(ContainerOptions {
             engine,
             image: config.image.clone(),
             oci_runtime: config.oci_runtime.clone(),
             rootfs: super::rootfs(config, kind)?,
+            api_socket: api_socket.clone(),
+            host: config.host.clone(),
         }))
     }
 }
@@ -144,7 +146,11 @@ pub mod oci {
     pub fn sandbox(config: &Config) -> Result<OciSandbox, BackendError> {
         let shim = std::env::current_exe().map_err(BackendError::NoShim)?;
         let rootfs = super::rootfs(config, BackendKind::Oci)?;
-        Ok(OciSandbox::new(OciOptions { shim, rootfs }))
+        Ok(OciSandbox::new(OciOptions {
+            shim,
+            rootfs,
+            host: config.host.clone(),
+        }))
     }
 }
 

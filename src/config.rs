@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use sandbox_core::host::HostEnvironment;
 use sandbox_core::{SandboxSpec, SessionConfig};
 
 use crate::settings::{self, ConfigArgs, Setting};
@@ -66,6 +67,12 @@ pub struct Config {
     pub tool_timeout: Duration,
     /// Offer the discovery helpers as MCP tools too.
     pub discovery_tools: bool,
+    /// The host facts the backends use (runtime directory, program search path).
+    pub host: HostEnvironment,
+    /// The Docker API socket named by `DOCKER_HOST` (`unix://` addresses only).
+    pub docker_socket: Option<PathBuf>,
+    /// The podman API socket named by `CONTAINER_HOST` (`unix://` addresses only).
+    pub podman_socket: Option<PathBuf>,
     /// Every setting's effective value and where it came from, in the table's order.
     pub origins: Vec<SettingOrigin>,
 }
@@ -330,8 +337,29 @@ pub fn resolve_with(
         servers_config,
         tool_timeout,
         discovery_tools,
+        host: host_environment(lookup),
+        docker_socket: engine_socket(lookup, "DOCKER_HOST"),
+        podman_socket: engine_socket(lookup, "CONTAINER_HOST"),
         origins: r.origins,
     })
+}
+
+/// The host's runtime directory and program search path, from the standard variables.
+fn host_environment(lookup: &dyn Fn(&str) -> Option<String>) -> HostEnvironment {
+    HostEnvironment {
+        runtime_dir: lookup("XDG_RUNTIME_DIR")
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from),
+        program_path: lookup("PATH")
+            .map(|path| std::env::split_paths(&path).collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// The unix socket an engine variable (`DOCKER_HOST`, `CONTAINER_HOST`) names; other
+/// address kinds (`tcp://`, `ssh://`) are not used, and the default sockets are tried.
+fn engine_socket(lookup: &dyn Fn(&str) -> Option<String>, variable: &str) -> Option<PathBuf> {
+    lookup(variable)?.strip_prefix("unix://").map(PathBuf::from)
 }
 
 #[cfg(test)]
@@ -362,6 +390,33 @@ mod tests {
         assert_eq!(config.spec.memory_bytes(), 512 << 20);
         assert_eq!(config.output_mode, OutputMode::Compact);
         assert_eq!(config.output_limit, 64 << 10);
+    }
+
+    #[test]
+    fn host_facts_and_engine_sockets_come_from_the_standard_variables() {
+        let config = with_env(&[
+            ("XDG_RUNTIME_DIR", "/run/user/1000"),
+            ("PATH", "/opt/bin:/usr/bin"),
+            ("DOCKER_HOST", "unix:///tmp/docker.sock"),
+            ("CONTAINER_HOST", "tcp://10.0.0.1:8080"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.host.runtime_dir.as_deref(),
+            Some(std::path::Path::new("/run/user/1000"))
+        );
+        assert_eq!(
+            config.host.program_path,
+            [PathBuf::from("/opt/bin"), PathBuf::from("/usr/bin")]
+        );
+        assert_eq!(
+            config.docker_socket,
+            Some(PathBuf::from("/tmp/docker.sock"))
+        );
+        // Not a unix socket: the default podman sockets are tried instead.
+        assert_eq!(config.podman_socket, None);
+        let bare = with_env(&[("XDG_RUNTIME_DIR", "")]).unwrap();
+        assert_eq!(bare.host, HostEnvironment::default());
     }
 
     #[test]

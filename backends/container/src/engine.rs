@@ -1,9 +1,9 @@
 //! Finding and connecting to a container engine's Docker-compatible API.
 //!
-//! Docker: `DOCKER_HOST` (a `unix://` address) or the default socket. Podman: `CONTAINER_HOST`,
-//! else the system or user API socket if one answers, else we start
-//! `podman system service --time=0` on a private socket as a child of the bridge and stop it
-//! when the bridge exits.
+//! Docker: the socket the user named (`DOCKER_HOST`, read by the binary) or the default one.
+//! Podman: the named socket (`CONTAINER_HOST`), else the system or user API socket if one
+//! answers, else we start `podman system service --time=0` on a private socket as a child of
+//! the bridge and stop it when the bridge exits.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use bollard::{ClientVersion, Docker};
 use tokio::process::{Child, Command};
 use tracing::{debug, info, warn};
 
-use sandbox_core::host::is_root;
+use sandbox_core::host::{HostEnvironment, is_root};
 
 use crate::engine_kind::EngineKind;
 use crate::error::ContainerError;
@@ -61,12 +61,13 @@ impl Engine {
     /// `podman_args` go before `system service` (for example `--runtime runsc`).
     pub(crate) async fn connect(
         kind: EngineKind,
+        address: &EngineAddress<'_>,
         podman_args: &[String],
     ) -> Result<Self, ContainerError> {
         let mut tried = Vec::new();
         // Global podman flags (an OCI runtime) only apply to a service we start ourselves.
         let sockets = if podman_args.is_empty() {
-            candidate_sockets(kind)
+            candidate_sockets(kind, address)
         } else {
             Vec::new()
         };
@@ -80,7 +81,7 @@ impl Engine {
             }
         }
         if kind == EngineKind::Podman {
-            match start_podman_service(podman_args).await {
+            match start_podman_service(address.host, podman_args).await {
                 Ok((service, socket, client, version)) => {
                     return Ok(Self::new(kind, client, socket, version, Some(service)));
                 }
@@ -131,29 +132,30 @@ impl Engine {
     }
 }
 
+/// Where to look for an engine: the socket the user named, and the host facts the default
+/// sockets and a private service depend on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EngineAddress<'a> {
+    /// The API socket the user named, if any.
+    pub(crate) socket: Option<&'a Path>,
+    /// The runtime directory and program search path.
+    pub(crate) host: &'a HostEnvironment,
+}
+
 /// Sockets to try, in order.
-fn candidate_sockets(kind: EngineKind) -> Vec<PathBuf> {
-    let from_env = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .and_then(|value| value.strip_prefix("unix://").map(PathBuf::from))
-    };
+fn candidate_sockets(kind: EngineKind, address: &EngineAddress<'_>) -> Vec<PathBuf> {
+    if let Some(socket) = address.socket {
+        return vec![socket.to_path_buf()];
+    }
     match kind {
-        EngineKind::Docker => {
-            vec![from_env("DOCKER_HOST").unwrap_or_else(|| "/var/run/docker.sock".into())]
-        }
-        EngineKind::Podman => {
-            if let Some(socket) = from_env("CONTAINER_HOST") {
-                return vec![socket];
-            }
-            let mut sockets = Vec::new();
-            if is_root() {
-                sockets.push(PathBuf::from("/run/podman/podman.sock"));
-            } else if let Ok(runtime_dir) = std::env::var("XDG_RUNTIME_DIR") {
-                sockets.push(Path::new(&runtime_dir).join("podman/podman.sock"));
-            }
-            sockets
-        }
+        EngineKind::Docker => vec![PathBuf::from("/var/run/docker.sock")],
+        EngineKind::Podman if is_root() => vec![PathBuf::from("/run/podman/podman.sock")],
+        EngineKind::Podman => address
+            .host
+            .runtime_dir
+            .iter()
+            .map(|dir| dir.join("podman/podman.sock"))
+            .collect(),
     }
 }
 
@@ -180,19 +182,24 @@ async fn try_socket(socket: &Path) -> Result<(Docker, String), String> {
 }
 
 async fn start_podman_service(
+    host: &HostEnvironment,
     podman_args: &[String],
 ) -> Result<(ManagedService, PathBuf, Docker, String), String> {
-    let podman = find_program("podman").ok_or("podman is not installed")?;
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
+    let podman = host
+        .find_program("podman")
+        .ok_or("podman is not installed")?;
+    let base = host
+        .runtime_dir
+        .clone()
         .filter(|_| !is_root())
-        .map_or_else(std::env::temp_dir, PathBuf::from);
+        .unwrap_or_else(std::env::temp_dir);
     let dir = base.join(format!("mcp-podman-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     set_private(&dir);
     let socket = dir.join("podman.sock");
     // The service dies with us (pdeathsig where util-linux's setpriv exists).
-    let mut command = match find_program("setpriv") {
+    let mut command = match host.find_program("setpriv") {
         Some(setpriv) => {
             let mut command = Command::new(setpriv);
             command.args(["--pdeathsig", "KILL", "--"]).arg(&podman);
@@ -247,11 +254,44 @@ fn set_private(dir: &Path) {
     let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
 }
 
-/// A program on `PATH` (or the usual system directories).
-pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_named_socket_is_the_only_one_tried() {
+        let host = HostEnvironment::default();
+        let named = EngineAddress {
+            socket: Some(Path::new("/tmp/engine.sock")),
+            host: &host,
+        };
+        for kind in [EngineKind::Docker, EngineKind::Podman] {
+            assert_eq!(
+                candidate_sockets(kind, &named),
+                [PathBuf::from("/tmp/engine.sock")]
+            );
+        }
+    }
+
+    #[test]
+    fn default_sockets_follow_the_user_and_runtime_dir() {
+        let host = HostEnvironment {
+            runtime_dir: Some(PathBuf::from("/run/user/1000")),
+            program_path: Vec::new(),
+        };
+        let address = EngineAddress {
+            socket: None,
+            host: &host,
+        };
+        assert_eq!(
+            candidate_sockets(EngineKind::Docker, &address),
+            [PathBuf::from("/var/run/docker.sock")]
+        );
+        let podman = if is_root() {
+            PathBuf::from("/run/podman/podman.sock")
+        } else {
+            PathBuf::from("/run/user/1000/podman/podman.sock")
+        };
+        assert_eq!(candidate_sockets(EngineKind::Podman, &address), [podman]);
+    }
 }

@@ -24,9 +24,11 @@ mod guest;
 mod image;
 mod owner;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use sandbox_core::host::HostEnvironment;
 use sandbox_core::{Probe, Sandbox, SandboxError, SandboxSpec, StartFailure, StartedGuest};
 use sandbox_rootfs::Rootfs;
 use tokio::sync::OnceCell;
@@ -39,7 +41,7 @@ pub use image::{LOCAL_REPOSITORY, local_image};
 
 use crate::channel::Channel;
 use crate::create::{CreateOptions, container_body};
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineAddress};
 use crate::guest::Live;
 
 /// How the container backend is set up.
@@ -53,6 +55,11 @@ pub struct ContainerOptions {
     pub oci_runtime: Option<String>,
     /// Where the root filesystem for the local image is built.
     pub rootfs: Rootfs,
+    /// The engine's API socket the user named (`DOCKER_HOST` for docker, `CONTAINER_HOST`
+    /// for podman); `None` tries the default sockets.
+    pub api_socket: Option<PathBuf>,
+    /// The runtime directory and program search path.
+    pub host: HostEnvironment,
 }
 
 /// The Podman or Docker backend. Cheap to construct; it connects on first use.
@@ -104,7 +111,11 @@ impl ContainerSandbox {
                     }
                     _ => Vec::new(),
                 };
-                let engine = Engine::connect(self.options.engine, &podman_args).await?;
+                let address = EngineAddress {
+                    socket: self.options.api_socket.as_deref(),
+                    host: &self.options.host,
+                };
+                let engine = Engine::connect(self.options.engine, &address, &podman_args).await?;
                 owner::remove_orphans(&engine.client, &engine.socket).await;
                 channel::remove_orphaned_dirs();
                 Ok(Arc::new(engine))
@@ -144,7 +155,7 @@ impl ContainerSandbox {
         if let Some(runtime) = &self.options.oci_runtime
             && self.options.engine == EngineKind::Podman
             && !runtime.contains('/')
-            && engine::find_program(runtime).is_none()
+            && self.options.host.find_program(runtime).is_none()
         {
             return Err(ContainerError::Unenforceable(format!(
                 "the OCI runtime {runtime:?} is not installed{}",

@@ -1,4 +1,34 @@
-//! Facts about processes on this host that more than one backend needs.
+//! Facts about processes on this host that more than one backend needs, and the parts of
+//! the host's environment they use (read by the binary, handed in as values).
+
+use std::path::PathBuf;
+
+/// What the backends need to know from the host's environment. The binary reads it once;
+/// backend crates read no environment variables of their own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostEnvironment {
+    /// The user's runtime directory (`XDG_RUNTIME_DIR`), where per-user sockets and
+    /// container state live; `None` when unset.
+    pub runtime_dir: Option<PathBuf>,
+    /// The directories searched for programs (`PATH`), in order.
+    pub program_path: Vec<PathBuf>,
+}
+
+impl HostEnvironment {
+    /// The directories searched after [`Self::program_path`], where system tools live even
+    /// when a service's `PATH` leaves them out.
+    const SYSTEM_DIRS: [&'static str; 4] = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+
+    /// The program `name` on the search path or in the system directories.
+    pub fn find_program(&self, name: &str) -> Option<PathBuf> {
+        self.program_path
+            .iter()
+            .cloned()
+            .chain(Self::SYSTEM_DIRS.map(PathBuf::from))
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    }
+}
 
 /// True when this process runs as root (`/proc/self` is owned by the effective uid).
 pub fn is_root() -> bool {
@@ -24,6 +54,22 @@ fn start_time_field(stat: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn programs_are_found_on_the_path_then_in_system_dirs() {
+        let dir = std::env::temp_dir().join(format!("host-env-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("only-here"), b"").unwrap();
+        let host = HostEnvironment {
+            runtime_dir: None,
+            program_path: vec![dir.clone()],
+        };
+        assert_eq!(host.find_program("only-here"), Some(dir.join("only-here")));
+        // With no search path, the system directories still count.
+        assert!(HostEnvironment::default().find_program("sh").is_some());
+        assert_eq!(host.find_program("no-such-program-anywhere"), None);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn this_process_has_a_start_time() {

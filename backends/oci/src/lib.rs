@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use sandbox_core::host::HostEnvironment;
 use sandbox_core::{Probe, Sandbox, SandboxError, SandboxSpec, StartedGuest};
 use sandbox_rootfs::Rootfs;
 use tokio::net::UnixListener;
@@ -50,6 +51,8 @@ pub struct OciOptions {
     pub shim: PathBuf,
     /// The Debian root filesystem the containers run.
     pub rootfs: Rootfs,
+    /// The runtime directory, where a rootless user's container state lives.
+    pub host: HostEnvironment,
 }
 
 /// The direct OCI backend.
@@ -66,7 +69,7 @@ impl OciSandbox {
     /// A backend with these options; it looks at the host now and touches nothing until used.
     pub fn new(options: OciOptions) -> Self {
         let mode = Mode::detect();
-        let state_root = mode::state_root(mode.root);
+        let state_root = mode::state_root(mode.root, options.host.runtime_dir.as_deref());
         Self {
             options,
             mode,

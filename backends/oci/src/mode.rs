@@ -357,19 +357,17 @@ fn parse_subordinate(text: &str, user: &str, id: u32) -> Option<(u32, u32)> {
     })
 }
 
-/// The directory that holds container state and bundles for this user.
-pub(crate) fn state_root(root: bool) -> PathBuf {
+/// The directory that holds container state and bundles for this user: under the runtime
+/// directory when there is one, else a per-user directory in the temporary directory.
+pub(crate) fn state_root(root: bool, runtime_dir: Option<&Path>) -> PathBuf {
     if root {
         return PathBuf::from("/run/mcp-sandbox-oci");
     }
     let uid = nix::unistd::geteuid().as_raw();
-    std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|dir| dir.is_dir())
-        .map_or_else(
-            || std::env::temp_dir().join(format!("mcp-sandbox-oci-{uid}")),
-            |dir| dir.join("mcp-sandbox-oci"),
-        )
+    runtime_dir.filter(|dir| dir.is_dir()).map_or_else(
+        || std::env::temp_dir().join(format!("mcp-sandbox-oci-{uid}")),
+        |dir| dir.join("mcp-sandbox-oci"),
+    )
 }
 
 #[cfg(test)]
