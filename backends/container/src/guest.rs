@@ -195,7 +195,7 @@ impl GuestControl for ContainerControl {
         self.client
             .kill_container(&self.id, Some(options))
             .await
-            .map_err(|e| SandboxError::GuestGone(format!("cannot interrupt the container: {e}")))
+            .map_err(|e| SandboxError::interrupt(BACKEND_NAMES[self.engine as usize], e))
     }
 
     async fn kill(&self) {

@@ -96,9 +96,19 @@ pub enum SandboxError {
     /// The guest broke the frame protocol; the session is ended.
     #[error("the sandbox broke the protocol")]
     Protocol(#[from] crate::frame::FrameError),
-    /// The guest went away (exited, crashed, was killed) while we needed it.
+    /// The guest went away (exited, crashed, was killed) while we needed it; the reason is
+    /// told in words, as no error value says it.
     #[error("the sandbox stopped: {0}")]
     GuestGone(String),
+    /// Interrupting the running code failed; the source says why.
+    #[error("interrupting the {backend} sandbox failed")]
+    Interrupt {
+        /// Backend name.
+        backend: &'static str,
+        /// What the interrupt ran into (an engine client's error, the OS).
+        #[source]
+        source: BoxError,
+    },
     /// The guest did not become ready in time.
     #[error("the sandbox did not become ready within {0:?}")]
     StartTimeout(std::time::Duration),
@@ -115,6 +125,14 @@ impl SandboxError {
     /// error type).
     pub fn start(backend: &'static str, error: impl Into<BoxError>) -> Self {
         Self::StartGuest {
+            backend,
+            source: error.into(),
+        }
+    }
+
+    /// Interrupting a `backend` guest failed with `error`.
+    pub fn interrupt(backend: &'static str, error: impl Into<BoxError>) -> Self {
+        Self::Interrupt {
             backend,
             source: error.into(),
         }
@@ -142,5 +160,18 @@ mod tests {
             chain(&plain),
             "the oci sandbox did not start: the shim exited"
         );
+    }
+
+    #[test]
+    fn a_failed_interrupt_names_the_backend_then_its_cause_once() {
+        let os = io::Error::from_raw_os_error(32);
+        let os_text = os.to_string();
+        let error = SandboxError::interrupt("oci", os);
+        let told = chain(&error);
+        assert_eq!(
+            told,
+            format!("interrupting the oci sandbox failed: {os_text}")
+        );
+        assert_eq!(told.matches(&os_text).count(), 1, "{told}");
     }
 }

@@ -12,6 +12,9 @@ use tokio::process::{Child, Command};
 use crate::guest::interpreter_args;
 use crate::{GuestControl, GuestExit, Probe, Sandbox, SandboxError, SandboxSpec, StartedGuest};
 
+/// This backend's name.
+const BACKEND: &str = "host-python";
+
 /// The host's `python3` as a guest. Not a sandbox.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HostPython;
@@ -26,7 +29,7 @@ struct HostControl {
 #[async_trait]
 impl Sandbox for HostPython {
     fn name(&self) -> &'static str {
-        "host-python"
+        BACKEND
     }
 
     async fn probe(&self) -> Probe {
@@ -71,10 +74,12 @@ impl GuestControl for HostControl {
         let status = Command::new("kill")
             .args(["-INT", &self.pid.to_string()])
             .status()
-            .await?;
+            .await
+            .map_err(|e| SandboxError::interrupt(BACKEND, e))?;
         if status.success() {
             Ok(())
         } else {
+            // kill(1) fails when no such process is left.
             Err(SandboxError::GuestGone("kill -INT failed".into()))
         }
     }

@@ -194,7 +194,7 @@ impl GuestControl for OciControl {
     async fn interrupt(&self) -> Result<(), SandboxError> {
         self.tell("interrupt")
             .await
-            .map_err(|e| SandboxError::GuestGone(format!("cannot interrupt the container: {e}")))
+            .map_err(|e| SandboxError::interrupt(crate::BACKEND_NAME, e))
     }
 
     async fn kill(&self) {
