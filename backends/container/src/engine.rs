@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 use sandbox_core::host::{HostEnvironment, is_root};
 
 use crate::engine_kind::EngineKind;
-use crate::error::ContainerError;
+use crate::error::{ConnectError, ContainerError};
 
 /// The API version we speak: the newest both Debian's podman 4.3 and docker 20.10 serve.
 const API_VERSION: &ClientVersion = &ClientVersion {
@@ -28,6 +28,8 @@ const API_VERSION: &ClientVersion = &ClientVersion {
 const REQUEST_TIMEOUT_SECS: u64 = 120;
 /// How long a podman API service we started may take to answer.
 const SERVICE_START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a socket may take to tell the engine's version.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A live connection to an engine.
 pub(crate) struct Engine {
@@ -77,7 +79,7 @@ impl Engine {
                     debug!(engine = %kind, socket = %socket.display(), %version, "engine found");
                     return Ok(Self::new(kind, client, socket, version, None));
                 }
-                Err(why) => tried.push(format!("{}: {why}", socket.display())),
+                Err(why) => tried.push(why),
             }
         }
         if kind == EngineKind::Podman {
@@ -88,16 +90,10 @@ impl Engine {
                 Err(why) => tried.push(why),
             }
         }
-        Err(ContainerError::NoEngine(match kind {
-            EngineKind::Docker => format!(
-                "no Docker engine answers ({}); start dockerd or set DOCKER_HOST to its unix:// socket",
-                tried.join("; ")
-            ),
-            EngineKind::Podman => format!(
-                "no podman API could be reached or started ({}); install podman (apt-get install podman)",
-                tried.join("; ")
-            ),
-        }))
+        Err(ContainerError::NoEngine {
+            engine: kind,
+            tried,
+        })
     }
 
     fn new(
@@ -159,24 +155,32 @@ fn candidate_sockets(kind: EngineKind, address: &EngineAddress<'_>) -> Vec<PathB
     }
 }
 
-async fn try_socket(socket: &Path) -> Result<(Docker, String), String> {
+async fn try_socket(socket: &Path) -> Result<(Docker, String), ConnectError> {
     if !socket.exists() {
-        return Err("no such socket".into());
+        return Err(ConnectError::NoSocket {
+            socket: socket.to_path_buf(),
+        });
     }
     let client =
         Docker::connect_with_unix(&socket.to_string_lossy(), REQUEST_TIMEOUT_SECS, API_VERSION)
-            .map_err(|e| e.to_string())?;
-    let version = tokio::time::timeout(Duration::from_secs(5), client.version())
+            .map_err(|source| ConnectError::Connect {
+                socket: socket.to_path_buf(),
+                source,
+            })?;
+    let version = tokio::time::timeout(VERSION_TIMEOUT, client.version())
         .await
-        .map_err(|_| "no answer within 5 s".to_string())?
-        .map_err(|e| match &e {
-            bollard::errors::Error::HyperResponseError { .. }
-            | bollard::errors::Error::IOError { .. }
-                if std::fs::metadata(socket).is_ok() =>
-            {
-                format!("{e} (is the socket's permission granted to this user?)")
-            }
-            _ => e.to_string(),
+        .map_err(|_| ConnectError::NoAnswer {
+            socket: socket.to_path_buf(),
+            within: VERSION_TIMEOUT,
+        })?
+        .map_err(|source| ConnectError::Version {
+            permission_hint: matches!(
+                source,
+                bollard::errors::Error::HyperResponseError { .. }
+                    | bollard::errors::Error::IOError { .. }
+            ) && std::fs::metadata(socket).is_ok(),
+            socket: socket.to_path_buf(),
+            source,
         })?;
     Ok((client, version.version.unwrap_or_else(|| "unknown".into())))
 }
@@ -184,10 +188,8 @@ async fn try_socket(socket: &Path) -> Result<(Docker, String), String> {
 async fn start_podman_service(
     host: &HostEnvironment,
     podman_args: &[String],
-) -> Result<(ManagedService, PathBuf, Docker, String), String> {
-    let podman = host
-        .find_program("podman")
-        .ok_or("podman is not installed")?;
+) -> Result<(ManagedService, PathBuf, Docker, String), ConnectError> {
+    let podman = host.find_program("podman").ok_or(ConnectError::NoPodman)?;
     let base = host
         .runtime_dir
         .clone()
@@ -195,7 +197,10 @@ async fn start_podman_service(
         .unwrap_or_else(std::env::temp_dir);
     let dir = base.join(format!("mcp-podman-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir(&dir).map_err(|source| ConnectError::ServiceDir {
+        dir: dir.clone(),
+        source,
+    })?;
     set_private(&dir);
     let socket = dir.join("podman.sock");
     // The service dies with us (pdeathsig where util-linux's setpriv exists).
@@ -215,9 +220,7 @@ async fn start_podman_service(
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("cannot start `podman system service`: {e}"))?;
+    let mut child = command.spawn().map_err(ConnectError::StartService)?;
     if let Some(stderr) = child.stderr.take() {
         tokio::spawn(async move {
             use tokio::io::AsyncBufReadExt;
@@ -231,7 +234,7 @@ async fn start_podman_service(
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             let _ = std::fs::remove_dir_all(&dir);
-            return Err(format!("`podman system service` exited at once ({status})"));
+            return Err(ConnectError::ServiceExited(status));
         }
         if let Ok((client, version)) = try_socket(&socket).await {
             info!(socket = %socket.display(), %version, ms = started.elapsed().as_millis(), "started a private podman API service");
@@ -241,9 +244,7 @@ async fn start_podman_service(
             let _ = child.start_kill();
             let _ = std::fs::remove_dir_all(&dir);
             warn!("the podman API service did not answer");
-            return Err(format!(
-                "`podman system service` did not answer within {SERVICE_START_TIMEOUT:?}"
-            ));
+            return Err(ConnectError::ServiceSilent(SERVICE_START_TIMEOUT));
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }

@@ -11,7 +11,7 @@ use sandbox_rootfs::{ROOTFS_VERSION, Rootfs, SUITE};
 use tokio::io::AsyncReadExt;
 use tracing::{info, warn};
 
-use crate::error::ContainerError;
+use crate::error::{ContainerError, ImageError};
 
 /// Repository of the image we build.
 pub const LOCAL_REPOSITORY: &str = "localhost/mcp-sandbox-python";
@@ -41,7 +41,7 @@ pub(crate) async fn ensure(
             Ok(()) => return Ok(wanted.to_string()),
             Err(why) => warn!(
                 image = wanted,
-                %why,
+                why = %sandbox_core::error_chain(&why),
                 fallback = %local_image(),
                 "the configured image is not present and cannot be pulled; using the locally built image"
             ),
@@ -54,13 +54,13 @@ pub(crate) async fn ensure(
     Ok(local)
 }
 
-async fn pull(client: &Docker, image: &str) -> Result<(), String> {
+async fn pull(client: &Docker, image: &str) -> Result<(), ImageError> {
     let options = CreateImageOptionsBuilder::default()
         .from_image(image)
         .build();
     let mut progress = client.create_image(Some(options), None, None);
     while let Some(step) = progress.next().await {
-        step.map_err(|e| e.to_string())?;
+        step.map_err(ImageError::Pull)?;
     }
     Ok(())
 }
@@ -68,14 +68,14 @@ async fn pull(client: &Docker, image: &str) -> Result<(), String> {
 /// Build the root filesystem if needed and import it as [`local_image`].
 pub(crate) async fn build(client: &Docker, rootfs: &Rootfs) -> Result<(), ContainerError> {
     let image = local_image();
-    let fail = |message: String| ContainerError::Image {
+    let fail = |source: ImageError| ContainerError::Image {
         image: image.clone(),
-        message,
+        source,
     };
     let dir = rootfs
         .ensure()
         .await
-        .map_err(|e| fail(sandbox_core::error_chain(&e)))?;
+        .map_err(|e| fail(ImageError::Rootfs(e)))?;
     info!(image = %image, from = %dir.display(), "importing the root filesystem as a local image");
     let started = std::time::Instant::now();
     let mut tar = tokio::process::Command::new("tar")
@@ -87,7 +87,7 @@ pub(crate) async fn build(client: &Docker, rootfs: &Rootfs) -> Result<(), Contai
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| fail(format!("cannot run tar: {e}")))?;
+        .map_err(|e| fail(ImageError::SpawnTar(e)))?;
     let stdout = tar.stdout.take().expect("piped");
     let chunks = futures_util::stream::unfold(stdout, |mut stdout| async move {
         let mut buffer = vec![0_u8; 256 * 1024];
@@ -108,19 +108,14 @@ pub(crate) async fn build(client: &Docker, rootfs: &Rootfs) -> Result<(), Contai
     let mut progress =
         client.create_image(Some(options), Some(bollard::body_try_stream(chunks)), None);
     while let Some(step) = progress.next().await {
-        step.map_err(|e| fail(format!("import failed: {e}")))?;
+        step.map_err(|e| fail(ImageError::Import(e)))?;
     }
-    let status = tar
-        .wait()
-        .await
-        .map_err(|e| fail(format!("tar failed: {e}")))?;
+    let status = tar.wait().await.map_err(|e| fail(ImageError::WaitTar(e)))?;
     if !status.success() {
-        return Err(fail(format!("tar failed ({status})")));
+        return Err(fail(ImageError::TarStatus(status)));
     }
     if !is_present(client, &image).await {
-        return Err(fail(
-            "the engine accepted the import but has no such image".into(),
-        ));
+        return Err(fail(ImageError::Missing));
     }
     info!(image = %image, seconds = started.elapsed().as_secs_f64(), "local image ready");
     Ok(())

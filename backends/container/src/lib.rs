@@ -36,7 +36,7 @@ use tracing::{debug, info};
 
 pub use create::OWNER_LABEL;
 pub use engine_kind::{BACKEND_NAMES, EngineKind};
-pub use error::ContainerError;
+pub use error::{ConnectError, ContainerError, ImageError};
 pub use image::{LOCAL_REPOSITORY, local_image};
 
 use crate::channel::Channel;

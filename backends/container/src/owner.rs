@@ -6,7 +6,9 @@
 //! crash, and the next bridge to connect removes it. Containers of live bridges and of other
 //! hosts sharing the engine are left alone.
 
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use bollard::Docker;
 use bollard::query_parameters::RemoveContainerOptionsBuilder;
@@ -16,6 +18,41 @@ use tokio::net::UnixStream;
 use tracing::{info, warn};
 
 use crate::create::OWNER_LABEL;
+
+/// How long the engine may take to list the containers.
+const LIST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why the engine's containers could not be listed.
+#[derive(Debug, thiserror::Error)]
+enum ListError {
+    /// The API socket refused the connection.
+    #[error("cannot connect to {}", socket.display())]
+    Connect {
+        /// The engine's API socket.
+        socket: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The request could not be sent.
+    #[error("cannot send the listing request")]
+    Send(#[source] io::Error),
+    /// The engine took too long.
+    #[error("no answer within {0:?}")]
+    NoAnswer(Duration),
+    /// The answer could not be read.
+    #[error("cannot read the answer")]
+    Read(#[source] io::Error),
+    /// The answer has no body.
+    #[error("an HTTP answer without a body")]
+    NoBody,
+    /// The engine answered with an error status.
+    #[error("the engine answered {0}")]
+    Status(String),
+    /// The body is not a container listing.
+    #[error("bad listing")]
+    Listing(#[source] serde_json::Error),
+}
 
 /// This process's owner label value.
 pub(crate) fn this_process() -> String {
@@ -55,7 +92,10 @@ pub(crate) async fn remove_orphans(client: &Docker, socket: &Path) -> usize {
     let containers = match list_owned(socket).await {
         Ok(containers) => containers,
         Err(e) => {
-            warn!(error = %e, "cannot list containers to remove orphans");
+            warn!(
+                error = %sandbox_core::error_chain(&e),
+                "cannot list containers to remove orphans"
+            );
             return 0;
         }
     };
@@ -87,7 +127,7 @@ pub(crate) async fn remove_orphans(client: &Docker, socket: &Path) -> usize {
 ///
 /// Asked over a plain HTTP/1.0 request rather than through bollard, whose typed listing
 /// rejects the whole answer when podman reports a state it does not know (`stopped`).
-async fn list_owned(socket: &Path) -> Result<Vec<(String, String)>, String> {
+async fn list_owned(socket: &Path) -> Result<Vec<(String, String)>, ListError> {
     let filters = format!(r#"{{"label":["{OWNER_LABEL}"]}}"#);
     let request = format!(
         "GET /v1.41/containers/json?all=1&filters={} HTTP/1.0\r\nHost: engine\r\n\r\n",
@@ -95,28 +135,27 @@ async fn list_owned(socket: &Path) -> Result<Vec<(String, String)>, String> {
     );
     let mut stream = UnixStream::connect(socket)
         .await
-        .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))?;
+        .map_err(|source| ListError::Connect {
+            socket: socket.to_path_buf(),
+            source,
+        })?;
     stream
         .write_all(request.as_bytes())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(ListError::Send)?;
     let mut response = Vec::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        stream.read_to_end(&mut response),
-    )
-    .await
-    .map_err(|_| "no answer within 30 s".to_string())?
-    .map_err(|e| e.to_string())?;
-    let split = memchr_split(&response).ok_or("an HTTP answer without a body")?;
+    tokio::time::timeout(LIST_TIMEOUT, stream.read_to_end(&mut response))
+        .await
+        .map_err(|_| ListError::NoAnswer(LIST_TIMEOUT))?
+        .map_err(ListError::Read)?;
+    let split = memchr_split(&response).ok_or(ListError::NoBody)?;
     let (head, body) = response.split_at(split);
     let status_line =
         String::from_utf8_lossy(head.split(|b| *b == b'\n').next().unwrap_or_default());
     if !status_line.contains(" 200 ") {
-        return Err(format!("the engine answered {}", status_line.trim()));
+        return Err(ListError::Status(status_line.trim().to_string()));
     }
-    let listing: Vec<Value> =
-        serde_json::from_slice(&body[4..]).map_err(|e| format!("bad listing: {e}"))?;
+    let listing: Vec<Value> = serde_json::from_slice(&body[4..]).map_err(ListError::Listing)?;
     Ok(listing
         .iter()
         .filter_map(|container| {
@@ -174,6 +213,22 @@ mod tests {
             percent_encode(r#"{"a":["b.c"]}"#),
             "%7B%22a%22%3A%5B%22b.c%22%5D%7D"
         );
+    }
+
+    #[test]
+    fn an_unreachable_socket_is_named_once_with_the_os_error_once() {
+        let os = io::Error::from_raw_os_error(111);
+        let os_text = os.to_string();
+        let error = ListError::Connect {
+            socket: "/run/podman/podman.sock".into(),
+            source: os,
+        };
+        let told = sandbox_core::error_chain(&error);
+        assert_eq!(
+            told,
+            format!("cannot connect to /run/podman/podman.sock: {os_text}")
+        );
+        assert_eq!(told.matches(&os_text).count(), 1, "{told}");
     }
 
     #[test]
