@@ -32,6 +32,10 @@ fn fail(message: impl Into<String>) -> SandboxError {
     SandboxError::start(crate::BACKEND_NAME, StartFailure::new(message))
 }
 
+fn fail_because(step: impl Into<String>, cause: impl Into<sandbox_core::BoxError>) -> SandboxError {
+    SandboxError::start(crate::BACKEND_NAME, StartFailure::because(step, cause))
+}
+
 /// Start the shim for `request` (a [`ShimRequest::Run`]) whose control socket `listener`
 /// listens on, and wait until the container runs.
 pub(crate) async fn start(
@@ -39,7 +43,8 @@ pub(crate) async fn start(
     request: &ShimRequest,
     listener: UnixListener,
 ) -> Result<StartedGuest, SandboxError> {
-    let request_json = serde_json::to_string(request).map_err(|e| fail(e.to_string()))?;
+    let request_json = serde_json::to_string(request)
+        .map_err(|e| fail_because("encoding the shim's request", e))?;
     let started = std::time::Instant::now();
     let mut child = Command::new(shim)
         .arg(SHIM_SUBCOMMAND)
@@ -50,7 +55,7 @@ pub(crate) async fn start(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| fail(format!("cannot run the shim {}: {e}", shim.display())))?;
+        .map_err(|e| fail_because(format!("cannot run the shim {}", shim.display()), e))?;
     // Taken before any wait: waiting on a child closes its stdin.
     let (Some(stdin), Some(stdout), Some(mut stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
@@ -71,7 +76,7 @@ pub(crate) async fn start(
                 shim_failure(&mut child, &mut stderr, "the shim exited").await,
             ));
         }
-        Ok(Err(e)) => return Err(fail(format!("control socket: {e}"))),
+        Ok(Err(e)) => return Err(fail_because("waiting on the control socket", e)),
         Err(_) => {
             let _ = child.start_kill();
             return Err(fail(

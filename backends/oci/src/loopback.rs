@@ -15,16 +15,42 @@
 
 use std::os::fd::AsRawFd;
 
+use nix::errno::Errno;
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::socket::{
     AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, recv, send, socket,
 };
 
+/// Why the container's network namespace could not be made or its loopback set up.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum LoopbackError {
+    /// `unshare(CLONE_NEWNET)` failed.
+    #[error("cannot make the container's network namespace")]
+    Unshare(#[source] Errno),
+    /// No rtnetlink socket could be opened.
+    #[error("cannot open an rtnetlink socket")]
+    Socket(#[source] Errno),
+    /// The request could not be sent.
+    #[error("cannot send to rtnetlink")]
+    Send(#[source] Errno),
+    /// No reply could be read.
+    #[error("no answer from rtnetlink")]
+    Receive(#[source] Errno),
+    /// The reply is shorter than an error message.
+    #[error("the kernel's rtnetlink reply is too short")]
+    ShortReply,
+    /// The reply is not an acknowledgement.
+    #[error("unexpected rtnetlink reply type {0}")]
+    UnexpectedReply(u16),
+    /// The kernel acknowledged with an error.
+    #[error("the kernel refused to set the loopback interface up")]
+    Refused(#[source] Errno),
+}
+
 /// Move this (single-threaded) shim into a new network namespace with `lo` up, for the
 /// container to share.
-pub(crate) fn enter_new_network_namespace() -> Result<(), String> {
-    unshare(CloneFlags::CLONE_NEWNET)
-        .map_err(|e| format!("cannot make the container's network namespace: {e}"))?;
+pub(crate) fn enter_new_network_namespace() -> Result<(), LoopbackError> {
+    unshare(CloneFlags::CLONE_NEWNET).map_err(LoopbackError::Unshare)?;
     set_up(LOOPBACK_INDEX)
 }
 
@@ -59,43 +85,40 @@ fn set_link_up_message(index: i32) -> Vec<u8> {
 }
 
 /// The kernel's answer to an acknowledged request: `Ok` or the errno it carries.
-fn acknowledgement(reply: &[u8]) -> Result<(), String> {
+fn acknowledgement(reply: &[u8]) -> Result<(), LoopbackError> {
     let field = |at: usize, len: usize| reply.get(at..at + len);
     let kind = field(4, 2)
         .map(|b| u16::from_ne_bytes([b[0], b[1]]))
-        .ok_or("the kernel's reply is too short")?;
+        .ok_or(LoopbackError::ShortReply)?;
     if kind != NLMSG_ERROR {
-        return Err(format!("unexpected rtnetlink reply type {kind}"));
+        return Err(LoopbackError::UnexpectedReply(kind));
     }
     let code = field(16, 4)
         .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-        .ok_or("the kernel's reply is too short")?;
+        .ok_or(LoopbackError::ShortReply)?;
     match code {
         0 => Ok(()),
-        negative => Err(format!(
-            "the kernel refused: {}",
-            nix::errno::Errno::from_raw(-negative)
-        )),
+        negative => Err(LoopbackError::Refused(Errno::from_raw(-negative))),
     }
 }
 
-fn set_up(index: i32) -> Result<(), String> {
+fn set_up(index: i32) -> Result<(), LoopbackError> {
     let socket = socket(
         AddressFamily::Netlink,
         SockType::Raw,
         SockFlag::SOCK_CLOEXEC,
         SockProtocol::NetlinkRoute,
     )
-    .map_err(|e| format!("cannot open an rtnetlink socket: {e}"))?;
+    .map_err(LoopbackError::Socket)?;
     send(
         socket.as_raw_fd(),
         &set_link_up_message(index),
         MsgFlags::empty(),
     )
-    .map_err(|e| format!("cannot send to rtnetlink: {e}"))?;
+    .map_err(LoopbackError::Send)?;
     let mut reply = [0u8; 1024];
-    let len = recv(socket.as_raw_fd(), &mut reply, MsgFlags::empty())
-        .map_err(|e| format!("no answer from rtnetlink: {e}"))?;
+    let len =
+        recv(socket.as_raw_fd(), &mut reply, MsgFlags::empty()).map_err(LoopbackError::Receive)?;
     acknowledgement(&reply[..len])
 }
 
@@ -130,10 +153,34 @@ mod tests {
     #[test]
     fn acknowledgements_are_read() {
         assert_eq!(acknowledgement(&reply(NLMSG_ERROR, 0)), Ok(()));
-        let refused = acknowledgement(&reply(NLMSG_ERROR, -1)).unwrap_err();
-        assert!(refused.contains("EPERM"), "{refused}");
-        assert!(acknowledgement(&reply(3, 0)).is_err());
-        assert!(acknowledgement(&[0u8; 10]).is_err());
+        assert_eq!(
+            acknowledgement(&reply(NLMSG_ERROR, -1)),
+            Err(LoopbackError::Refused(Errno::EPERM))
+        );
+        assert_eq!(
+            acknowledgement(&reply(3, 0)),
+            Err(LoopbackError::UnexpectedReply(3))
+        );
+        assert_eq!(
+            acknowledgement(&[0u8; 10]),
+            Err(LoopbackError::UnexpectedReply(0))
+        );
+        assert_eq!(
+            acknowledgement(&reply(NLMSG_ERROR, 0)[..10]),
+            Err(LoopbackError::ShortReply)
+        );
+        assert_eq!(acknowledgement(&[0u8; 3]), Err(LoopbackError::ShortReply));
+    }
+
+    #[test]
+    fn a_refusal_names_the_step_then_the_errno_once() {
+        let told = sandbox_core::error_chain(&LoopbackError::Refused(Errno::EPERM));
+        let errno = Errno::EPERM.to_string();
+        assert_eq!(
+            told,
+            format!("the kernel refused to set the loopback interface up: {errno}")
+        );
+        assert_eq!(told.matches(&errno).count(), 1, "{told}");
     }
 
     #[test]
@@ -149,7 +196,7 @@ mod tests {
         }
         let handle = std::thread::spawn(|| -> Result<String, String> {
             unshare(CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string())?;
-            set_up(LOOPBACK_INDEX)?;
+            set_up(LOOPBACK_INDEX).map_err(|e| sandbox_core::error_chain(&e))?;
             let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
             let address = listener.local_addr().map_err(|e| e.to_string())?;
             std::net::TcpStream::connect(address).map_err(|e| e.to_string())?;

@@ -90,6 +90,12 @@ pub(crate) enum ShimMessage {
 }
 
 impl ShimMessage {
+    /// The start failed with `error`: the one place a shim error becomes text, told with
+    /// its causes.
+    pub(crate) fn failed(error: &(dyn std::error::Error + 'static)) -> Self {
+        Self::Failed(sandbox_core::error_chain(error))
+    }
+
     /// One line, without the newline.
     pub(crate) fn to_line(&self) -> String {
         let one_line = |text: &str| text.replace('\n', " ");
@@ -146,6 +152,24 @@ mod tests {
         );
         assert_eq!(ShimMessage::parse("exited x"), None);
         assert_eq!(ShimMessage::parse("hello"), None);
+    }
+
+    #[test]
+    fn a_failure_is_told_with_its_cause_on_one_line() {
+        let os = std::io::Error::from_raw_os_error(2);
+        let os_text = os.to_string();
+        let error = crate::shim::ShimError::Limit {
+            file: "/sys/fs/cgroup/memory/x/memory.limit_in_bytes".into(),
+            source: os,
+        };
+        let line = ShimMessage::failed(&error).to_line();
+        assert_eq!(
+            line,
+            format!(
+                "failed cannot set the limit /sys/fs/cgroup/memory/x/memory.limit_in_bytes: {os_text}"
+            )
+        );
+        assert_eq!(line.matches(&os_text).count(), 1, "{line}");
     }
 
     #[test]

@@ -28,6 +28,10 @@ use crate::mode::IdMap;
 use crate::protocol::{Ended, ShimMessage, ShimRequest};
 use crate::{loopback, own_namespace, owner};
 
+mod error;
+
+pub(crate) use error::ShimError;
+
 /// Run the shim for `request` (JSON, made by the bridge). The exit code is 0 when the request was carried out.
 pub fn main(request: &str) -> ExitCode {
     match serde_json::from_str::<ShimRequest>(request) {
@@ -53,7 +57,7 @@ pub fn main(request: &str) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(why) => {
                 // The shim that started this helper reports it.
-                let _ = writeln!(std::io::stderr(), "{why}");
+                let _ = writeln!(std::io::stderr(), "{}", sandbox_core::error_chain(&why));
                 ExitCode::FAILURE
             }
         },
@@ -89,52 +93,18 @@ fn run(
     };
     // The next bridge's sweep leaves this container to us while we run.
     let _ = std::fs::write(bundle.join(SHIM_PID_FILE), owner::this_process());
-    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
-        send(
-            &mut control,
-            &ShimMessage::Failed(format!("cannot become a subreaper: {e}")),
-        );
-        return ExitCode::FAILURE;
-    }
-    if let Some(Err(why)) =
-        user_namespace.map(|(map, hide_host_cgroups)| own_namespace::enter(map, hide_host_cgroups))
-    {
-        remove_leftovers(id, state_root, bundle);
-        send(&mut control, &ShimMessage::Failed(why));
-        return ExitCode::FAILURE;
-    }
-    let bound = match rootfs_bind.map(|source| BoundRootfs::bind(source, bundle)) {
-        None => None,
-        Some(Ok(bound)) => Some(bound),
-        Some(Err(why)) => {
-            remove_leftovers(id, state_root, bundle);
-            send(&mut control, &ShimMessage::Failed(why));
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Err(why) = loopback::enter_new_network_namespace() {
-        remove_container(id, state_root);
-        remove_bundle(bundle, bound);
-        send(&mut control, &ShimMessage::Failed(why));
-        return ExitCode::FAILURE;
-    }
-    let mut container = match create_and_start(id, (state_root, bundle), limit_files) {
-        Ok(container) => container,
+    let (mut container, pid, bound) = match set_up(
+        id,
+        (state_root, bundle),
+        limit_files,
+        rootfs_bind,
+        user_namespace,
+    ) {
+        Ok(running) => running,
         Err(why) => {
-            remove_container(id, state_root);
-            remove_bundle(bundle, bound);
-            send(&mut control, &ShimMessage::Failed(why));
+            send(&mut control, &ShimMessage::failed(&why));
             return ExitCode::FAILURE;
         }
-    };
-    let Some(pid) = container.pid() else {
-        remove_container(id, state_root);
-        remove_bundle(bundle, bound);
-        send(
-            &mut control,
-            &ShimMessage::Failed("the container has no process".into()),
-        );
-        return ExitCode::FAILURE;
     };
     send(&mut control, &ShimMessage::Started(pid.as_raw()));
     release_standard_streams();
@@ -151,7 +121,10 @@ fn run(
     if let Err(e) = container.delete(true) {
         send(
             &mut control,
-            &ShimMessage::Log(format!("cannot delete container {id}: {e}")),
+            &ShimMessage::Log(format!(
+                "cannot delete container {id}: {}",
+                sandbox_core::error_chain(&e)
+            )),
         );
     }
     remove_bundle(bundle, bound);
@@ -159,11 +132,54 @@ fn run(
     ExitCode::SUCCESS
 }
 
+/// Everything before the container runs: the shim's namespaces, the bound root
+/// filesystem, the container created and started. On failure, whatever was made is removed.
+fn set_up(
+    id: &str,
+    (state_root, bundle): (&Path, &Path),
+    limit_files: &[(PathBuf, String)],
+    rootfs_bind: Option<&Path>,
+    user_namespace: Option<(&IdMap, bool)>,
+) -> Result<(Container, Pid, Option<BoundRootfs>), ShimError> {
+    nix::sys::prctl::set_child_subreaper(true).map_err(ShimError::Subreaper)?;
+    let bound = user_namespace
+        .map(|(map, hide_host_cgroups)| own_namespace::enter(map, hide_host_cgroups))
+        .transpose()
+        .map_err(ShimError::from)
+        .and_then(|_| {
+            rootfs_bind
+                .map(|source| BoundRootfs::bind(source, bundle))
+                .transpose()
+        });
+    let bound = match bound {
+        Ok(bound) => bound,
+        Err(why) => {
+            remove_leftovers(id, state_root, bundle);
+            return Err(why);
+        }
+    };
+    let running = loopback::enter_new_network_namespace()
+        .map_err(ShimError::from)
+        .and_then(|()| create_and_start(id, (state_root, bundle), limit_files))
+        .and_then(|container| {
+            let pid = container.pid().ok_or(ShimError::NoProcess)?;
+            Ok((container, pid))
+        });
+    match running {
+        Ok((container, pid)) => Ok((container, pid, bound)),
+        Err(why) => {
+            remove_container(id, state_root);
+            remove_bundle(bundle, bound);
+            Err(why)
+        }
+    }
+}
+
 fn create_and_start(
     id: &str,
     (state_root, bundle): (&Path, &Path),
     limit_files: &[(PathBuf, String)],
-) -> Result<Container, String> {
+) -> Result<Container, ShimError> {
     let mut container = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
         .with_root_path(state_root)
         .and_then(|builder| builder.with_executor(SpecEnvExecutor).validate_id())
@@ -174,18 +190,16 @@ fn create_and_start(
                 .with_detach(true)
                 .build()
         })
-        .map_err(|e| format!("cannot create the container: {}", chain(&e)))?;
+        .map_err(ShimError::Create)?;
     let started = limit_files
         .iter()
         .try_for_each(|(file, value)| {
-            std::fs::write(file, value)
-                .map_err(|e| format!("cannot set the limit {}: {e}", file.display()))
+            std::fs::write(file, value).map_err(|source| ShimError::Limit {
+                file: file.clone(),
+                source,
+            })
         })
-        .and_then(|()| {
-            container
-                .start()
-                .map_err(|e| format!("cannot start the container: {}", chain(&e)))
-        });
+        .and_then(|()| container.start().map_err(ShimError::Start));
     if let Err(why) = started {
         // The created container's init waits for a start that will not come; libcontainer's
         // delete cannot always reach it (rootless, with no cgroup to kill through).
@@ -224,18 +238,6 @@ impl Executor for SpecEnvExecutor {
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
         DefaultExecutor {}.validate(spec)
     }
-}
-
-/// An error and its sources, on one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Point the shim's own standard streams at `/dev/null`: the container holds the real ones,
@@ -310,24 +312,29 @@ fn oom_kills(cgroup: Option<&Path>) -> u64 {
 struct BoundRootfs(PathBuf);
 
 impl BoundRootfs {
-    fn bind(source: &Path, bundle: &Path) -> Result<Self, String> {
+    fn bind(source: &Path, bundle: &Path) -> Result<Self, ShimError> {
         use nix::mount::{MsFlags, mount};
         let none = None::<&str>;
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-            .map_err(|e| format!("cannot make the shim's mount namespace: {e}"))?;
+            .map_err(ShimError::MountNamespace)?;
         // Nothing mounted here propagates back to the host.
         mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
-            .map_err(|e| format!("cannot make the shim's mounts private: {e}"))?;
+            .map_err(ShimError::PrivateMounts)?;
         let target = bundle.join(ROOTFS_MOUNT);
-        std::fs::create_dir(&target)
-            .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
-        mount(Some(source), &target, none, MsFlags::MS_BIND, none)
-            .map_err(|e| format!("cannot bind {}: {e}", source.display()))?;
+        std::fs::create_dir(&target).map_err(|e| ShimError::MountPoint {
+            path: target.clone(),
+            source: e,
+        })?;
+        mount(Some(source), &target, none, MsFlags::MS_BIND, none).map_err(|e| {
+            ShimError::Bind {
+                path: source.to_path_buf(),
+                source: e,
+            }
+        })?;
         let bound = Self(target);
         // Read-only here too, so nothing removing the bundle can reach the shared tree.
         let read_only = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-        mount(none, &bound.0, none, read_only, none)
-            .map_err(|e| format!("cannot make the bound root filesystem read-only: {e}"))?;
+        mount(none, &bound.0, none, read_only, none).map_err(ShimError::ReadOnly)?;
         Ok(bound)
     }
 
