@@ -446,7 +446,7 @@ impl Proxy {
         for entry in &self.catalogue.servers {
             let line = match self.upstreams.list_tools(&entry.name).await {
                 Ok(tools) => format!("ok      {}: {} tools", entry.name, tools.len()),
-                Err(e) => format!("failed  {}: {e}", entry.name),
+                Err(e) => format!("failed  {}: {}", entry.name, sandbox_core::error_chain(&e)),
             };
             let _ = writeln!(out, "{line}");
         }
