@@ -21,6 +21,7 @@ use mcp_server_code_execution_mode::proxy::upstream::{
     UpstreamError, UpstreamSpec, UpstreamTransport, Upstreams,
 };
 use rmcp::model::{CallToolResult, JsonObject};
+use sandbox_core::error_chain;
 use serde_json::{Value, json};
 
 #[allow(
@@ -525,13 +526,12 @@ async fn a_server_that_cannot_start_says_why_and_then_backs_off() -> Result<()> 
     );
     let ups = upstreams(vec![broken], dir.path(), Duration::from_secs(10));
     let error = ups.list_tools("broken").await.unwrap_err();
-    eprintln!("first start: {error}");
-    let UpstreamError::Start {
-        attempt: 1, detail, ..
-    } = &error
-    else {
-        bail!("{error}")
-    };
+    let detail = error_chain(&error);
+    eprintln!("first start: {detail}");
+    ensure!(
+        matches!(error, UpstreamError::Start { attempt: 1, .. }),
+        "{detail}"
+    );
     ensure!(
         detail.contains("status 2") && detail.contains("no config here"),
         "{detail}"
@@ -567,12 +567,10 @@ async fn a_start_that_hangs_times_out_and_leaves_nothing_running() -> Result<()>
     let ups = upstreams(vec![hung], dir.path(), Duration::from_secs(5))
         .with_start_timeout(Duration::from_secs(2));
     let error = ups.list_tools("hung").await.unwrap_err();
-    eprintln!("hung start: {error}");
-    ensure!(matches!(error, UpstreamError::Start { .. }), "{error}");
-    ensure!(
-        error.to_string().contains("no answer within 2 s"),
-        "{error}"
-    );
+    let text = error_chain(&error);
+    eprintln!("hung start: {text}");
+    ensure!(matches!(error, UpstreamError::Start { .. }), "{text}");
+    ensure!(text.contains("no answer within 2 s"), "{text}");
     let pid: u32 = std::fs::read_to_string(&pidfile)?.trim().parse()?;
     let gone = wait_until(Duration::from_secs(3), || !alive(pid)).await;
     ensure!(gone, "the hung server {pid} was left running");
@@ -988,11 +986,9 @@ async fn https_urls_are_understood_and_failures_are_start_errors() -> Result<()>
     let ups = upstreams(vec![spec], cache.path(), Duration::from_secs(5))
         .with_start_timeout(Duration::from_secs(10));
     let error = ups.list_tools("tls").await.unwrap_err();
-    eprintln!("https to a closed port: {error}");
-    ensure!(matches!(error, UpstreamError::Start { .. }), "{error}");
-    ensure!(
-        !error.to_string().to_lowercase().contains("scheme"),
-        "{error}"
-    );
+    let text = error_chain(&error);
+    eprintln!("https to a closed port: {text}");
+    ensure!(matches!(error, UpstreamError::Start { .. }), "{text}");
+    ensure!(!text.to_lowercase().contains("scheme"), "{text}");
     Ok(())
 }

@@ -20,7 +20,7 @@ use crate::proxy::alias::assign_tool_aliases;
 use crate::proxy::catalogue::Catalogue;
 use crate::proxy::search::{SearchIndex, ToolDoc, doc_record};
 use crate::proxy::upstream::{UpstreamSpec, Upstreams};
-use crate::state::State;
+use crate::state::{State, StateError};
 
 /// Most results `search_tool_docs` returns.
 const MAX_SEARCH_LIMIT: u64 = 20;
@@ -30,7 +30,9 @@ const MAX_SEARCH_LIMIT: u64 = 20;
 pub struct Proxy {
     catalogue: Catalogue,
     upstreams: Upstreams,
-    state: Result<State, String>,
+    /// The host state, or why its directory could not be opened (told to each call that
+    /// needs it).
+    state: Result<State, StateError>,
 }
 
 impl Proxy {
@@ -38,7 +40,7 @@ impl Proxy {
     pub fn new(
         catalogue: Catalogue,
         upstreams: Upstreams,
-        state: Result<State, String>,
+        state: Result<State, StateError>,
     ) -> Arc<Self> {
         Arc::new(Self {
             catalogue,
@@ -284,7 +286,10 @@ impl RunCalls {
         self.proxy.state.as_ref().map_err(|why| {
             RpcError::new(
                 "internal",
-                format!("the state directory is unusable: {why}"),
+                format!(
+                    "the state directory is unusable: {}",
+                    sandbox_core::error_chain(why)
+                ),
             )
         })
     }
@@ -432,9 +437,12 @@ impl Proxy {
             config.state_dir.join(".cache").join("tools"),
             config.tool_timeout,
         );
-        let state = State::open(&config.state_dir).map_err(|e| e.to_string());
+        let state = State::open(&config.state_dir);
         if let Err(why) = &state {
-            warn!("saved tools and memory are unavailable: {why}");
+            warn!(
+                "saved tools and memory are unavailable: {}",
+                sandbox_core::error_chain(why)
+            );
         }
         Self::new(catalogue, upstreams, state)
     }
@@ -446,7 +454,7 @@ impl Proxy {
         for entry in &self.catalogue.servers {
             let line = match self.upstreams.list_tools(&entry.name).await {
                 Ok(tools) => format!("ok      {}: {} tools", entry.name, tools.len()),
-                Err(e) => format!("failed  {}: {e}", entry.name),
+                Err(e) => format!("failed  {}: {}", entry.name, sandbox_core::error_chain(&e)),
             };
             let _ = writeln!(out, "{line}");
         }

@@ -45,6 +45,7 @@
 //! atomically each time a server is started and listed, and when its tools are listed again.
 
 mod cache;
+mod client_error;
 mod connection;
 mod error;
 mod http_client;
@@ -60,8 +61,9 @@ use std::time::{Duration, Instant};
 use rmcp::model::{CallToolResult, JsonObject, Tool};
 use tracing::{Instrument as _, info_span, warn};
 
+pub use self::client_error::{McpClientError, ServerEnded};
 use self::connection::Connection;
-pub use self::error::UpstreamError;
+pub use self::error::{RequestFailure, StartError, UpstreamError};
 pub use self::stdio::BASE_ENV;
 use crate::proxy::catalogue::RemoteKind;
 
@@ -149,7 +151,7 @@ impl Server {
         let mut health = self.health.lock().expect("health lock");
         health.failures = health.failures.saturating_add(1);
         health.last_failure = Some(Instant::now());
-        health.last_error = error.to_string();
+        health.last_error = sandbox_core::error_chain(error);
         health.failures
     }
 
@@ -372,15 +374,15 @@ impl Upstreams {
 
         let connection = match self.start(entry).await {
             Ok(connection) => connection,
-            Err(detail) => {
+            Err(source) => {
                 let failures = entry.health.lock().expect("health lock").failures + 1;
                 let error = UpstreamError::Start {
                     server: entry.spec.name.clone(),
                     attempt: failures,
-                    detail,
+                    source,
                 };
                 entry.note_failure(&error);
-                warn!(server = %entry.name, "{error}");
+                warn!(server = %entry.name, "{}", sandbox_core::error_chain(&error));
                 return Err(error);
             }
         };
@@ -398,7 +400,7 @@ impl Upstreams {
     }
 
     /// Spawn or connect, initialise, list the tools.
-    async fn start(&self, entry: &Server) -> Result<Arc<Connection>, String> {
+    async fn start(&self, entry: &Server) -> Result<Arc<Connection>, StartError> {
         let timeout = Duration::from_millis(self.inner.start_timeout_ms.load(Ordering::Relaxed));
         let name = entry.name.clone();
         let list_timeout = self.inner.call_timeout;
@@ -421,7 +423,7 @@ impl Upstreams {
         .instrument(info_span!("upstream_start", server = %entry.name));
         match tokio::time::timeout(timeout, start).await {
             Ok(result) => result,
-            Err(_) => Err(format!("no answer within {}", error::human(timeout))),
+            Err(_) => Err(StartError::Timeout { after: timeout }),
         }
     }
 
@@ -442,7 +444,7 @@ impl Upstreams {
         &self,
         entry: &Server,
         connection: &Arc<Connection>,
-        outcome: Result<T, connection::Failure>,
+        outcome: Result<T, RequestFailure>,
         tool: Option<&str>,
     ) -> Result<T, UpstreamError> {
         match outcome {
@@ -460,7 +462,7 @@ impl Upstreams {
                         drop(live);
                         connection.discard();
                         entry.note_failure(&error);
-                        warn!(server = %entry.name, "{error}");
+                        warn!(server = %entry.name, "{}", sandbox_core::error_chain(&error));
                     }
                 } else if matches!(error, UpstreamError::Crashed { .. }) {
                     // Shutting down: the "crash" is the shutdown itself.
@@ -587,7 +589,14 @@ mod tests {
             matches!(first, UpstreamError::Start { attempt: 1, .. }),
             "{first}"
         );
-        assert!(first.to_string().contains("not found on PATH"), "{first}");
+        let text = sandbox_core::error_chain(&first);
+        assert!(
+            text.starts_with(
+                "MCP server `missing` failed to start: `surely-not-a-command-here` was not found \
+                 on PATH ("
+            ),
+            "{text}"
+        );
         for _ in 0..4 {
             let _ = upstreams.list_tools("missing").await;
         }

@@ -18,6 +18,7 @@ use tracing::{info, warn};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 
+use crate::error::CompileError;
 use crate::{Loaded, new_store};
 
 /// Largest bytecode we accept from the compiling interpreter.
@@ -44,7 +45,10 @@ pub(crate) async fn runtime(loaded: &Loaded, cache_dir: &Path) -> Option<Arc<[u8
             Some(bytes.into())
         }
         Err(e) => {
-            warn!("could not precompile the guest runtime, sessions will compile it: {e}");
+            warn!(
+                "could not precompile the guest runtime, sessions will compile it: {}",
+                sandbox_core::error_chain(&e)
+            );
             None
         }
     }
@@ -62,7 +66,7 @@ fn hex16(digest: &[u8]) -> String {
     hex::encode(&digest[..8])
 }
 
-async fn compile(loaded: &Loaded) -> Result<Vec<u8>, String> {
+async fn compile(loaded: &Loaded) -> Result<Vec<u8>, CompileError> {
     let stdout = MemoryOutputPipe::new(MAX_BYTECODE);
     let stderr = MemoryOutputPipe::new(64 * 1024);
     let mut wasi = WasiCtxBuilder::new();
@@ -76,10 +80,10 @@ async fn compile(loaded: &Loaded) -> Result<Vec<u8>, String> {
         .pre
         .instantiate_async(&mut store)
         .await
-        .map_err(|e| format!("instantiation failed: {e}"))?;
+        .map_err(|e| CompileError::Instantiate(e.into()))?;
     let start = instance
         .get_typed_func::<(), ()>(&mut store, "_start")
-        .map_err(|e| format!("no `_start`: {e}"))?;
+        .map_err(|e| CompileError::NoStart(e.into()))?;
     let run = start.call_async(&mut store, ()).await;
     let exited_cleanly = match &run {
         Ok(()) => true,
@@ -88,14 +92,14 @@ async fn compile(loaded: &Loaded) -> Result<Vec<u8>, String> {
             .is_some_and(|exit| exit.0 == 0),
     };
     if !exited_cleanly {
-        let err = String::from_utf8_lossy(&stderr.contents())
+        let stderr = String::from_utf8_lossy(&stderr.contents())
             .trim()
             .to_string();
-        return Err(format!("the compiling interpreter failed: {err}"));
+        return Err(CompileError::Failed { stderr });
     }
     let bytes = stdout.contents().to_vec();
     if bytes.is_empty() {
-        return Err("the compiling interpreter wrote nothing".into());
+        return Err(CompileError::Empty);
     }
     Ok(bytes)
 }

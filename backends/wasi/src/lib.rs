@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod compiled;
+mod error;
 mod scratch;
 
 use std::sync::Arc;
@@ -37,6 +38,7 @@ use wasmtime_wasi::cli::{AsyncStdinStream, AsyncStdoutStream};
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
+use crate::error::LoadError;
 use crate::scratch::Scratch;
 
 const BACKEND: &str = "wasi";
@@ -139,32 +141,30 @@ impl WasiSandbox {
                 let cache_dir = provisioner.cache_dir().to_path_buf();
                 let mut loaded = tokio::task::spawn_blocking(move || load(&provisioner))
                     .await
-                    .unwrap_or_else(|e| Err(format!("loading the interpreter panicked: {e}")))?;
+                    .unwrap_or_else(|e| Err(LoadError::Panicked(e)))?;
                 loaded.compiled_runtime = compiled::runtime(&loaded, &cache_dir).await;
                 Ok(Arc::new(loaded))
             })
             .await
             .cloned()
-            .map_err(|reason| SandboxError::Unavailable {
+            .map_err(|error: LoadError| SandboxError::Unavailable {
                 backend: BACKEND,
-                reason,
+                reason: sandbox_core::error_chain(&error),
             })
     }
 }
 
-fn load(provisioner: &Provisioner) -> Result<Loaded, String> {
+fn load(provisioner: &Provisioner) -> Result<Loaded, LoadError> {
     let started = std::time::Instant::now();
-    let wasm = provisioner.provision().map_err(|e| e.to_string())?;
-    let engine = Engine::new(&engine_config()).map_err(|e| format!("wasmtime: {e}"))?;
-    let module = provisioner
-        .load_module(&engine, &wasm)
-        .map_err(|e| e.to_string())?;
+    let wasm = provisioner.provision()?;
+    let engine = Engine::new(&engine_config()).map_err(|e| LoadError::Engine(e.into()))?;
+    let module = provisioner.load_module(&engine, &wasm)?;
     let mut linker: Linker<GuestState> = Linker::new(&engine);
     p1::add_to_linker_async(&mut linker, |state: &mut GuestState| &mut state.wasi)
-        .map_err(|e| format!("linking WASI: {e}"))?;
+        .map_err(|e| LoadError::LinkWasi(e.into()))?;
     let pre = linker
         .instantiate_pre(&module)
-        .map_err(|e| format!("the interpreter module does not link: {e}"))?;
+        .map_err(|e| LoadError::Instantiate(e.into()))?;
     spawn_epoch_ticker(&engine);
     info!(elapsed = ?started.elapsed(), interpreter = %wasm.description, "WASI interpreter loaded");
     Ok(Loaded {

@@ -12,23 +12,20 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
     JsonObject, Tool,
 };
-use rmcp::service::{
-    ClientInitializeError, NotificationContext, Peer, RunningService, ServiceError,
-};
+use rmcp::service::{NotificationContext, Peer, RunningService, ServiceError};
 use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::{
-    StreamableHttpClientTransportConfig, StreamableHttpError,
-};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ClientHandler, RoleClient, ServiceExt as _};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, info, warn};
 
-use super::UpstreamError;
+use super::client_error::McpClientError;
 use super::http_client::{Rejection, SessionAwareClient};
 use super::message_cap::{MAX_MESSAGE_BYTES, MessageCap};
 use super::stdio::{self, ProcessGroup, StderrTail};
+use super::{RequestFailure, StartError};
 
 /// How long a closing stdio server gets to exit after its stdin closed, before `SIGTERM`.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
@@ -57,41 +54,6 @@ impl ClientHandler for Handler {
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         debug!(server = %self.server, "tool list changed");
         self.tools_stale.store(true, Ordering::Release);
-    }
-}
-
-/// A failed request, before it is named with its server and tool.
-pub(super) enum Failure {
-    /// The server is gone; the text says how.
-    Crashed(Arc<str>),
-    /// No answer within the timeout.
-    Timeout(Duration),
-    /// A protocol error or a send failure on a live connection.
-    Request(String),
-}
-
-impl Failure {
-    pub(super) fn into_error(self, server: &str, tool: Option<&str>) -> UpstreamError {
-        let server = server.to_owned();
-        match self {
-            Self::Crashed(how) => {
-                let detail = match tool {
-                    Some(tool) => format!("{how} (while tool `{tool}` was running)"),
-                    None => format!("{how} (while listing its tools)"),
-                };
-                UpstreamError::Crashed { server, detail }
-            }
-            Self::Timeout(after) => UpstreamError::Timeout {
-                server,
-                tool: tool.map(str::to_owned),
-                after,
-            },
-            Self::Request(detail) => UpstreamError::Request {
-                server,
-                tool: tool.map(str::to_owned),
-                detail,
-            },
-        }
     }
 }
 
@@ -130,50 +92,6 @@ fn client_config() -> ClientConfig {
     )
 }
 
-/// `error: cause: cause` — the whole chain, as transport errors nest the useful part.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-/// A transport error, down to its root cause (rmcp does not chain the HTTP client's error).
-fn describe_transport(error: &(dyn std::error::Error + Send + Sync + 'static)) -> String {
-    match error.downcast_ref::<StreamableHttpError<reqwest::Error>>() {
-        Some(StreamableHttpError::Client(client)) => chain(client),
-        _ => chain(error),
-    }
-}
-
-/// A handshake error, without the transport's type name that rmcp puts in its message.
-fn describe_init(error: &ClientInitializeError) -> String {
-    match error {
-        ClientInitializeError::TransportError { error, context } => {
-            format!(
-                "{} (when {context})",
-                describe_transport(error.error.as_ref())
-            )
-        }
-        other => chain(other),
-    }
-}
-
-/// A request error, without the transport's type name that rmcp puts in its message.
-fn describe_service(error: &ServiceError) -> String {
-    match error {
-        ServiceError::TransportSend(error) => describe_transport(error.error.as_ref()),
-        other => chain(other),
-    }
-}
-
 /// Record `detail` as the cause of death unless one is already recorded.
 fn set_death(tx: &watch::Sender<Death>, detail: impl Into<Arc<str>>) {
     let detail = detail.into();
@@ -196,7 +114,7 @@ impl Connection {
         env: &std::collections::BTreeMap<String, String>,
         cwd: Option<&Path>,
         list_timeout: Duration,
-    ) -> Result<Arc<Self>, String> {
+    ) -> Result<Arc<Self>, StartError> {
         let spawned = stdio::spawn(command, args, env, cwd).await?;
         let stdio::Spawned {
             mut child,
@@ -272,10 +190,11 @@ impl Connection {
                     .and_then(|d| d.ok().and_then(|d| d.clone()));
                 ct.cancel();
                 group.kill();
-                return Err(match how {
-                    Some(how) => format!("the MCP handshake failed ({}); {how}", describe_init(&e)),
-                    None => format!("the MCP handshake failed: {}", describe_init(&e)),
-                });
+                let error = McpClientError::from(e);
+                return Err(StartError::Handshake(match how {
+                    Some(how) => error.ended(how),
+                    None => error,
+                }));
             }
         };
         let connection = Self::finish(
@@ -300,13 +219,21 @@ impl Connection {
         url: &str,
         headers: &std::collections::BTreeMap<String, String>,
         list_timeout: Duration,
-    ) -> Result<Arc<Self>, String> {
+    ) -> Result<Arc<Self>, StartError> {
         let mut custom = HashMap::new();
         for (name, value) in headers {
-            let name = http::HeaderName::try_from(name.as_str())
-                .map_err(|e| format!("invalid header name `{name}`: {e}"))?;
-            let mut value = http::HeaderValue::try_from(value.as_str())
-                .map_err(|e| format!("invalid value for header `{name}`: {e}"))?;
+            let name = http::HeaderName::try_from(name.as_str()).map_err(|source| {
+                StartError::HeaderName {
+                    name: name.clone(),
+                    source,
+                }
+            })?;
+            let mut value = http::HeaderValue::try_from(value.as_str()).map_err(|source| {
+                StartError::HeaderValue {
+                    name: name.to_string(),
+                    source,
+                }
+            })?;
             value.set_sensitive(true);
             if ["accept", "mcp-session-id", "last-event-id"].contains(&name.as_str()) {
                 warn!(server = %server, header = %name, "header is managed by the MCP client; ignored");
@@ -318,7 +245,7 @@ impl Connection {
             .custom_headers(custom)
             .reinit_on_expired_session(true);
         let rejection = Rejection::default();
-        let client = SessionAwareClient::new(rejection.clone())?;
+        let client = SessionAwareClient::new(rejection.clone()).map_err(StartError::HttpClient)?;
         let transport = StreamableHttpClientTransport::with_client(client, config);
         let ct = CancellationToken::new();
         let (death_tx, death) = watch::channel::<Death>(None);
@@ -331,7 +258,10 @@ impl Connection {
         let running = handler
             .serve_with_ct(transport, ct.clone())
             .await
-            .map_err(|e| format!("cannot open an MCP session at {url}: {}", describe_init(&e)))?;
+            .map_err(|e| StartError::OpenSession {
+                url: url.to_owned(),
+                source: e.into(),
+            })?;
         let connection = Self::finish(
             server,
             running,
@@ -416,16 +346,15 @@ impl Connection {
         })
     }
 
-    async fn list_initial(self: &Arc<Self>, timeout: Duration) -> Result<(), String> {
+    async fn list_initial(self: &Arc<Self>, timeout: Duration) -> Result<(), StartError> {
         match self.relist_tools(timeout).await {
             Ok(_) => Ok(()),
             Err(failure) => {
-                let error = failure.into_error(&self.server, None);
                 self.ct.cancel();
                 if let Some(group) = &self.group {
                     group.kill();
                 }
-                Err(format!("it started but listing its tools failed: {error}"))
+                Err(StartError::ListTools(failure))
             }
         }
     }
@@ -456,7 +385,10 @@ impl Connection {
     }
 
     /// List the tools again (one listing at a time) and keep the answer.
-    pub(super) async fn relist_tools(&self, timeout: Duration) -> Result<Arc<Vec<Tool>>, Failure> {
+    pub(super) async fn relist_tools(
+        &self,
+        timeout: Duration,
+    ) -> Result<Arc<Vec<Tool>>, RequestFailure> {
         let _one_at_a_time = self.relist.lock().await;
         self.tools_stale.store(false, Ordering::Release);
         let tools = Arc::new(self.request(self.peer.list_all_tools(), timeout).await?);
@@ -470,7 +402,7 @@ impl Connection {
         tool: &str,
         arguments: JsonObject,
         timeout: Duration,
-    ) -> Result<CallToolResult, Failure> {
+    ) -> Result<CallToolResult, RequestFailure> {
         let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
         self.request(self.peer.call_tool(params), timeout).await
     }
@@ -481,17 +413,18 @@ impl Connection {
         &self,
         request: impl Future<Output = Result<T, ServiceError>>,
         timeout: Duration,
-    ) -> Result<T, Failure> {
+    ) -> Result<T, RequestFailure> {
         let mut death = self.death.clone();
         let outcome = tokio::select! {
             outcome = tokio::time::timeout(timeout, request) => outcome,
             died = death.wait_for(Option::is_some) => {
                 let how = died.ok().and_then(|d| d.clone());
-                return Err(Failure::Crashed(how.unwrap_or_else(|| "the connection ended".into())));
+                let how = how.unwrap_or_else(|| "the connection ended".into());
+                return Err(RequestFailure::Ended { how });
             }
         };
         match outcome {
-            Err(_elapsed) => Err(Failure::Timeout(timeout)),
+            Err(_elapsed) => Err(RequestFailure::Timeout { after: timeout }),
             Ok(Ok(value)) => Ok(value),
             Ok(Err(ServiceError::McpError(error))) => {
                 let rejected = self
@@ -504,9 +437,9 @@ impl Connection {
                     )
                     .into();
                     set_death(&self.death_tx, how.clone());
-                    return Err(Failure::Crashed(how));
+                    return Err(RequestFailure::Ended { how });
                 }
-                Err(Failure::Request(error.message.to_string()))
+                Err(RequestFailure::Refused(Box::new(error)))
             }
             Ok(Err(error)) => {
                 let closed = matches!(error, ServiceError::TransportClosed)
@@ -514,10 +447,11 @@ impl Connection {
                 if !closed && self.rejection.is_some() {
                     // HTTP: a request that could not be sent (refused, reset, 5xx) ends this
                     // session; the next call connects again.
+                    // The reason is text: every call in flight on the session reports it.
                     let how: Arc<str> =
-                        format!("the HTTP request failed ({})", describe_service(&error)).into();
+                        format!("the HTTP request failed ({})", McpClientError::from(error)).into();
                     set_death(&self.death_tx, how.clone());
-                    Err(Failure::Crashed(how))
+                    Err(RequestFailure::Ended { how })
                 } else if closed {
                     // Let the exit status (or the supervisor) say what happened.
                     let how =
@@ -527,13 +461,14 @@ impl Connection {
                             .and_then(|d| d.ok().and_then(|d| d.clone()));
                     let how = how.unwrap_or_else(|| {
                         let how: Arc<str> =
-                            format!("the connection closed ({})", describe_service(&error)).into();
+                            format!("the connection closed ({})", McpClientError::from(error))
+                                .into();
                         set_death(&self.death_tx, how.clone());
                         how
                     });
-                    Err(Failure::Crashed(how))
+                    Err(RequestFailure::Ended { how })
                 } else {
-                    Err(Failure::Request(describe_service(&error)))
+                    Err(RequestFailure::Client(error.into()))
                 }
             }
         }

@@ -1,7 +1,19 @@
 //! What can go wrong when reaching an upstream server, and the `rpc` error kind of each.
+//!
+//! A message names the server, the step or the tool once; what the step ran into (the OS,
+//! the HTTP client, rmcp) is its [`source`](std::error::Error::source), told once by
+//! [`sandbox_core::error_chain`] where the error becomes text: the reply to the guest, the
+//! log, `servers --check`.
 
 use std::fmt::Write as _;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use rmcp::model::ErrorData;
+
+use super::client_error::McpClientError;
 
 /// Why a call to an upstream server did not produce a result.
 ///
@@ -40,7 +52,7 @@ pub enum UpstreamError {
         detail: String,
     },
     /// The server could not be started (spawned, connected or initialised).
-    #[error("MCP server `{server}` failed to start{}: {detail}", attempt_note(*attempt))]
+    #[error("MCP server `{server}` failed to start{}", attempt_note(*attempt))]
     Start {
         /// The server.
         server: String,
@@ -48,7 +60,8 @@ pub enum UpstreamError {
         attempt: u32,
         /// What failed: the spawn error, or the handshake error with the process's exit status
         /// and last lines of stderr.
-        detail: String,
+        #[source]
+        source: StartError,
     },
     /// The server keeps failing; the next start is held back for a while.
     #[error(
@@ -86,14 +99,15 @@ pub enum UpstreamError {
         after: Duration,
     },
     /// The server answered with a protocol error, or the request could not be sent.
-    #[error("{} of MCP server `{server}` failed: {detail}", operation(tool.as_deref()))]
+    #[error("{} of MCP server `{server}` failed", operation(tool.as_deref()))]
     Request {
         /// The server.
         server: String,
         /// The tool called; `None` for listing tools.
         tool: Option<String>,
-        /// The server's error message.
-        detail: String,
+        /// The server's error, or why the request could not be sent.
+        #[source]
+        source: RequestFailure,
     },
     /// [`Upstreams::shutdown`](super::Upstreams::shutdown) has run; no server starts again.
     #[error("MCP server `{server}` is not available: the bridge is shutting down")]
@@ -135,8 +149,153 @@ impl UpstreamError {
     }
 }
 
+/// Why an upstream server could not be started: spawned or connected, initialised, and its
+/// tools listed. The message names the step; what it ran into is the source.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The spec's command is empty.
+    #[error("the command is empty")]
+    EmptyCommand,
+    /// A command with a `/` names no executable file.
+    #[error("`{}` does not exist or is not executable", path.display())]
+    NotExecutable {
+        /// The path, joined to the spec's working directory when relative.
+        path: PathBuf,
+    },
+    /// A command name was found in no directory of the child's `PATH`.
+    #[error("`{program}` was not found on PATH ({searched})")]
+    NotFound {
+        /// The command.
+        program: String,
+        /// The `PATH` searched.
+        searched: String,
+    },
+    /// The spec's working directory does not exist.
+    #[error("the working directory `{}` does not exist", cwd.display())]
+    NoWorkingDirectory {
+        /// The directory.
+        cwd: PathBuf,
+    },
+    /// The OS could not start the program.
+    #[error("cannot run `{}`", program.display())]
+    Spawn {
+        /// The resolved program.
+        program: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+    /// The task that spawns the program failed (it panicked or was cancelled).
+    #[error("the spawning task failed")]
+    SpawnTask(#[source] tokio::task::JoinError),
+    /// The process exited before its id could be read.
+    #[error("the process exited before it could be watched")]
+    ExitedAtOnce,
+    /// The process came without the piped stdio asked for.
+    #[error("the process has no piped stdio")]
+    NoPipes,
+    /// The MCP handshake over the process's stdio failed; when the process ended, how it
+    /// ended is the last cause.
+    #[error("the MCP handshake failed")]
+    Handshake(#[source] McpClientError),
+    /// A header name of the spec is not a valid HTTP header name.
+    #[error("invalid header name `{name}`")]
+    HeaderName {
+        /// The name.
+        name: String,
+        /// What the HTTP library said.
+        #[source]
+        source: http::header::InvalidHeaderName,
+    },
+    /// A header value of the spec is not a valid HTTP header value (the value is never told).
+    #[error("invalid value for header `{name}`")]
+    HeaderValue {
+        /// The header's name.
+        name: String,
+        /// What the HTTP library said.
+        #[source]
+        source: http::header::InvalidHeaderValue,
+    },
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client")]
+    HttpClient(#[source] reqwest::Error),
+    /// The server at the URL did not open an MCP session.
+    #[error("cannot open an MCP session at {url}")]
+    OpenSession {
+        /// The server's URL.
+        url: String,
+        /// What the MCP client ran into.
+        #[source]
+        source: McpClientError,
+    },
+    /// The server started but listing its tools failed.
+    #[error("it started but listing its tools failed")]
+    ListTools(#[source] RequestFailure),
+    /// Spawning or connecting plus the handshake took longer than the start timeout.
+    #[error("no answer within {}", human(*after))]
+    Timeout {
+        /// The start timeout.
+        after: Duration,
+    },
+}
+
+/// Why a request to a running server got no result, before it is named with its server and
+/// tool ([`UpstreamError::Crashed`], [`UpstreamError::Timeout`] or
+/// [`UpstreamError::Request`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestFailure {
+    /// The server is gone: how it ended (exit status and last lines of stderr, or why its
+    /// connection closed).
+    #[error("{how}")]
+    Ended {
+        /// How it ended.
+        how: Arc<str>,
+    },
+    /// No answer within the timeout.
+    #[error("no answer within {}", human(*after))]
+    Timeout {
+        /// The timeout.
+        after: Duration,
+    },
+    /// The server answered with an error; its message is told.
+    #[error("{}", .0.message)]
+    Refused(Box<ErrorData>),
+    /// The request could not be sent, or its answer not read, on a live connection.
+    #[error(transparent)]
+    Client(McpClientError),
+}
+
+impl RequestFailure {
+    /// The failure as an [`UpstreamError`] of `server`, for a call of `tool` (`None`: listing
+    /// the tools).
+    pub(super) fn into_error(self, server: &str, tool: Option<&str>) -> UpstreamError {
+        let server = server.to_owned();
+        match self {
+            Self::Ended { how } => {
+                let detail = match tool {
+                    Some(tool) => format!("{how} (while tool `{tool}` was running)"),
+                    None => format!("{how} (while listing its tools)"),
+                };
+                UpstreamError::Crashed { server, detail }
+            }
+            Self::Timeout { after } => UpstreamError::Timeout {
+                server,
+                tool: tool.map(str::to_owned),
+                after,
+            },
+            source @ (Self::Refused(_) | Self::Client(_)) => UpstreamError::Request {
+                server,
+                tool: tool.map(str::to_owned),
+                source,
+            },
+        }
+    }
+}
+
 /// `1.5 s`, `250 ms`: durations as people read them in error messages.
-pub(super) fn human(duration: Duration) -> String {
+fn human(duration: Duration) -> String {
     let ms = duration.as_millis();
     if ms < 1000 {
         format!("{ms} ms")
@@ -229,5 +388,93 @@ mod tests {
         };
         assert_eq!(server.kind(), "unknown_server");
         assert!(server.to_string().contains("no MCP servers are configured"));
+    }
+
+    #[test]
+    fn a_start_failure_names_server_and_program_once_and_the_os_error_once() {
+        let error = UpstreamError::Start {
+            server: "files".into(),
+            attempt: 1,
+            source: StartError::Spawn {
+                program: "/opt/files/server".into(),
+                source: io::Error::from_raw_os_error(13),
+            },
+        };
+        assert_eq!(error.to_string(), "MCP server `files` failed to start");
+        let text = sandbox_core::error_chain(&error);
+        let os = io::Error::from_raw_os_error(13).to_string();
+        assert_eq!(
+            text,
+            format!("MCP server `files` failed to start: cannot run `/opt/files/server`: {os}")
+        );
+        assert_eq!(text.matches(&os).count(), 1, "{text}");
+        assert_eq!(text.matches("/opt/files/server").count(), 1, "{text}");
+        assert_eq!(error.kind(), "upstream");
+    }
+
+    #[test]
+    fn a_failed_first_listing_tells_the_step_then_its_cause() {
+        let error = UpstreamError::Start {
+            server: "time".into(),
+            attempt: 2,
+            source: StartError::ListTools(RequestFailure::Timeout {
+                after: Duration::from_secs(1),
+            }),
+        };
+        let text = sandbox_core::error_chain(&error);
+        assert_eq!(
+            text,
+            "MCP server `time` failed to start (2 failures in a row): it started but listing \
+             its tools failed: no answer within 1 s"
+        );
+        assert_eq!(text.matches("`time`").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn a_bad_header_names_the_header_and_the_parse_error_once() {
+        let source = http::HeaderName::try_from("bad name").unwrap_err();
+        let parse = source.to_string();
+        let error = StartError::HeaderName {
+            name: "bad name".into(),
+            source,
+        };
+        assert_eq!(
+            sandbox_core::error_chain(&error),
+            format!("invalid header name `bad name`: {parse}")
+        );
+    }
+
+    #[test]
+    fn request_failures_become_errors_naming_server_and_tool() {
+        let refused = RequestFailure::Refused(Box::new(ErrorData::invalid_params(
+            "`message` is required",
+            None,
+        )))
+        .into_error("everything", Some("echo"));
+        assert!(
+            matches!(refused, UpstreamError::Request { .. }),
+            "{refused}"
+        );
+        assert_eq!(
+            sandbox_core::error_chain(&refused),
+            "tool `echo` of MCP server `everything` failed: `message` is required"
+        );
+        let ended = RequestFailure::Ended {
+            how: "the process exited with status 3".into(),
+        }
+        .into_error("crashy", None);
+        assert_eq!(
+            sandbox_core::error_chain(&ended),
+            "MCP server `crashy` crashed: the process exited with status 3 (while listing its \
+             tools)"
+        );
+        let timeout = RequestFailure::Timeout {
+            after: Duration::from_millis(250),
+        }
+        .into_error("slow", Some("nap"));
+        assert_eq!(
+            sandbox_core::error_chain(&timeout),
+            "tool `nap` of MCP server `slow` timed out after 250 ms"
+        );
     }
 }

@@ -42,7 +42,7 @@ impl SessionAwareClient {
     /// A client like rmcp's default one: no idle connection pool (it stalls on delayed ACKs),
     /// and only same-origin 307/308 redirects (they keep the POST body, and the session id and
     /// headers are not sent to another host).
-    pub(super) fn new(rejection: Rejection) -> Result<Self, String> {
+    pub(super) fn new(rejection: Rejection) -> Result<Self, reqwest::Error> {
         let redirects = reqwest::redirect::Policy::custom(|attempt| {
             let keeps_body = matches!(
                 attempt.status(),
@@ -63,8 +63,7 @@ impl SessionAwareClient {
         let inner = reqwest::Client::builder()
             .pool_max_idle_per_host(0)
             .redirect(redirects)
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .build()?;
         Ok(Self { inner, rejection })
     }
 

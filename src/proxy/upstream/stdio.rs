@@ -33,6 +33,8 @@ use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use tracing::{debug, info, warn};
 
+use super::StartError;
+
 /// Variables passed from the bridge's own environment to every stdio server, when set; the
 /// spec's `env` is applied on top and wins. The first six are the set the official MCP SDKs
 /// (TypeScript and Python) pass by default; `LANG`, `LC_ALL` and `TMPDIR` keep locale and
@@ -85,9 +87,9 @@ fn resolve(
     command: &str,
     path_var: Option<&OsString>,
     cwd: Option<&Path>,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, StartError> {
     if command.is_empty() {
-        return Err("the command is empty".to_owned());
+        return Err(StartError::EmptyCommand);
     }
     let executable = |p: &Path| {
         std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -101,10 +103,7 @@ fn resolve(
         return if executable(&path) {
             Ok(path)
         } else {
-            Err(format!(
-                "`{}` does not exist or is not executable",
-                path.display()
-            ))
+            Err(StartError::NotExecutable { path })
         };
     }
     let search = path_var.cloned().unwrap_or_default();
@@ -118,10 +117,10 @@ fn resolve(
             return Ok(candidate);
         }
     }
-    Err(format!(
-        "`{command}` was not found on PATH ({})",
-        search.to_string_lossy()
-    ))
+    Err(StartError::NotFound {
+        program: command.to_owned(),
+        searched: search.to_string_lossy().into_owned(),
+    })
 }
 
 /// util-linux's `setpriv`, if it supports `--pdeathsig` here (checked once per process).
@@ -163,14 +162,13 @@ pub(super) async fn spawn(
     args: &[String],
     env: &BTreeMap<String, String>,
     cwd: Option<&Path>,
-) -> Result<Spawned, String> {
+) -> Result<Spawned, StartError> {
     if let Some(cwd) = cwd
         && !cwd.is_dir()
     {
-        return Err(format!(
-            "the working directory `{}` does not exist",
-            cwd.display()
-        ));
+        return Err(StartError::NoWorkingDirectory {
+            cwd: cwd.to_path_buf(),
+        });
     }
     let env = child_env(env);
     let program = resolve(command, env.get(&OsString::from("PATH")), cwd)?;
@@ -198,16 +196,17 @@ pub(super) async fn spawn(
     // happened to call us would not).
     let spawned = tokio::spawn(async move { cmd.spawn() })
         .await
-        .map_err(|e| format!("the spawning task failed: {e}"))?;
-    let mut child = spawned.map_err(|e| format!("cannot run `{}`: {e}", program.display()))?;
-    let pid = child
-        .id()
-        .ok_or("the process exited before it could be watched")?;
+        .map_err(StartError::SpawnTask)?;
+    let mut child = spawned.map_err(|source| StartError::Spawn {
+        program: program.clone(),
+        source,
+    })?;
+    let pid = child.id().ok_or(StartError::ExitedAtOnce)?;
     let group = ProcessGroup::new(pid);
     let (Some(stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
-        return Err("the process has no piped stdio".to_owned());
+        return Err(StartError::NoPipes);
     };
     debug!(pid, program = %program.display(), "spawned");
     Ok(Spawned {
@@ -449,8 +448,18 @@ mod tests {
         let path = Some(OsString::from("/nonexistent:/bin:/usr/bin"));
         assert!(resolve("sh", path.as_ref(), None).is_ok());
         let missing = resolve("surely-not-a-command", path.as_ref(), None).unwrap_err();
-        assert!(missing.contains("not found on PATH"), "{missing}");
-        assert!(resolve("./nope", path.as_ref(), Some(Path::new("/"))).is_err());
-        assert!(resolve("", path.as_ref(), None).is_err());
+        assert_eq!(
+            missing.to_string(),
+            "`surely-not-a-command` was not found on PATH (/nonexistent:/bin:/usr/bin)"
+        );
+        let relative = resolve("./nope", path.as_ref(), Some(Path::new("/"))).unwrap_err();
+        assert!(
+            matches!(&relative, StartError::NotExecutable { path } if path == Path::new("/./nope")),
+            "{relative}"
+        );
+        assert!(matches!(
+            resolve("", path.as_ref(), None),
+            Err(StartError::EmptyCommand)
+        ));
     }
 }
