@@ -53,10 +53,7 @@ pub enum StateError {
         limit: u64,
     },
     /// A stored value that is not JSON (edited or damaged outside the bridge).
-    #[error(
-        "memory key {key:?} holds data that is not valid JSON ({source}); delete it and save \
-         it again"
-    )]
+    #[error("memory key {key:?} holds data that is not valid JSON (delete it and save it again)")]
     Corrupt {
         /// The key.
         key: String,
