@@ -52,9 +52,7 @@ pub fn build_kind(config: &Config, kind: BackendKind) -> Result<Arc<dyn Sandbox>
     let _ = config;
     match kind {
         #[cfg(feature = "backend-wasi")]
-        BackendKind::Wasi => Ok(Arc::new(sandbox_wasi::WasiSandbox::new(wasi::provisioner(
-            config,
-        )?))),
+        BackendKind::Wasi => Ok(Arc::new(wasi::sandbox(config)?)),
         #[cfg(not(feature = "backend-wasi"))]
         BackendKind::Wasi => Err(BackendError::NotBuilt {
             backend: kind,
@@ -156,18 +154,52 @@ pub mod oci {
 
 #[cfg(feature = "backend-wasi")]
 mod wasi {
-    use python_wasm::{Provisioner, WasmSource};
+    use python_wasm::{Flavour, Provisioner, WasmSource};
+    use sandbox_wasi::WasiSandbox;
 
     use super::BackendError;
-    use crate::config::{BackendKind, Config};
+    use crate::config::{BackendKind, Config, WasiPython};
 
-    /// The interpreter provisioner for the WASI backend.
-    pub(super) fn provisioner(config: &Config) -> Result<Provisioner, BackendError> {
+    /// The interpreter flavour a setting names.
+    pub(super) fn flavour(setting: WasiPython) -> Flavour {
+        match setting {
+            WasiPython::Slim => Flavour::Slim,
+            WasiPython::Full => Flavour::Full,
+        }
+    }
+
+    /// The WASI backend as configured. The full interpreter gets the slim one as its
+    /// stand-in: sessions run on it while the full one is prepared on this machine.
+    pub(super) fn sandbox(config: &Config) -> Result<WasiSandbox, BackendError> {
         let cache_dir = config.cache_dir.clone().ok_or(BackendError::NoCacheDir {
             backend: BackendKind::Wasi,
             what: "interpreter",
         })?;
-        let source = WasmSource::local_or_pinned(config.python_wasm.clone());
-        Ok(Provisioner::new(cache_dir, source).with_pip_python(&config.pip_python))
+        let provisioner = |source| {
+            Provisioner::new(cache_dir.clone(), source).with_pip_python(&config.pip_python)
+        };
+        let source =
+            WasmSource::local_or_pinned(config.python_wasm.clone(), flavour(config.wasi_python));
+        let full = source == WasmSource::Pinned(Flavour::Full);
+        let sandbox = WasiSandbox::new(provisioner(source));
+        Ok(if full {
+            sandbox.with_stand_in(provisioner(WasmSource::Pinned(Flavour::Slim)))
+        } else {
+            sandbox
+        })
+    }
+}
+
+#[cfg(all(test, feature = "backend-wasi"))]
+mod tests {
+    use crate::config::WasiPython;
+
+    #[test]
+    fn the_interpreter_setting_names_every_pinned_flavour() {
+        let names: Vec<&str> = python_wasm::Flavour::ALL.map(python_wasm::Flavour::name).to_vec();
+        assert_eq!(names, WasiPython::NAMES);
+        for setting in WasiPython::ALL {
+            assert_eq!(super::wasi::flavour(setting).name(), setting.name());
+        }
     }
 }

@@ -14,7 +14,7 @@ use sandbox_core::{SandboxSpec, SessionConfig};
 
 use crate::settings::{self, ConfigArgs, Setting};
 
-pub use crate::settings::kinds::{BackendKind, OutputMode};
+pub use crate::settings::kinds::{BackendKind, OutputMode, WasiPython};
 
 /// Everything the server needs to know, resolved and checked.
 #[derive(Debug, Clone)]
@@ -45,6 +45,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Log filter directive.
     pub log_level: String,
+    /// Which pinned interpreter the WASI backend runs.
+    pub wasi_python: WasiPython,
     /// Local python.wasm, if the user gave one.
     pub python_wasm: Option<PathBuf>,
     /// The bridge's cache (interpreter, compiled modules, root filesystem); `None` when
@@ -279,6 +281,7 @@ pub fn resolve_with(
     let allow_self_server = r.get(&s::ALLOW_SELF_SERVER);
     let http_token = r.get(&s::HTTP_TOKEN);
     let log_level = r.get(&s::LOG_LEVEL);
+    let wasi_python = r.get(&s::WASI_PYTHON);
     let python_wasm = r.get(&s::PYTHON_WASM);
     let cache_dir = r.get(&s::CACHE_DIR);
     let pip_python = r.get(&s::PIP_PYTHON);
@@ -327,6 +330,7 @@ pub fn resolve_with(
         max_sessions: max_sessions as usize,
         state_dir,
         log_level,
+        wasi_python,
         python_wasm,
         cache_dir,
         pip_python,

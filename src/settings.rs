@@ -26,7 +26,7 @@ use std::time::Duration;
 pub use args::ConfigArgs;
 
 use crate::units::{format_bytes, format_duration, parse_bytes, parse_duration};
-use kinds::{BackendKind, OutputMode};
+use kinds::{BackendKind, OutputMode, WasiPython};
 
 /// One setting: where its value can come from, and how its text becomes a value.
 #[derive(Debug)]
@@ -360,6 +360,12 @@ settings! {
         "Log level: error, warn, info, debug, trace, or directives like warn,sandbox_core=debug",
         || "info".to_string(), parse::log_level, String::clone,
     ).flag("log-level");
+    /// Which pinned interpreter the WASI backend runs.
+    WASI_PYTHON: WasiPython = Setting::env(
+        "MCP_BRIDGE_WASI_PYTHON",
+        "WASI interpreter: full (the scientific stack) or slim (standard library only)",
+        || WasiPython::Full, WasiPython::parse, |w| w.name().to_string(),
+    ).flag("wasi-python").choices(&WasiPython::NAMES);
     /// A local python.wasm instead of the pinned download.
     PYTHON_WASM: Option<PathBuf> = Setting::env(
         "MCP_BRIDGE_PYTHON_WASM", "Local python.wasm instead of the pinned download",

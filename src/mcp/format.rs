@@ -154,7 +154,7 @@ impl RunReport {
                     .filter(|p| p.starts_with(OUT_DIR)),
             }
         };
-        let mut notice = notice;
+        let mut report_notice = Notice(notice);
         for (stream, path, captured) in [
             ("stdout", &saved_output.stdout, &outcome.stdout),
             ("stderr", &saved_output.stderr, &outcome.stderr),
@@ -165,10 +165,7 @@ impl RunReport {
                      it from code in this session when you need it.",
                     human_bytes(captured.cut_bytes())
                 );
-                notice = Some(match notice {
-                    Some(text) => format!("{text}\n{saved}"),
-                    None => saved,
-                });
+                report_notice.add(&saved);
             }
         }
         Self {
@@ -189,11 +186,18 @@ impl RunReport {
                 stderr: outcome.stderr.cut_bytes(),
             },
             duration_ms: outcome.elapsed.as_secs_f64() * 1000.0,
-            notice,
+            notice: report_notice.0,
             files: Vec::new(),
             unenforced: Vec::new(),
             saved_output,
         }
+    }
+
+    /// Add a line to the report's notice (after what it already says).
+    pub fn add_notice(&mut self, text: &str) {
+        let mut notice = Notice(self.notice.take());
+        notice.add(text);
+        self.notice = notice.0;
     }
 
     /// The report as JSON.
@@ -336,6 +340,18 @@ fn toon_scalar(value: &Value) -> String {
 
 fn quote(s: &str) -> String {
     serde_json::to_string(s).expect("strings serialise")
+}
+
+/// A notice built up line by line.
+struct Notice(Option<String>);
+
+impl Notice {
+    fn add(&mut self, line: &str) {
+        self.0 = Some(match self.0.take() {
+            Some(text) => format!("{text}\n{line}"),
+            None => line.to_owned(),
+        });
+    }
 }
 
 #[cfg(test)]

@@ -171,11 +171,15 @@ impl Bridge {
             output_stream,
         };
         let mut outcome = session.try_run(&request, calls.clone()).await;
+        let mut sandbox_notice = session.notice().map(str::to_owned);
         if outcome.is_none() {
             // The session died while this call waited behind another run (a timeout or a
             // cancellation killed it): run in a fresh one rather than fail a call that never ran.
             match self.sessions.get(scope, &args.session, false).await {
-                Ok((fresh, _)) => outcome = fresh.try_run(&request, calls).await,
+                Ok((fresh, _)) => {
+                    outcome = fresh.try_run(&request, calls).await;
+                    sandbox_notice = fresh.notice().map(str::to_owned);
+                }
                 Err(e) => {
                     return CallToolResult::error(vec![ContentBlock::text(
                         sandbox_core::error_chain(&e),
@@ -197,6 +201,9 @@ impl Bridge {
         self.sessions.refill();
         let mut report =
             RunReport::new(&outcome, &args.session, args.servers, timeout.as_secs_f64());
+        if let Some(text) = sandbox_notice {
+            report.add_notice(&text);
+        }
         let (file_blocks, file_reports) = files::content_blocks(&outcome.files);
         report.files = file_reports;
         report.unenforced = self.sessions.sandbox().unenforced_limits();

@@ -1,5 +1,6 @@
-//! The settings whose values are one of a fixed list: which backend, which output mode. A
-//! leaf: the table, the configuration and the backends all name these.
+//! The settings whose values are one of a fixed list: which backend, which output mode,
+//! which WASI interpreter. A leaf: the table, the configuration and the backends all name
+//! these.
 
 use std::fmt;
 
@@ -86,5 +87,16 @@ choices! {
         Toon => "toon",
         /// JSON of the structured result.
         Json => "json",
+    }
+}
+
+choices! {
+    /// Which pinned interpreter the WASI backend runs (the names of `python_wasm::Flavour`;
+    /// a test keeps the two lists equal).
+    WasiPython, "WASI interpreter" {
+        /// `CPython` 3.12 with the standard library only: 26 MB, compiles in seconds.
+        Slim => "slim",
+        /// `CPython` 3.15 with numpy, pandas, scipy, scikit-learn, matplotlib and more.
+        Full => "full",
     }
 }

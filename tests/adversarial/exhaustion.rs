@@ -76,7 +76,7 @@ else:
         }
     } else if !reply.is_error {
         check_blocked(&reply)?;
-    } else if b.name == "wasi" {
+    } else if b.backend() == "wasi" {
         ensure!(
             reply.structured["error"]["type"] == json!("AttributeError"),
             "{}",
@@ -90,7 +90,7 @@ pub(crate) async fn attack_fork_bomb(b: &TestBackend) -> Result<()> {
     let code =
         "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass";
     let (bridge, reply) = must_stop(b, code, 5).await?;
-    if b.name == "wasi" {
+    if b.backend() == "wasi" {
         ensure!(reply.text.contains("fork"), "{}", reply.text);
     } else {
         // Every process spins forever: only the deadline (and the kill after it) ends it.
@@ -248,7 +248,7 @@ attempt('pickle', lambda: len(pickle.dumps(nested)))
 pub(crate) async fn attack_many_files(b: &TestBackend) -> Result<()> {
     let code = "n = 0\nwhile True:\n    open(f'/tmp/f{n}', 'w').close()\n    n += 1";
     let (_, reply) = must_stop(b, code, 20).await?;
-    if b.name == "wasi" {
+    if b.backend() == "wasi" {
         // WASI counts entries itself (10,000 at most).
         ensure!(reply.text.contains("files"), "{}", reply.text);
     }

@@ -192,7 +192,7 @@ async fn ends_without_leftovers(b: &TestBackend, how: Ending) -> Result<()> {
     ensure!(reply["result"]["isError"] != json!(true), "{reply}");
     let pid = bridge.pid();
     ensure!(
-        !leftovers(b, pid)?.is_empty() || b.name == "wasi",
+        !leftovers(b, pid)?.is_empty() || b.backend() == "wasi",
         "the run left no trace to check"
     );
     bridge.finish(how).await?;

@@ -183,7 +183,8 @@ fn isolated_bridge_command(backend: &TestBackend) -> tokio::process::Command {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TestBackend {
     /// The suite's name for it: a backend, or a backend with options
-    /// (`podman_gvisor`: podman running containers under gVisor's runsc).
+    /// (`podman_gvisor`: podman running containers under gVisor's runsc; `wasi_slim`: the
+    /// WASI backend on the slim interpreter).
     pub(crate) name: &'static str,
 }
 
@@ -192,6 +193,7 @@ impl TestBackend {
     pub(crate) fn backend(&self) -> &'static str {
         match self.name {
             "podman_gvisor" => "podman",
+            "wasi_slim" => "wasi",
             "oci_rootless" | "oci_rootless_bare" => "oci",
             name => name,
         }
@@ -201,6 +203,7 @@ impl TestBackend {
     fn flags(&self) -> &'static [&'static str] {
         match self.name {
             "podman_gvisor" => &["--oci-runtime", "runsc"],
+            "wasi_slim" => &["--wasi-python", "slim"],
             _ => &[],
         }
     }

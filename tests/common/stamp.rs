@@ -7,6 +7,7 @@
 macro_rules! for_each_backend {
     ($($topic:ident: $($test:ident),* $(,)?;)*) => {
         for_each_backend!(@backend wasi; $($topic: $($test),*;)*);
+        for_each_backend!(@backend wasi_slim; $($topic: $($test),*;)*);
         for_each_backend!(@backend podman; $($topic: $($test),*;)*);
         for_each_backend!(@backend docker; $($topic: $($test),*;)*);
         for_each_backend!(@backend podman_gvisor; $($topic: $($test),*;)*);

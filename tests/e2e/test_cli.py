@@ -22,7 +22,7 @@ class Doctor(unittest.TestCase):
         report = json.loads(done.stdout)
         wasi = next(b for b in report["backends"] if b["backend"] == "wasi")
         self.assertTrue(wasi["available"], wasi)
-        self.assertIn("CPython 3.12.0", wasi["detail"])
+        self.assertIn("CPython 3.15.0", wasi["detail"])  # the full interpreter, provisioned
         origins = {o["variable"]: o for o in report["configuration"]}
         self.assertEqual(origins["MCP_BRIDGE_TIMEOUT"]["from"], "environment")
         self.assertEqual(origins["MCP_BRIDGE_TIMEOUT"]["text"], "45s")

@@ -109,6 +109,8 @@ pub(crate) async fn start(
         stdout: Box::pin(stdout),
         stderr: Box::pin(connected.err),
         control: Box::new(control),
+        notice: None,
+        compiled_runtime: None,
     })
 }
 

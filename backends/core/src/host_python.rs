@@ -64,6 +64,8 @@ impl Sandbox for HostPython {
                 child: tokio::sync::Mutex::new(child),
                 exit: Mutex::new(None),
             }),
+            notice: None,
+            compiled_runtime: None,
         })
     }
 }

