@@ -196,7 +196,9 @@ mod tests {
 
     #[test]
     fn the_interpreter_setting_names_every_pinned_flavour() {
-        let names: Vec<&str> = python_wasm::Flavour::ALL.map(python_wasm::Flavour::name).to_vec();
+        let names: Vec<&str> = python_wasm::Flavour::ALL
+            .map(python_wasm::Flavour::name)
+            .to_vec();
         assert_eq!(names, WasiPython::NAMES);
         for setting in WasiPython::ALL {
             assert_eq!(super::wasi::flavour(setting).name(), setting.name());

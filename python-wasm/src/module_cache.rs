@@ -30,7 +30,7 @@ use crate::provision::{Provisioner, PythonWasm};
 use crate::source::WasmSource;
 
 /// The cache subfolder holding precompiled modules.
-pub(crate) const MODULES_DIR: &str = "modules";
+const MODULES_DIR: &str = "modules";
 
 /// The wasmtime version this crate is built against (pinned with `=` in the workspace).
 /// wasmtime exports no constant for it; a unit test checks this against `Cargo.lock`. It
@@ -38,6 +38,24 @@ pub(crate) const MODULES_DIR: &str = "modules";
 const WASMTIME_VERSION: &str = "48.0.8";
 
 impl Provisioner {
+    /// True when a pinned interpreter is in the cache and compiled for `engine`, so that
+    /// [`provision`](Self::provision) and [`load_module`](Self::load_module) take well under
+    /// a second. False for a local file (it is hashed on every start) and whenever a
+    /// download or a compile would be needed.
+    pub fn is_ready(&self, engine: &Engine) -> bool {
+        match self.source() {
+            WasmSource::LocalFile(_) => false,
+            WasmSource::Pinned(_) => {
+                self.cached().is_some()
+                    && self
+                        .cache_dir()
+                        .join(MODULES_DIR)
+                        .join(module_file_name(engine, self.pin().wasm_sha256))
+                        .is_file()
+            }
+        }
+    }
+
     /// Returns the interpreter compiled for `engine`, from the module cache if it holds a
     /// `.cwasm` for this interpreter and this engine configuration, else by compiling it
     /// (seconds, ~400 MB peak) and caching the result. Blocks.
@@ -171,7 +189,7 @@ fn changed_on_disk(wasm: &PythonWasm, actual: String) -> ProvisionError {
 }
 
 /// `python-<wasm sha256 prefix>-wasmtime-<version>-<engine digest>.cwasm`.
-pub(crate) fn module_file_name(engine: &Engine, wasm_sha256: &str) -> String {
+fn module_file_name(engine: &Engine, wasm_sha256: &str) -> String {
     format!(
         "python-{}-wasmtime-{WASMTIME_VERSION}-{}.cwasm",
         short_hex(wasm_sha256),

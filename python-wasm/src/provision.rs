@@ -137,27 +137,6 @@ impl Provisioner {
         &self.source
     }
 
-    /// True when a pinned interpreter is in the cache and compiled for `engine`, so that
-    /// [`provision`](Self::provision) and [`load_module`](Self::load_module) take well under
-    /// a second. False for a local file (it is hashed on every start) and whenever a
-    /// download or a compile would be needed.
-    pub fn is_ready(&self, engine: &wasmtime::Engine) -> bool {
-        match &self.source {
-            WasmSource::LocalFile(_) => false,
-            WasmSource::Pinned(_) => {
-                self.cached().is_some()
-                    && self
-                        .cache_dir
-                        .join(crate::module_cache::MODULES_DIR)
-                        .join(crate::module_cache::module_file_name(
-                            engine,
-                            self.pin.wasm_sha256,
-                        ))
-                        .is_file()
-            }
-        }
-    }
-
     /// The pinned interpreter this provisioner fetches (for a local file: the slim pin,
     /// which it is compared with).
     pub fn pin(&self) -> &Pin {
@@ -234,7 +213,7 @@ impl Provisioner {
 
     /// The pinned interpreter if it is in the cache with the pinned size (and its standard
     /// library archive, when it has one).
-    fn cached(&self) -> Option<PythonWasm> {
+    pub(crate) fn cached(&self) -> Option<PythonWasm> {
         let dir = self.interpreter_dir();
         let path = dir.join(WASM_FILE);
         let has_size = |path: &Path, size: u64| {

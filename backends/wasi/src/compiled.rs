@@ -19,24 +19,27 @@ use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::error::CompileError;
-use crate::interpreter::Loaded;
-use crate::new_store;
+use python_wasm::PythonWasm;
+use wasmtime::InstancePre;
+
+use crate::entry::Entry;
+use crate::{GuestState, new_store};
 
 /// Largest bytecode we accept from the compiling interpreter.
 const MAX_BYTECODE: usize = 8 * 1024 * 1024;
 
 /// The runtime's bytecode for this interpreter, from the cache or compiled now. `None` (and
 /// a warning) when compiling fails: sessions then fall back to the source.
-pub(crate) async fn runtime(loaded: &Loaded, cache_dir: &Path) -> Option<Arc<[u8]>> {
-    let path = cache_path(cache_dir, &loaded.wasm.sha256);
-    prune_stale(&path, &loaded.wasm.sha256);
+pub(crate) async fn runtime(interpreter: Compiler<'_>, cache_dir: &Path) -> Option<Arc<[u8]>> {
+    let path = cache_path(cache_dir, &interpreter.wasm.sha256);
+    prune_stale(&path, &interpreter.wasm.sha256);
     if let Ok(bytes) = std::fs::read(&path)
         && !bytes.is_empty()
     {
         return Some(bytes.into());
     }
     let started = std::time::Instant::now();
-    match compile(loaded).await {
+    match compile(interpreter).await {
         Ok(bytes) => {
             if let Err(e) = store(&path, &bytes) {
                 warn!(path = %path.display(), "could not cache the compiled runtime: {e}");
@@ -67,7 +70,15 @@ fn hex16(digest: &[u8]) -> String {
     hex::encode(&digest[..8])
 }
 
-async fn compile(loaded: &Loaded) -> Result<Vec<u8>, CompileError> {
+/// The interpreter that compiles the runtime: pre-linked, how to start it, what it is.
+#[derive(Clone, Copy)]
+pub(crate) struct Compiler<'a> {
+    pub(crate) pre: &'a InstancePre<GuestState>,
+    pub(crate) entry: Entry,
+    pub(crate) wasm: &'a PythonWasm,
+}
+
+async fn compile(loaded: Compiler<'_>) -> Result<Vec<u8>, CompileError> {
     let stdout = MemoryOutputPipe::new(MAX_BYTECODE);
     let stderr = MemoryOutputPipe::new(64 * 1024);
     let mut wasi = WasiCtxBuilder::new();
@@ -80,7 +91,8 @@ async fn compile(loaded: &Loaded) -> Result<Vec<u8>, CompileError> {
             .map_err(|e| CompileError::Instantiate(e.into()))?;
     }
     let killed = Arc::new(AtomicBool::new(false));
-    let (mut store, _) = new_store(&loaded.engine, wasi.build_p1(), 256 << 20, &killed);
+    let engine = loaded.pre.module().engine();
+    let (mut store, _) = new_store(engine, wasi.build_p1(), 256 << 20, &killed);
     let instance = loaded
         .pre
         .instantiate_async(&mut store)

@@ -89,7 +89,12 @@ impl Interpreter {
                 let mut loaded = tokio::task::spawn_blocking(move || load(&provisioner))
                     .await
                     .unwrap_or_else(|e| Err(LoadError::Panicked(e)))?;
-                loaded.compiled_runtime = compiled::runtime(&loaded, Path::new(&cache_dir)).await;
+                let compiler = compiled::Compiler {
+                    pre: &loaded.pre,
+                    entry: loaded.entry,
+                    wasm: &loaded.wasm,
+                };
+                loaded.compiled_runtime = compiled::runtime(compiler, Path::new(&cache_dir)).await;
                 Ok(Arc::new(loaded))
             })
             .await

@@ -94,10 +94,7 @@ impl FakeWheel {
                 b"must not be copied\n",
             ),
             ("fake-0.1.0.dist-info/METADATA", b"Name: fake\n"),
-            (
-                "fake/python-stdlib.zip",
-                stdlib.unwrap_or_default(),
-            ),
+            ("fake/python-stdlib.zip", stdlib.unwrap_or_default()),
         ] {
             if name.ends_with("stdlib.zip") && stdlib.is_none() {
                 continue;
