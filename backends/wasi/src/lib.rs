@@ -62,8 +62,8 @@ const SCRATCH_MAX_ENTRIES: u64 = 10_000;
 pub struct WasiSandbox {
     configured: Arc<Interpreter>,
     stand_in: Option<Arc<Interpreter>>,
-    /// Set once the background preparation of the configured interpreter has started.
-    preparing: std::sync::Once,
+    /// Set while the configured interpreter is being prepared in the background.
+    preparing: Arc<AtomicBool>,
 }
 
 /// Per-store state: the WASI context and the memory limiter.
@@ -109,7 +109,7 @@ impl WasiSandbox {
         Self {
             configured: Arc::new(Interpreter::new(provisioner)),
             stand_in: None,
-            preparing: std::sync::Once::new(),
+            preparing: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -147,27 +147,33 @@ impl WasiSandbox {
         Ok((loaded, Some(stand_in_notice(&self.configured))))
     }
 
-    /// Load the configured interpreter in a background task (once), after the stand-in, so
-    /// the stand-in's own compile does not compete with it.
+    /// Load the configured interpreter in a background task, after the stand-in so the
+    /// stand-in's own compile does not compete with it. One task at a time; after a failure
+    /// the next session start tries again.
     fn prepare_in_background(&self, stand_in: Arc<Interpreter>) {
-        self.preparing.call_once(|| {
-            let configured = self.configured.clone();
-            tokio::spawn(async move {
-                let _ = stand_in.load().await;
-                let started = std::time::Instant::now();
-                match configured.load().await {
-                    Ok(loaded) => info!(
-                        elapsed = ?started.elapsed(),
-                        interpreter = %loaded.wasm.description,
-                        "the configured interpreter is ready; new sessions run on it"
-                    ),
-                    Err(e) => warn!(
+        if self.preparing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let configured = self.configured.clone();
+        let preparing = self.preparing.clone();
+        tokio::spawn(async move {
+            let _ = stand_in.load().await;
+            let started = std::time::Instant::now();
+            match configured.load().await {
+                Ok(loaded) => info!(
+                    elapsed = ?started.elapsed(),
+                    interpreter = %loaded.wasm.description,
+                    "the configured interpreter is ready; new sessions run on it"
+                ),
+                Err(e) => {
+                    warn!(
                         error = %sandbox_core::error_chain(&e),
                         "preparing the configured interpreter failed; sessions keep running \
-                         on the stand-in, and the next start tries again"
-                    ),
+                         on the stand-in, and the next session start tries again"
+                    );
+                    preparing.store(false, Ordering::Release);
                 }
-            });
+            }
         });
     }
 }
