@@ -49,7 +49,7 @@ fn world() -> &'static World {
             state_dir.join(".cache").join("tools"),
             Duration::from_secs(1),
         );
-        let state = State::open(state_dir).map_err(|e| e.to_string());
+        let state = State::open(state_dir);
         let proxy = Proxy::new(Catalogue::default(), upstreams, state);
         World {
             runtime: tokio::runtime::Builder::new_current_thread()
