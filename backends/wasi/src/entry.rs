@@ -100,10 +100,11 @@ impl Entry {
             }
         };
         match outcome {
-            Err(e) if e.downcast_ref::<I32Exit>().is_some() => {
-                Ok(e.downcast_ref::<I32Exit>().map_or(1, |exit| exit.0))
-            }
-            other => other,
+            Err(e) => match e.downcast_ref::<I32Exit>() {
+                Some(exit) => Ok(exit.0),
+                None => Err(e),
+            },
+            ok => ok,
         }
     }
 }

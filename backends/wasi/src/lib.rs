@@ -126,22 +126,21 @@ impl WasiSandbox {
         self.configured.get().map(|loaded| &loaded.wasm)
     }
 
+    /// The stand-in, when there is one and the configured interpreter is not ready yet.
+    fn stand_in_needed(&self) -> Option<&Arc<Interpreter>> {
+        self.stand_in
+            .as_ref()
+            .filter(|_| !self.configured.is_ready())
+    }
+
     /// The interpreter a new session runs on, and what its replies must say about it: the
     /// configured one when it is ready (or there is no stand-in), else the stand-in while
     /// the configured one is prepared in the background.
     async fn interpreter(&self) -> Result<(Arc<Loaded>, Option<String>), SandboxError> {
-        let Some(stand_in) = &self.stand_in else {
-            return Ok((
-                self.configured.load().await.map_err(|e| unavailable(&e))?,
-                None,
-            ));
+        let Some(stand_in) = self.stand_in_needed() else {
+            let loaded = self.configured.load().await.map_err(|e| unavailable(&e))?;
+            return Ok((loaded, None));
         };
-        if self.configured.is_ready() {
-            return Ok((
-                self.configured.load().await.map_err(|e| unavailable(&e))?,
-                None,
-            ));
-        }
         self.prepare_in_background(stand_in.clone());
         let loaded = stand_in.load().await.map_err(|e| unavailable(&e))?;
         Ok((loaded, Some(stand_in_notice(&self.configured))))
@@ -206,27 +205,15 @@ impl Sandbox for WasiSandbox {
 
     async fn probe(&self) -> Probe {
         // A probe starts nothing in the background (`doctor` exits right after it).
-        let chosen = match &self.stand_in {
-            Some(stand_in) if !self.configured.is_ready() => stand_in
-                .load()
-                .await
-                .map(|loaded| (loaded, Some(String::new())))
-                .map_err(|e| unavailable(&e)),
-            _ => self
-                .configured
-                .load()
-                .await
-                .map(|loaded| (loaded, None))
-                .map_err(|e| unavailable(&e)),
-        };
-        match chosen {
-            Ok((loaded, notice)) => Probe::Available {
+        let stand_in = self.stand_in_needed();
+        match stand_in.unwrap_or(&self.configured).load().await {
+            Ok(loaded) => Probe::Available {
                 detail: format!(
                     "{} at {} (sha256 {}){}",
                     loaded.wasm.description,
                     loaded.wasm.path.display(),
                     &loaded.wasm.sha256[..16],
-                    if notice.is_some() {
+                    if stand_in.is_some() {
                         "; a stand-in: the configured interpreter is prepared on first use, \
                          or now by `provision`"
                     } else {
@@ -234,9 +221,8 @@ impl Sandbox for WasiSandbox {
                     }
                 ),
             },
-            Err(SandboxError::Unavailable { reason, .. }) => Probe::Unavailable { reason },
-            Err(other) => Probe::Unavailable {
-                reason: other.to_string(),
+            Err(e) => Probe::Unavailable {
+                reason: sandbox_core::error_chain(&e),
             },
         }
     }
