@@ -12,6 +12,7 @@ mod files;
 mod isolation;
 mod limits;
 mod load;
+mod plots;
 mod protocol;
 mod support;
 
@@ -44,6 +45,7 @@ for_each_backend! {
         a_crashed_bridge_is_cleaned_up_by_the_next, the_kernel_is_the_one_promised,
         cpu_quota_is_enforced, missing_limits_are_named_in_every_reply;
     files: files_written_to_out_come_back, cut_output_is_saved_to_read_on_purpose;
+    plots: plt_show_returns_the_figure_as_an_image, figures_left_open_come_back_once;
     isolation: no_network, loopback_is_the_only_interface, empty_environment, host_files_are_invisible,
         scratch_is_writable_and_private_per_session, root_is_not_writable;
     faults: upstream_crash_mid_call_is_reported, upstream_hang_ends_at_the_timeout,

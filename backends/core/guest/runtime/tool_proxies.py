@@ -459,6 +459,8 @@ This sandbox runs your Python ({python}, {implementation}) in one persistent ses
 - print() output comes back per run, up to {limit} bytes per stream (start and end kept).
 - stdin is empty: input() raises EOFError. exit() / sys.exit() only end the current run.
 - Files: /tmp and /workspace are writable. There is no network access.
+- Files written under /workspace/out/ come back with the run (images as images), and so
+  do plots: plt.show() and figures still open when a run ends.
 MCP servers: pass servers=[...] with a run to get a global mcp_<alias> for each (also
 mcp_servers[name] and `from mcp.servers import <alias>`).
 - `await mcp_<alias>.<tool>(arg=...)` checks the keyword arguments, returns the
