@@ -24,14 +24,14 @@ use crate::mcp::capabilities::{CAPABILITIES_TEXT, CAPABILITIES_URI};
 use crate::mcp::format::RunReport;
 use crate::mcp::progress::ProgressRelay;
 use crate::mcp::schema::check_arguments;
-use crate::mcp::tools::{RUN_PYTHON, read_run_args, run_python_tool};
+use crate::mcp::tools::{RUN_PYTHON, SandboxFacts, read_run_args, run_python_tool};
 use crate::mcp::{discovery, files};
 use crate::proxy::dispatch::Proxy;
 use crate::sessions::{Scope, Sessions};
 
 /// The tools `tools/list` shows: `run_python`, and the discovery tools when they are on.
-fn published_tools(discovery_tools: bool) -> Vec<Tool> {
-    let mut tools = vec![run_python_tool()];
+fn published_tools(discovery_tools: bool, facts: SandboxFacts) -> Vec<Tool> {
+    let mut tools = vec![run_python_tool(facts)];
     if discovery_tools {
         tools.extend(discovery::discovery_tools());
     }
@@ -94,7 +94,7 @@ impl Bridge {
             owned,
         };
         Self {
-            tools: published_tools(config.discovery_tools).into(),
+            tools: published_tools(config.discovery_tools, SandboxFacts::of(&config)).into(),
             config,
             sessions,
             proxy,
@@ -368,7 +368,7 @@ mod tests {
 
     #[test]
     fn every_published_schema_round_trips_through_the_checker() {
-        let tools = published_tools(true);
+        let tools = published_tools(true, SandboxFacts::default());
         assert_eq!(tools.len(), 5);
         for tool in &tools {
             let schema = Value::Object((*tool.input_schema).clone());
@@ -416,7 +416,8 @@ mod tests {
     #[test]
     fn the_run_python_schema_refuses_a_lone_server_name() {
         let call = json!({"code": "pass", "servers": "time"});
-        let error = check_arguments(&run_python_tool(), call.as_object()).unwrap_err();
+        let error = check_arguments(&run_python_tool(SandboxFacts::default()), call.as_object())
+            .unwrap_err();
         assert!(
             error.contains("`servers` must be a list of strings"),
             "{error}"
