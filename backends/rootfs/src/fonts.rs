@@ -59,7 +59,8 @@ pub(crate) async fn build_font_cache(tree: &Path) -> Result<(), RootfsError> {
             "import matplotlib.font_manager",
         ])
         .env_clear()
-        .env("PATH", "/usr/bin:/bin")
+        // `chroot` is in sbin.
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .env("LANG", "C.UTF-8")
         .env("MPLBACKEND", "Agg")
         .env("MPLCONFIGDIR", FONT_CACHE_DIR);
