@@ -30,11 +30,12 @@ pub const FONT_CACHE_DIR: &str = "/usr/share/mcp-sandbox/matplotlib";
 pub const MPL_CONFIG_DIR: &str = "/tmp/matplotlib";
 /// Put before the interpreter's command line (in a tree of ours): copy [`FONT_CACHE_DIR`]
 /// to [`MPL_CONFIG_DIR`], then `exec` the rest (`"$0" "$@"`). A tree without the list
-/// (an older or foreign one) just starts the interpreter.
+/// (an older or foreign one) just starts the interpreter. The shell's own `PWD` is dropped:
+/// the guest's environment stays exactly [`crate::GUEST_ENV`] and what a spec grants.
 pub const SEED_THEN_EXEC: [&str; 3] = [
     "/bin/sh",
     "-c",
-    "cp -R /usr/share/mcp-sandbox/matplotlib /tmp/matplotlib 2>/dev/null; exec \"$0\" \"$@\"",
+    "cp -R /usr/share/mcp-sandbox/matplotlib /tmp/matplotlib 2>/dev/null; unset PWD; exec \"$0\" \"$@\"",
 ];
 /// The sandbox's unprivileged user and group.
 const NOBODY: u32 = 65_534;
@@ -126,5 +127,18 @@ mod tests {
             .unwrap();
         assert!(out.status.success());
         assert_eq!(String::from_utf8_lossy(&out.stdout), "a b|c|");
+    }
+
+    #[test]
+    fn the_seed_adds_nothing_to_the_environment() {
+        let out = std::process::Command::new(SEED_THEN_EXEC[0])
+            .args(&SEED_THEN_EXEC[1..])
+            .arg("/usr/bin/env")
+            .env_clear()
+            .env("KEPT", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "KEPT=1\n");
     }
 }
