@@ -50,8 +50,14 @@ pub(crate) async fn empty_environment(b: &TestBackend) -> Result<()> {
     let out = bridge
         .ok("import os\nprint('\\n'.join(sorted(os.environ)))")
         .await?;
-    // Backends may set these three, with fixed values; nothing else, and nothing of ours.
-    let allowed = ["PATH", "LANG", "PYTHONDONTWRITEBYTECODE"];
+    // Backends may set these, with fixed values; nothing else, and nothing of ours.
+    let allowed = [
+        "PATH",
+        "LANG",
+        "PYTHONDONTWRITEBYTECODE",
+        "MPLBACKEND",
+        "MPLCONFIGDIR",
+    ];
     let unexpected: Vec<&str> = out
         .lines()
         .filter(|name| !name.is_empty() && !allowed.contains(name))

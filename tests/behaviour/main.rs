@@ -14,6 +14,7 @@ mod limits;
 mod load;
 mod plots;
 mod protocol;
+mod stack;
 mod support;
 
 #[macro_use]
@@ -53,4 +54,6 @@ for_each_backend! {
         oom_killed_guest_is_reported_and_next_call_works,
         ending_the_bridge_mid_run_leaves_nothing;
     load: sixteen_sessions_share_a_thousand_runs, a_long_soak_keeps_memory_flat;
+    stack: numpy_and_pandas_compute_the_right_numbers, scipy_and_scikit_learn_fit,
+        a_saved_figure_comes_back_as_an_image, matplotlib_starts_from_the_prebuilt_font_list;
 }

@@ -9,19 +9,14 @@
 use std::path::{Path, PathBuf};
 
 use sandbox_core::SandboxSpec;
+use sandbox_rootfs::GUEST_ENV;
+use sandbox_rootfs::fonts::SEED_THEN_EXEC;
 use serde_json::{Value, json};
 
 use crate::mode::{IdMap, Limits};
 
 /// The interpreter inside the root filesystem.
 pub(crate) const PYTHON: &str = "/usr/bin/python3";
-
-/// The guest's environment when the spec grants none.
-const BASE_ENV: [&str; 3] = [
-    "PATH=/usr/local/bin:/usr/bin:/bin",
-    "LANG=C.UTF-8",
-    "PYTHONDONTWRITEBYTECODE=1",
-];
 
 /// Period of the CPU quota, in microseconds.
 pub(crate) const CPU_PERIOD_US: u64 = 100_000;
@@ -182,12 +177,18 @@ pub(crate) fn config(spec: &SandboxSpec, plan: &Plan) -> Value {
             linux["resources"] = resources(spec, plan.limits);
         }
     }
-    let env: Vec<String> = if spec.env().is_empty() {
-        BASE_ENV.iter().map(ToString::to_string).collect()
-    } else {
-        spec.env().iter().map(|(k, v)| format!("{k}={v}")).collect()
-    };
-    let args: Vec<String> = std::iter::once(PYTHON.to_string())
+    // The root filesystem's environment, then what the spec grants (as the container
+    // backends do).
+    let env: Vec<String> = GUEST_ENV
+        .iter()
+        .map(ToString::to_string)
+        .chain(spec.env().iter().map(|(k, v)| format!("{k}={v}")))
+        .collect();
+    // The tree's shell first starts matplotlib's cache from the prebuilt font list.
+    let args: Vec<String> = SEED_THEN_EXEC
+        .iter()
+        .map(ToString::to_string)
+        .chain(std::iter::once(PYTHON.to_string()))
         .chain(plan.args.iter().cloned())
         .collect();
     let no_caps: [&str; 0] = [];
