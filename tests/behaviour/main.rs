@@ -12,6 +12,7 @@ mod files;
 mod isolation;
 mod limits;
 mod load;
+mod mounts;
 mod protocol;
 mod support;
 
@@ -51,4 +52,7 @@ for_each_backend! {
         oom_killed_guest_is_reported_and_next_call_works,
         ending_the_bridge_mid_run_leaves_nothing;
     load: sixteen_sessions_share_a_thousand_runs, a_long_soak_keeps_memory_flat;
+    mounts: csv_in_a_granted_dir_is_read_with_the_csv_module,
+        csv_in_a_granted_dir_is_read_with_pandas, granted_dirs_are_never_writable,
+        symlinks_out_of_a_grant_give_nothing, dot_dot_cannot_leave_a_grant;
 }
