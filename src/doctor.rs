@@ -15,7 +15,7 @@ use mcp_server_code_execution_mode::cli::DoctorArgs;
 use mcp_server_code_execution_mode::config::BackendKind;
 use mcp_server_code_execution_mode::proxy::catalogue::render_report;
 use mcp_server_code_execution_mode::proxy::dispatch::Proxy;
-use mcp_server_code_execution_mode::{backend, config};
+use mcp_server_code_execution_mode::{backend, config, mounts};
 use sandbox_core::{NoCalls, Probe, RunRequest, Sandbox, Session};
 use serde_json::{Value, json};
 
@@ -193,6 +193,7 @@ pub(crate) async fn report(args: &DoctorArgs) -> Result<String> {
                 "name": s.name, "source": s.source, "why": s.why})).collect::<Vec<_>>(),
             "configuration": origins,
             "state_dir": config.state_dir,
+            "mounts": mounts_json(&config),
         });
         return Ok(serde_json::to_string_pretty(&doc)?);
     }
@@ -227,6 +228,7 @@ pub(crate) async fn report(args: &DoctorArgs) -> Result<String> {
             );
         }
     }
+    out.push_str(&mounts_text(&config));
     let _ = writeln!(
         out,
         "\nMCP servers (state dir {}):",
@@ -248,4 +250,34 @@ pub(crate) async fn report(args: &DoctorArgs) -> Result<String> {
         let _ = writeln!(out, "  {:<34} {:<24} {from}", o.variable, o.value);
     }
     Ok(out)
+}
+
+/// The granted host directories, each with whether it is still there.
+fn mounts_json(config: &config::Config) -> Value {
+    json!({
+        "granted": config.mounts.iter().map(|m| json!({
+            "name": m.name, "guest": m.guest_path(), "host": m.host,
+            "present": mounts::still_there(&m.host)})).collect::<Vec<_>>(),
+        "client_roots": config.mount_roots,
+    })
+}
+
+/// The "Mounts" section: what every sandbox reads at `/data/<name>`; a directory gone
+/// since start-up is flagged loudly (sessions would fail to start).
+fn mounts_text(config: &config::Config) -> String {
+    let mut out = String::from("\nMounts (read-only in every sandbox):\n");
+    if config.mounts.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    for m in &config.mounts {
+        let _ = write!(out, "  {:<24} {}", m.guest_path(), m.host.display());
+        if !mounts::still_there(&m.host) {
+            out.push_str("   !! MISSING: this directory is gone; sessions cannot start");
+        }
+        out.push('\n');
+    }
+    if config.mount_roots {
+        out.push_str("  + each client's file:// roots, at /data/<last component>\n");
+    }
+    out
 }

@@ -9,6 +9,11 @@
 //! the HTTP server gives each MCP session a scope of its own, so two clients that both use
 //! the session `default` never see each other's Python state. Ending a scope shuts its
 //! sessions down; the warm pool and the session cap are shared by all scopes.
+//!
+//! A scope may have a spec of its own ([`Sessions::set_scope_spec`]: a client's MCP roots
+//! granted as mounts). The warm pool holds sessions of the process-wide spec only, so a
+//! scope with its own spec never gets a pooled session: its new sessions start cold with its
+//! spec. A new spec applies to the scope's next new session; running ones keep theirs.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -106,6 +111,8 @@ pub struct Sessions {
     session_cap: usize,
     idle_timeout: Duration,
     named: Mutex<HashMap<Key, Arc<Slot>>>,
+    /// Specs of the scopes that have their own (granted more than `spec`).
+    scope_specs: Mutex<HashMap<Scope, SandboxSpec>>,
     pool: Mutex<Vec<Session>>,
     refilling: AtomicBool,
     closed: AtomicBool,
@@ -154,6 +161,7 @@ impl Sessions {
             session_cap: max_sessions,
             idle_timeout,
             named: Mutex::new(HashMap::new()),
+            scope_specs: Mutex::new(HashMap::new()),
             pool: Mutex::new(Vec::new()),
             refilling: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -205,11 +213,33 @@ impl Sessions {
         if let Some(session) = current.as_ref() {
             return Ok((session.clone(), Origin::Existing));
         }
-        let (session, origin) = self.fresh().await?;
+        let own_spec = self
+            .scope_specs
+            .lock()
+            .expect("scope specs lock")
+            .get(&scope)
+            .cloned();
+        let (session, origin) = match own_spec {
+            Some(spec) => (
+                Session::start(self.sandbox.as_ref(), &spec, &self.config).await?,
+                Origin::Cold,
+            ),
+            None => self.fresh().await?,
+        };
         let session = Arc::new(session);
         *current = Some(session.clone());
         *slot.saved_tools.lock().expect("slot lock") = None;
         Ok((session, origin))
+    }
+
+    /// Give `scope`'s next new sessions `spec` instead of the process-wide one (`None`: back
+    /// to the shared spec and the warm pool). Sessions already running keep theirs.
+    pub fn set_scope_spec(&self, scope: Scope, spec: Option<SandboxSpec>) {
+        let mut specs = self.scope_specs.lock().expect("scope specs lock");
+        match spec {
+            Some(spec) => specs.insert(scope, spec),
+            None => specs.remove(&scope),
+        };
     }
 
     /// The saved tools' source if the session called `name` in `scope` has not received this
@@ -351,6 +381,7 @@ impl Sessions {
 
     /// Forget every session of `scope` now; the caller shuts them down.
     fn take_scope(&self, scope: Scope) -> Vec<Arc<Slot>> {
+        self.set_scope_spec(scope, None);
         let mut named = self.named.lock().expect("sessions lock");
         let keys: Vec<Key> = named.keys().filter(|(s, _)| *s == scope).cloned().collect();
         keys.iter().filter_map(|key| named.remove(key)).collect()
@@ -380,6 +411,7 @@ impl Sessions {
     /// [`Sessions::shutdown_scope`] in the background, for callers that cannot wait (a
     /// `Drop`). Does nothing when the scope has no sessions or there is no tokio runtime.
     pub fn end_scope(self: &Arc<Self>, scope: Scope) {
+        self.set_scope_spec(scope, None);
         if self.scope_len(scope) == 0 {
             return;
         }

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 pub use args::ConfigArgs;
 
+use crate::mounts::{LIST_SEPARATOR, MountRequest};
 use crate::units::{format_bytes, format_duration, parse_bytes, parse_duration};
 use kinds::{BackendKind, OutputMode, WasiPython};
 
@@ -216,6 +217,18 @@ fn show_paths(value: &Vec<PathBuf>) -> String {
     shown.join(", ")
 }
 
+#[allow(clippy::ptr_arg, reason = "the table's `show` takes &T")]
+fn show_mounts(value: &Vec<MountRequest>) -> String {
+    if value.is_empty() {
+        return NONE.to_string();
+    }
+    let shown: Vec<String> = value
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.host.display()))
+        .collect();
+    shown.join(&LIST_SEPARATOR.to_string())
+}
+
 #[allow(
     clippy::trivially_copy_pass_by_ref,
     reason = "the table's `show` takes &T"
@@ -297,6 +310,19 @@ settings! {
         "MCP_BRIDGE_CONTAINER_USER", "uid:gid inside the sandbox",
         || (65534, 65534), parse::user, |(uid, gid)| format!("{uid}:{gid}"),
     ).flag("user");
+    /// Host directories granted read-only at `/data/<name>`.
+    MOUNTS: Vec<MountRequest> = Setting::env(
+        "MCP_BRIDGE_MOUNTS",
+        "Host directories the sandbox reads at /data/<name>, never writes: name=/host/dir, \
+         several separated by the path-list separator (`:`); the flag is repeatable",
+        Vec::new, parse::mounts, show_mounts,
+    ).flag("mount").repeatable();
+    /// Grant the client's MCP roots too.
+    MOUNT_ROOTS: bool = Setting::env(
+        "MCP_BRIDGE_MOUNT_ROOTS",
+        "Also grant each file:// root the client sends, read-only at /data/<its last component>",
+        || false, parse::switch, ToString::to_string,
+    ).flag("mount-roots").switch();
     /// Idle time after which a session is reaped.
     IDLE_TIMEOUT: Duration = Setting::env(
         "MCP_BRIDGE_RUNTIME_IDLE_TIMEOUT", "Idle time before a session is reaped",

@@ -14,15 +14,16 @@ use rmcp::model::{
     ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, ServerCapabilities,
     ServerConfig, Tool,
 };
-use rmcp::service::{Peer, RequestContext};
+use rmcp::service::{NotificationContext, Peer, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use sandbox_core::RunRequest;
 use tracing::{Instrument, info_span};
 
 use crate::config::Config;
-use crate::mcp::capabilities::{CAPABILITIES_TEXT, CAPABILITIES_URI};
+use crate::mcp::capabilities::{CAPABILITIES_URI, capabilities_text};
 use crate::mcp::format::RunReport;
 use crate::mcp::progress::ProgressRelay;
+use crate::mcp::roots::ClientRoots;
 use crate::mcp::schema::check_arguments;
 use crate::mcp::tools::{RUN_PYTHON, SandboxFacts, read_run_args, run_python_tool};
 use crate::mcp::{discovery, files};
@@ -50,6 +51,8 @@ pub struct Bridge {
     proxy: Arc<Proxy>,
     tools: Arc<[Tool]>,
     scope: Arc<ScopeGuard>,
+    /// The client's MCP roots, granted to its sessions when `mount_roots` is on.
+    roots: Arc<ClientRoots>,
 }
 
 /// Ends an owned scope on drop.
@@ -99,6 +102,7 @@ impl Bridge {
             sessions,
             proxy,
             scope: Arc::new(guard),
+            roots: Arc::new(ClientRoots::new()),
         }
     }
 
@@ -131,6 +135,7 @@ impl Bridge {
         &self,
         params: &CallToolRequestParams,
         cancel: tokio_util::sync::CancellationToken,
+        peer: &Peer<RoleServer>,
         progress: Option<(Peer<RoleServer>, ProgressToken)>,
     ) -> CallToolResult {
         let args = match read_run_args(params.arguments.as_ref()) {
@@ -143,6 +148,9 @@ impl Bridge {
         };
         let timeout = self.config.clamp_timeout(args.timeout_secs);
         let scope = self.scope();
+        self.roots
+            .refresh(&self.config, &self.sessions, scope, peer)
+            .await;
         let (session, _origin) = match self.sessions.get(scope, &args.session, args.reset).await {
             Ok(found) => found,
             Err(e) => {
@@ -266,6 +274,7 @@ impl ServerHandler for Bridge {
             .run_python(
                 &request,
                 context.ct.clone(),
+                &context.peer,
                 context
                     .meta
                     .get_progress_token()
@@ -302,11 +311,17 @@ impl ServerHandler for Bridge {
                 None,
             ));
         }
+        let mut names: Vec<String> = self.config.mounts.iter().map(|m| m.name.clone()).collect();
+        names.extend(self.roots.names().await);
         Ok(ReadResourceResult::new(vec![ResourceContents::text(
-            CAPABILITIES_TEXT,
+            capabilities_text(&names),
             CAPABILITIES_URI,
         )])
         .into())
+    }
+
+    async fn on_roots_list_changed(&self, _context: NotificationContext<RoleServer>) {
+        self.roots.mark_stale().await;
     }
 }
 

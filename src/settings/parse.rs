@@ -147,6 +147,12 @@ pub(super) fn paths(text: &str) -> Result<Vec<PathBuf>, String> {
         .collect()
 }
 
+/// Host directories to grant: `name=/host/dir`, checked for syntax and names here, on disk
+/// in [`crate::config`].
+pub(super) fn mounts(text: &str) -> Result<Vec<crate::mounts::MountRequest>, String> {
+    crate::mounts::parse_list(text).map_err(|e| e.to_string())
+}
+
 /// A secret, kept as given (an empty one is refused where it is used, with its own reason).
 #[allow(
     clippy::unnecessary_wraps,

@@ -13,6 +13,7 @@ mod isolation;
 mod limits;
 mod load;
 mod plots;
+mod mounts;
 mod protocol;
 mod stack;
 mod support;
@@ -56,4 +57,7 @@ for_each_backend! {
     load: sixteen_sessions_share_a_thousand_runs, a_long_soak_keeps_memory_flat;
     stack: numpy_and_pandas_compute_the_right_numbers, scipy_and_scikit_learn_fit,
         a_saved_figure_comes_back_as_an_image, matplotlib_starts_from_the_prebuilt_font_list;
+    mounts: csv_in_a_granted_dir_is_read_with_the_csv_module,
+        csv_in_a_granted_dir_is_read_with_pandas, granted_dirs_are_never_writable,
+        symlinks_out_of_a_grant_give_nothing, dot_dot_cannot_leave_a_grant;
 }

@@ -39,6 +39,10 @@ impl SandboxSpec {
     pub fn builder() -> SandboxSpecBuilder {
         SandboxSpecBuilder::default()
     }
+    /// A builder starting from this spec, to grant more (a client's own mounts, say).
+    pub fn to_builder(&self) -> SandboxSpecBuilder {
+        SandboxSpecBuilder { spec: self.clone() }
+    }
     /// Memory cap in bytes.
     pub fn memory_bytes(&self) -> u64 {
         self.memory_bytes
@@ -161,10 +165,19 @@ impl SandboxSpecBuilder {
                 "CPU quota {cpus} is not a positive number"
             )));
         }
-        for mount in &spec.read_only_mounts {
+        for (i, mount) in spec.read_only_mounts.iter().enumerate() {
             if !mount.guest.starts_with('/') || mount.guest.split('/').any(|part| part == "..") {
                 return Err(SandboxError::Spec(format!(
                     "mount target {:?} must be an absolute path without `..`",
+                    mount.guest
+                )));
+            }
+            if spec.read_only_mounts[..i]
+                .iter()
+                .any(|other| other.guest == mount.guest)
+            {
+                return Err(SandboxError::Spec(format!(
+                    "mount target {:?} is granted twice",
                     mount.guest
                 )));
             }
@@ -202,6 +215,25 @@ mod tests {
                 .read_only_mount("/x", "/a/../b")
                 .build()
                 .is_err()
+        );
+        let one = SandboxSpec::builder()
+            .read_only_mount("/x", "/data/x")
+            .build()
+            .unwrap();
+        assert!(
+            one.to_builder()
+                .read_only_mount("/y", "/data/x")
+                .build()
+                .is_err()
+        );
+        assert_eq!(
+            one.to_builder()
+                .read_only_mount("/y", "/data/y")
+                .build()
+                .unwrap()
+                .read_only_mounts()
+                .len(),
+            2
         );
     }
 }

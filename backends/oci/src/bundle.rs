@@ -271,6 +271,24 @@ fn mounts(spec: &SandboxSpec, bundle: &Path) -> Vec<Value> {
             "options": ["bind", "ro", "nosuid", "nodev", "noexec"],
         }));
     }
+    // The grants' mount points are made in a small tmpfs over each one's parent (such as
+    // `/data`, which the root filesystem provides empty): the shared root is read-only, so
+    // libcontainer cannot make them there. Owned by the container's root, mode 755: the
+    // guest user cannot write in it.
+    let mut parents: Vec<&str> = spec
+        .read_only_mounts()
+        .iter()
+        .filter_map(|mount| mount.guest.rsplit_once('/').map(|(parent, _)| parent))
+        .filter(|parent| !parent.is_empty())
+        .collect();
+    parents.sort_unstable();
+    parents.dedup();
+    for parent in parents {
+        mounts.push(
+            json!({"destination": parent, "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "noexec", "nodev", "mode=755", "size=64k"]}),
+        );
+    }
     for mount in spec.read_only_mounts() {
         mounts.push(json!({
             "destination": mount.guest, "type": "bind", "source": mount.host,
@@ -415,6 +433,37 @@ mod tests {
             "kexec_load",
         ] {
             assert!(names.iter().any(|n| n == needed), "{needed} is denied");
+        }
+    }
+
+    #[test]
+    fn grants_are_read_only_binds_with_their_mount_points_in_a_tmpfs() {
+        let spec = SandboxSpec::builder()
+            .read_only_mount("/srv/a", "/data/a")
+            .read_only_mount("/srv/b", "/data/b")
+            .build()
+            .unwrap();
+        let mounts = mounts(&spec, Path::new("/run/bundle"));
+        let at = |dest: &str| {
+            mounts
+                .iter()
+                .position(|m| m["destination"] == dest)
+                .unwrap_or_else(|| panic!("{dest} mounted"))
+        };
+        let parent = &mounts[at("/data")];
+        assert_eq!(parent["type"], "tmpfs");
+        assert_eq!(
+            mounts
+                .iter()
+                .filter(|m| m["destination"] == "/data")
+                .count(),
+            1
+        );
+        for grant in ["/data/a", "/data/b"] {
+            assert!(at("/data") < at(grant), "the tmpfs comes first");
+            let options = mounts[at(grant)]["options"].as_array().unwrap();
+            assert!(options.contains(&json!("ro")), "{grant} is read-only");
+            assert!(options.contains(&json!("rbind")), "{grant} is a whole tree");
         }
     }
 

@@ -214,6 +214,12 @@ impl Rootfs {
                 .await
                 .map_err(io_error("cannot set the mode of", &path))?;
         }
+        // Where granted host directories are mounted (`/data/<name>`): the OCI backend
+        // mounts a tmpfs here to hold their mount points, as the root stays read-only.
+        let data = partial.join("data");
+        tokio::fs::create_dir_all(&data)
+            .await
+            .map_err(io_error("cannot create", &data))?;
         let release = partial.join(RELEASE_FILE);
         tokio::fs::write(
             &release,
