@@ -13,7 +13,6 @@ use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, Reso
 use sandbox_core::SandboxSpec;
 use sandbox_core::guest::interpreter_args;
 use sandbox_rootfs::GUEST_ENV;
-use sandbox_rootfs::fonts::SEED_THEN_EXEC;
 
 use crate::channel::{GUEST_DIR, bootstrap_args};
 
@@ -23,7 +22,7 @@ pub const OWNER_LABEL: &str = "io.github.mcp-server-code-execution-mode.owner";
 /// The guest's whole environment (plus what the spec grants): the root filesystem's
 /// ([`GUEST_ENV`]). The engine's own additions (`HOSTNAME`, `container`, `TERM`) and the
 /// image's are dropped by `env -i`.
-const BASE_ENV: [&str; 5] = GUEST_ENV;
+const BASE_ENV: [&str; 3] = GUEST_ENV;
 /// Options of the tmpfs laid over directories engines would otherwise leave writable.
 const SEALED_TMPFS: &str = "ro,nosuid,nodev,noexec,size=64k";
 /// Open files per process.
@@ -141,10 +140,6 @@ pub(crate) fn container_body(
     );
     let mut cmd = vec!["/usr/bin/env".to_string(), "-i".to_string()];
     cmd.extend(env.iter().cloned());
-    if image == crate::image::local_image() {
-        // Our tree: start matplotlib's cache from its prebuilt font list.
-        cmd.extend(SEED_THEN_EXEC.iter().map(ToString::to_string));
-    }
     cmd.push("python3".to_string());
     cmd.extend(interpreter_args().iter().map(ToString::to_string));
     cmd.extend(bootstrap_args().iter().map(ToString::to_string));

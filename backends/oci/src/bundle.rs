@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use sandbox_core::SandboxSpec;
 use sandbox_rootfs::GUEST_ENV;
-use sandbox_rootfs::fonts::SEED_THEN_EXEC;
 use serde_json::{Value, json};
 
 use crate::mode::{IdMap, Limits};
@@ -184,11 +183,7 @@ pub(crate) fn config(spec: &SandboxSpec, plan: &Plan) -> Value {
         .map(ToString::to_string)
         .chain(spec.env().iter().map(|(k, v)| format!("{k}={v}")))
         .collect();
-    // The tree's shell first starts matplotlib's cache from the prebuilt font list.
-    let args: Vec<String> = SEED_THEN_EXEC
-        .iter()
-        .map(ToString::to_string)
-        .chain(std::iter::once(PYTHON.to_string()))
+    let args: Vec<String> = std::iter::once(PYTHON.to_string())
         .chain(plan.args.iter().cloned())
         .collect();
     let no_caps: [&str; 0] = [];

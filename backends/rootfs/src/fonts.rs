@@ -3,11 +3,10 @@
 //!
 //! matplotlib keeps its font list (`fontlist-v*.json`) in its cache directory, and reads
 //! it only from a directory it can write to (else it makes a temporary one and scans every
-//! font again). The sandbox root is read-only, so the guest's `MPLCONFIGDIR` is on its
-//! scratch `/tmp` ([`crate::GUEST_ENV`]), empty when a session starts. The backends
-//! therefore start the interpreter through [`SEED_THEN_EXEC`]: a shell that copies the list
-//! made here, under [`FONT_CACHE_DIR`], to `MPLCONFIGDIR` (one `cp` of a few kilobytes),
-//! then replaces itself with the interpreter.
+//! font again). The sandbox root is read-only, so the guest runtime, just before user code
+//! first imports matplotlib, makes `/tmp/matplotlib` its config dir and copies the list made
+//! here, under [`FONT_CACHE_DIR`], into it (`figures.py` in the runtime; a test checks the
+//! two agree on the path). Sessions that never plot pay nothing.
 //!
 //! The list is made by matplotlib itself, run by the tree's interpreter inside the tree:
 //! `chroot` as the sandbox's unprivileged user (`65534:65534`), in a network namespace of
@@ -25,18 +24,6 @@ use crate::{RootfsError, io_error};
 
 /// Where the tree keeps matplotlib's prebuilt font list (absolute, inside the tree).
 pub const FONT_CACHE_DIR: &str = "/usr/share/mcp-sandbox/matplotlib";
-/// The guest's matplotlib directory, on the scratch `/tmp` (the `MPLCONFIGDIR` of
-/// [`crate::GUEST_ENV`]).
-pub const MPL_CONFIG_DIR: &str = "/tmp/matplotlib";
-/// Put before the interpreter's command line (in a tree of ours): copy [`FONT_CACHE_DIR`]
-/// to [`MPL_CONFIG_DIR`], then `exec` the rest (`"$0" "$@"`). A tree without the list
-/// (an older or foreign one) just starts the interpreter. The shell's own `PWD` is dropped:
-/// the guest's environment stays exactly [`crate::GUEST_ENV`] and what a spec grants.
-pub const SEED_THEN_EXEC: [&str; 3] = [
-    "/bin/sh",
-    "-c",
-    "cp -R /usr/share/mcp-sandbox/matplotlib /tmp/matplotlib 2>/dev/null; unset PWD; exec \"$0\" \"$@\"",
-];
 /// The sandbox's unprivileged user and group.
 const NOBODY: u32 = 65_534;
 
@@ -112,33 +99,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_seed_copies_the_tree_list_to_the_guest_config_dir() {
-        let script = SEED_THEN_EXEC[2];
-        assert!(script.starts_with(&format!("cp -R {FONT_CACHE_DIR} {MPL_CONFIG_DIR} ")));
-        assert!(crate::GUEST_ENV.contains(&format!("MPLCONFIGDIR={MPL_CONFIG_DIR}").as_str()));
-    }
-
-    #[test]
-    fn the_seed_runs_the_program_after_it_with_its_arguments() {
-        let out = std::process::Command::new(SEED_THEN_EXEC[0])
-            .args(&SEED_THEN_EXEC[1..])
-            .args(["printf", "%s|", "a b", "c"])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "a b|c|");
-    }
-
-    #[test]
-    fn the_seed_adds_nothing_to_the_environment() {
-        let out = std::process::Command::new(SEED_THEN_EXEC[0])
-            .args(&SEED_THEN_EXEC[1..])
-            .arg("/usr/bin/env")
-            .env_clear()
-            .env("KEPT", "1")
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "KEPT=1\n");
+    fn the_guest_runtime_copies_the_list_from_where_it_is_built() {
+        let line = format!("MATPLOTLIB_PREBUILT_CACHE = \"{FONT_CACHE_DIR}\"");
+        assert!(
+            sandbox_core::guest::RUNTIME_SOURCE.contains(&line),
+            "the runtime's figures.py must read the list at {FONT_CACHE_DIR}"
+        );
     }
 }

@@ -36,12 +36,10 @@ const INCLUDE: &str = "--include=python3,fonts-dejavu-core";
 /// The guest's whole environment in the container and OCI backends (what a spec grants
 /// comes on top). matplotlib draws without a display (`Agg`) and keeps its cache on the
 /// writable scratch `/tmp`, since the root is read-only.
-pub const GUEST_ENV: [&str; 5] = [
+pub const GUEST_ENV: [&str; 3] = [
     "PATH=/usr/local/bin:/usr/bin:/bin",
     "LANG=C.UTF-8",
     "PYTHONDONTWRITEBYTECODE=1",
-    "MPLBACKEND=Agg",
-    "MPLCONFIGDIR=/tmp/matplotlib",
 ];
 
 /// Why a root filesystem could not be had.

@@ -10,7 +10,7 @@ FIGURES_BACKEND = "mcp_figures"  # a matplotlib backend module made here, never 
 MATPLOTLIB_CONFIG_DIR = "/tmp/matplotlib"  # writable, private to the session
 # A font cache the backend built ahead of time (read-only, where there is one): copied into
 # the config dir so the first plot of a session does not scan every font.
-MATPLOTLIB_PREBUILT_CACHE = "/usr/local/share/mcp-sandbox/matplotlib"
+MATPLOTLIB_PREBUILT_CACHE = "/usr/share/mcp-sandbox/matplotlib"
 FIGURE_DPI = 100
 
 
