@@ -9,6 +9,7 @@ pub mod cli;
 pub mod clients;
 pub mod config;
 pub mod mcp;
+pub mod packages;
 pub mod proxy;
 pub mod sessions;
 pub mod settings;

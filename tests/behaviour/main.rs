@@ -12,6 +12,7 @@ mod files;
 mod isolation;
 mod limits;
 mod load;
+mod packages;
 mod protocol;
 mod support;
 
@@ -51,4 +52,9 @@ for_each_backend! {
         oom_killed_guest_is_reported_and_next_call_works,
         ending_the_bridge_mid_run_leaves_nothing;
     load: sixteen_sessions_share_a_thousand_runs, a_long_soak_keeps_memory_flat;
+    packages: install_adds_a_pure_python_package_to_this_session_only,
+        startup_packages_are_in_every_session, a_package_not_on_the_index_is_named,
+        a_package_with_only_an_sdist_is_refused,
+        a_package_without_a_wheel_for_this_platform_is_refused,
+        an_install_over_the_size_cap_is_refused, installs_can_be_turned_off;
 }

@@ -692,6 +692,7 @@ def runtime_helpers(session: "Session") -> dict[str, object]:
         "search_tool_docs": search_tool_docs,
         "search_tool_docs_sync": search_tool_docs_sync,
         "update_memory": update_memory,
+        **package_helpers(session),
     }
 
 
