@@ -46,8 +46,9 @@ use requirement::{Requirement, canonical_name, check_name, check_version};
 use target::{Family, GuestFacts, Target};
 use unpack::UnpackError;
 
-/// Where a session's sandbox sees its packages directory.
-pub const GUEST_DIR: &str = "/opt/mcp-packages";
+/// Where a session's sandbox sees its packages directory: `/mnt`, empty in every Debian
+/// tree and image, because a mount point must already exist in a read-only root (OCI).
+pub const GUEST_DIR: &str = "/mnt";
 /// Most requirements one install may name.
 const MAX_REQUIREMENTS: usize = 32;
 /// Most distributions the guest may say it has.
@@ -270,7 +271,7 @@ impl Packages {
             .await
         {
             Ok(picked) => picked,
-            Err(source) => return Err(self.explain(source, &what, target).await),
+            Err(source) => return Err(self.explain(source, &what, target, work).await),
         };
         let provided_names: HashSet<String> = provided
             .iter()
@@ -368,7 +369,13 @@ impl Packages {
     }
 
     /// Turn pip's failure into the reason a user can act on.
-    async fn explain(&self, source: PipError, what: &str, target: &Target) -> PackageError {
+    async fn explain(
+        &self,
+        source: PipError,
+        what: &str,
+        target: &Target,
+        work: &Path,
+    ) -> PackageError {
         let PipError::Failed { tail, .. } = &source else {
             return PackageError::Pip {
                 what: what.to_string(),
@@ -381,7 +388,7 @@ impl Packages {
                 source,
             };
         };
-        match self.pip.what_the_index_has(&name, target).await {
+        match self.pip.what_the_index_has(&name, target, work).await {
             (false, _) => PackageError::NotFound { name },
             (true, false) => PackageError::SdistOnly { name },
             (true, true) => PackageError::NoWheel {

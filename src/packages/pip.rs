@@ -188,22 +188,25 @@ impl Pip {
     }
 
     /// Whether the index knows `name` at all, and whether it has any wheel of it for a
-    /// broad set of platforms (for `target`'s Python version, else the host's):
+    /// broad set of platforms (for the host's Python version, else `target`'s):
     /// `(exists, has_wheels)`. When pip cannot say (the index is unreachable), it exists.
-    pub async fn what_the_index_has(&self, name: &str, target: &Target) -> (bool, bool) {
-        let versions = |extra: Vec<String>| {
-            let mut args: Vec<OsString> = vec!["index".into(), "versions".into()];
-            args.extend(extra.into_iter().map(OsString::from));
-            args.push(name.into());
-            args
-        };
-        if let Err(PipError::Failed { tail, .. }) = self.run(&versions(Vec::new())).await
-            && unmatched_project(&tail).is_some()
-        {
-            return (false, false);
-        }
-        let (major, minor) = target.python;
-        let mut broad = vec!["--only-binary=:all:".to_string()];
+    /// Nothing is downloaded but metadata: the wheel check is a `--dry-run` too. (A
+    /// project with wheels for none of these platforms and no sdist reads as missing.)
+    pub async fn what_the_index_has(
+        &self,
+        name: &str,
+        target: &Target,
+        work: &Path,
+    ) -> (bool, bool) {
+        let mut wheels: Vec<OsString> = vec![
+            "install".into(),
+            "--dry-run".into(),
+            "--no-deps".into(),
+            "--ignore-installed".into(),
+            "--target".into(),
+            work.join("probe").into(),
+            "--only-binary=:all:".into(),
+        ];
         for platform in [
             "any",
             "manylinux_2_39_x86_64",
@@ -213,15 +216,29 @@ impl Pip {
             "win32",
             "macosx_14_0_arm64",
             "macosx_14_0_x86_64",
-            "emscripten_3_1_58_wasm32",
         ] {
-            broad.push(format!("--platform={platform}"));
+            wheels.push(format!("--platform={platform}").into());
         }
-        if self.run(&versions(broad.clone())).await.is_ok() {
+        let mut for_target = wheels.clone();
+        wheels.push(name.into());
+        if self.run(&wheels).await.is_ok() {
             return (true, true);
         }
-        broad.push(format!("--python-version={major}.{minor}"));
-        (true, self.run(&versions(broad)).await.is_ok())
+        let (major, minor) = target.python;
+        for_target.push(format!("--python-version={major}.{minor}").into());
+        for_target.push(name.into());
+        if self.run(&for_target).await.is_ok() {
+            return (true, true);
+        }
+        // No wheels: `index versions` counts sdists too (it ignores `--only-binary`), for
+        // this host, so it says whether the project exists at all.
+        let exists: Vec<OsString> = vec!["index".into(), "versions".into(), name.into()];
+        match self.run(&exists).await {
+            Err(PipError::Failed { tail, .. }) if unmatched_project(&tail).is_some() => {
+                (false, false)
+            }
+            _ => (true, false),
+        }
     }
 
     async fn run(&self, args: &[OsString]) -> Result<(), PipError> {

@@ -125,3 +125,12 @@ fn file_names_from_urls_are_decoded() {
     );
     assert_eq!(percent_decode("100%"), "100%");
 }
+
+#[test]
+fn the_guest_runtime_accepts_paths_under_the_same_directory() {
+    let line = format!("PACKAGES_DIR = \"{GUEST_DIR}\"");
+    assert!(
+        sandbox_core::guest::RUNTIME_SOURCE.contains(&line),
+        "{line}"
+    );
+}

@@ -1,6 +1,6 @@
 # --------------------------------------------------------------------------- packages on demand
 
-PACKAGES_DIR = "/opt/mcp-packages"  # the session's packages, mounted read-only by the host
+PACKAGES_DIR = "/mnt"  # the session's packages, mounted read-only (src/packages.rs GUEST_DIR)
 
 
 def install_params(requirements: tuple) -> dict:

@@ -302,7 +302,7 @@ class FakeHost:
         if requirements == ["nope"]:
             raise HostError("cannot install `nope`: no such project on the package index",
                             "not_found")
-        path = "/elsewhere/1" if requirements == ["stray"] else "/opt/mcp-packages/1"
+        path = "/elsewhere/1" if requirements == ["stray"] else "/mnt/1"
         return {"path": path, "installed": [{"name": "humanize", "version": "4.17.0"}],
                 "provided": ["pip 23.2.1"]}
 
@@ -1486,7 +1486,7 @@ class ProxyTest(unittest.TestCase):
         out = self.out(
             "import sys, mcp, mcp.runtime as runtime\n"
             "print(await runtime.install('humanize'))\n"
-            "print(sys.path.count('/opt/mcp-packages/1'))\n"
+            "print(sys.path.count('/mnt/1'))\n"
             "runtime.install_sync('stray')\n"
             "print('/elsewhere/1' in sys.path)\n"
             "try:\n"
