@@ -149,7 +149,6 @@ pub(crate) fn read_run_args(arguments: Option<&JsonObject>) -> Result<RunArgs, S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mcp::format::RunReport;
 
     fn args(value: Value) -> Result<RunArgs, String> {
         parse_run_args(Some(&as_object(value)))
