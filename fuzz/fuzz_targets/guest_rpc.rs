@@ -56,7 +56,7 @@ fn world() -> &'static World {
                 .enable_all()
                 .build()
                 .expect("a runtime"),
-            calls: proxy.calls_for_run(&[], None),
+            calls: proxy.calls_for_run(&[]),
             state_dir,
         }
     })

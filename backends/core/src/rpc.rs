@@ -14,8 +14,7 @@ pub const MAX_CALLS_IN_FLIGHT: usize = 64;
 #[error("{message}")]
 pub struct RpcError {
     /// Machine-readable kind: `not_allowed`, `unknown_server`, `unknown_tool`,
-    /// `invalid_params`, `upstream`, `busy`, `not_found`, `internal`; for `install` also
-    /// `disabled`, `no_wheel`, `sdist_only`, `too_large`, `install_failed`.
+    /// `invalid_params`, `upstream`, `busy`, `not_found`, `internal`.
     pub kind: String,
     /// A sentence for the user.
     pub message: String,
