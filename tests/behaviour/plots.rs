@@ -30,18 +30,6 @@ fn png_size(png: &[u8]) -> Option<(u32, u32)> {
     Some((word(16), word(20)))
 }
 
-fn file_paths(reply: &Reply) -> Vec<String> {
-    reply.structured["files"]
-        .as_array()
-        .map(|files| {
-            files
-                .iter()
-                .filter_map(|f| f["path"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 pub(crate) async fn plt_show_returns_the_figure_as_an_image(b: &TestBackend) -> Result<()> {
     if !b.has_data_stack("matplotlib") {
         return Ok(());
@@ -78,7 +66,7 @@ pub(crate) async fn plt_show_returns_the_figure_as_an_image(b: &TestBackend) -> 
     let again = bridge.run("plt.plot([3, 1]); plt.show()").await?;
     ensure!(!again.is_error, "{}", again.text);
     ensure!(
-        file_paths(&again) == ["/workspace/out/figure-2.png"],
+        again.file_paths() == ["/workspace/out/figure-2.png"],
         "{}",
         again.structured
     );
@@ -111,7 +99,7 @@ pub(crate) async fn figures_left_open_come_back_once(b: &TestBackend) -> Result<
         .await?;
     ensure!(!saved.is_error, "{}", saved.text);
     ensure!(
-        file_paths(&saved) == ["/workspace/out/chart.png"],
+        saved.file_paths() == ["/workspace/out/chart.png"],
         "{}",
         saved.structured
     );

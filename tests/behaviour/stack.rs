@@ -6,24 +6,8 @@ use anyhow::{Result, ensure};
 
 use crate::support::TestBackend;
 
-/// `false` (after a loud skip) on a backend that ships no scientific stack.
-fn has_stack(b: &TestBackend) -> bool {
-    if b.name == "wasi_slim" {
-        #[allow(clippy::print_stderr, reason = "the skip must be loud")]
-        {
-            eprintln!(
-                "SKIP {}: the slim WASI interpreter carries the standard library only, no \
-                 scientific stack",
-                b.name
-            );
-        }
-        return false;
-    }
-    true
-}
-
 pub(crate) async fn numpy_and_pandas_compute_the_right_numbers(b: &TestBackend) -> Result<()> {
-    if !has_stack(b) {
+    if !b.has_data_stack("the scientific stack") {
         return Ok(());
     }
     let bridge = b.bridge().await?;
@@ -54,7 +38,7 @@ pub(crate) async fn numpy_and_pandas_compute_the_right_numbers(b: &TestBackend) 
 }
 
 pub(crate) async fn scipy_and_scikit_learn_fit(b: &TestBackend) -> Result<()> {
-    if !has_stack(b) {
+    if !b.has_data_stack("the scientific stack") {
         return Ok(());
     }
     let bridge = b.bridge().await?;
@@ -83,7 +67,7 @@ pub(crate) async fn scipy_and_scikit_learn_fit(b: &TestBackend) -> Result<()> {
 }
 
 pub(crate) async fn a_saved_figure_comes_back_as_an_image(b: &TestBackend) -> Result<()> {
-    if !has_stack(b) {
+    if !b.has_data_stack("the scientific stack") {
         return Ok(());
     }
     let bridge = b.bridge().await?;
@@ -123,16 +107,16 @@ pub(crate) async fn a_saved_figure_comes_back_as_an_image(b: &TestBackend) -> Re
         "a suspiciously small PNG: {} bytes",
         data.len()
     );
-    let paths: Vec<&str> = reply.structured["files"]
-        .as_array()
-        .map(|files| files.iter().filter_map(|f| f["path"].as_str()).collect())
-        .unwrap_or_default();
-    ensure!(paths == ["/workspace/out/plot.png"], "{}", reply.structured);
+    ensure!(
+        reply.file_paths() == ["/workspace/out/plot.png"],
+        "{}",
+        reply.structured
+    );
     Ok(())
 }
 
 pub(crate) async fn matplotlib_starts_from_the_prebuilt_font_list(b: &TestBackend) -> Result<()> {
-    if !has_stack(b) {
+    if !b.has_data_stack("the scientific stack") {
         return Ok(());
     }
     if !b.is_container() {

@@ -336,6 +336,13 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
+    /// The paths of the files the run sent back (`files`), in order.
+    pub(crate) fn file_paths(&self) -> Vec<&str> {
+        self.structured["files"]
+            .as_array()
+            .map(|files| files.iter().filter_map(|f| f["path"].as_str()).collect())
+            .unwrap_or_default()
+    }
     pub(crate) fn stdout(&self) -> &str {
         self.structured["stdout"].as_str().unwrap_or_default()
     }
