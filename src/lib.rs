@@ -10,6 +10,7 @@ pub mod clients;
 pub mod config;
 pub mod mcp;
 pub mod mounts;
+pub mod packages;
 pub mod proxy;
 pub mod sessions;
 pub mod settings;

@@ -25,8 +25,13 @@ use sandbox_core::{
 };
 use tracing::{debug, info, warn};
 
+use crate::packages::{GUEST_DIR as PACKAGES_GUEST_DIR, InstallCalls, Packages, SessionPackages};
+
 /// Code a pooled session runs before it is handed out: import and start the event loop.
 const WARM_UP: &str = "await __import__('asyncio').sleep(0)";
+
+/// Longest the startup packages (`MCP_BRIDGE_PACKAGES`) may take to install in a session.
+const STARTUP_INSTALL_TIMEOUT: Duration = Duration::from_mins(5);
 
 /// The name of the session used when a call names none.
 pub const DEFAULT_SESSION: &str = "default";
@@ -81,8 +86,19 @@ pub enum Origin {
     Cold,
 }
 
+/// A started session and its packages directory (when installs are on).
+#[derive(Debug)]
+pub struct Started {
+    /// The session.
+    pub session: Session,
+    /// Its packages directory, mounted read-only in its sandbox.
+    pub packages: Option<Arc<SessionPackages>>,
+}
+
 struct Slot {
     session: tokio::sync::Mutex<Option<Arc<Session>>>,
+    /// The packages directory of the current session.
+    packages: Mutex<Option<Arc<SessionPackages>>>,
     last_used: Mutex<Instant>,
     /// Version of the saved tools the current session last received.
     saved_tools: Mutex<Option<u64>>,
@@ -113,7 +129,8 @@ pub struct Sessions {
     named: Mutex<HashMap<Key, Arc<Slot>>>,
     /// Specs of the scopes that have their own (granted more than `spec`).
     scope_specs: Mutex<HashMap<Scope, SandboxSpec>>,
-    pool: Mutex<Vec<Session>>,
+    pool: Mutex<Vec<Started>>,
+    packages: Option<Arc<Packages>>,
     refilling: AtomicBool,
     closed: AtomicBool,
 }
@@ -144,7 +161,8 @@ pub fn validate_name(name: &str) -> Result<(), SessionError> {
 }
 
 impl Sessions {
-    /// Sessions on `sandbox` with the given limits and policies.
+    /// Sessions on `sandbox` with the given limits and policies; with `packages`, each
+    /// session gets a packages directory of its own.
     pub fn new(
         sandbox: Arc<dyn Sandbox>,
         spec: SandboxSpec,
@@ -152,6 +170,7 @@ impl Sessions {
         pool_size: usize,
         max_sessions: usize,
         idle_timeout: Duration,
+        packages: Option<Arc<Packages>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             sandbox,
@@ -163,6 +182,7 @@ impl Sessions {
             named: Mutex::new(HashMap::new()),
             scope_specs: Mutex::new(HashMap::new()),
             pool: Mutex::new(Vec::new()),
+            packages,
             refilling: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         })
@@ -198,6 +218,7 @@ impl Sessions {
                 .or_insert_with(|| {
                     Arc::new(Slot {
                         session: tokio::sync::Mutex::new(None),
+                        packages: Mutex::new(None),
                         last_used: Mutex::new(Instant::now()),
                         saved_tools: Mutex::new(None),
                     })
@@ -219,15 +240,13 @@ impl Sessions {
             .expect("scope specs lock")
             .get(&scope)
             .cloned();
-        let (session, origin) = match own_spec {
-            Some(spec) => (
-                Session::start(self.sandbox.as_ref(), &spec, &self.config).await?,
-                Origin::Cold,
-            ),
+        let (started, origin) = match own_spec {
+            Some(spec) => (self.start_with_packages(&spec).await?, Origin::Cold),
             None => self.fresh().await?,
         };
-        let session = Arc::new(session);
+        let session = Arc::new(started.session);
         *current = Some(session.clone());
+        *slot.packages.lock().expect("slot lock") = started.packages;
         *slot.saved_tools.lock().expect("slot lock") = None;
         Ok((session, origin))
     }
@@ -264,6 +283,13 @@ impl Sessions {
         Some(source)
     }
 
+    /// The packages directory of the session called `name` in `scope`, if it has one.
+    pub fn packages_of(&self, scope: Scope, name: &str) -> Option<Arc<SessionPackages>> {
+        let named = self.named.lock().expect("sessions lock");
+        let slot = named.get(&(scope, name.to_string()))?;
+        slot.packages.lock().expect("slot lock").clone()
+    }
+
     /// Mark a session used now (after a run), so the reaper measures idleness from the end.
     pub fn touch(&self, scope: Scope, name: &str) {
         let key = (scope, name.to_string());
@@ -275,21 +301,61 @@ impl Sessions {
     /// A new session: from the pool if one is warm, else started now. The pool is not
     /// refilled here, so a refill never competes with the caller's first run for CPU; call
     /// [`Sessions::refill`] once the run is done.
-    pub async fn fresh(self: &Arc<Self>) -> Result<(Session, Origin), SandboxError> {
+    pub async fn fresh(self: &Arc<Self>) -> Result<(Started, Origin), SandboxError> {
         let warm = {
             let mut pool = self.pool.lock().expect("pool lock");
-            pool.retain(Session::is_alive);
+            pool.retain(|warm| warm.session.is_alive());
             pool.pop()
         };
         match warm {
-            Some(session) => Ok((session, Origin::Pool)),
-            None => Ok((self.start_cold().await?, Origin::Cold)),
+            Some(started) => Ok((started, Origin::Pool)),
+            None => Ok((self.start_with_packages(&self.spec).await?, Origin::Cold)),
         }
     }
 
     /// Start a session now, bypassing the pool.
     pub async fn start_cold(&self) -> Result<Session, SandboxError> {
-        Session::start(self.sandbox.as_ref(), &self.spec, &self.config).await
+        Ok(self.start_with_packages(&self.spec).await?.session)
+    }
+
+    /// Start a session on `base` with a packages directory of its own (when installs are
+    /// on), and install the startup packages in it.
+    async fn start_with_packages(&self, base: &SandboxSpec) -> Result<Started, SandboxError> {
+        let Some(packages) = &self.packages else {
+            let session = Session::start(self.sandbox.as_ref(), base, &self.config).await?;
+            return Ok(Started {
+                session,
+                packages: None,
+            });
+        };
+        let dir = Arc::new(
+            packages
+                .open_session()
+                .map_err(|e| SandboxError::Spec(sandbox_core::error_chain(&e)))?,
+        );
+        let spec = base.with_read_only_mount(dir.host_dir(), PACKAGES_GUEST_DIR)?;
+        let session = Session::start(self.sandbox.as_ref(), &spec, &self.config).await?;
+        if let Some(code) = packages.startup_code() {
+            let outcome = session
+                .run(
+                    &RunRequest::code(code, STARTUP_INSTALL_TIMEOUT),
+                    Arc::new(InstallCalls(dir.clone())),
+                )
+                .await;
+            if outcome.is_error() {
+                session.shutdown().await;
+                let why = outcome
+                    .error
+                    .map_or_else(|| format!("{:?}", outcome.status), |e| e.message);
+                return Err(SandboxError::GuestGone(format!(
+                    "installing MCP_BRIDGE_PACKAGES in a new session failed: {why}"
+                )));
+            }
+        }
+        Ok(Started {
+            session,
+            packages: Some(dir),
+        })
     }
 
     /// Top the warm pool up in the background (one refill at a time). Cheap when it is full.
@@ -308,9 +374,9 @@ impl Sessions {
                     break;
                 }
                 match this.start_warm().await {
-                    Ok(session) if this.closed.load(Ordering::Acquire) => {
+                    Ok(started) if this.closed.load(Ordering::Acquire) => {
                         // Shut down while this one was starting: it must not outlive us.
-                        session.shutdown().await;
+                        started.session.shutdown().await;
                         break;
                     }
                     Ok(session) => this.pool.lock().expect("pool lock").push(session),
@@ -329,8 +395,9 @@ impl Sessions {
 
     /// Start a session for the pool and load what most code needs first (`asyncio`, which
     /// top-level `await` and every MCP proxy use), without binding any name in its globals.
-    async fn start_warm(&self) -> Result<Session, SandboxError> {
-        let session = self.start_cold().await?;
+    async fn start_warm(&self) -> Result<Started, SandboxError> {
+        let started = self.start_with_packages(&self.spec).await?;
+        let session = &started.session;
         let outcome = session
             .run(
                 &RunRequest::code(WARM_UP, Duration::from_secs(30)),
@@ -344,7 +411,7 @@ impl Sessions {
                 outcome.status
             )));
         }
-        Ok(session)
+        Ok(started)
     }
 
     /// Number of warm sessions ready now.
@@ -454,7 +521,7 @@ impl Sessions {
             .drain()
             .map(|(_, s)| s)
             .collect();
-        let warm: Vec<Session> = self.pool.lock().expect("pool lock").drain(..).collect();
+        let warm: Vec<Started> = self.pool.lock().expect("pool lock").drain(..).collect();
         // In parallel: a container backend takes a round trip to the engine per removal.
         let mut stopping = tokio::task::JoinSet::new();
         for slot in slots {
@@ -462,8 +529,8 @@ impl Sessions {
                 stopping.spawn(async move { session.shutdown().await });
             }
         }
-        for session in warm {
-            stopping.spawn(async move { session.shutdown().await });
+        for started in warm {
+            stopping.spawn(async move { started.session.shutdown().await });
         }
         while stopping.join_next().await.is_some() {}
     }

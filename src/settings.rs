@@ -245,6 +245,15 @@ fn show_count(value: &u32) -> String {
     value.to_string()
 }
 
+#[allow(clippy::ptr_arg, reason = "the table's `show` takes &T")]
+fn show_requirements(value: &Vec<String>) -> String {
+    if value.is_empty() {
+        NONE.to_string()
+    } else {
+        value.join(" ")
+    }
+}
+
 settings! {
     /// Which sandbox runs the code.
     BACKEND: BackendKind = Setting::env(
@@ -408,6 +417,25 @@ settings! {
         "MCP_BRIDGE_PIP_PYTHON", "The Python whose pip downloads the WASI interpreter",
         || PathBuf::from("python3"), parse::program, |p| p.display().to_string(),
     ).flag("pip-python");
+    /// Whether code may install packages (`mcp.runtime.install`).
+    PACKAGE_INSTALL: bool = Setting::env(
+        "MCP_BRIDGE_PACKAGE_INSTALL",
+        "Let code install wheels with mcp.runtime.install (fetched by the host's pip): on or off",
+        || true, parse::switch, |on| if *on { "on" } else { "off" }.to_string(),
+    );
+    /// Packages installed in every session at its start.
+    PACKAGES: Vec<String> = Setting::env(
+        "MCP_BRIDGE_PACKAGES",
+        "Requirements installed in every session at start, separated by spaces; the flag is \
+         repeatable",
+        Vec::new, parse::requirements, show_requirements,
+    ).flag("package").repeatable();
+    /// Size cap of the wheel cache.
+    PACKAGE_CACHE: u64 = Setting::env(
+        "MCP_BRIDGE_PACKAGE_CACHE",
+        "Size cap of the wheel cache (oldest evicted first), and of one install",
+        || 1 << 30, parse::package_cache, |b| format_bytes(*b),
+    );
 }
 
 #[cfg(test)]

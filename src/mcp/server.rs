@@ -162,7 +162,8 @@ impl Bridge {
         let saved_tools =
             self.sessions
                 .saved_tools_update(scope, &args.session, self.proxy.saved_tools());
-        let calls = self.proxy.calls_for_run(&servers);
+        let packages = self.sessions.packages_of(scope, &args.session);
+        let calls = self.proxy.calls_for_run(&servers, packages);
         let (relay, output_stream) = match progress {
             Some((peer, token)) => {
                 let (relay, sender) = ProgressRelay::start(peer, token);
@@ -178,13 +179,15 @@ impl Bridge {
             cancel: Some(cancel),
             output_stream,
         };
-        let mut outcome = session.try_run(&request, calls.clone()).await;
+        let mut outcome = session.try_run(&request, calls).await;
         let mut sandbox_notice = session.notice().map(str::to_owned);
         if outcome.is_none() {
             // The session died while this call waited behind another run (a timeout or a
             // cancellation killed it): run in a fresh one rather than fail a call that never ran.
             match self.sessions.get(scope, &args.session, false).await {
                 Ok((fresh, _)) => {
+                    let packages = self.sessions.packages_of(scope, &args.session);
+                    let calls = self.proxy.calls_for_run(&request.servers, packages);
                     outcome = fresh.try_run(&request, calls).await;
                     sandbox_notice = fresh.notice().map(str::to_owned);
                 }

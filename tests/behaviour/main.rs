@@ -13,6 +13,7 @@ mod isolation;
 mod limits;
 mod load;
 mod mounts;
+mod packages;
 mod plots;
 mod protocol;
 mod stack;
@@ -60,4 +61,9 @@ for_each_backend! {
     mounts: csv_in_a_granted_dir_is_read_with_the_csv_module,
         csv_in_a_granted_dir_is_read_with_pandas, granted_dirs_are_never_writable,
         symlinks_out_of_a_grant_give_nothing, dot_dot_cannot_leave_a_grant;
+    packages: install_adds_a_pure_python_package_to_this_session_only,
+        startup_packages_are_in_every_session, a_package_not_on_the_index_is_named,
+        a_package_with_only_an_sdist_is_refused,
+        a_package_without_a_wheel_for_this_platform_is_refused,
+        an_install_over_the_size_cap_is_refused, installs_can_be_turned_off;
 }

@@ -72,6 +72,17 @@ impl SandboxSpec {
     pub fn read_only_mounts(&self) -> &[ReadOnlyMount] {
         &self.read_only_mounts
     }
+    /// This spec plus one more read-only mount, for one guest (a directory of its own);
+    /// checked as [`SandboxSpecBuilder::build`] checks mounts.
+    pub fn with_read_only_mount(
+        &self,
+        host: impl Into<PathBuf>,
+        guest: impl Into<String>,
+    ) -> Result<SandboxSpec, SandboxError> {
+        SandboxSpecBuilder { spec: self.clone() }
+            .read_only_mount(host, guest)
+            .build()
+    }
 }
 
 impl Default for SandboxSpec {
@@ -235,5 +246,14 @@ mod tests {
                 .len(),
             2
         );
+    }
+
+    #[test]
+    fn a_mount_for_one_guest_leaves_the_shared_spec_alone() {
+        let shared = SandboxSpec::default();
+        let one = shared.with_read_only_mount("/host/s1", "/opt/p").unwrap();
+        assert_eq!(one.read_only_mounts().len(), 1);
+        assert!(shared.read_only_mounts().is_empty());
+        assert!(shared.with_read_only_mount("/x", "rel").is_err());
     }
 }

@@ -473,6 +473,8 @@ Helpers in mcp.runtime (`import mcp.runtime as runtime`); *_sync ones need no aw
 - list_tools(server), list_tools_sync(server); call_tool(server, tool, arguments) gives
   the raw result dict. query_tool_docs(server, tool=None, detail="summary"|"full") and
   search_tool_docs(query, limit=5), with *_sync twins: docs of any discovered server.
+- install(*requirements) / install_sync: wheels from the package index for this session,
+  fetched by the host (the sandbox stays offline), read-only on sys.path.
 - save_tool(func): keeps a function's source for later runs and sessions.
 - Memory shared across sessions (JSON values): save_memory(key, value), load_memory(key,
   default=None), update_memory(key, fn_or_value), delete_memory(key), memory_exists(key),
@@ -694,6 +696,7 @@ def runtime_helpers(session: "Session") -> dict[str, object]:
         "search_tool_docs": search_tool_docs,
         "search_tool_docs_sync": search_tool_docs_sync,
         "update_memory": update_memory,
+        **package_helpers(session),
     }
 
 
