@@ -299,6 +299,7 @@ pub fn resolve_with(
         startup: r.get(&s::PACKAGES),
         cache_bytes: r.get(&s::PACKAGE_CACHE),
         cache_dir: cache_dir.clone(),
+        sessions_root: crate::packages::default_sessions_root(),
         pip_python: pip_python.clone(),
     };
 

@@ -176,8 +176,12 @@ pub struct PackageSettings {
     pub startup: Vec<String>,
     /// Size cap of the wheel cache, and of what one install may unpack.
     pub cache_bytes: u64,
-    /// The bridge's cache directory (packages go under `packages/`); `None`: no cache.
+    /// The bridge's cache directory (wheels go under `packages/`); `None`: no cache.
     pub cache_dir: Option<PathBuf>,
+    /// Where sessions' package directories are made: a directory every backend can mount
+    /// from, which a private home is not (OCI resolves mount sources as the container's
+    /// shifted root); [`default_sessions_root`] by default.
+    pub sessions_root: PathBuf,
     /// The Python whose pip resolves and downloads.
     pub pip_python: PathBuf,
 }
@@ -185,6 +189,8 @@ pub struct PackageSettings {
 /// The packages service of one bridge.
 #[derive(Debug)]
 pub struct Packages {
+    /// Sessions' directories (`sessions/`) and installs being built (`work/`), one file
+    /// system so that an install is renamed into place.
     root: PathBuf,
     family: Family,
     startup: Vec<String>,
@@ -204,10 +210,20 @@ impl Packages {
             warn!("package installs are unavailable: there is no cache directory");
             return None;
         };
-        let root = cache_dir.join("packages");
+        let root = settings.sessions_root.clone();
+        if let Err(e) = prepare_sessions_root(&root) {
+            warn!(
+                "package installs are unavailable: {}",
+                sandbox_core::error_chain(&e)
+            );
+            return None;
+        }
         sweep_dead_sessions(&root.join("sessions"));
         Some(Arc::new(Self {
-            cache: WheelCache::new(root.join("wheels"), settings.cache_bytes),
+            cache: WheelCache::new(
+                cache_dir.join("packages").join("wheels"),
+                settings.cache_bytes,
+            ),
             root,
             family: Family::of_backend(backend),
             startup: settings.startup.clone(),
@@ -628,6 +644,35 @@ fn percent_decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Where sessions' package directories are made by default: a directory of this user's in
+/// the temporary directory (`TMPDIR`), which every backend can mount from.
+pub fn default_sessions_root() -> PathBuf {
+    let uid = nix::unistd::geteuid().as_raw();
+    std::env::temp_dir().join(format!("mcp-bridge-packages-{uid}"))
+}
+
+/// Make `root` (if missing) and check that it is this user's own directory, not a link
+/// someone else planted in a shared temporary directory; mode 711: sandboxes pass through
+/// it, nobody else lists it.
+fn prepare_sessions_root(root: &Path) -> Result<(), PackageError> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+    match fs::DirBuilder::new().mode(0o711).create(root) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_error("create", root)(e)),
+    }
+    let meta = fs::symlink_metadata(root).map_err(io_error("inspect", root))?;
+    let uid = nix::unistd::geteuid().as_raw();
+    if !meta.is_dir() || meta.uid() != uid {
+        return Err(io_error("use", root)(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("it is not a directory owned by uid {uid}"),
+        )));
+    }
+    fs::set_permissions(root, fs::Permissions::from_mode(0o711))
+        .map_err(io_error("set the mode of", root))
 }
 
 /// Remove the session directories of bridges that are no longer running.

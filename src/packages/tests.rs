@@ -7,7 +7,8 @@ fn settings(dir: &Path) -> PackageSettings {
         enabled: true,
         startup: vec!["humanize".into(), "pyfiglet==1.0.4".into()],
         cache_bytes: 1 << 20,
-        cache_dir: Some(dir.to_path_buf()),
+        cache_dir: Some(dir.join("cache")),
+        sessions_root: dir.join("sessions-root"),
         pip_python: PathBuf::from("python3"),
     }
 }
@@ -47,7 +48,7 @@ fn a_session_directory_is_readable_and_goes_with_its_session() {
 #[test]
 fn directories_of_dead_bridges_are_swept_and_live_ones_kept() {
     let tmp = tempfile::tempdir().unwrap();
-    let sessions = tmp.path().join("packages").join("sessions");
+    let sessions = tmp.path().join("sessions-root").join("sessions");
     // Pid 1 is alive; no process has a pid this large.
     for name in ["1-1", "2147483646-1", "junk"] {
         fs::create_dir_all(sessions.join(name)).unwrap();
@@ -133,4 +134,26 @@ fn the_guest_runtime_accepts_paths_under_the_same_directory() {
         sandbox_core::guest::RUNTIME_SOURCE.contains(&line),
         "{line}"
     );
+}
+
+#[test]
+fn the_sessions_root_is_private_to_this_user_yet_passable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let packages = Packages::new(&settings(tmp.path()), "oci").unwrap();
+    let root = tmp.path().join("sessions-root");
+    assert_eq!(
+        fs::metadata(&root).unwrap().permissions().mode() & 0o777,
+        0o711
+    );
+    let session = packages.open_session().unwrap();
+    assert!(session.host_dir().starts_with(&root));
+}
+
+#[test]
+fn a_planted_link_is_not_used_as_the_sessions_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let elsewhere = tmp.path().join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, tmp.path().join("sessions-root")).unwrap();
+    assert!(Packages::new(&settings(tmp.path()), "oci").is_none());
 }
