@@ -48,6 +48,10 @@ pub(crate) struct BenchArgs {
     /// An MCP server config file to read first (for `--proxy`); repeatable.
     #[arg(long)]
     pub(crate) servers_config: Vec<PathBuf>,
+    /// The host's Python that the CPU and data workloads are compared with (the data
+    /// ratios need numpy, pandas and matplotlib in it).
+    #[arg(long, default_value = "python3")]
+    pub(crate) host_python: PathBuf,
 }
 
 /// Focused benchmarks.

@@ -9,6 +9,7 @@
 mod charts;
 mod cli;
 mod client;
+mod data;
 mod focus;
 mod measure;
 mod memory;
@@ -87,7 +88,8 @@ async fn run(args: &BenchArgs) -> Result<()> {
     let iterations = args.iterations.max(5);
     let mut backends = Vec::new();
     for backend in &wanted {
-        let mut report = measure::bench_backend(&server, backend, iterations).await;
+        let mut report =
+            measure::bench_backend(&server, backend, iterations, &args.host_python).await;
         if report.available
             && let Some(target) = &args.proxy
         {

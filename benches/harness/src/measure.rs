@@ -14,6 +14,7 @@ use rmcp::model::CallToolResult;
 use serde_json::json;
 
 use crate::client::{self, Client};
+use crate::data::{self, DataReport};
 use crate::memory::{host_pss_kib, newest_child_pid, rss_kib};
 use crate::report::BackendReport;
 use crate::stats::Summary;
@@ -28,6 +29,7 @@ pub(crate) async fn bench_backend(
     server: &Path,
     backend: &str,
     iterations: usize,
+    host_python: &Path,
 ) -> BackendReport {
     let mut report = BackendReport {
         backend: backend.to_string(),
@@ -39,6 +41,7 @@ pub(crate) async fn bench_backend(
         throughput: Vec::new(),
         cpu: Vec::new(),
         output: Vec::new(),
+        data: DataReport::default(),
         proxy_upstream_ms: None,
         proxy_overhead_ms: None,
         start_to_initialize: None,
@@ -47,7 +50,7 @@ pub(crate) async fn bench_backend(
         warm_pass: None,
         idle_session_rss_mib: None,
     };
-    if let Err(e) = measure(server, backend, iterations, &mut report).await {
+    if let Err(e) = measure(server, backend, iterations, host_python, &mut report).await {
         report.reason = Some(format!("{e:#}"));
     }
     report
@@ -57,6 +60,7 @@ async fn measure(
     server: &Path,
     backend: &str,
     iterations: usize,
+    host_python: &Path,
     report: &mut BackendReport,
 ) -> Result<()> {
     // Warm-up: provision and compile once, outside any timing, and learn availability.
@@ -152,8 +156,9 @@ async fn measure(
             .throughput
             .push(workloads::throughput(client.peer(), sessions, calls_each).await?);
     }
-    report.cpu = workloads::cpu(client.peer()).await?;
+    report.cpu = workloads::cpu(client.peer(), host_python).await?;
     report.output = workloads::output_scaling(client.peer(), if smoke { 2 } else { 5 }).await?;
+    report.data = data::measure(server, backend, client.peer(), host_python).await;
     client.cancel().await.ok();
     if config::BackendKind::parse(backend).is_ok_and(config::BackendKind::is_container_engine) {
         report.engine_run_per_call = engine_run(backend).await;

@@ -25,6 +25,13 @@ pub(crate) fn host_pss_kib() -> Option<u64> {
     Some(total)
 }
 
+/// Proportional set size of process `pid`, in KiB.
+pub(crate) fn pss_kib(pid: u32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let line = rollup.lines().find(|l| l.starts_with("Pss:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Our newest child process: the server just started (its transport owns the child and
 /// does not say its pid).
 pub(crate) fn newest_child_pid() -> Option<u32> {

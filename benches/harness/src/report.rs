@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::charts::{LatencyRow, ThroughputRow};
+use crate::data::{DataReport, DataResult};
 use crate::stats::Summary;
 use crate::workloads::{CpuResult, OutputCost, Throughput};
 
@@ -44,6 +45,8 @@ pub(crate) struct BackendReport {
     pub(crate) cpu: Vec<CpuResult>,
     /// Round trips by output size.
     pub(crate) output: Vec<OutputCost>,
+    /// The data workloads (numpy, pandas, matplotlib), or why there are none.
+    pub(crate) data: DataReport,
     /// One proxied call (with `--proxy`): median in ms of the upstream alone.
     pub(crate) proxy_upstream_ms: Option<f64>,
     /// One proxied call (with `--proxy`): median in ms of what the proxy path adds to it.
@@ -188,6 +191,7 @@ pub(crate) fn markdown(report: &Report) -> String {
         );
     }
     workload_tables(report, &mut out);
+    data_table(report, &mut out);
     advice(report, &mut out);
     for b in &report.backends {
         if let (Some(run), Some(warm)) = (&b.engine_run_per_call, &b.warm_pass) {
@@ -309,6 +313,83 @@ fn workload_tables(report: &Report, out: &mut String) {
             "\nIdle sessions that fit in 4 GiB (host PSS): {}.",
             fits.join(", ")
         );
+    }
+}
+
+/// The data workloads: ms per backend, with the ratio to the host's Python where it has
+/// the libraries; backends without the stack say why below the table.
+fn data_table(report: &Report, out: &mut String) {
+    let ran: Vec<&BackendReport> = report.backends.iter().filter(|b| b.available).collect();
+    let measured: Vec<&BackendReport> = ran
+        .iter()
+        .copied()
+        .filter(|b| !b.data.programs.is_empty())
+        .collect();
+    if let Some(first) = measured.first() {
+        let names: Vec<&str> = measured.iter().map(|b| b.backend.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "\nData workloads, ms inside the sandbox (× the host's own Python with the same \
+             libraries, where it has them):\n"
+        );
+        let _ = writeln!(out, "| workload | {} |", names.join(" | "));
+        let _ = writeln!(out, "|---|{}", "---|".repeat(names.len()));
+        let ratio = |ms: f64, host: Option<f64>| match host {
+            Some(host) if host > 0.0 => format!("{ms:.1} ({:.2}×)", ms / host),
+            _ => format!("{ms:.1}"),
+        };
+        for (i, program) in first.data.programs.iter().enumerate() {
+            let cells: Vec<String> = measured
+                .iter()
+                .map(|b| {
+                    b.data.programs.get(i).map_or_else(
+                        || "–".into(),
+                        |r: &DataResult| ratio(r.sandbox_ms, r.host_ms),
+                    )
+                })
+                .collect();
+            let _ = writeln!(out, "| {} | {} |", program.program, cells.join(" | "));
+        }
+        let imports = |label: &str, cell: &dyn Fn(&crate::data::FirstImport) -> String| {
+            let cells: Vec<String> = measured
+                .iter()
+                .map(|b| {
+                    b.data
+                        .first_import
+                        .as_ref()
+                        .map_or_else(|| "–".into(), cell)
+                })
+                .collect();
+            format!("| {label} | {} |", cells.join(" | "))
+        };
+        let rows = [
+            imports(
+                "new session from the pool: first `import numpy, pandas, matplotlib.pyplot`, inside",
+                &|f| ratio(f.pool_import.median_ms, f.host_ms),
+            ),
+            imports(
+                "… the whole call (new session from the pool + that import)",
+                &|f| format!("{:.1}", f.pool_round_trip.median_ms),
+            ),
+            imports("… the whole call, cold (no pool)", &|f| {
+                format!("{:.1}", f.cold_round_trip.median_ms)
+            }),
+            imports(
+                "idle session holding that stack: bridge PSS / host PSS, MiB",
+                &|f| {
+                    let mib = |m: Option<f64>| m.map_or_else(|| "–".into(), |m| format!("{m:.1}"));
+                    format!("{} / {}", mib(f.idle_bridge_mib), mib(f.idle_host_mib))
+                },
+            ),
+        ];
+        for row in rows {
+            let _ = writeln!(out, "{row}");
+        }
+    }
+    for b in ran {
+        if let Some(reason) = &b.data.skipped {
+            let _ = writeln!(out, "\n{}: no data workloads: {reason}", b.backend);
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! under concurrent sessions, CPU-bound Python against the host's own CPython, and the cost
 //! of output as it grows.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -110,7 +111,7 @@ fn timed(program: &str) -> String {
 }
 
 /// Call `run_python` on `session`; an error result is an error. Returns the run's stdout.
-async fn run(peer: &Peer<RoleClient>, code: &str, session: &str) -> Result<String> {
+pub(crate) async fn run(peer: &Peer<RoleClient>, code: &str, session: &str) -> Result<String> {
     let arguments = json!({"code": code, "session": session, "timeout": 120});
     let result = client::run_python_ok(peer, arguments).await?;
     Ok(result
@@ -164,13 +165,13 @@ pub(crate) async fn throughput(
     })
 }
 
-/// Each CPU-bound program in the sandbox and, for the ratio, in the host's `python3`.
-pub(crate) async fn cpu(peer: &Peer<RoleClient>) -> Result<Vec<CpuResult>> {
+/// Each CPU-bound program in the sandbox and, for the ratio, in the host's `host_python`.
+pub(crate) async fn cpu(peer: &Peer<RoleClient>, host_python: &Path) -> Result<Vec<CpuResult>> {
     let mut results = Vec::new();
     for (name, program) in PROGRAMS {
         let code = timed(program);
         let sandbox_ms: f64 = run(peer, &code, "cpu").await?.trim().parse()?;
-        let host_ms = tokio::process::Command::new("python3")
+        let host_ms = tokio::process::Command::new(host_python)
             .args(["-I", "-S", "-c", &code])
             .output()
             .await
