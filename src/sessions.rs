@@ -302,11 +302,29 @@ impl Sessions {
     /// refilled here, so a refill never competes with the caller's first run for CPU; call
     /// [`Sessions::refill`] once the run is done.
     pub async fn fresh(self: &Arc<Self>) -> Result<(Started, Origin), SandboxError> {
-        let warm = {
+        let superseded = self.sandbox.is_prepared().await;
+        let (warm, stale) = {
             let mut pool = self.pool.lock().expect("pool lock");
             pool.retain(|warm| warm.session.is_alive());
-            pool.pop()
+            // Sessions warmed on a stand-in (they carry its notice) while the configured
+            // sandbox was being prepared are not handed out once it is ready.
+            let stale: Vec<Started> = if superseded {
+                pool.extract_if(.., |warm| warm.session.notice().is_some())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (pool.pop(), stale)
         };
+        if !stale.is_empty() {
+            info!(
+                sessions = stale.len(),
+                "dropping warm sessions of the stand-in: the configured interpreter is ready"
+            );
+            for started in stale {
+                tokio::spawn(async move { started.session.shutdown().await });
+            }
+        }
         match warm {
             Some(started) => Ok((started, Origin::Pool)),
             None => Ok((self.start_with_packages(&self.spec).await?, Origin::Cold)),
@@ -539,6 +557,80 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sandbox_core::host_python::HostPython;
+    use sandbox_core::{Probe, StartedGuest};
+
+    /// The host's `python3` as a guest, standing in (with a notice) until `ready` is set.
+    #[derive(Debug, Default)]
+    struct StandInUntilReady {
+        ready: AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl Sandbox for StandInUntilReady {
+        fn name(&self) -> &'static str {
+            "stand-in-until-ready"
+        }
+
+        async fn probe(&self) -> Probe {
+            HostPython.probe().await
+        }
+
+        async fn is_prepared(&self) -> bool {
+            self.ready.load(Ordering::Acquire)
+        }
+
+        async fn start(&self, spec: &SandboxSpec) -> Result<StartedGuest, SandboxError> {
+            let mut guest = HostPython.start(spec).await?;
+            if !self.ready.load(Ordering::Acquire) {
+                guest.notice = Some("running on the stand-in".into());
+            }
+            Ok(guest)
+        }
+    }
+
+    async fn warmed(sessions: &Arc<Sessions>) {
+        sessions.refill();
+        for _ in 0..300 {
+            if sessions.warm_count() == 1 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the pool never warmed a session");
+    }
+
+    #[tokio::test]
+    async fn warm_stand_in_sessions_are_dropped_once_the_sandbox_is_ready() {
+        let sandbox = Arc::new(StandInUntilReady::default());
+        let sessions = Sessions::new(
+            sandbox.clone(),
+            SandboxSpec::default(),
+            SessionConfig::default(),
+            1,
+            8,
+            Duration::from_mins(5),
+            None,
+        );
+        warmed(&sessions).await;
+        let (started, origin) = sessions.fresh().await.unwrap();
+        assert_eq!(origin, Origin::Pool);
+        assert!(started.session.notice().is_some());
+        started.session.shutdown().await;
+
+        warmed(&sessions).await;
+        sandbox.ready.store(true, Ordering::Release);
+        let (started, origin) = sessions.fresh().await.unwrap();
+        assert_eq!(
+            origin,
+            Origin::Cold,
+            "the stand-in's warm session was handed out"
+        );
+        assert_eq!(started.session.notice(), None);
+        assert_eq!(sessions.warm_count(), 0);
+        started.session.shutdown().await;
+        sessions.shutdown_all().await;
+    }
 
     #[test]
     fn session_names_are_checked_before_use() {

@@ -96,9 +96,11 @@ pub struct StartedGuest {
     pub stderr: GuestReader,
     /// Interrupt, kill and observe the guest.
     pub control: Box<dyn GuestControl>,
-    /// What every reply from this guest's session should tell the agent about it (for
-    /// example that it runs a lighter stand-in interpreter while the configured one is
-    /// being prepared); `None` for nothing.
+    /// What every reply from this guest's session should tell the agent about a guest
+    /// that is not what the configuration asked for (a lighter stand-in interpreter while
+    /// the configured one is being prepared); `None` for nothing. The warm pool drops
+    /// sessions with a notice once [`Sandbox::is_prepared`] says the configured sandbox is
+    /// ready.
     pub notice: Option<String>,
     /// The guest runtime precompiled for this guest's interpreter (`marshal.dumps` of its
     /// code object, made by a fresh interpreter that ran nothing else), if the backend has
