@@ -356,7 +356,7 @@ impl Sessions {
         if let Some(code) = packages.startup_code() {
             let outcome = session
                 .run(
-                    &RunRequest::code(code, STARTUP_INSTALL_TIMEOUT),
+                    &RunRequest::preparation(code, STARTUP_INSTALL_TIMEOUT),
                     Arc::new(InstallCalls(dir.clone())),
                 )
                 .await;
@@ -418,7 +418,7 @@ impl Sessions {
         let session = &started.session;
         let outcome = session
             .run(
-                &RunRequest::code(WARM_UP, Duration::from_secs(30)),
+                &RunRequest::preparation(WARM_UP, Duration::from_secs(30)),
                 Arc::new(NoCalls),
             )
             .await;

@@ -4,6 +4,8 @@
 
 /// URI of the capabilities resource.
 pub const CAPABILITIES_URI: &str = "resource://mcp-server-code-execution-mode/capabilities";
+/// The capabilities resource's media type, the same when listed and when read.
+pub const CAPABILITIES_MIME: &str = "text/markdown";
 /// Text of the capabilities resource.
 pub const CAPABILITIES_TEXT: &str = include_str!("capabilities.md");
 

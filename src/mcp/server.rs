@@ -20,7 +20,7 @@ use sandbox_core::RunRequest;
 use tracing::{Instrument, info_span};
 
 use crate::config::Config;
-use crate::mcp::capabilities::{CAPABILITIES_URI, capabilities_text};
+use crate::mcp::capabilities::{CAPABILITIES_MIME, CAPABILITIES_URI, capabilities_text};
 use crate::mcp::format::RunReport;
 use crate::mcp::progress::ProgressRelay;
 use crate::mcp::roots::ClientRoots;
@@ -178,6 +178,7 @@ impl Bridge {
             saved_tools,
             cancel: Some(cancel),
             output_stream,
+            preparation: false,
         };
         let mut outcome = session.try_run(&request, calls).await;
         let mut sandbox_notice = session.notice().map(str::to_owned);
@@ -296,7 +297,7 @@ impl ServerHandler for Bridge {
         let resource = Resource::new(CAPABILITIES_URI, "capabilities")
             .with_title("What the sandbox can do")
             .with_description("How to use run_python and the helpers inside the sandbox")
-            .with_mime_type("text/markdown");
+            .with_mime_type(CAPABILITIES_MIME);
         Ok(ListResourcesResult::with_all_items(vec![resource]))
     }
 
@@ -316,10 +317,10 @@ impl ServerHandler for Bridge {
         }
         let mut names: Vec<String> = self.config.mounts.iter().map(|m| m.name.clone()).collect();
         names.extend(self.roots.names().await);
-        Ok(ReadResourceResult::new(vec![ResourceContents::text(
-            capabilities_text(&names),
-            CAPABILITIES_URI,
-        )])
+        Ok(ReadResourceResult::new(vec![
+            ResourceContents::text(capabilities_text(&names), CAPABILITIES_URI)
+                .with_mime_type(CAPABILITIES_MIME),
+        ])
         .into())
     }
 

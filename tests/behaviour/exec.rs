@@ -74,6 +74,26 @@ pub(crate) async fn exceptions_show_only_user_frames(b: &TestBackend) -> Result<
     Ok(())
 }
 
+pub(crate) async fn runs_are_numbered_from_one_in_every_session(b: &TestBackend) -> Result<()> {
+    // With a warm pool, the bridge's own warm-up run must not take the number 1.
+    let bridge = b.bridge_with(&[("MCP_BRIDGE_POOL_SIZE", "1")]).await?;
+    bridge.ok("pass").await?; // the default session; the pool refills behind it
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    for (run, expected) in [(1, "<run-1>"), (2, "<run-2>")] {
+        let reply = bridge
+            .call(json!({"code": "1 / 0", "session": "numbered"}))
+            .await?;
+        let tb = reply.structured["error"]["traceback"]
+            .as_str()
+            .unwrap_or_default();
+        ensure!(
+            tb.contains(&format!("File \"{expected}\"")),
+            "run {run} of a fresh session is not {expected}: {tb}"
+        );
+    }
+    Ok(())
+}
+
 pub(crate) async fn syntax_errors_point_at_the_line(b: &TestBackend) -> Result<()> {
     let bridge = b.bridge().await?;
     let reply = bridge.run("x = 1\ny = (\n").await?;

@@ -26,7 +26,8 @@ mod stamp;
 for_each_backend! {
     exec: prints_stdout, keeps_globals_between_calls, top_level_await_works,
         asyncio_objects_survive_between_calls, exceptions_show_only_user_frames,
-        syntax_errors_point_at_the_line, stderr_is_captured_separately,
+        syntax_errors_point_at_the_line, runs_are_numbered_from_one_in_every_session,
+        stderr_is_captured_separately,
         system_exit_ends_the_run_not_the_session, named_sessions_are_separate,
         reset_starts_afresh, stdin_reads_see_end_of_file, runtime_helpers_are_importable,
         large_code_runs, unicode_round_trips;

@@ -121,12 +121,19 @@ pub(crate) async fn capabilities_resource_is_readable(b: &TestBackend) -> Result
     let bridge = b.bridge().await?;
     let resources = bridge.client.list_all_resources().await?;
     let uri = "resource://mcp-server-code-execution-mode/capabilities";
-    ensure!(resources.iter().any(|r| r.uri == uri), "{resources:?}");
+    let listed = resources.iter().find(|r| r.uri == uri);
+    ensure!(listed.is_some(), "{resources:?}");
     let read = bridge
         .client
         .read_resource(ReadResourceRequestParams::new(uri))
         .await?;
     let text = serde_json::to_string(&read)?;
+    let read_mime = serde_json::to_value(&read)?["contents"][0]["mimeType"].clone();
+    ensure!(
+        listed.and_then(|r| r.mime_type.as_deref()) == read_mime.as_str(),
+        "listed as {:?}, read as {read_mime}",
+        listed.and_then(|r| r.mime_type.as_deref())
+    );
     ensure!(
         text.contains("run_python") && text.contains("discovered_servers"),
         "{text}"

@@ -78,6 +78,10 @@ pub struct RunRequest {
     /// Where stdout goes while the run goes on (for progress or log notifications), if
     /// anyone listens. The result still carries all of it.
     pub output_stream: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// The bridge's own preparation of a session (warming it, installing its startup
+    /// packages), numbered apart from the user's runs so that the user's first is run 1
+    /// (`<run-1>` in tracebacks).
+    pub preparation: bool,
 }
 
 impl RunRequest {
@@ -90,9 +94,22 @@ impl RunRequest {
             saved_tools: None,
             cancel: None,
             output_stream: None,
+            preparation: false,
+        }
+    }
+
+    /// A run of `code` that prepares a session before anyone uses it (see
+    /// [`RunRequest::preparation`]).
+    pub fn preparation(code: impl Into<String>, timeout: Duration) -> Self {
+        Self {
+            preparation: true,
+            ..Self::code(code, timeout)
         }
     }
 }
+
+/// Where the numbers of preparation runs start: far above any user run's.
+const PREPARATION_RUN_IDS: u64 = 1 << 40;
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,7 +174,10 @@ struct Live {
     stderr: Option<GuestReader>,
     scanner: FrameScanner,
     control: Box<dyn GuestControl>,
+    /// The next user run's number.
     next_run: u64,
+    /// The next preparation run's number.
+    next_preparation: u64,
 }
 
 /// One guest interpreter whose globals persist across runs.
@@ -207,6 +227,7 @@ impl Session {
             scanner: FrameScanner::new(&nonce, max_frame),
             control: guest.control,
             next_run: 1,
+            next_preparation: PREPARATION_RUN_IDS,
         };
         let deadline = tokio::time::Instant::now() + config.start_timeout;
         let handshake = async {
@@ -346,8 +367,13 @@ impl Session {
         calls: &Arc<dyn RpcHandler>,
         run: &mut RunState,
     ) -> Verdict {
-        let id = live.next_run;
-        live.next_run += 1;
+        let counter = if request.preparation {
+            &mut live.next_preparation
+        } else {
+            &mut live.next_run
+        };
+        let id = *counter;
+        *counter += 1;
         let mut deadline = tokio::time::Instant::now() + request.timeout;
         let frame = encode_host_frame(&HostFrame::Run {
             id,
