@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -68,6 +69,11 @@ JUDGED_QUERIES: list[tuple[str, str, str]] = [
     ("find files matching a pattern", "filesystem", "search_files"),
 ]
 SEARCH_LIMIT = 10
+
+# New sessions whose first run's number is checked, each started after a pause in which
+# the warm pool (one session by default) refills.
+NEW_SESSIONS = 3
+POOL_REFILL_S = 3
 
 COMMITS = ["add the README", "add notes on the design", "fix a typo in the notes"]
 
@@ -337,8 +343,7 @@ class Flow:
     later_search_s: float = 0.0
     first_run_in_later_run_s: float = 0.0
     detailed_servers: list = field(default_factory=list)
-    after_timeout_error: Reply | None = None
-    fresh_session_error: Reply | None = None
+    new_session_errors: list[Reply] = field(default_factory=list)
     upstreams_after_search: list[str] = field(default_factory=list)
 
     def task(self, letter: str) -> Task:
@@ -431,8 +436,10 @@ async def run_flow(bridge_bin: str, upstreams_venv: Path, npm_prefix: Path) -> F
                 await task_pandas(agent),
                 await task_timeout(agent),
             ]
-            flow.after_timeout_error = await agent.run(None, "1/0", session="long")
-            flow.fresh_session_error = await agent.run(None, "1/0", session="numbers")
+            for i in range(NEW_SESSIONS):
+                # Time for the warm pool to refill, so that new sessions come from it too.
+                await asyncio.sleep(POOL_REFILL_S)
+                flow.new_session_errors.append(await agent.run(None, "1/0", session=f"new-{i}"))
             flow.big_print = await agent.run(None, f"print('x' * {BIG_PRINT})", session="big")
             flow.unnamed_alias = await agent.run(
                 None, f"print(await mcp_git.git_status(repo_path={str(world.repo)!r}))", session="fresh"
@@ -446,6 +453,12 @@ async def run_flow(bridge_bin: str, upstreams_venv: Path, npm_prefix: Path) -> F
     finally:
         world.close()
     return flow
+
+
+def run_name(traceback: str) -> str:
+    """The `<run-N>` a traceback names, or "?"."""
+    found = re.search(r"<run-\d+>", traceback)
+    return f"`{found.group(0)}`" if found else "?"
 
 
 def markdown(flow: Flow, tokens: Tokens) -> str:
@@ -499,6 +512,10 @@ def markdown(flow: Flow, tokens: Tokens) -> str:
         f"First search of a fresh bridge's first run: {flow.first_search_s:.2f} s; a later "
         f"search in that run: {flow.later_search_s:.3f} s; the first search of a later run: "
         f"{flow.first_run_in_later_run_s:.3f} s.",
+        "",
+        f"The first run of {len(flow.new_session_errors)} new sessions is numbered: "
+        + ", ".join(run_name(r.text) for r in flow.new_session_errors)
+        + ".",
     ]
     return "\n".join(lines)
 
