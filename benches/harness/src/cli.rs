@@ -63,6 +63,9 @@ pub(crate) enum BenchFocus {
     /// Overhead of one proxied call (sandbox, host, upstream and back) over the upstream's
     /// own round trip.
     Proxy(ProxyBenchArgs),
+    /// Count the o200k tokens of the UTF-8 text on stdin and print the number; for scripts
+    /// that measure what a client receives (`tests/e2e/agent_flow.py`).
+    CountTokens,
 }
 
 /// Settings of `bench proxy`.
@@ -94,6 +97,12 @@ mod tests {
     #[test]
     fn command_line_is_consistent() {
         BenchArgs::command().debug_assert();
+    }
+
+    #[test]
+    fn count_tokens_takes_no_arguments() {
+        let args = BenchArgs::parse_from(["bench", "--server", "/bin/ours", "count-tokens"]);
+        assert!(matches!(args.focus, Some(BenchFocus::CountTokens)));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use mcp_server_code_execution_mode::cli::ConfigArgs;
 use mcp_server_code_execution_mode::config;
 use mcp_server_code_execution_mode::proxy::dispatch::Proxy;
@@ -25,15 +25,31 @@ fn config_flags(args: &ConfigArgs) -> Vec<String> {
 }
 
 fn tokens(bpe: &tiktoken_rs::CoreBPE, value: &impl serde::Serialize) -> Result<usize> {
-    Ok(bpe
-        .encode_with_special_tokens(&serde_json::to_string(value)?)
-        .len())
+    Ok(count_tokens(bpe, &serde_json::to_string(value)?))
+}
+
+/// The o200k tokenizer, as `bench tokens` counts with it.
+fn o200k() -> Result<tiktoken_rs::CoreBPE> {
+    tiktoken_rs::o200k_base().map_err(|e| anyhow::anyhow!("tokenizer: {e}"))
+}
+
+/// The o200k tokens of `text`, special-token spellings counted as the special tokens.
+pub(crate) fn count_tokens(bpe: &tiktoken_rs::CoreBPE, text: &str) -> usize {
+    bpe.encode_with_special_tokens(text).len()
+}
+
+/// `bench count-tokens`: the o200k tokens of the UTF-8 text on stdin.
+pub(crate) fn count_stdin_tokens() -> Result<usize> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
+        .context("reading the text to count from stdin")?;
+    Ok(count_tokens(&o200k()?, &text))
 }
 
 /// `bench tokens`, of the server binary `server`.
 pub(crate) async fn tokens_report(server: &Path, args: &ConfigArgs) -> Result<String> {
     let config = config::resolve(args).map_err(anyhow::Error::msg)?;
-    let bpe = tiktoken_rs::o200k_base().map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
+    let bpe = o200k()?;
     let flags = config_flags(args);
     let (ours, _) = client::start(server, &flags, &[]).await?;
     let ours_tokens = tokens(
@@ -200,4 +216,17 @@ pub(crate) async fn proxy_medians(server: &Path, args: &ProxyBenchArgs) -> Resul
         pass: median(pass),
         proxied: median(proxied),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{count_tokens, o200k};
+
+    #[test]
+    fn count_tokens_counts_o200k_tokens() {
+        let bpe = o200k().expect("the o200k vocabulary is built in");
+        assert_eq!(count_tokens(&bpe, ""), 0);
+        assert_eq!(count_tokens(&bpe, "hello world"), 2);
+        assert_eq!(count_tokens(&bpe, "<|endoftext|>"), 1);
+    }
 }

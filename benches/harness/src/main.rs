@@ -64,6 +64,9 @@ fn report_fatal(error: &anyhow::Error) {
 
 /// Run the benchmark and print the report.
 async fn run(args: &BenchArgs) -> Result<()> {
+    if let Some(BenchFocus::CountTokens) = &args.focus {
+        return print_report(&focus::count_stdin_tokens()?.to_string());
+    }
     let server = server_binary(args.server.as_deref())?;
     match &args.focus {
         Some(BenchFocus::Tokens(config)) => {
@@ -72,7 +75,7 @@ async fn run(args: &BenchArgs) -> Result<()> {
         Some(BenchFocus::Proxy(proxy)) => {
             return print_report(&focus::proxy_report(&server, proxy).await?);
         }
-        None => {}
+        Some(BenchFocus::CountTokens) | None => {}
     }
     let wanted: Vec<String> = if args.backend == "all" {
         BackendKind::ALL
