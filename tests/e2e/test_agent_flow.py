@@ -120,7 +120,6 @@ class AgentFlow(unittest.TestCase):
         self.assertTrue(reply.is_error)
         self.assertRegex(reply.text, r"servers=\[['\"]git['\"]\]")
 
-    @unittest.expectedFailure
     def test_run_numbers_start_at_1_in_every_new_session(self) -> None:
         """'a fresh session's first run is numbered `<run-2>`' (issue 21): a session taken
         from the warm pool numbers its first run 2 (its warm-up was run 1); a cold one, 1."""
@@ -128,7 +127,6 @@ class AgentFlow(unittest.TestCase):
         for reply in self.flow.new_session_errors:
             self.assertIn('File "<run-1>"', reply.text)
 
-    @unittest.expectedFailure
     def test_the_resource_mime_type_listed_is_the_one_read(self) -> None:
         """'the resource is listed as `text/markdown` and read back as `text/plain`' (issue
         21)."""

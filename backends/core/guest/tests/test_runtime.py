@@ -1037,7 +1037,7 @@ class McpModuleTest(GuestTestCase):
         self.assertIn("await", summary)
         self.assertIn("mcp_<alias>", summary)
         self.assertIn("/workspace", summary)
-        self.assertLess(len(summary.splitlines()), 25)
+        self.assertLess(len(summary.splitlines()), 30)
 
     def test_servers_and_description(self) -> None:
         result = self.guest.ok(
