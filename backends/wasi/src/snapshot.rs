@@ -151,7 +151,7 @@ pub(crate) fn build(
     let started = std::time::Instant::now();
     let bytes = std::fs::read(&wasm.path).map_err(SnapshotError::ReadInterpreter)?;
     let wizer = Wizer::new();
-    let (context, instrumented) = wizer
+    let (module_context, instrumented) = wizer
         .instrument(&bytes)
         .map_err(|e| SnapshotError::Instrument(e.into()))?;
     let module =
@@ -167,8 +167,9 @@ pub(crate) fn build(
         let scratch = Scratch::create().map_err(SnapshotError::Scratch)?;
         let stdout = MemoryOutputPipe::new(WARM_UP_STDERR);
         let stderr = MemoryOutputPipe::new(WARM_UP_STDERR);
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.stdin(MemoryInputPipe::new(Vec::new()))
+        let mut context = WasiCtxBuilder::new();
+        context
+            .stdin(MemoryInputPipe::new(Vec::new()))
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .args(&entry::SNAPSHOT_ARGS)
@@ -176,7 +177,7 @@ pub(crate) fn build(
             .allow_udp(false)
             .allow_ip_name_lookup(false);
         for (key, value) in &layout.env {
-            wasi.env(key, value);
+            context.env(key, value);
         }
         let grants: Vec<(&Path, &str, FsPerms)> = scratch
             .preopens()
@@ -198,11 +199,12 @@ pub(crate) fn build(
             return Err(SnapshotError::LayoutMismatch);
         }
         for (host, guest, perms) in &grants {
-            wasi.preopened_dir(host, guest, *perms)
+            context
+                .preopened_dir(host, guest, *perms)
                 .map_err(|e| SnapshotError::Preopen(e.into()))?;
         }
         let killed = Arc::new(AtomicBool::new(false));
-        let (mut store, _) = new_store(engine, wasi.build_p1(), WARM_UP_MEMORY, &killed);
+        let (mut store, _) = new_store(engine, context.build_p1(), WARM_UP_MEMORY, &killed);
         let linker =
             crate::interpreter::linker(engine).map_err(|e| SnapshotError::Link(e.into()))?;
         let instance = linker
@@ -222,7 +224,7 @@ pub(crate) fn build(
         info!(elapsed = ?started.elapsed(), "imported the stack; taking the snapshot");
         let snapshot = wizer
             .snapshot(
-                &context,
+                &module_context,
                 &mut Taken {
                     store: &mut store,
                     instance,

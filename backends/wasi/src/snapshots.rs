@@ -27,11 +27,21 @@ pub(crate) struct Snapshots {
     slots: Mutex<HashMap<Layout, Slot>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum Slot {
     Building,
     Ready(InstancePre<GuestState>),
     Failed,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Building => "Building",
+            Self::Ready(_) => "Ready",
+            Self::Failed => "Failed",
+        })
+    }
 }
 
 /// What a snapshot is made from: the loaded interpreter and where its cache is.

@@ -18,7 +18,7 @@ use python_wasm::{Flavour, Provisioner, WasmSource};
 use sandbox_core::{NoCalls, RunRequest, RunStatus, Sandbox, SandboxSpec, Session, SessionConfig};
 use sandbox_wasi::WasiSandbox;
 
-const TIMEOUT: Duration = Duration::from_secs(120);
+const TIMEOUT: Duration = Duration::from_mins(2);
 /// Idle sessions held at once to measure their memory.
 const IDLE_SESSIONS: usize = 6;
 
@@ -94,11 +94,12 @@ async fn measure(sandbox: &WasiSandbox, label: &str, count: usize) {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = pss_kib();
+    let added = after.saturating_sub(before);
     eprintln!(
-        "{label}: {IDLE_SESSIONS} idle sessions with pandas imported add {} MiB of PSS, {:.1} \
-         MiB each",
-        (after.saturating_sub(before)) / 1024,
-        after.saturating_sub(before) as f64 / 1024.0 / IDLE_SESSIONS as f64
+        "{label}: {IDLE_SESSIONS} idle sessions with pandas imported add {} MiB of PSS, {} \
+         KiB each",
+        added / 1024,
+        added / IDLE_SESSIONS as u64
     );
     for session in idle {
         session.shutdown().await;
