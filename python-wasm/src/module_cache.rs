@@ -453,6 +453,52 @@ mod tests {
     }
 
     #[test]
+    fn derived_modules_are_cached_per_tag_and_a_rejected_one_is_removed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let wasm_file = dir.path().join("tiny.wasm");
+        fs::write(&wasm_file, TINY_WASM).expect("write");
+        let provisioner = Provisioner::new(
+            dir.path().join("cache"),
+            WasmSource::LocalFile(wasm_file.clone()),
+        );
+        let wasm = provisioner.provision().expect("local file");
+        let engine = Engine::new(&Config::new()).expect("engine");
+        let one = provisioner.derived_module(&engine, &wasm, "snapshot-0011");
+        let other = provisioner.derived_module(&engine, &wasm, "snapshot-0012");
+        assert_ne!(one, other);
+        assert!(
+            provisioner.load_derived(&engine, &one).is_none(),
+            "nothing cached yet"
+        );
+        let compiled = provisioner
+            .compile_derived(&engine, &one, TINY_WASM)
+            .expect("compiled");
+        assert!(exports_start(&compiled));
+        assert!(
+            provisioner
+                .load_derived(&engine, &one)
+                .is_some_and(|m| exports_start(&m))
+        );
+        assert!(provisioner.load_derived(&engine, &other).is_none());
+        let name = one.path().file_name().expect("name").to_string_lossy();
+        assert!(name.starts_with(&format!("snapshot-0011-{}-", short_hex(&wasm.sha256))));
+
+        let garbage = dir.path().join("garbage");
+        fs::write(&garbage, b"not a module").expect("write garbage");
+        fs::rename(&garbage, one.path()).expect("replace the cached module");
+        assert!(provisioner.load_derived(&engine, &one).is_none());
+        assert!(!one.path().exists(), "a module wasmtime rejects is removed");
+    }
+
+    #[test]
+    fn derived_module_tags_are_short_slugs() {
+        assert!(valid_tag("snapshot-adda4528be8e96a3"));
+        for bad in ["", "python-x", "a/b", "..", "a b", &"x".repeat(65)] {
+            assert!(!valid_tag(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn local_file_changed_since_provisioning_is_not_compiled_nor_deleted() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("python.wasm");
