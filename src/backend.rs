@@ -101,7 +101,9 @@ fn rootfs(config: &Config, backend: BackendKind) -> Result<sandbox_rootfs::Rootf
                 })?,
         ),
     };
-    Ok(rootfs.with_mirror(config.debian_mirror.clone()))
+    Ok(rootfs
+        .with_mirror(config.debian_mirror.clone())
+        .with_pip_python(&config.pip_python))
 }
 
 /// The container backend, concretely (for `image build`).

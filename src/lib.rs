@@ -9,6 +9,8 @@ pub mod cli;
 pub mod clients;
 pub mod config;
 pub mod mcp;
+pub mod mounts;
+pub mod packages;
 pub mod proxy;
 pub mod sessions;
 pub mod settings;

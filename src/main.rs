@@ -145,6 +145,8 @@ fn sessions_for(config: &Config, catalogue: Vec<CatalogueEntry>) -> Result<Arc<S
         catalogue,
         ..config.session_config()
     };
+    let packages =
+        mcp_server_code_execution_mode::packages::Packages::new(&config.packages, sandbox.name());
     Ok(Sessions::new(
         sandbox,
         config.spec.clone(),
@@ -152,6 +154,7 @@ fn sessions_for(config: &Config, catalogue: Vec<CatalogueEntry>) -> Result<Arc<S
         config.pool_size,
         config.max_sessions,
         config.idle_timeout,
+        packages,
     ))
 }
 

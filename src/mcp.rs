@@ -7,6 +7,7 @@ pub mod files;
 pub mod format;
 pub mod http;
 mod progress;
+mod roots;
 mod schema;
 mod server;
 pub mod tools;

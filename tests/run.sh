@@ -67,11 +67,13 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     if ! command -v podman >/dev/null || ! command -v dockerd >/dev/null \
         || ! command -v debootstrap >/dev/null || ! command -v runc >/dev/null \
         || ! command -v runsc >/dev/null || ! pkg-config --exists libseccomp 2>/dev/null \
-        || [ ! -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
+        || [ ! -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] \
+        || ! python3 -m pip --version >/dev/null 2>&1; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
         apt-get install -y -qq podman runc uidmap slirp4netns fuse-overlayfs catatonit \
-            docker.io debootstrap runsc fonts-dejavu-core libseccomp-dev pkg-config >/dev/null
+            docker.io debootstrap runsc fonts-dejavu-core libseccomp-dev pkg-config \
+            python3-pip >/dev/null
     fi
     # Debian 12's crun rejects the hybrid cgroup layout of these hosts; runc works. Engines
     # copy the host's process rlimit unless told, which fails without CAP_SYS_RESOURCE.
@@ -158,9 +160,14 @@ if [ -n "$oci_backends" ]; then
     mkdir -p "$rootless_dir"
     chmod 755 "$rootless_dir"
     install -m 755 "$bin" "$rootless_dir/bridge"
-    if [ ! -e "$rootless_dir/rootfs/etc/mcp-sandbox-release" ]; then
+    # The tree's directory is named by its recipe (backends/rootfs: SUITE, ROOTFS_VERSION);
+    # a copy of another recipe is replaced.
+    rootfs_const() { sed -n "s/^pub const $1: &str = \"\(.*\)\";\$/\1/p" backends/rootfs/src/lib.rs; }
+    rootfs_name="debian-$(rootfs_const SUITE)-python3-v$(rootfs_const ROOTFS_VERSION)"
+    if ! cmp -s "$cache/rootfs/$rootfs_name/etc/mcp-sandbox-release" \
+        "$rootless_dir/rootfs/etc/mcp-sandbox-release"; then
         rm -rf "$rootless_dir/rootfs"
-        cp -a "$cache/rootfs/debian-bookworm-python3-v2" "$rootless_dir/rootfs"
+        cp -a "$cache/rootfs/$rootfs_name" "$rootless_dir/rootfs"
     fi
     if [ "$(stat -f -c %T /sys/fs/cgroup)" != cgroup2fs ]; then
         for controller in /sys/fs/cgroup/*/; do

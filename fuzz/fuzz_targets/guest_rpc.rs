@@ -56,7 +56,7 @@ fn world() -> &'static World {
                 .enable_all()
                 .build()
                 .expect("a runtime"),
-            calls: proxy.calls_for_run(&[]),
+            calls: proxy.calls_for_run(&[], None),
             state_dir,
         }
     })

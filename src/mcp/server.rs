@@ -14,24 +14,25 @@ use rmcp::model::{
     ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, ServerCapabilities,
     ServerConfig, Tool,
 };
-use rmcp::service::{Peer, RequestContext};
+use rmcp::service::{NotificationContext, Peer, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use sandbox_core::RunRequest;
 use tracing::{Instrument, info_span};
 
 use crate::config::Config;
-use crate::mcp::capabilities::{CAPABILITIES_TEXT, CAPABILITIES_URI};
+use crate::mcp::capabilities::{CAPABILITIES_URI, capabilities_text};
 use crate::mcp::format::RunReport;
 use crate::mcp::progress::ProgressRelay;
+use crate::mcp::roots::ClientRoots;
 use crate::mcp::schema::check_arguments;
-use crate::mcp::tools::{RUN_PYTHON, read_run_args, run_python_tool};
+use crate::mcp::tools::{RUN_PYTHON, SandboxFacts, read_run_args, run_python_tool};
 use crate::mcp::{discovery, files};
 use crate::proxy::dispatch::Proxy;
 use crate::sessions::{Scope, Sessions};
 
 /// The tools `tools/list` shows: `run_python`, and the discovery tools when they are on.
-fn published_tools(discovery_tools: bool) -> Vec<Tool> {
-    let mut tools = vec![run_python_tool()];
+fn published_tools(discovery_tools: bool, facts: SandboxFacts) -> Vec<Tool> {
+    let mut tools = vec![run_python_tool(facts)];
     if discovery_tools {
         tools.extend(discovery::discovery_tools());
     }
@@ -50,6 +51,8 @@ pub struct Bridge {
     proxy: Arc<Proxy>,
     tools: Arc<[Tool]>,
     scope: Arc<ScopeGuard>,
+    /// The client's MCP roots, granted to its sessions when `mount_roots` is on.
+    roots: Arc<ClientRoots>,
 }
 
 /// Ends an owned scope on drop.
@@ -94,11 +97,12 @@ impl Bridge {
             owned,
         };
         Self {
-            tools: published_tools(config.discovery_tools).into(),
+            tools: published_tools(config.discovery_tools, SandboxFacts::of(&config)).into(),
             config,
             sessions,
             proxy,
             scope: Arc::new(guard),
+            roots: Arc::new(ClientRoots::new()),
         }
     }
 
@@ -131,6 +135,7 @@ impl Bridge {
         &self,
         params: &CallToolRequestParams,
         cancel: tokio_util::sync::CancellationToken,
+        peer: &Peer<RoleServer>,
         progress: Option<(Peer<RoleServer>, ProgressToken)>,
     ) -> CallToolResult {
         let args = match read_run_args(params.arguments.as_ref()) {
@@ -143,6 +148,9 @@ impl Bridge {
         };
         let timeout = self.config.clamp_timeout(args.timeout_secs);
         let scope = self.scope();
+        self.roots
+            .refresh(&self.config, &self.sessions, scope, peer)
+            .await;
         let (session, _origin) = match self.sessions.get(scope, &args.session, args.reset).await {
             Ok(found) => found,
             Err(e) => {
@@ -154,7 +162,8 @@ impl Bridge {
         let saved_tools =
             self.sessions
                 .saved_tools_update(scope, &args.session, self.proxy.saved_tools());
-        let calls = self.proxy.calls_for_run(&servers);
+        let packages = self.sessions.packages_of(scope, &args.session);
+        let calls = self.proxy.calls_for_run(&servers, packages);
         let (relay, output_stream) = match progress {
             Some((peer, token)) => {
                 let (relay, sender) = ProgressRelay::start(peer, token);
@@ -170,13 +179,15 @@ impl Bridge {
             cancel: Some(cancel),
             output_stream,
         };
-        let mut outcome = session.try_run(&request, calls.clone()).await;
+        let mut outcome = session.try_run(&request, calls).await;
         let mut sandbox_notice = session.notice().map(str::to_owned);
         if outcome.is_none() {
             // The session died while this call waited behind another run (a timeout or a
             // cancellation killed it): run in a fresh one rather than fail a call that never ran.
             match self.sessions.get(scope, &args.session, false).await {
                 Ok((fresh, _)) => {
+                    let packages = self.sessions.packages_of(scope, &args.session);
+                    let calls = self.proxy.calls_for_run(&request.servers, packages);
                     outcome = fresh.try_run(&request, calls).await;
                     sandbox_notice = fresh.notice().map(str::to_owned);
                 }
@@ -266,6 +277,7 @@ impl ServerHandler for Bridge {
             .run_python(
                 &request,
                 context.ct.clone(),
+                &context.peer,
                 context
                     .meta
                     .get_progress_token()
@@ -302,11 +314,17 @@ impl ServerHandler for Bridge {
                 None,
             ));
         }
+        let mut names: Vec<String> = self.config.mounts.iter().map(|m| m.name.clone()).collect();
+        names.extend(self.roots.names().await);
         Ok(ReadResourceResult::new(vec![ResourceContents::text(
-            CAPABILITIES_TEXT,
+            capabilities_text(&names),
             CAPABILITIES_URI,
         )])
         .into())
+    }
+
+    async fn on_roots_list_changed(&self, _context: NotificationContext<RoleServer>) {
+        self.roots.mark_stale().await;
     }
 }
 
@@ -368,7 +386,7 @@ mod tests {
 
     #[test]
     fn every_published_schema_round_trips_through_the_checker() {
-        let tools = published_tools(true);
+        let tools = published_tools(true, SandboxFacts::default());
         assert_eq!(tools.len(), 5);
         for tool in &tools {
             let schema = Value::Object((*tool.input_schema).clone());
@@ -416,7 +434,8 @@ mod tests {
     #[test]
     fn the_run_python_schema_refuses_a_lone_server_name() {
         let call = json!({"code": "pass", "servers": "time"});
-        let error = check_arguments(&run_python_tool(), call.as_object()).unwrap_err();
+        let error = check_arguments(&run_python_tool(SandboxFacts::default()), call.as_object())
+            .unwrap_err();
         assert!(
             error.contains("`servers` must be a list of strings"),
             "{error}"

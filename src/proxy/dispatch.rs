@@ -5,7 +5,9 @@
 //! only name servers the run listed in its `servers` argument. Documentation (`query_tool_docs`,
 //! `search_tool_docs`) covers every discovered server, since reading docs starts nothing the
 //! run could use. Persistence (`save_tool`, `memory`) goes through [`State`], which validates
-//! names and sizes before anything touches a path.
+//! names and sizes before anything touches a path. `install` goes to the session's
+//! [`SessionPackages`], which checks every requirement and fact; without one (installs off)
+//! it is refused as `disabled`.
 
 use std::sync::Arc;
 
@@ -16,6 +18,7 @@ use sandbox_core::{RpcError, RpcHandler};
 use serde_json::{Map, Value, json};
 use tracing::warn;
 
+use crate::packages::{PackageError, SessionPackages};
 use crate::proxy::alias::assign_tool_aliases;
 use crate::proxy::catalogue::Catalogue;
 use crate::proxy::search::{SearchIndex, ToolDoc, doc_record};
@@ -117,11 +120,17 @@ impl Proxy {
         self.state.as_ref().ok().and_then(State::saved_tools_source)
     }
 
-    /// The handler for the calls of one run that may use `servers`.
-    pub fn calls_for_run(self: &Arc<Self>, servers: &[ServerRef]) -> Arc<dyn RpcHandler> {
+    /// The handler for the calls of one run that may use `servers`, in a session whose
+    /// packages directory is `packages` (`None`: installs are off).
+    pub fn calls_for_run(
+        self: &Arc<Self>,
+        servers: &[ServerRef],
+        packages: Option<Arc<SessionPackages>>,
+    ) -> Arc<dyn RpcHandler> {
         Arc::new(RunCalls {
             proxy: self.clone(),
             allowed: servers.iter().map(|s| s.name.clone()).collect(),
+            packages,
         })
     }
 
@@ -251,6 +260,7 @@ impl Proxy {
 struct RunCalls {
     proxy: Arc<Proxy>,
     allowed: Vec<String>,
+    packages: Option<Arc<SessionPackages>>,
 }
 
 #[async_trait]
@@ -273,6 +283,13 @@ impl RpcHandler for RunCalls {
                     .memory_rpc(&Value::Object(params))
                     .map_err(|e| state_error(&e))
             }
+            "install" => match &self.packages {
+                Some(packages) => packages
+                    .install(&params)
+                    .await
+                    .map_err(|e| crate::packages::rpc_error(&e)),
+                None => Err(crate::packages::rpc_error(&PackageError::Disabled)),
+            },
             other => Err(RpcError::new(
                 "invalid_params",
                 format!("unknown method `{other}`"),

@@ -147,6 +147,29 @@ pub(super) fn paths(text: &str) -> Result<Vec<PathBuf>, String> {
         .collect()
 }
 
+/// Host directories to grant: `name=/host/dir`, checked for syntax and names here, on disk
+/// in [`crate::config`].
+pub(super) fn mounts(text: &str) -> Result<Vec<crate::mounts::MountRequest>, String> {
+    crate::mounts::parse_list(text).map_err(|e| e.to_string())
+}
+
+/// Requirements separated by white space (or given one per flag), each checked as
+/// `mcp.runtime.install` checks it.
+pub(super) fn requirements(text: &str) -> Result<Vec<String>, String> {
+    text.split(|c: char| c == REPEAT_SEPARATOR || c.is_whitespace())
+        .filter(|r| !r.is_empty())
+        .map(|r| crate::packages::requirement::Requirement::parse(r).map(|_| r.to_string()))
+        .collect()
+}
+
+/// The wheel cache cap: at least 1k.
+pub(super) fn package_cache(text: &str) -> Result<u64, String> {
+    match parse_bytes(text)? {
+        n if n >= 1024 => Ok(n),
+        n => Err(format!("{n} bytes is below the 1k minimum")),
+    }
+}
+
 /// A secret, kept as given (an empty one is refused where it is used, with its own reason).
 #[allow(
     clippy::unnecessary_wraps,

@@ -63,11 +63,11 @@ pub(crate) async fn files_written_to_out_come_back(b: &TestBackend) -> Result<()
     let again = bridge
         .run("open('/workspace/out/notes.md', 'a').write('more\\n')")
         .await?;
-    let paths: Vec<&str> = again.structured["files"]
-        .as_array()
-        .map(|files| files.iter().filter_map(|f| f["path"].as_str()).collect())
-        .unwrap_or_default();
-    ensure!(paths == ["/workspace/out/notes.md"], "{}", again.structured);
+    ensure!(
+        again.file_paths() == ["/workspace/out/notes.md"],
+        "{}",
+        again.structured
+    );
     Ok(())
 }
 

@@ -50,7 +50,7 @@ pub(crate) async fn empty_environment(b: &TestBackend) -> Result<()> {
     let out = bridge
         .ok("import os\nprint('\\n'.join(sorted(os.environ)))")
         .await?;
-    // Backends may set these three, with fixed values; nothing else, and nothing of ours.
+    // Backends may set these, with fixed values; nothing else, and nothing of ours.
     let allowed = ["PATH", "LANG", "PYTHONDONTWRITEBYTECODE"];
     let unexpected: Vec<&str> = out
         .lines()

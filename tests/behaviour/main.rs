@@ -13,7 +13,11 @@ mod fresh;
 mod isolation;
 mod limits;
 mod load;
+mod mounts;
+mod packages;
+mod plots;
 mod protocol;
+mod stack;
 mod support;
 
 #[macro_use]
@@ -47,6 +51,7 @@ for_each_backend! {
     files: files_written_to_out_come_back, cut_output_is_saved_to_read_on_purpose;
     fresh: fresh_sessions_share_no_state_and_no_random_seed,
         the_data_stack_imports_in_a_fresh_session;
+    plots: plt_show_returns_the_figure_as_an_image, figures_left_open_come_back_once;
     isolation: no_network, loopback_is_the_only_interface, empty_environment, host_files_are_invisible,
         scratch_is_writable_and_private_per_session, root_is_not_writable;
     faults: upstream_crash_mid_call_is_reported, upstream_hang_ends_at_the_timeout,
@@ -54,4 +59,14 @@ for_each_backend! {
         oom_killed_guest_is_reported_and_next_call_works,
         ending_the_bridge_mid_run_leaves_nothing;
     load: sixteen_sessions_share_a_thousand_runs, a_long_soak_keeps_memory_flat;
+    stack: numpy_and_pandas_compute_the_right_numbers, scipy_and_scikit_learn_fit,
+        a_saved_figure_comes_back_as_an_image, matplotlib_starts_from_the_prebuilt_font_list;
+    mounts: csv_in_a_granted_dir_is_read_with_the_csv_module,
+        csv_in_a_granted_dir_is_read_with_pandas, granted_dirs_are_never_writable,
+        symlinks_out_of_a_grant_give_nothing, dot_dot_cannot_leave_a_grant;
+    packages: install_adds_a_pure_python_package_to_this_session_only,
+        startup_packages_are_in_every_session, a_package_not_on_the_index_is_named,
+        a_package_with_only_an_sdist_is_refused,
+        a_package_without_a_wheel_for_this_platform_is_refused,
+        an_install_over_the_size_cap_is_refused, installs_can_be_turned_off;
 }

@@ -213,6 +213,24 @@ impl TestBackend {
         matches!(self.backend(), "podman" | "docker" | "oci")
     }
 
+    /// Whether its interpreter has the scientific stack (numpy, pandas, scipy, scikit-learn,
+    /// matplotlib): every backend but the slim WASI interpreter, which has the standard
+    /// library only. A test of `library` on a backend without it prints a loud SKIP line
+    /// naming the reason and passes.
+    pub(crate) fn has_data_stack(&self, library: &str) -> bool {
+        if self.name != "wasi_slim" {
+            return true;
+        }
+        #[allow(clippy::print_stderr, reason = "the skip must be loud")]
+        {
+            eprintln!(
+                "SKIP {} ({library}): the slim WASI interpreter has the standard library only",
+                self.name
+            );
+        }
+        false
+    }
+
     /// True when it runs containers under an engine with a `ps` command.
     fn uses_engine(&self) -> bool {
         matches!(self.backend(), "podman" | "docker")
@@ -318,6 +336,13 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
+    /// The paths of the files the run sent back (`files`), in order.
+    pub(crate) fn file_paths(&self) -> Vec<&str> {
+        self.structured["files"]
+            .as_array()
+            .map(|files| files.iter().filter_map(|f| f["path"].as_str()).collect())
+            .unwrap_or_default()
+    }
     pub(crate) fn stdout(&self) -> &str {
         self.structured["stdout"].as_str().unwrap_or_default()
     }

@@ -12,19 +12,17 @@ use std::path::Path;
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
 use sandbox_core::SandboxSpec;
 use sandbox_core::guest::interpreter_args;
+use sandbox_rootfs::GUEST_ENV;
 
 use crate::channel::{GUEST_DIR, bootstrap_args};
 
 /// Label every container we create carries; its value names the bridge process that owns it.
 pub const OWNER_LABEL: &str = "io.github.mcp-server-code-execution-mode.owner";
 
-/// The guest's whole environment (plus what the spec grants). The engine's own additions
-/// (`HOSTNAME`, `container`, `TERM`) and the image's are dropped by `env -i`.
-const BASE_ENV: [&str; 3] = [
-    "PATH=/usr/local/bin:/usr/bin:/bin",
-    "LANG=C.UTF-8",
-    "PYTHONDONTWRITEBYTECODE=1",
-];
+/// The guest's whole environment (plus what the spec grants): the root filesystem's
+/// ([`GUEST_ENV`]). The engine's own additions (`HOSTNAME`, `container`, `TERM`) and the
+/// image's are dropped by `env -i`.
+const BASE_ENV: [&str; 3] = GUEST_ENV;
 /// Options of the tmpfs laid over directories engines would otherwise leave writable.
 const SEALED_TMPFS: &str = "ro,nosuid,nodev,noexec,size=64k";
 /// Open files per process.

@@ -273,6 +273,17 @@ impl Sandbox for ContainerSandbox {
         self.backend()
     }
 
+    async fn is_prepared(&self) -> bool {
+        if self.image.get().is_some() {
+            return true;
+        }
+        let Ok(engine) = self.engine().await else {
+            return false;
+        };
+        let wanted = self.options.image.clone().unwrap_or_else(local_image);
+        image::is_present(&engine.client, &wanted).await
+    }
+
     async fn probe(&self) -> Probe {
         match self.probe_inner().await {
             Ok(detail) => Probe::Available { detail },

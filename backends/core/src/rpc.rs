@@ -14,7 +14,8 @@ pub const MAX_CALLS_IN_FLIGHT: usize = 64;
 #[error("{message}")]
 pub struct RpcError {
     /// Machine-readable kind: `not_allowed`, `unknown_server`, `unknown_tool`,
-    /// `invalid_params`, `upstream`, `busy`, `not_found`, `internal`.
+    /// `invalid_params`, `upstream`, `busy`, `not_found`, `internal`; for `install` also
+    /// `disabled`, `no_wheel`, `sdist_only`, `too_large`, `install_failed`.
     pub kind: String,
     /// A sentence for the user.
     pub message: String,

@@ -59,6 +59,13 @@ pub trait Sandbox: Send + Sync + fmt::Debug {
         }
     }
 
+    /// True when [`Sandbox::start`] would start a guest of the configured interpreter now,
+    /// without first building, downloading or compiling anything (and without a stand-in).
+    /// `doctor` asks only such backends' guests what they carry. The default: true.
+    async fn is_prepared(&self) -> bool {
+        true
+    }
+
     /// Start one guest running the shared guest runtime's bootstrap (see
     /// [`crate::guest::interpreter_args`]) under `spec`.
     async fn start(&self, spec: &SandboxSpec) -> Result<StartedGuest, SandboxError>;

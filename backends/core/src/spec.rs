@@ -39,6 +39,10 @@ impl SandboxSpec {
     pub fn builder() -> SandboxSpecBuilder {
         SandboxSpecBuilder::default()
     }
+    /// A builder starting from this spec, to grant more (a client's own mounts, say).
+    pub fn to_builder(&self) -> SandboxSpecBuilder {
+        SandboxSpecBuilder { spec: self.clone() }
+    }
     /// Memory cap in bytes.
     pub fn memory_bytes(&self) -> u64 {
         self.memory_bytes
@@ -67,6 +71,17 @@ impl SandboxSpec {
     /// Read-only mounts granted to the guest.
     pub fn read_only_mounts(&self) -> &[ReadOnlyMount] {
         &self.read_only_mounts
+    }
+    /// This spec plus one more read-only mount, for one guest (a directory of its own);
+    /// checked as [`SandboxSpecBuilder::build`] checks mounts.
+    pub fn with_read_only_mount(
+        &self,
+        host: impl Into<PathBuf>,
+        guest: impl Into<String>,
+    ) -> Result<SandboxSpec, SandboxError> {
+        SandboxSpecBuilder { spec: self.clone() }
+            .read_only_mount(host, guest)
+            .build()
     }
 }
 
@@ -161,10 +176,19 @@ impl SandboxSpecBuilder {
                 "CPU quota {cpus} is not a positive number"
             )));
         }
-        for mount in &spec.read_only_mounts {
+        for (i, mount) in spec.read_only_mounts.iter().enumerate() {
             if !mount.guest.starts_with('/') || mount.guest.split('/').any(|part| part == "..") {
                 return Err(SandboxError::Spec(format!(
                     "mount target {:?} must be an absolute path without `..`",
+                    mount.guest
+                )));
+            }
+            if spec.read_only_mounts[..i]
+                .iter()
+                .any(|other| other.guest == mount.guest)
+            {
+                return Err(SandboxError::Spec(format!(
+                    "mount target {:?} is granted twice",
                     mount.guest
                 )));
             }
@@ -203,5 +227,33 @@ mod tests {
                 .build()
                 .is_err()
         );
+        let one = SandboxSpec::builder()
+            .read_only_mount("/x", "/data/x")
+            .build()
+            .unwrap();
+        assert!(
+            one.to_builder()
+                .read_only_mount("/y", "/data/x")
+                .build()
+                .is_err()
+        );
+        assert_eq!(
+            one.to_builder()
+                .read_only_mount("/y", "/data/y")
+                .build()
+                .unwrap()
+                .read_only_mounts()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_mount_for_one_guest_leaves_the_shared_spec_alone() {
+        let shared = SandboxSpec::default();
+        let one = shared.with_read_only_mount("/host/s1", "/opt/p").unwrap();
+        assert_eq!(one.read_only_mounts().len(), 1);
+        assert!(shared.read_only_mounts().is_empty());
+        assert!(shared.with_read_only_mount("/x", "rel").is_err());
     }
 }

@@ -9,19 +9,13 @@
 use std::path::{Path, PathBuf};
 
 use sandbox_core::SandboxSpec;
+use sandbox_rootfs::GUEST_ENV;
 use serde_json::{Value, json};
 
 use crate::mode::{IdMap, Limits};
 
 /// The interpreter inside the root filesystem.
 pub(crate) const PYTHON: &str = "/usr/bin/python3";
-
-/// The guest's environment when the spec grants none.
-const BASE_ENV: [&str; 3] = [
-    "PATH=/usr/local/bin:/usr/bin:/bin",
-    "LANG=C.UTF-8",
-    "PYTHONDONTWRITEBYTECODE=1",
-];
 
 /// Period of the CPU quota, in microseconds.
 pub(crate) const CPU_PERIOD_US: u64 = 100_000;
@@ -182,11 +176,13 @@ pub(crate) fn config(spec: &SandboxSpec, plan: &Plan) -> Value {
             linux["resources"] = resources(spec, plan.limits);
         }
     }
-    let env: Vec<String> = if spec.env().is_empty() {
-        BASE_ENV.iter().map(ToString::to_string).collect()
-    } else {
-        spec.env().iter().map(|(k, v)| format!("{k}={v}")).collect()
-    };
+    // The root filesystem's environment, then what the spec grants (as the container
+    // backends do).
+    let env: Vec<String> = GUEST_ENV
+        .iter()
+        .map(ToString::to_string)
+        .chain(spec.env().iter().map(|(k, v)| format!("{k}={v}")))
+        .collect();
     let args: Vec<String> = std::iter::once(PYTHON.to_string())
         .chain(plan.args.iter().cloned())
         .collect();
@@ -269,6 +265,24 @@ fn mounts(spec: &SandboxSpec, bundle: &Path) -> Vec<Value> {
             "destination": format!("/etc/{name}"), "type": "bind", "source": bundle.join(name),
             "options": ["bind", "ro", "nosuid", "nodev", "noexec"],
         }));
+    }
+    // The grants' mount points are made in a small tmpfs over each one's parent (such as
+    // `/data`, which the root filesystem provides empty): the shared root is read-only, so
+    // libcontainer cannot make them there. Owned by the container's root, mode 755: the
+    // guest user cannot write in it.
+    let mut parents: Vec<&str> = spec
+        .read_only_mounts()
+        .iter()
+        .filter_map(|mount| mount.guest.rsplit_once('/').map(|(parent, _)| parent))
+        .filter(|parent| !parent.is_empty())
+        .collect();
+    parents.sort_unstable();
+    parents.dedup();
+    for parent in parents {
+        mounts.push(
+            json!({"destination": parent, "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "noexec", "nodev", "mode=755", "size=64k"]}),
+        );
     }
     for mount in spec.read_only_mounts() {
         mounts.push(json!({
@@ -414,6 +428,37 @@ mod tests {
             "kexec_load",
         ] {
             assert!(names.iter().any(|n| n == needed), "{needed} is denied");
+        }
+    }
+
+    #[test]
+    fn grants_are_read_only_binds_with_their_mount_points_in_a_tmpfs() {
+        let spec = SandboxSpec::builder()
+            .read_only_mount("/srv/a", "/data/a")
+            .read_only_mount("/srv/b", "/data/b")
+            .build()
+            .unwrap();
+        let mounts = mounts(&spec, Path::new("/run/bundle"));
+        let at = |dest: &str| {
+            mounts
+                .iter()
+                .position(|m| m["destination"] == dest)
+                .unwrap_or_else(|| panic!("{dest} mounted"))
+        };
+        let parent = &mounts[at("/data")];
+        assert_eq!(parent["type"], "tmpfs");
+        assert_eq!(
+            mounts
+                .iter()
+                .filter(|m| m["destination"] == "/data")
+                .count(),
+            1
+        );
+        for grant in ["/data/a", "/data/b"] {
+            assert!(at("/data") < at(grant), "the tmpfs comes first");
+            let options = mounts[at(grant)]["options"].as_array().unwrap();
+            assert!(options.contains(&json!("ro")), "{grant} is read-only");
+            assert!(options.contains(&json!("rbind")), "{grant} is a whole tree");
         }
     }
 

@@ -264,6 +264,10 @@ impl Sandbox for OciSandbox {
         BACKEND_NAME
     }
 
+    async fn is_prepared(&self) -> bool {
+        self.options.rootfs.is_built()
+    }
+
     async fn probe(&self) -> Probe {
         match self.probe_detail() {
             Ok(detail) => Probe::Available { detail },

@@ -1,9 +1,11 @@
 //! `sandbox-rootfs`: the root filesystem the container backends run the guest in.
 //!
 //! No container registry is reachable on the machines we target, so the image is made here:
-//! `debootstrap --variant=minbase --include=python3` builds a minimal Debian tree from the
-//! ordinary Debian package archive, which is then trimmed (package caches, documentation)
-//! and published with an atomic rename. The Podman/Docker backend imports the directory as
+//! `debootstrap --variant=minbase --include=python3,fonts-dejavu-core` builds a minimal
+//! Debian tree from the ordinary Debian package archive; the scientific stack is added from
+//! pinned wheels ([`stack`]) and matplotlib's font list is built into it ([`fonts`]); the
+//! tree is then trimmed (package caches, documentation) and published with an atomic
+//! rename. The Podman/Docker backend imports the directory as
 //! a local image; the direct OCI backend uses it as its root as it is.
 //!
 //! A finished tree is never modified again: its directory name carries [`ROOTFS_VERSION`],
@@ -12,19 +14,33 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use sandbox_core::host::is_root;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tracing::info;
 
-/// Version of the tree's recipe; part of its directory and image names.
-pub const ROOTFS_VERSION: &str = "2";
+pub mod fonts;
+pub mod stack;
+
+/// Version of the tree's recipe; part of its directory and image names. 3: the scientific
+/// stack and matplotlib's font list.
+pub const ROOTFS_VERSION: &str = "3";
 /// Debian release the tree is built from.
 pub const SUITE: &str = "bookworm";
 /// File inside a finished tree that names its recipe.
 const RELEASE_FILE: &str = "etc/mcp-sandbox-release";
+/// Debian packages debootstrap adds to its minimal base.
+const INCLUDE: &str = "--include=python3,fonts-dejavu-core";
+
+/// The guest's whole environment in the container and OCI backends (what a spec grants
+/// comes on top). matplotlib draws without a display (`Agg`) and keeps its cache on the
+/// writable scratch `/tmp`, since the root is read-only.
+pub const GUEST_ENV: [&str; 3] = [
+    "PATH=/usr/local/bin:/usr/bin:/bin",
+    "LANG=C.UTF-8",
+    "PYTHONDONTWRITEBYTECODE=1",
+];
 
 /// Why a root filesystem could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -39,13 +55,33 @@ pub enum RootfsError {
         "building the root filesystem needs root (debootstrap); run `mcp-server-code-execution-mode image build` as root once"
     )]
     NotRoot,
-    /// debootstrap ran and failed.
-    #[error("debootstrap failed ({status}); last output: {tail}")]
-    Debootstrap {
+    /// A step of the build (debootstrap, pip, a program run in the tree) ran and failed.
+    #[error("{what} failed ({status}); last output: {tail}")]
+    Step {
+        /// Which step.
+        what: &'static str,
         /// Its exit status.
         status: String,
         /// Its last lines of output.
         tail: String,
+    },
+    /// The tree has no CPython of the version the stack's wheels are for.
+    #[error("the tree has no CPython standard library at {expected}; the stack's wheels are for Python {py}", py = stack::TREE_PYTHON)]
+    NoTreePython {
+        /// Where it should be.
+        expected: PathBuf,
+    },
+    /// A wheel would overwrite a file of the tree's standard library.
+    #[error("installing the stack would shadow {path}, already in the tree")]
+    Shadows {
+        /// The path already there.
+        path: PathBuf,
+    },
+    /// matplotlib ran but wrote no font list.
+    #[error("matplotlib wrote no font list into {dir}")]
+    NoFontCache {
+        /// Where it should be.
+        dir: PathBuf,
     },
     /// A file operation failed.
     #[error("{what} {path}")]
@@ -70,6 +106,8 @@ pub struct Rootfs {
     dir: PathBuf,
     /// The Debian mirror debootstrap builds from (`None`: debootstrap's own default).
     mirror: Option<String>,
+    /// The Python whose pip installs the stack's wheels.
+    pip_python: PathBuf,
 }
 
 impl Rootfs {
@@ -80,12 +118,24 @@ impl Rootfs {
                 .join("rootfs")
                 .join(format!("debian-{SUITE}-python3-v{ROOTFS_VERSION}")),
             mirror: None,
+            pip_python: PathBuf::from("python3"),
         }
     }
 
     /// A tree at `dir`, built elsewhere (by root, for a rootless user).
     pub fn at(dir: PathBuf) -> Self {
-        Self { dir, mirror: None }
+        Self {
+            dir,
+            mirror: None,
+            pip_python: PathBuf::from("python3"),
+        }
+    }
+
+    /// Install the stack's wheels with `python -m pip` (default `python3`).
+    #[must_use]
+    pub fn with_pip_python(mut self, python: impl Into<PathBuf>) -> Self {
+        self.pip_python = python.into();
+        self
     }
 
     /// Build from the Debian mirror `mirror` instead of debootstrap's default.
@@ -144,37 +194,13 @@ impl Rootfs {
             .dir
             .with_extension(format!("partial-{}", std::process::id()));
         remove_dir_if_present(&partial).await?;
-        info!(dir = %self.dir.display(), "building the sandbox root filesystem with debootstrap (about a minute)");
+        info!(dir = %self.dir.display(), "building the sandbox root filesystem with debootstrap and the stack's wheels (a few minutes)");
         let started = std::time::Instant::now();
-        let mut command = Command::new(debootstrap);
-        command
-            .args(["--variant=minbase", "--include=python3", SUITE])
-            .arg(&partial)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        if let Some(mirror) = &self.mirror {
-            command.arg(mirror);
-        }
-        let mut child = command
-            .spawn()
-            .map_err(io_error("cannot run", Path::new("debootstrap")))?;
-        let stdout = child.stdout.take().expect("piped");
-        let stderr = child.stderr.take().expect("piped");
-        let (tail_out, tail_err) = tokio::join!(relay(stdout), relay(stderr));
-        let status = child
-            .wait()
-            .await
-            .map_err(io_error("cannot wait for", Path::new("debootstrap")))?;
-        if !status.success() {
+        let outcome = self.fill(debootstrap, &partial).await;
+        if outcome.is_err() {
             let _ = tokio::fs::remove_dir_all(&partial).await;
-            return Err(RootfsError::Debootstrap {
-                status: status.to_string(),
-                tail: [tail_out, tail_err].join(" | "),
-            });
         }
-        trim(&partial).await?;
+        outcome?;
         // Mount points of the scratch tmpfs, world-writable and sticky like `/tmp`: podman
         // gives a tmpfs mounted over an image directory that directory's mode.
         for mount_point in ["workspace", "tmp"] {
@@ -186,6 +212,12 @@ impl Rootfs {
                 .await
                 .map_err(io_error("cannot set the mode of", &path))?;
         }
+        // Where granted host directories are mounted (`/data/<name>`): the OCI backend
+        // mounts a tmpfs here to hold their mount points, as the root stays read-only.
+        let data = partial.join("data");
+        tokio::fs::create_dir_all(&data)
+            .await
+            .map_err(io_error("cannot create", &data))?;
         let release = partial.join(RELEASE_FILE);
         tokio::fs::write(
             &release,
@@ -203,14 +235,29 @@ impl Rootfs {
         );
         Ok(())
     }
+
+    /// debootstrap into `partial`, then the stack, the font list and the trim.
+    async fn fill(&self, debootstrap: PathBuf, partial: &Path) -> Result<(), RootfsError> {
+        let mut command = Command::new(debootstrap);
+        command
+            .args(["--variant=minbase", INCLUDE, SUITE])
+            .arg(partial);
+        if let Some(mirror) = &self.mirror {
+            command.arg(mirror);
+        }
+        stack::run(command, "debootstrap").await?;
+        stack::install(partial, &self.pip_python).await?;
+        fonts::build_font_cache(partial).await?;
+        trim(partial).await
+    }
 }
 
-/// Forward a child's output lines to the log; return its last few lines.
-async fn relay(stream: impl tokio::io::AsyncRead + Unpin) -> String {
+/// Forward a child's output lines to the log, tagged with `what`; return its last lines.
+async fn relay(stream: impl tokio::io::AsyncRead + Unpin, what: &str) -> String {
     let mut lines = BufReader::new(stream).lines();
     let mut tail = std::collections::VecDeque::with_capacity(5);
     while let Ok(Some(line)) = lines.next_line().await {
-        info!(target: "debootstrap", "{line}");
+        info!(step = what, "{line}");
         if tail.len() == 5 {
             tail.pop_front();
         }
@@ -259,7 +306,7 @@ mod tests {
         let rootfs = Rootfs::in_cache(Path::new("/cache"));
         assert_eq!(
             rootfs.dir(),
-            Path::new("/cache/rootfs/debian-bookworm-python3-v2")
+            Path::new("/cache/rootfs/debian-bookworm-python3-v3")
         );
         assert!(!rootfs.is_built());
     }

@@ -246,6 +246,10 @@ impl Sandbox for WasiSandbox {
         BACKEND
     }
 
+    async fn is_prepared(&self) -> bool {
+        self.configured.is_ready()
+    }
+
     async fn probe(&self) -> Probe {
         // A probe starts nothing in the background (`doctor` exits right after it).
         let stand_in = self.stand_in_needed();

@@ -77,18 +77,35 @@ class ImportHooks:
 
     So the runtime need not import them itself, and importing them stays free until someone
     does: `linecache` gets the runs' sources (`share_sources`), `inspect` gives the tool
-    proxies their signatures (`attach_signatures`) and, on platforms without socketpair,
-    `asyncio` gets the pipeless loop (`fix_asyncio`).
+    proxies their signatures (`attach_signatures`), `matplotlib.figure` learns which figures
+    the code saved itself (`track_saved_figures`) and, on platforms without socketpair,
+    `asyncio` gets the pipeless loop (`fix_asyncio`). A few modules need the stage set
+    before they load instead: matplotlib gets its config dir and figure backend
+    (`prepare_matplotlib`), once; the backend module itself is made here on request
+    (`FiguresBackendLoader`).
     """
 
     def __init__(self) -> None:
-        self._hooks = {"linecache": share_sources, "inspect": attach_signatures}
+        self._hooks = {
+            "linecache": share_sources,
+            "inspect": attach_signatures,
+            "matplotlib.figure": track_saved_figures,
+        }
         if NO_SIGNALS_OR_SOCKETS:
             self._hooks["asyncio"] = fix_asyncio
+        self._before = {"matplotlib": prepare_matplotlib}
 
     def find_spec(self, name: str, path: object = None, target: object = None) -> object:
+        before = self._before.pop(name, None)
+        if before is not None:
+            try:
+                before(name)
+            except Exception as exc:
+                diagnose(f"could not prepare {name} for this sandbox: {exc!r}")
         hook = self._hooks.get(name)
         if hook is None:
+            if name == FIGURES_BACKEND:
+                return FiguresBackendLoader.spec()
             if name.startswith("mcp.servers"):
                 not_loaded(name)
             return None

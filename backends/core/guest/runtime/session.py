@@ -179,6 +179,10 @@ class Session:
         except BaseException as exc:  # SystemExit and KeyboardInterrupt end the run only
             failure = exc
         finally:
+            try:  # figures left open come back as images, as in a notebook
+                send_open_figures(everything=False)
+            except BaseException as exc:  # drawing failed: the run's error, if it had none
+                failure = failure or exc
             try:
                 self.calls.end_run()
             except BaseException as exc:

@@ -459,6 +459,8 @@ This sandbox runs your Python ({python}, {implementation}) in one persistent ses
 - print() output comes back per run, up to {limit} bytes per stream (start and end kept).
 - stdin is empty: input() raises EOFError. exit() / sys.exit() only end the current run.
 - Files: /tmp and /workspace are writable. There is no network access.
+- Files written under /workspace/out/ come back with the run (images as images), and so
+  do plots: plt.show() and figures still open when a run ends.
 MCP servers: pass servers=[...] with a run to get a global mcp_<alias> for each (also
 mcp_servers[name] and `from mcp.servers import <alias>`).
 - `await mcp_<alias>.<tool>(arg=...)` checks the keyword arguments, returns the
@@ -471,6 +473,8 @@ Helpers in mcp.runtime (`import mcp.runtime as runtime`); *_sync ones need no aw
 - list_tools(server), list_tools_sync(server); call_tool(server, tool, arguments) gives
   the raw result dict. query_tool_docs(server, tool=None, detail="summary"|"full") and
   search_tool_docs(query, limit=5), with *_sync twins: docs of any discovered server.
+- install(*requirements) / install_sync: wheels from the package index for this session,
+  fetched by the host (the sandbox stays offline), read-only on sys.path.
 - save_tool(func): keeps a function's source for later runs and sessions.
 - Memory shared across sessions (JSON values): save_memory(key, value), load_memory(key,
   default=None), update_memory(key, fn_or_value), delete_memory(key), memory_exists(key),
@@ -692,6 +696,7 @@ def runtime_helpers(session: "Session") -> dict[str, object]:
         "search_tool_docs": search_tool_docs,
         "search_tool_docs_sync": search_tool_docs_sync,
         "update_memory": update_memory,
+        **package_helpers(session),
     }
 
 

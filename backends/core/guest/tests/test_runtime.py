@@ -166,6 +166,7 @@ class FakeHost:
         self.calls: list[dict] = []  # every rpc frame, in arrival order
         self.saved: list[dict] = []
         self.memory: dict[str, object] = {}
+        self.installs: list[dict] = []
         self.run_id: int | None = None
         self.servers: list[str] = []
         self.seen_ids: set[int] = set()
@@ -293,6 +294,17 @@ class FakeHost:
             return key in self.memory
         return {"keys": len(self.memory), "bytes": len(json.dumps(self.memory)),
                 "path": "/state/memory.json"}
+
+    def do_install(self, requirements: list, python: str, machine: object, libc: object,
+                   provided: list) -> dict:
+        self.installs.append({"requirements": requirements, "python": python,
+                              "machine": machine, "libc": libc, "provided": provided})
+        if requirements == ["nope"]:
+            raise HostError("cannot install `nope`: no such project on the package index",
+                            "not_found")
+        path = "/elsewhere/1" if requirements == ["stray"] else "/mnt/1"
+        return {"path": path, "installed": [{"name": "humanize", "version": "4.17.0"}],
+                "provided": ["pip 23.2.1"]}
 
 
 class HostError(Exception):
@@ -1469,6 +1481,42 @@ class ProxyTest(unittest.TestCase):
         result = self.ok("print('still fine')", saved_tools="def broken(:\n")
         self.assertEqual(result["stdout"], "still fine\n")
         self.assertIn("SyntaxError", result["stderr"])
+
+    def test_install_describes_this_interpreter_and_puts_only_its_own_dir_on_sys_path(self) -> None:
+        out = self.out(
+            "import sys, mcp, mcp.runtime as runtime\n"
+            "print(await runtime.install('humanize'))\n"
+            "print(sys.path.count('/mnt/1'))\n"
+            "runtime.install_sync('stray')\n"
+            "print('/elsewhere/1' in sys.path)\n"
+            "try:\n"
+            "    runtime.install_sync('nope')\n"
+            "except mcp.MCPError as e:\n"
+            "    print(e.kind, e)\n"
+            "for bad in [(), (1,)]:\n"
+            "    try:\n"
+            "        runtime.install_sync(*bad)\n"
+            "    except TypeError:\n"
+            "        print('TypeError')",
+            servers=[],
+        )
+        self.assertEqual(
+            out.splitlines(),
+            [
+                "{'installed': ['humanize 4.17.0'], 'already_present': ['pip 23.2.1']}",
+                "1",
+                "False",
+                "not_found cannot install `nope`: no such project on the package index",
+                "TypeError",
+                "TypeError",
+            ],
+        )
+        call = self.host.installs[0]
+        self.assertEqual(call["python"], f"{sys.version_info[0]}.{sys.version_info[1]}")
+        self.assertEqual(call["machine"], os.uname().machine)
+        # What importlib.metadata finds on the guest's sys.path, as [name, version] pairs.
+        for pair in call["provided"]:
+            self.assertTrue(len(pair) == 2 and all(isinstance(p, str) for p in pair), pair)
 
     def test_memory_helpers_round_trip(self) -> None:
         out = self.out(
