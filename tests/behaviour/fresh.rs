@@ -68,3 +68,26 @@ pub(crate) async fn the_data_stack_imports_in_a_fresh_session(b: &TestBackend) -
     ensure!(out.trim() == "6 6", "{out}");
     Ok(())
 }
+
+/// On `wasi` (the full interpreter), a session starts from the snapshot `provision` made, so
+/// the stack is in memory before any code runs, and matplotlib is the session's all the same:
+/// its figure backend and a config dir that exists (the hooks that set them up at import
+/// never fired). Other backends import on demand; there is nothing to check.
+pub(crate) async fn wasi_sessions_start_from_the_snapshot(b: &TestBackend) -> Result<()> {
+    if b.name != "wasi" {
+        return Ok(());
+    }
+    let bridge = b.bridge().await?;
+    let out = bridge
+        .ok("import sys\n\
+             preloaded = [m for m in ('numpy', 'pandas', 'matplotlib.pyplot') if m in sys.modules]\n\
+             import os, matplotlib\n\
+             print(preloaded, matplotlib.get_backend(), os.path.isdir(matplotlib.get_configdir()))")
+        .await?;
+    ensure!(
+        out.trim() == "['numpy', 'pandas', 'matplotlib.pyplot'] module://mcp_figures True",
+        "a full WASI session did not start from the snapshot with matplotlib taken over \
+         (does `provision` make the snapshot of this layout?): {out}"
+    );
+    Ok(())
+}

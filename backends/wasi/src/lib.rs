@@ -276,12 +276,12 @@ impl Sandbox for WasiSandbox {
 
     /// Provision the configured interpreter and load its module now, so no session has to
     /// wait for it or run on the stand-in. Safe to call more than once.
-    /// With an interpreter that takes turns, the snapshot of the default layout (no mounts,
-    /// empty environment) is made too.
-    async fn prepare(&self) -> Result<(), SandboxError> {
+    /// With an interpreter that takes turns, the snapshot of `spec`'s layout (its mounts'
+    /// guest paths and its environment) is made too.
+    async fn prepare(&self, spec: &SandboxSpec) -> Result<(), SandboxError> {
         let loaded = self.configured.load().await.map_err(|e| unavailable(&e))?;
         if let Some(snapshots) = self.snapshots.as_ref().filter(|_| loaded.takes_turns()) {
-            let (layout, read_only) = layout_of(&loaded.wasm, &SandboxSpec::default());
+            let (layout, read_only) = layout_of(&loaded.wasm, spec);
             let source = snapshots::Source {
                 loaded: loaded.clone(),
                 provisioner: self.configured.provisioner().clone(),
@@ -356,11 +356,11 @@ fn layout_of(wasm: &PythonWasm, spec: &SandboxSpec) -> (Layout, Vec<Grant>) {
         .read_only_dirs
         .iter()
         .map(|dir| Grant {
-            host: dir.host.clone(),
+            host: Some(dir.host.clone()),
             guest: dir.guest.clone(),
         })
         .chain(spec.read_only_mounts().iter().map(|mount| Grant {
-            host: mount.host.clone(),
+            host: None,
             guest: mount.guest.clone(),
         }))
         .collect();

@@ -48,14 +48,20 @@ use crate::{GuestState, new_store};
 /// What the interpreter runs before the snapshot is taken: the stack's imports, then checks
 /// that nothing outside linear memory (an open file) would be lost. `{preopens}` is the
 /// number of preopened directories.
+/// A config dir or backend the layout's environment names is kept: the session's runtime
+/// (`figures.py`) takes matplotlib over at `hello` the way its import hooks would have.
 const WARM_UP: &str = r#"import os, sys
-os.environ["MPLCONFIGDIR"] = "/tmp/matplotlib"
-os.makedirs("/tmp/matplotlib", exist_ok=True)
+own_config_dir = "MPLCONFIGDIR" not in os.environ
+if own_config_dir:
+    os.environ["MPLCONFIGDIR"] = "/tmp/matplotlib"
+    os.makedirs("/tmp/matplotlib", exist_ok=True)
 import numpy, pandas, matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot, random
+if "MPLBACKEND" not in os.environ:
+    matplotlib.use("Agg")
+import matplotlib.pyplot, matplotlib.figure, matplotlib.backends.backend_agg, random
 matplotlib.get_configdir()
-del os.environ["MPLCONFIGDIR"]
+if own_config_dir:
+    del os.environ["MPLCONFIGDIR"]
 open_fds = []
 for fd in range(3 + {preopens}, 256):
     try:
@@ -132,10 +138,13 @@ impl Layout {
     }
 }
 
-/// A read-only host directory for the warm-up, at a guest path of the layout.
+/// A read-only directory for the warm-up, at a guest path of the layout.
 #[derive(Debug, Clone)]
 pub(crate) struct Grant {
-    pub(crate) host: PathBuf,
+    /// The host directory; `None` for a session's own grant (a mount, its packages), which
+    /// the warm-up sees as an empty directory so no configuration's files reach a snapshot
+    /// that sessions of other configurations with the same guest paths start from.
+    pub(crate) host: Option<PathBuf>,
     pub(crate) guest: String,
 }
 
@@ -165,6 +174,10 @@ pub(crate) fn build(
         .map_err(SnapshotError::Runtime)?;
     runtime.block_on(async {
         let scratch = Scratch::create().map_err(SnapshotError::Scratch)?;
+        let empty = tempfile::Builder::new()
+            .prefix("mcp-wasi-snapshot-empty-")
+            .tempdir()
+            .map_err(SnapshotError::Scratch)?;
         let stdout = MemoryOutputPipe::new(WARM_UP_STDERR);
         let stderr = MemoryOutputPipe::new(WARM_UP_STDERR);
         let mut context = WasiCtxBuilder::new();
@@ -185,7 +198,7 @@ pub(crate) fn build(
             .map(|(host, guest)| (host, guest, FsPerms::ReadWrite))
             .chain(read_only.iter().map(|grant| {
                 (
-                    grant.host.as_path(),
+                    grant.host.as_deref().unwrap_or(empty.path()),
                     grant.guest.as_str(),
                     FsPerms::ReadOnly,
                 )

@@ -131,6 +131,10 @@ class Session:
         self.calls.writer = self._writer
         self.calls.frame_cap = min(2 * limit + RPC_FRAME_SLACK, FRAME_CAP_CEILING)
         reseed_random_state()
+        try:
+            adopt_loaded_matplotlib()
+        except Exception as exc:  # a broken matplotlib must not keep the session from starting
+            diagnose(f"could not prepare matplotlib for this sandbox: {exc!r}")
         ready = {"type": "ready", "python": python_version(), "implementation": implementation()}
         self._send(encode_frame(ready))
         # The process's first compile() sets up the AST types (about 4 ms on WASI): pay it now,
