@@ -14,10 +14,18 @@
 //!   environment: a snapshot is made for one [`Layout`] (guest paths in fd order, and the
 //!   environment) and only serves sessions with exactly that layout; the host directories
 //!   behind the paths differ per session (each has its own scratch `/tmp` and `/workspace`).
+//!   A session's own grants (its mounts, its packages directory) are empty directories
+//!   while the snapshot is made, so nothing from the configuration it was made for is in
+//!   it; the interpreter's own read-only directories (its library, matplotlib's data) are
+//!   the real ones, the same for every session.
 //!   A layout with no snapshot yet starts the plain way while its snapshot is made.
 //! - `sys.argv`, `os.environ` and `sys.path`: made from the same layout, so the same.
 //! - The seeds of `random` and `numpy.random`: the runtime re-seeds both from the host's
 //!   entropy when a session's `hello` arrives, before any user code runs.
+//! - matplotlib's config dir and backend: the warm-up takes `/tmp/matplotlib` and Agg unless
+//!   the layout's environment names others; a session's `/tmp` is its own and empty, so the
+//!   runtime makes the dir at `hello` and picks its figure backend there (`figures.py`),
+//!   as its import hooks do in a session that imports matplotlib itself.
 //! - The hash seed of `str` and `bytes` (`PYTHONHASHSEED`): fixed per snapshot, so set
 //!   iteration order is the same in every session of a machine. It is a per-machine secret
 //!   (a new one whenever the snapshot is made again), never shared between machines.

@@ -63,13 +63,12 @@ fn median(mut values: Vec<Duration>) -> Duration {
 
 /// Start `count` sessions one after another; the median start and the median first
 /// `import pandas` (a run on a session that is ready, as one taken from the pool is).
-async fn measure(sandbox: &WasiSandbox, label: &str, count: usize) {
-    let spec = SandboxSpec::default();
+async fn measure(sandbox: &WasiSandbox, spec: &SandboxSpec, label: &str, count: usize) {
     let config = SessionConfig::default();
     let (mut starts, mut imports) = (Vec::new(), Vec::new());
     for _ in 0..count {
         let started = Instant::now();
-        let session = Session::start(sandbox, &spec, &config)
+        let session = Session::start(sandbox, spec, &config)
             .await
             .expect("session starts");
         starts.push(started.elapsed());
@@ -86,7 +85,7 @@ async fn measure(sandbox: &WasiSandbox, label: &str, count: usize) {
     let before = pss_kib();
     let mut idle = Vec::new();
     for _ in 0..IDLE_SESSIONS {
-        let session = Session::start(sandbox, &spec, &config)
+        let session = Session::start(sandbox, spec, &config)
             .await
             .expect("session starts");
         run(&session, "import pandas; x = 1").await;
@@ -111,25 +110,29 @@ async fn measure(sandbox: &WasiSandbox, label: &str, count: usize) {
 async fn snapshot_sessions_start_warm_and_share_nothing() {
     let Some(cache) = cache_dir() else { return };
     let provisioner = Provisioner::new(cache, WasmSource::Pinned(Flavour::Full));
+    // The layout sessions get with installs on (the default): a packages directory at /mnt.
+    let packages = tempfile::tempdir().expect("tempdir");
+    let spec = SandboxSpec::default()
+        .with_read_only_mount(packages.path(), "/mnt")
+        .expect("spec");
 
     let plain = WasiSandbox::new(provisioner.clone()).without_snapshots();
     plain
-        .prepare(&SandboxSpec::default())
+        .prepare(&spec)
         .await
         .expect("the full interpreter loads");
-    measure(&plain, "plain", 3).await;
+    measure(&plain, &spec, "plain", 3).await;
     drop(plain);
 
     let warm = WasiSandbox::new(provisioner);
     let started = Instant::now();
-    warm.prepare(&SandboxSpec::default())
+    warm.prepare(&spec)
         .await
         .expect("the snapshot is made or loaded");
     eprintln!("snapshot made or loaded in {:?}", started.elapsed());
-    measure(&warm, "snapshot", 5).await;
+    measure(&warm, &spec, "snapshot", 5).await;
 
     // Sessions share nothing: not globals, not random state.
-    let spec = SandboxSpec::default();
     let config = SessionConfig::default();
     let first = Session::start(&warm, &spec, &config).await.expect("starts");
     let draws = "import random, numpy\nprint(random.random(), numpy.random.rand())";

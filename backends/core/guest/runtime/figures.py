@@ -35,8 +35,9 @@ def prepare_matplotlib(module_name: str) -> None:
 
 def adopt_loaded_matplotlib() -> None:
     """At `hello`, when matplotlib loaded before this runtime did (so its import hooks never
-    fired): what they would have done. The config dir is made (a snapshot's points at a
-    `/tmp` of its own), and the figure backend chosen unless the environment names one.
+    fired): what they would have done. Its config dir is made (a snapshot's is in a `/tmp`
+    of its own), and the figure backend chosen unless the environment names one. The
+    environment itself is left as it is, empty to the code as in any other session.
     Nothing at all when matplotlib is not loaded.
     """
     matplotlib = sys.modules.get("matplotlib")
@@ -44,14 +45,14 @@ def adopt_loaded_matplotlib() -> None:
         return
     import os
 
-    chosen_backend = "MPLBACKEND" in os.environ
-    prepare_matplotlib("matplotlib")
+    config_dir = matplotlib.get_configdir()
     try:
-        os.makedirs(matplotlib.get_configdir(), exist_ok=True)
-    except OSError as exc:
-        diagnose(f"no matplotlib config dir: {exc!r}")
-    if not chosen_backend:
-        matplotlib.use(os.environ["MPLBACKEND"])
+        os.makedirs(config_dir, exist_ok=True)
+        copy_prebuilt_font_cache(os, config_dir)
+    except OSError as exc:  # no writable /tmp: matplotlib finds its own way
+        diagnose(f"no matplotlib config dir at {config_dir}: {exc!r}")
+    if "MPLBACKEND" not in os.environ:
+        matplotlib.use(f"module://{FIGURES_BACKEND}")
     figure = sys.modules.get("matplotlib.figure")
     if figure is not None:  # loaded, so the hook that would patch it never fires
         track_saved_figures(figure)
