@@ -295,11 +295,7 @@ fn run_oci_shim() -> ExitCode {
 async fn provision(args: &ConfigArgs) -> Result<()> {
     let config = configure(args)?;
     let sessions = sessions_for(&config, Vec::new())?;
-    sessions
-        .sandbox()
-        .prepare()
-        .await
-        .context("preparing the backend")?;
+    sessions.prepare().await.context("preparing the backend")?;
     match sessions.sandbox().probe().await {
         sandbox_core::Probe::Available { detail } => info!(%detail, "interpreter ready"),
         sandbox_core::Probe::Unavailable { reason } => anyhow::bail!("{reason}"),

@@ -336,15 +336,20 @@ impl Sessions {
         Ok(self.start_with_packages(&self.spec).await?.session)
     }
 
-    /// Start a session on `base` with a packages directory of its own (when installs are
-    /// on), and install the startup packages in it.
-    async fn start_with_packages(&self, base: &SandboxSpec) -> Result<Started, SandboxError> {
+    /// Make the backend ready now (`provision`) for sessions as this pool starts them: with
+    /// installs on, each has a packages directory mounted, so the spec prepared for has one.
+    pub async fn prepare(&self) -> Result<(), SandboxError> {
+        let (spec, _dir) = self.with_packages_dir(&self.spec)?;
+        self.sandbox.prepare(&spec).await
+    }
+
+    /// `base` with a packages directory of its own mounted, when installs are on.
+    fn with_packages_dir(
+        &self,
+        base: &SandboxSpec,
+    ) -> Result<(SandboxSpec, Option<Arc<SessionPackages>>), SandboxError> {
         let Some(packages) = &self.packages else {
-            let session = Session::start(self.sandbox.as_ref(), base, &self.config).await?;
-            return Ok(Started {
-                session,
-                packages: None,
-            });
+            return Ok((base.clone(), None));
         };
         let dir = Arc::new(
             packages
@@ -352,6 +357,20 @@ impl Sessions {
                 .map_err(|e| SandboxError::Spec(sandbox_core::error_chain(&e)))?,
         );
         let spec = base.with_read_only_mount(dir.host_dir(), PACKAGES_GUEST_DIR)?;
+        Ok((spec, Some(dir)))
+    }
+
+    /// Start a session on `base` with a packages directory of its own (when installs are
+    /// on), and install the startup packages in it.
+    async fn start_with_packages(&self, base: &SandboxSpec) -> Result<Started, SandboxError> {
+        let (spec, dir) = self.with_packages_dir(base)?;
+        let (Some(packages), Some(dir)) = (&self.packages, dir) else {
+            let session = Session::start(self.sandbox.as_ref(), &spec, &self.config).await?;
+            return Ok(Started {
+                session,
+                packages: None,
+            });
+        };
         let session = Session::start(self.sandbox.as_ref(), &spec, &self.config).await?;
         if let Some(code) = packages.startup_code() {
             let outcome = session

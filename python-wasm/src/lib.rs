@@ -50,6 +50,7 @@ mod provision;
 mod source;
 
 pub use error::ProvisionError;
+pub use module_cache::DerivedModule;
 pub use pin::{FULL, Flavour, Member, Pin, SLIM};
 pub use provision::{GuestDir, Provisioner, PythonWasm};
 pub use source::WasmSource;

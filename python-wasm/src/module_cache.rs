@@ -15,7 +15,6 @@ use std::fs;
 use std::hash::{Hash, Hasher};
 use std::io::{ErrorKind, Write};
 use std::path::Path;
-#[cfg(test)]
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -121,6 +120,100 @@ impl Provisioner {
     }
 }
 
+/// A module derived from an interpreter (such as a pre-initialised snapshot of it), compiled
+/// for one engine and cached beside the interpreter's own `.cwasm`.
+///
+/// Its file is `<tag>-<wasm sha256 prefix>-wasmtime-<version>-<engine digest>.cwasm`: the
+/// caller's `tag` names what was derived and how (it must carry a digest of everything the
+/// derived bytes depend on besides the interpreter), the rest is what the interpreter's own
+/// module name carries. The same trust rules hold: only files written by
+/// [`Provisioner::compile_derived`] are ever loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DerivedModule {
+    path: PathBuf,
+}
+
+impl DerivedModule {
+    /// Where the compiled module is (or will be) cached.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Why a tag cannot name a derived module: it must be 1 to 64 ASCII letters, digits or `-`,
+/// and must not start with `python-` (the interpreters' own modules).
+fn valid_tag(tag: &str) -> bool {
+    (1..=64).contains(&tag.len())
+        && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !tag.starts_with("python-")
+}
+
+impl Provisioner {
+    /// The cache entry of the module derived from `wasm` under `tag`, for `engine`.
+    ///
+    /// # Panics
+    ///
+    /// If `tag` is not 1 to 64 ASCII letters, digits or `-`, or starts with `python-`: tags
+    /// are the caller's constants and digests, never user input.
+    pub fn derived_module(&self, engine: &Engine, wasm: &PythonWasm, tag: &str) -> DerivedModule {
+        assert!(
+            valid_tag(tag),
+            "a derived module's tag must be a short slug: {tag:?}"
+        );
+        let name = format!(
+            "{tag}-{}-wasmtime-{WASMTIME_VERSION}-{}.cwasm",
+            short_hex(&wasm.sha256),
+            engine_digest(engine)
+        );
+        DerivedModule {
+            path: self.cache_dir().join(MODULES_DIR).join(name),
+        }
+    }
+
+    /// The derived module, when it is cached and wasmtime accepts it (a file it rejects is
+    /// deleted, so the caller makes it again). Blocks for about a millisecond.
+    pub fn load_derived(&self, engine: &Engine, derived: &DerivedModule) -> Option<Module> {
+        try_cached(engine, &derived.path, true)
+    }
+
+    /// Compiles `wasm_bytes` (the derived module's WebAssembly) for `engine`, caches the
+    /// result atomically as `derived` and returns it loaded. Blocks: as long as compiling
+    /// the interpreter itself.
+    pub fn compile_derived(
+        &self,
+        engine: &Engine,
+        derived: &DerivedModule,
+        wasm_bytes: &[u8],
+    ) -> Result<Module, ProvisionError> {
+        let dir = self.cache_dir().join(MODULES_DIR);
+        fsutil::ensure_private_dir(&dir)?;
+        let started = Instant::now();
+        let compiled =
+            engine
+                .precompile_module(wasm_bytes)
+                .map_err(|source| ProvisionError::Compile {
+                    path: derived.path.clone(),
+                    source: source.into(),
+                })?;
+        info!(
+            elapsed = ?started.elapsed(),
+            bytes = compiled.len(),
+            path = %derived.path.display(),
+            "compiled a derived module"
+        );
+        let staged = fsutil::stage(&derived.path, |file| {
+            file.write_all(&compiled)
+                .map_err(ProvisionError::io("write a module into", &dir))
+        })?;
+        drop(compiled);
+        fsutil::commit(staged)?;
+        deserialize_own_file(engine, &derived.path).map_err(|source| ProvisionError::LoadModule {
+            path: derived.path.clone(),
+            source: source.into(),
+        })
+    }
+}
+
 /// Loads `path` if it exists and wasmtime accepts it. If it exists but is rejected and
 /// `remove_bad` is set, deletes it.
 fn try_cached(engine: &Engine, path: &Path, remove_bad: bool) -> Option<Module> {
@@ -157,9 +250,9 @@ fn try_cached(engine: &Engine, path: &Path, remove_bad: bool) -> Option<Module> 
 fn deserialize_own_file(engine: &Engine, path: &Path) -> wasmtime::Result<Module> {
     // SAFETY: `Module::deserialize_file` requires that the file was produced by wasmtime's
     // own serialization and stays unchanged while the module lives. Both hold:
-    // - the only writer of `<cache>/modules/` is `load_module` above, which writes the
-    //   output of `Engine::precompile_module` to a temporary file, syncs it and renames it
-    //   into place; the directory is created (or tightened) to mode 0700, so other users
+    // - the only writers of `<cache>/modules/` are `load_module` and `compile_derived`
+    //   above, which write the output of `Engine::precompile_module` to a temporary file,
+    //   sync it and rename it into place; the directory is created (or tightened) to mode 0700, so other users
     //   cannot plant or alter files in it;
     // - files are never modified in place: a replacement is a new file renamed over the
     //   name, and a deletion unlinks, so the inode an existing mapping uses never changes;
@@ -357,6 +450,52 @@ mod tests {
             return;
         }
         compile_then_load_then_replace_corrupt(&real);
+    }
+
+    #[test]
+    fn derived_modules_are_cached_per_tag_and_a_rejected_one_is_removed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let wasm_file = dir.path().join("tiny.wasm");
+        fs::write(&wasm_file, TINY_WASM).expect("write");
+        let provisioner = Provisioner::new(
+            dir.path().join("cache"),
+            WasmSource::LocalFile(wasm_file.clone()),
+        );
+        let wasm = provisioner.provision().expect("local file");
+        let engine = Engine::new(&Config::new()).expect("engine");
+        let one = provisioner.derived_module(&engine, &wasm, "snapshot-0011");
+        let other = provisioner.derived_module(&engine, &wasm, "snapshot-0012");
+        assert_ne!(one, other);
+        assert!(
+            provisioner.load_derived(&engine, &one).is_none(),
+            "nothing cached yet"
+        );
+        let compiled = provisioner
+            .compile_derived(&engine, &one, TINY_WASM)
+            .expect("compiled");
+        assert!(exports_start(&compiled));
+        assert!(
+            provisioner
+                .load_derived(&engine, &one)
+                .is_some_and(|m| exports_start(&m))
+        );
+        assert!(provisioner.load_derived(&engine, &other).is_none());
+        let name = one.path().file_name().expect("name").to_string_lossy();
+        assert!(name.starts_with(&format!("snapshot-0011-{}-", short_hex(&wasm.sha256))));
+
+        let garbage = dir.path().join("garbage");
+        fs::write(&garbage, b"not a module").expect("write garbage");
+        fs::rename(&garbage, one.path()).expect("replace the cached module");
+        assert!(provisioner.load_derived(&engine, &one).is_none());
+        assert!(!one.path().exists(), "a module wasmtime rejects is removed");
+    }
+
+    #[test]
+    fn derived_module_tags_are_short_slugs() {
+        assert!(valid_tag("snapshot-adda4528be8e96a3"));
+        for bad in ["", "python-x", "a/b", "..", "a b", &"x".repeat(65)] {
+            assert!(!valid_tag(bad), "{bad:?}");
+        }
     }
 
     #[test]

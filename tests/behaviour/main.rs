@@ -9,6 +9,7 @@ mod confinement;
 mod exec;
 mod faults;
 mod files;
+mod fresh;
 mod isolation;
 mod limits;
 mod load;
@@ -49,6 +50,8 @@ for_each_backend! {
         a_crashed_bridge_is_cleaned_up_by_the_next, the_kernel_is_the_one_promised,
         cpu_quota_is_enforced, missing_limits_are_named_in_every_reply;
     files: files_written_to_out_come_back, cut_output_is_saved_to_read_on_purpose;
+    fresh: fresh_sessions_share_no_state_and_no_random_seed,
+        the_data_stack_imports_in_a_fresh_session, wasi_sessions_start_from_the_snapshot;
     plots: plt_show_returns_the_figure_as_an_image, figures_left_open_come_back_once;
     isolation: no_network, loopback_is_the_only_interface, empty_environment, host_files_are_invisible,
         scratch_is_writable_and_private_per_session, root_is_not_writable;

@@ -47,9 +47,10 @@ pub trait Sandbox: Send + Sync + fmt::Debug {
     async fn probe(&self) -> Probe;
 
     /// Make everything the configured sandbox needs ready now (downloads, builds,
-    /// compiles), so that no session waits for it or runs on a stand-in. The default is
-    /// [`Sandbox::probe`], for backends whose probe already does that.
-    async fn prepare(&self) -> Result<(), SandboxError> {
+    /// compiles), so that no session with a spec like `spec` (the same mount targets and
+    /// environment) waits for it or runs on a stand-in. The default is [`Sandbox::probe`],
+    /// for backends whose probe already does that.
+    async fn prepare(&self, _spec: &SandboxSpec) -> Result<(), SandboxError> {
         match self.probe().await {
             Probe::Available { .. } => Ok(()),
             Probe::Unavailable { reason } => Err(SandboxError::Unavailable {

@@ -9,6 +9,12 @@
 //!
 //! The two builds also differ in their flags: the full one is built isolated, without
 //! `site` and ignoring `PYTHON*` variables, and refuses `-S`; the slim one is given `-I -S`.
+//!
+//! The full build also runs code in a live interpreter: `host_alloc(len)` returns guest
+//! memory for `len` bytes of UTF-8 source, and `turn(pointer, len)` runs it and returns to
+//! the host (its exit status in the low byte). A snapshot of it (see `snapshot.rs`) has
+//! been initialised and warmed up already: a session starts it with one `turn` of the
+//! bootstrap, which serves frames for the session's life.
 
 use sandbox_core::guest::BOOTSTRAP_SOURCE;
 use wasmtime::{AsContextMut, Instance, Linker, Module};
@@ -24,7 +30,12 @@ pub(crate) enum Entry {
     Command,
     /// A WASI reactor: `_initialize` (when exported), then `run() -> i32`.
     Reactor,
+    /// A snapshot of a reactor, already initialised: `turn` of the bootstrap.
+    Snapshot,
 }
+
+/// The arguments a snapshot is made with (`sys.argv` is frozen in it).
+pub(crate) const SNAPSHOT_ARGS: [&str; 1] = ["python"];
 
 /// Why a module cannot be started as an interpreter.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +81,7 @@ impl Entry {
         match self {
             Self::Command => vec!["python", "-I", "-S", "-c", program],
             Self::Reactor => vec!["python", "-c", program],
+            Self::Snapshot => SNAPSHOT_ARGS.to_vec(),
         }
     }
 
@@ -98,6 +110,7 @@ impl Entry {
                 let run = instance.get_typed_func::<(), i32>(&mut store, "run")?;
                 run.call_async(&mut store, ()).await
             }
+            Self::Snapshot => turn(instance, &mut store, BOOTSTRAP_SOURCE).await,
         };
         match outcome {
             Err(e) => match e.downcast_ref::<I32Exit>() {
@@ -106,6 +119,50 @@ impl Entry {
             },
             ok => ok,
         }
+    }
+}
+
+/// Run `source` in the live interpreter of `instance` and return the exit status `turn`
+/// reports (its low byte; the interpreter stays alive).
+async fn turn<T: Send>(
+    instance: &Instance,
+    mut store: impl AsContextMut<Data = T>,
+    source: &str,
+) -> wasmtime::Result<i32> {
+    let len = i32::try_from(source.len()).map_err(|_| wasmtime::Error::msg("source too long"))?;
+    let alloc = instance.get_typed_func::<i32, i32>(&mut store, "host_alloc")?;
+    let turn = instance.get_typed_func::<(i32, i32), i32>(&mut store, "turn")?;
+    let memory = instance
+        .get_memory(&mut store, "memory")
+        .ok_or_else(|| wasmtime::Error::msg("the interpreter exports no memory"))?;
+    let pointer = alloc.call_async(&mut store, len).await?;
+    let offset = usize::try_from(pointer.cast_unsigned()).unwrap_or(usize::MAX);
+    if pointer == 0 {
+        return Err(wasmtime::Error::msg(
+            "the interpreter could not allocate the source",
+        ));
+    }
+    memory.write(&mut store, offset, source.as_bytes())?;
+    let status = turn.call_async(&mut store, (pointer, len)).await?;
+    Ok(status & 0xFF)
+}
+
+/// Start a fresh reactor instance (`_initialize`) and run `source` in one `turn`: how a
+/// snapshot is warmed up. Returns the turn's exit status.
+pub(crate) async fn initialize_and_turn<T: Send>(
+    instance: &Instance,
+    mut store: impl AsContextMut<Data = T>,
+    source: &str,
+) -> wasmtime::Result<i32> {
+    if let Ok(initialize) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
+        initialize.call_async(&mut store, ()).await?;
+    }
+    match turn(instance, &mut store, source).await {
+        Err(e) => match e.downcast_ref::<I32Exit>() {
+            Some(exit) => Ok(exit.0),
+            None => Err(e),
+        },
+        ok => ok,
     }
 }
 

@@ -53,6 +53,58 @@ pub(crate) enum CompileError {
     Empty,
 }
 
+/// Why a snapshot of the interpreter could not be made (sessions then start the plain way).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SnapshotError {
+    /// The interpreter's file could not be read.
+    #[error("reading the interpreter failed")]
+    ReadInterpreter(#[source] std::io::Error),
+    /// wizer refused the module.
+    #[error("instrumenting the interpreter for a snapshot failed")]
+    Instrument(#[source] BoxError),
+    /// wasmtime could not compile the instrumented module.
+    #[error("compiling the instrumented interpreter failed")]
+    Compile(#[source] BoxError),
+    /// The warm-up's own async runtime could not start.
+    #[error("starting the warm-up's runtime failed")]
+    Runtime(#[source] std::io::Error),
+    /// The warm-up's scratch directory could not be made.
+    #[error("making the warm-up's scratch directory failed")]
+    Scratch(#[source] std::io::Error),
+    /// The directories given do not match the layout's paths.
+    #[error("the warm-up's directories do not match the layout")]
+    LayoutMismatch,
+    /// A directory could not be preopened.
+    #[error("preopening a directory for the warm-up failed")]
+    Preopen(#[source] BoxError),
+    /// The instrumented module could not be linked or instantiated.
+    #[error("instantiating the instrumented interpreter failed")]
+    Link(#[source] BoxError),
+    /// The warm-up trapped.
+    #[error("the warm-up stopped abnormally")]
+    Trapped(#[source] BoxError),
+    /// The warm-up ran and failed; what it wrote to stderr.
+    #[error("the warm-up exited with status {status}: {stderr}")]
+    WarmUpFailed {
+        /// Its exit status.
+        status: i32,
+        /// Its stderr, trimmed.
+        stderr: String,
+    },
+    /// wizer could not write the snapshot.
+    #[error("writing the snapshot failed")]
+    Rewrite(#[source] BoxError),
+    /// Compiling or caching the snapshot failed.
+    #[error(transparent)]
+    Cache(#[from] ProvisionError),
+    /// The snapshot's module could not be pre-linked.
+    #[error("linking the snapshot failed")]
+    LinkSnapshot(#[source] BoxError),
+    /// The blocking task that makes the snapshot panicked.
+    #[error("making the snapshot panicked")]
+    Panicked(#[source] tokio::task::JoinError),
+}
+
 #[cfg(test)]
 mod tests {
     use std::io;

@@ -54,6 +54,18 @@ impl std::fmt::Debug for Loaded {
     }
 }
 
+impl Loaded {
+    /// True when the interpreter runs code in `turn`s (`host_alloc`, `turn`, `memory`), so
+    /// it can be snapshotted after a warm-up.
+    pub(crate) fn takes_turns(&self) -> bool {
+        let module = self.pre.module();
+        self.entry == Entry::Reactor
+            && ["turn", "host_alloc", "memory"]
+                .iter()
+                .all(|name| module.get_export(name).is_some())
+    }
+}
+
 impl Interpreter {
     /// An interpreter that `provisioner` fetches; nothing happens until first use.
     pub(crate) fn new(provisioner: Provisioner) -> Self {
@@ -116,10 +128,7 @@ fn load(provisioner: &Provisioner) -> Result<Loaded, LoadError> {
     }
     let module = provisioner.load_module(&engine, &wasm)?;
     let entry = Entry::of(&module)?;
-    let mut linker: Linker<GuestState> = Linker::new(&engine);
-    p1::add_to_linker_async(&mut linker, |state: &mut GuestState| &mut state.wasi)
-        .map_err(|e| LoadError::LinkWasi(e.into()))?;
-    entry::define_host_imports(&mut linker).map_err(|e| LoadError::LinkWasi(e.into()))?;
+    let linker = linker(&engine).map_err(|e| LoadError::LinkWasi(e.into()))?;
     let pre = linker
         .instantiate_pre(&module)
         .map_err(|e| LoadError::Instantiate(e.into()))?;
@@ -132,6 +141,14 @@ fn load(provisioner: &Provisioner) -> Result<Loaded, LoadError> {
         wasm,
         compiled_runtime: None,
     })
+}
+
+/// A linker with WASI preview 1 and the host functions an interpreter may import.
+pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<GuestState>> {
+    let mut linker: Linker<GuestState> = Linker::new(engine);
+    p1::add_to_linker_async(&mut linker, |state: &mut GuestState| &mut state.wasi)?;
+    entry::define_host_imports(&mut linker)?;
+    Ok(linker)
 }
 
 /// How long compiling the module at `path` takes, roughly, from its size: about 1.2

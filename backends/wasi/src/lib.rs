@@ -10,6 +10,12 @@
 //!
 //! Costs are split the wasmtime way: one [`Engine`] and one pre-linked [`InstancePre`] per
 //! process (built once, from the cached precompiled module), one [`Store`] per session.
+//!
+//! An interpreter that runs code in `turn`s (the full one) is also snapshotted: once per
+//! machine and per preopen layout, a module whose memory already holds numpy, pandas and
+//! matplotlib imported is made and cached (`snapshot.rs` says what it freezes); sessions
+//! then start from it, copy-on-write, and a layout without one starts the plain way while
+//! it is made in the background (`snapshots.rs`).
 #![forbid(unsafe_code)]
 
 mod compiled;
@@ -17,6 +23,8 @@ mod entry;
 mod error;
 mod interpreter;
 mod scratch;
+mod snapshot;
+mod snapshots;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -42,6 +50,8 @@ use crate::entry::Entry;
 use crate::error::LoadError;
 use crate::interpreter::{Interpreter, Loaded};
 use crate::scratch::Scratch;
+use crate::snapshot::{Grant, Layout};
+use crate::snapshots::Snapshots;
 
 const BACKEND: &str = "wasi";
 /// Size of the in-memory pipes between host and guest.
@@ -64,6 +74,8 @@ pub struct WasiSandbox {
     stand_in: Option<Arc<Interpreter>>,
     /// Set while the configured interpreter is being prepared in the background.
     preparing: Arc<AtomicBool>,
+    /// Snapshots of the configured interpreter, by layout; `None` when turned off.
+    snapshots: Option<Arc<Snapshots>>,
 }
 
 /// Per-store state: the WASI context and the memory limiter.
@@ -110,6 +122,7 @@ impl WasiSandbox {
             configured: Arc::new(Interpreter::new(provisioner)),
             stand_in: None,
             preparing: Arc::new(AtomicBool::new(false)),
+            snapshots: Some(Arc::new(Snapshots::default())),
         }
     }
 
@@ -118,6 +131,14 @@ impl WasiSandbox {
     #[must_use]
     pub fn with_stand_in(mut self, provisioner: Provisioner) -> Self {
         self.stand_in = Some(Arc::new(Interpreter::new(provisioner)));
+        self
+    }
+
+    /// Start every session the plain way, never from a snapshot: each session then pays
+    /// its own imports, and gets its own hash seed.
+    #[must_use]
+    pub fn without_snapshots(mut self) -> Self {
+        self.snapshots = None;
         self
     }
 
@@ -144,6 +165,28 @@ impl WasiSandbox {
         self.prepare_in_background(stand_in.clone());
         let loaded = stand_in.load().await.map_err(|e| unavailable(&e))?;
         Ok((loaded, Some(stand_in_notice(&self.configured))))
+    }
+
+    /// How a session of the configured interpreter `loaded` with `spec` starts: from its
+    /// layout's snapshot when there is one now, else the plain way (and the snapshot is
+    /// made in the background).
+    fn entry_for(
+        &self,
+        loaded: &Arc<Loaded>,
+        spec: &SandboxSpec,
+    ) -> (InstancePre<GuestState>, Entry) {
+        let Some(snapshots) = self.snapshots.as_ref().filter(|_| loaded.takes_turns()) else {
+            return (loaded.pre.clone(), loaded.entry);
+        };
+        let (layout, read_only) = layout_of(&loaded.wasm, spec);
+        let source = snapshots::Source {
+            loaded: loaded.clone(),
+            provisioner: self.configured.provisioner().clone(),
+        };
+        match snapshots.ready(&source, &layout, &read_only) {
+            Some(pre) => (pre, Entry::Snapshot),
+            None => (loaded.pre.clone(), loaded.entry),
+        }
     }
 
     /// Load the configured interpreter in a background task, after the stand-in so the
@@ -233,17 +276,35 @@ impl Sandbox for WasiSandbox {
 
     /// Provision the configured interpreter and load its module now, so no session has to
     /// wait for it or run on the stand-in. Safe to call more than once.
-    async fn prepare(&self) -> Result<(), SandboxError> {
-        self.configured
-            .load()
-            .await
-            .map(|_| ())
-            .map_err(|e| unavailable(&e))
+    /// With an interpreter that takes turns, the snapshot of `spec`'s layout (its mounts'
+    /// guest paths and its environment) is made too.
+    async fn prepare(&self, spec: &SandboxSpec) -> Result<(), SandboxError> {
+        let loaded = self.configured.load().await.map_err(|e| unavailable(&e))?;
+        if let Some(snapshots) = self.snapshots.as_ref().filter(|_| loaded.takes_turns()) {
+            let (layout, read_only) = layout_of(&loaded.wasm, spec);
+            let source = snapshots::Source {
+                loaded: loaded.clone(),
+                provisioner: self.configured.provisioner().clone(),
+            };
+            snapshots
+                .ensure(&source, &layout, &read_only)
+                .await
+                .map_err(|e| SandboxError::Unavailable {
+                    backend: BACKEND,
+                    reason: sandbox_core::error_chain(&e),
+                })?;
+        }
+        Ok(())
     }
 
     async fn start(&self, spec: &SandboxSpec) -> Result<StartedGuest, SandboxError> {
         let (loaded, notice) = self.interpreter().await?;
-        let mut guest = start_guest(&loaded, spec)?;
+        let (pre, entry) = if notice.is_none() {
+            self.entry_for(&loaded, spec)
+        } else {
+            (loaded.pre.clone(), loaded.entry)
+        };
+        let mut guest = start_guest(&loaded, pre, entry, spec)?;
         guest.notice = notice;
         Ok(guest)
     }
@@ -288,13 +349,39 @@ fn new_store(
     (store, memory)
 }
 
-fn start_guest(loaded: &Arc<Loaded>, spec: &SandboxSpec) -> Result<StartedGuest, SandboxError> {
+/// The layout of a session of `wasm` with `spec` (the guest paths of its preopens, in the
+/// order [`start_guest`] grants them, and its environment), and its read-only directories.
+fn layout_of(wasm: &PythonWasm, spec: &SandboxSpec) -> (Layout, Vec<Grant>) {
+    let read_only: Vec<Grant> = wasm
+        .read_only_dirs
+        .iter()
+        .map(|dir| Grant {
+            host: Some(dir.host.clone()),
+            guest: dir.guest.clone(),
+        })
+        .chain(spec.read_only_mounts().iter().map(|mount| Grant {
+            host: None,
+            guest: mount.guest.clone(),
+        }))
+        .collect();
+    let guests = scratch::GUEST_PATHS
+        .into_iter()
+        .chain(read_only.iter().map(|grant| grant.guest.as_str()));
+    (Layout::new(guests, spec.env()), read_only)
+}
+
+fn start_guest(
+    loaded: &Arc<Loaded>,
+    pre: InstancePre<GuestState>,
+    entry: Entry,
+    spec: &SandboxSpec,
+) -> Result<StartedGuest, SandboxError> {
     let scratch = Scratch::create().map_err(|e| start_error("making the scratch directory", e))?;
     let (host_stdin, guest_stdin) = tokio::io::duplex(PIPE_BYTES);
     let (guest_stdout, host_stdout) = tokio::io::duplex(PIPE_BYTES);
     let (guest_stderr, host_stderr) = tokio::io::duplex(PIPE_BYTES);
 
-    let args = loaded.entry.session_args();
+    let args = entry.session_args();
     let mut wasi = WasiCtxBuilder::new();
     wasi.stdin(AsyncStdinStream::new(guest_stdin))
         .stdout(AsyncStdoutStream::new(PIPE_BYTES, guest_stdout))
@@ -329,8 +416,6 @@ fn start_guest(loaded: &Arc<Loaded>, spec: &SandboxSpec) -> Result<StartedGuest,
     let (exit_tx, exit_rx) = watch::channel(None);
     let exit_tx = Arc::new(exit_tx);
     let scratch_root = scratch.root().to_path_buf();
-    let pre = loaded.pre.clone();
-    let entry = loaded.entry;
     let guest_exit = exit_tx.clone();
     let task = tokio::spawn(async move {
         let exit = run_guest(&pre, entry, store).await;

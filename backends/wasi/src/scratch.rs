@@ -8,6 +8,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 const PREFIX: &str = "mcp-wasi-";
+/// Where the guest sees the scratch directories, in the order [`Scratch::preopens`] lists them.
+pub(crate) const GUEST_PATHS: [&str; 2] = ["/tmp", "/workspace"];
 
 /// A fresh directory with `tmp/` and `workspace/` inside; removed, with everything the guest
 /// wrote, when dropped.
@@ -45,7 +47,10 @@ impl Scratch {
 
     /// Host directories and the guest paths they appear at.
     pub(crate) fn preopens(&self) -> [(&Path, &'static str); 2] {
-        [(&self.tmp, "/tmp"), (&self.workspace, "/workspace")]
+        [
+            (&self.tmp, GUEST_PATHS[0]),
+            (&self.workspace, GUEST_PATHS[1]),
+        ]
     }
 
     /// The root of the scratch directory on the host.

@@ -4,7 +4,9 @@
 # open when a run ends are saved as PNG files under `/workspace/out/`, which the run's
 # result sends back like every file there (as image content, under the same caps). Nothing
 # here runs until user code imports matplotlib: `ImportHooks` calls `prepare_matplotlib`
-# just before it loads, and `track_saved_figures` once `matplotlib.figure` has loaded.
+# just before it loads, and `track_saved_figures` once `matplotlib.figure` has loaded. A
+# session that starts with matplotlib loaded already (from a WASI snapshot, where it was
+# imported before this runtime existed) gets the same at `hello`: `adopt_loaded_matplotlib`.
 
 FIGURES_BACKEND = "mcp_figures"  # a matplotlib backend module made here, never a file
 MATPLOTLIB_CONFIG_DIR = "/tmp/matplotlib"  # writable, private to the session
@@ -29,6 +31,31 @@ def prepare_matplotlib(module_name: str) -> None:
             diagnose(f"no matplotlib config dir at {MATPLOTLIB_CONFIG_DIR}: {exc!r}")
     if "MPLBACKEND" not in environ:
         environ["MPLBACKEND"] = f"module://{FIGURES_BACKEND}"
+
+
+def adopt_loaded_matplotlib() -> None:
+    """At `hello`, when matplotlib loaded before this runtime did (so its import hooks never
+    fired): what they would have done. Its config dir is made (a snapshot's is in a `/tmp`
+    of its own), and the figure backend chosen unless the environment names one. The
+    environment itself is left as it is, empty to the code as in any other session.
+    Nothing at all when matplotlib is not loaded.
+    """
+    matplotlib = sys.modules.get("matplotlib")
+    if matplotlib is None:
+        return
+    import os
+
+    config_dir = matplotlib.get_configdir()
+    try:
+        os.makedirs(config_dir, exist_ok=True)
+        copy_prebuilt_font_cache(os, config_dir)
+    except OSError as exc:  # no writable /tmp: matplotlib finds its own way
+        diagnose(f"no matplotlib config dir at {config_dir}: {exc!r}")
+    if "MPLBACKEND" not in os.environ:
+        matplotlib.use(f"module://{FIGURES_BACKEND}")
+    figure = sys.modules.get("matplotlib.figure")
+    if figure is not None:  # loaded, so the hook that would patch it never fires
+        track_saved_figures(figure)
 
 
 def copy_prebuilt_font_cache(os: ModuleType, config_dir: str) -> None:

@@ -21,6 +21,18 @@ def new_main_module() -> dict[str, object]:
     return main.__dict__
 
 
+def reseed_random_state() -> None:
+    """Seeds `random` and `numpy.random` afresh from the host's entropy, when loaded.
+
+    A session may start from a snapshot taken after they were imported (and seeded); without
+    this, every such session would draw the same numbers.
+    """
+    for name in ("random", "numpy.random"):
+        module = sys.modules.get(name)
+        if module is not None:
+            module.seed()
+
+
 def frame_field(frame: dict, name: str, kind: type) -> object:
     value = frame.get(name)
     if not isinstance(value, kind) or isinstance(value, bool):
@@ -118,6 +130,11 @@ class Session:
         self._writer = FrameWriter(1, nonce)
         self.calls.writer = self._writer
         self.calls.frame_cap = min(2 * limit + RPC_FRAME_SLACK, FRAME_CAP_CEILING)
+        reseed_random_state()
+        try:
+            adopt_loaded_matplotlib()
+        except Exception as exc:  # a broken matplotlib must not keep the session from starting
+            diagnose(f"could not prepare matplotlib for this sandbox: {exc!r}")
         ready = {"type": "ready", "python": python_version(), "implementation": implementation()}
         self._send(encode_frame(ready))
         # The process's first compile() sets up the AST types (about 4 ms on WASI): pay it now,
