@@ -112,7 +112,6 @@ class AgentFlow(unittest.TestCase):
         set in the tests, e.g. "commit history" → `git_log`)' (issue 21)."""
         self.assertEqual(self.flow.mrr, 1.0, self.flow.search_ranks)
 
-    @unittest.expectedFailure
     def test_an_unnamed_alias_gets_an_error_naming_servers_git(self) -> None:
         """'A run that uses `mcp_git` without `servers=["git"]` in a fresh session [...] gets
         a bare `NameError: name 'mcp_git' is not defined`.' (issue 21)"""

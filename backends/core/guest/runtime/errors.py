@@ -32,9 +32,102 @@ def error_message(exc: BaseException) -> str:
     if isinstance(exc, SystemExit):
         return "" if exc.code is None else str(exc.code)
     try:
-        return str(exc)
+        text = str(exc)
     except Exception:
         return "<exception str() failed>"
+    notes = getattr(exc, "__notes__", None)
+    if isinstance(notes, list) and notes:
+        text = "\n".join([text, *(note for note in notes if isinstance(note, str))])
+    return text
+
+
+# --------------------------------------------------------------------------- next steps
+#
+# An error the agent can fix in its next call says how, as a note on the exception (shown
+# at the end of the traceback, and in the message): a proxy used without its server named,
+# a module this interpreter lacks.
+
+# Import names whose distribution on the package index is named otherwise.
+DISTRIBUTION_NAMES = {
+    "sklearn": "scikit-learn",
+    "yaml": "pyyaml",
+    "PIL": "pillow",
+    "cv2": "opencv-python-headless",
+    "bs4": "beautifulsoup4",
+    "dateutil": "python-dateutil",
+    "skimage": "scikit-image",
+    "docx": "python-docx",
+    "pptx": "python-pptx",
+}
+# What an analysis reaches for first, to say what this interpreter has.
+DATA_STACK = ("numpy", "pandas", "scipy", "sklearn", "matplotlib")
+
+
+def add_next_step(exc: BaseException, catalogue: tuple) -> None:
+    """Adds a note saying what to do next when `exc` is an error the agent can fix."""
+    try:
+        step = next_step(exc, catalogue)
+        if step is not None:
+            exc.add_note(step)
+    except Exception as failure:  # never worse than the bare error
+        diagnose(f"no next step for {type(exc).__name__}: {failure!r}")
+
+
+def next_step(exc: BaseException, catalogue: tuple) -> str | None:
+    if isinstance(exc, NameError) and not isinstance(exc, UnboundLocalError):
+        return proxy_name_step(getattr(exc, "name", None), catalogue)
+    if isinstance(exc, ModuleNotFoundError) and isinstance(exc.name, str):
+        return missing_module_step(exc.name.partition(".")[0])
+    return None
+
+
+def proxy_name_step(name: object, catalogue: tuple) -> str | None:
+    if not isinstance(name, str) or not name.startswith("mcp_") or name == "mcp_servers":
+        return None
+    alias = name[len("mcp_") :]
+    for entry in catalogue:
+        if entry["alias"] == alias:
+            server = entry["name"]
+            return (
+                f"`{name}` is the proxy of the MCP server {server!r}; a run has the proxies "
+                f"of the servers it names: call run_python again with servers=[{server!r}]"
+            )
+    known = ", ".join(f"mcp_{entry['alias']}" for entry in catalogue) or "none configured"
+    return (
+        f"no MCP server has the alias {alias!r}; proxies a run can name: {known} "
+        "(`await mcp.runtime.discovered_servers()` lists the servers)"
+    )
+
+
+def missing_module_step(top: str) -> str | None:
+    if not top or top == "mcp" or top.startswith("_"):
+        return None
+    import importlib.util
+
+    have = [name for name in DATA_STACK if importlib.util.find_spec(name) is not None]
+    version = ".".join(str(part) for part in sys.version_info[:3])
+    interpreter = f"{sys.implementation.name} {version} on {sys.platform}"
+    distribution = DISTRIBUTION_NAMES.get(top, top)
+    install = f"`await mcp.runtime.install({distribution!r})`"
+    if sys.platform == "wasi":
+        if not have:
+            return (
+                f"this sandbox runs the slim WASI interpreter ({interpreter}): the standard "
+                "library only. The default full interpreter (MCP_BRIDGE_WASI_PYTHON=full) "
+                f"has numpy, pandas, scipy, scikit-learn and matplotlib; {install} adds "
+                "pure-Python packages"
+            )
+        return (
+            f"`{top}` is not in this sandbox's interpreter ({interpreter}, with "
+            f"{', '.join(have)} and ~50 more built in); {install} adds it if it is pure "
+            "Python (WASI loads no other compiled extensions); for compiled packages use "
+            "the podman, docker or oci backend"
+        )
+    with_stack = f", with {', '.join(have)}" if have else ""
+    return (
+        f"`{top}` is not in this sandbox's interpreter ({interpreter}{with_stack}); "
+        f"{install} adds it from the package index's wheels, the sandbox staying offline"
+    )
 
 
 def format_traceback(exc: BaseException) -> str:

@@ -193,6 +193,8 @@ class Session:
                 diagnose(f"internal error ending run {run_id}: {exc!r}")
             duration_ms = (time.perf_counter() - started) * 1000
             sys.stdout, sys.stderr = self._real_stdout, self._real_stderr
+        if failure is not None:
+            add_next_step(failure, self.catalogue)
         error = None if failure is None else describe_error(failure)
         failure = None  # drop the traceback's frames
         flush_real_streams()

@@ -762,6 +762,26 @@ class ErrorTest(GuestTestCase):
         self.assertTrue(traceback.endswith("ZeroDivisionError: integer division or modulo by zero\n"))
         self.assertTracebackIsClean(traceback)
 
+    def test_a_missing_module_says_what_to_do_next(self) -> None:
+        error = self.guest.run("import surely_not_a_module_xyz.sub")["error"]
+        self.assertEqual(error["type"], "ModuleNotFoundError")
+        self.assertIn("not in this sandbox's interpreter", error["message"])
+        self.assertIn("await mcp.runtime.install('surely_not_a_module_xyz')", error["message"])
+        self.assertIn("mcp.runtime.install", error["traceback"].splitlines()[-1])
+        self.assertTracebackIsClean(error["traceback"])
+
+    def test_a_missing_module_is_named_by_its_distribution(self) -> None:
+        error = self.guest.run(
+            "import sys\nsys.modules['sklearn'] = None\nimport sklearn"
+        )["error"]
+        # A module set to None in sys.modules is "not found" without any search.
+        self.assertEqual(error["type"], "ModuleNotFoundError")
+        self.assertIn("install('scikit-learn')", error["message"])
+
+    def test_a_plain_name_error_gets_no_note(self) -> None:
+        error = self.guest.run("undefined_name_here")["error"]
+        self.assertEqual(error["message"], "name 'undefined_name_here' is not defined")
+
     def test_library_frames_called_by_user_code_are_kept(self) -> None:
         result = self.guest.run("import json\njson.loads('{')")
         traceback = result["error"]["traceback"]
@@ -1079,6 +1099,15 @@ class ProxyTest(unittest.TestCase):
         result = self.guest.run(code, self.SERVERS if servers is None else servers)
         self.assertIsNotNone(result["error"], result)
         return result["error"]
+
+    def test_a_proxy_used_without_its_server_says_to_name_it(self) -> None:
+        error = self.error("await mcp_github.search(q='x')", servers=[])
+        self.assertEqual(error["type"], "NameError")
+        self.assertIn("call run_python again with servers=['github']", error["message"])
+        self.assertIn("servers=['github']", error["traceback"])
+        error = self.error("mcp_nope.tool()", servers=[])
+        self.assertIn("no MCP server has the alias 'nope'", error["message"])
+        self.assertIn("mcp_time, mcp_my_server_2, mcp_github", error["message"])
 
     def test_globals_modules_and_aliases(self) -> None:
         out = self.out(
