@@ -65,6 +65,27 @@ def type_text(annotation: object) -> str:
     return repr(annotation).replace("NoneType", "None")
 
 
+def closest_name(key: str, names: list[str]) -> str | None:
+    """The valid argument name `key` most likely meant: a close spelling, a name it begins
+    or ends, or one it abbreviates (its letters in order, the first the same)."""
+    import difflib
+
+    lowered = {name.lower(): name for name in names}
+    close = difflib.get_close_matches(key.lower(), list(lowered), n=1, cutoff=0.6)
+    if close:
+        return lowered[close[0]]
+    folded = key.lower().replace("_", "")
+    for name in names:
+        plain = name.lower().replace("_", "")
+        if folded and (plain.startswith(folded) or folded.startswith(plain)):
+            return name
+    for name in names:
+        letters = iter(name.lower())
+        if len(folded) >= 2 and name[:1].lower() == folded[:1] and all(c in letters for c in folded):
+            return name
+    return None
+
+
 class ToolParameter:
     __slots__ = ("name", "prop", "required", "kinds", "annotation", "default", "schema")
 
@@ -125,23 +146,23 @@ class ToolSpec:
                 f"{label}() takes keyword arguments only ({len(args)} positional given)"
             )
         arguments: dict = {}
+        unknown: list[str] = []
         for key, value in kwargs.items():
             param = self.keywords.get(key)
             if param is None:
                 if self.extra:
                     arguments[key] = value
-                    continue
-                valid = ", ".join(p.name for p in self.params)
-                raise TypeError(
-                    f"{label}() got an unexpected keyword argument {key!r}; "
-                    + (f"valid arguments: {valid}" if valid else "it takes no arguments")
-                )
+                else:
+                    unknown.append(key)
+                continue
             if param.prop in arguments:
                 raise TypeError(f"{label}() got argument {param.name!r} twice")
             if value is None and not param.required:
                 continue  # None stands for "not given"
             arguments[param.prop] = value
         missing = [p.name for p in self.params if p.required and p.prop not in arguments]
+        if unknown:
+            raise TypeError(self.unexpected(unknown, missing))
         if missing:
             raise TypeError(
                 f"{label}() missing {len(missing)} required keyword argument"
@@ -156,6 +177,24 @@ class ToolSpec:
                         f" {type_text(param.annotation)}, not {type(value).__name__}"
                     )
         return arguments
+
+    def unexpected(self, unknown: list[str], missing: list[str]) -> str:
+        """Every unknown keyword at once, each with the valid name it most likely meant,
+        then the valid ones (which are required) and what is still missing."""
+        names = [p.name for p in self.params]
+        guesses = []
+        for key in unknown:
+            meant = closest_name(key, names)
+            guesses.append(f"{key!r} (did you mean {meant!r}?)" if meant else repr(key))
+        count = len(unknown)
+        noun = "an unexpected keyword argument" if count == 1 else f"{count} unexpected keyword arguments"
+        valid = ", ".join(f"{p.name} (required)" if p.required else p.name for p in self.params)
+        text = f"{self.label}() got {noun}: {', '.join(guesses)}; " + (
+            f"valid arguments: {valid}" if valid else "it takes no arguments"
+        )
+        if missing:
+            text += f"; missing: {', '.join(map(repr, missing))}"
+        return text
 
     def signature(self, inspect: ModuleType, returns: object) -> object:
         """The `inspect.Signature`: keyword-only, required ones first; `returns` None for

@@ -1173,7 +1173,13 @@ class ProxyTest(unittest.TestCase):
         before = len(self.host.calls)
         cases = {
             "await mcp_time.get_current_time(tz='UTC')":
-                "got an unexpected keyword argument 'tz'; valid arguments: timezone",
+                "got an unexpected keyword argument: 'tz' (did you mean 'timezone'?); "
+                "valid arguments: timezone (required)",
+            "await mcp_time.convert_time(time='10:00', source_tz='UTC', target='Europe/Paris', x=1)":
+                "got 3 unexpected keyword arguments: 'source_tz' (did you mean "
+                "'source_timezone'?), 'target' (did you mean 'target_timezone'?), 'x'; "
+                "valid arguments: source_timezone (required), time (required), "
+                "target_timezone (required); missing: 'source_timezone', 'target_timezone'",
             "await mcp_time.get_current_time()":
                 "missing 1 required keyword argument: 'timezone'",
             "await mcp_time.convert_time(time='10:00')":
@@ -1186,7 +1192,7 @@ class ProxyTest(unittest.TestCase):
             "await mcp_my_server_2.class_(from_='d', ratio='high')":
                 "'ratio' must be float | None, not str",
             "await mcp_my_server_2.plain(x=1)": "it takes no arguments",
-            "await mcp_time.get_current_time.raw(zone='UTC')": "unexpected keyword argument 'zone'",
+            "await mcp_time.get_current_time.raw(zone='UTC')": "unexpected keyword argument: 'zone'",
         }
         for code, message in cases.items():
             with self.subTest(code=code):
