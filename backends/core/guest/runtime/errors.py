@@ -104,7 +104,11 @@ def missing_module_step(top: str) -> str | None:
         return None
     import importlib.util
 
-    have = [name for name in DATA_STACK if importlib.util.find_spec(name) is not None]
+    have = [
+        DISTRIBUTION_NAMES.get(name, name)
+        for name in DATA_STACK
+        if importlib.util.find_spec(name) is not None
+    ]
     version = ".".join(str(part) for part in sys.version_info[:3])
     interpreter = f"{sys.implementation.name} {version} on {sys.platform}"
     distribution = DISTRIBUTION_NAMES.get(top, top)
