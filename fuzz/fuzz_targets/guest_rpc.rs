@@ -23,7 +23,8 @@ use sandbox_core::RpcHandler;
 use sandbox_core::frame::{GuestFrame, parse_guest_frame};
 use serde_json::{Map, Value, json};
 
-const KINDS: [&str; 8] = [
+/// The kinds `backends/core/docs/frames.md` documents, `install`'s included.
+const KINDS: [&str; 13] = [
     "not_allowed",
     "unknown_server",
     "unknown_tool",
@@ -32,6 +33,11 @@ const KINDS: [&str; 8] = [
     "busy",
     "not_found",
     "internal",
+    "disabled",
+    "no_wheel",
+    "sdist_only",
+    "too_large",
+    "install_failed",
 ];
 
 struct World {
