@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use rmcp::RoleClient;
 use rmcp::service::Peer;
 use serde::Serialize;
@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::client;
 use crate::memory::{host_pss_kib, newest_child_pid, pss_kib};
 use crate::stats::Summary;
-use crate::workloads::run;
+use crate::workloads::{host_ms, parse_ms, run};
 
 /// One data program: set-up (not timed), then the timed body, run `repeats` times; the
 /// figure is milliseconds per repeat.
@@ -69,6 +69,9 @@ const PROGRAMS: [DataProgram; 3] = [
 const FIRST_IMPORT: &str = "import numpy, pandas, matplotlib.pyplot";
 /// Modules the data workloads need; a backend without them is reported, not measured.
 const PROBE: &str = "import numpy, pandas, matplotlib";
+/// The host's Python runs the programs isolated from the user's environment, with its
+/// site-packages (where numpy, pandas and matplotlib are).
+const HOST_FLAGS: &[&str] = &["-I"];
 /// Sessions started (and kept idle) per way of starting one.
 const FRESH_SESSIONS: usize = 4;
 
@@ -118,18 +121,6 @@ fn timed(setup: &str, body: &str, repeats: u32) -> String {
     )
 }
 
-/// Run `code` in a fresh process of the host's `python`; its printed number, if it ran.
-async fn on_host(python: &Path, code: &str) -> Option<f64> {
-    let output = tokio::process::Command::new(python)
-        .args(["-I", "-c", code])
-        .env("MPLBACKEND", "Agg")
-        .output()
-        .await
-        .ok()
-        .filter(|out| out.status.success())?;
-    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
-}
-
 /// The data workloads on `backend` through `server`, on `peer` (a bridge already running
 /// on it) and on two bridges of their own (pool and cold); `host_python` for the ratios.
 pub(crate) async fn measure(
@@ -152,7 +143,7 @@ pub(crate) async fn measure(
             report.programs.push(DataResult {
                 program: program.name,
                 sandbox_ms,
-                host_ms: on_host(host_python, &code).await,
+                host_ms: host_ms(host_python, HOST_FLAGS, &code).await,
             });
         }
         report.first_import = Some(first_import(server, backend, host_python).await?);
@@ -214,17 +205,8 @@ async fn first_import(server: &Path, backend: &str, host_python: &Path) -> Resul
         cold_round_trip: Summary::of(cold_round_trip),
         idle_bridge_mib: per_session(bridge_before, bridge_after),
         idle_host_mib: per_session(before, after),
-        host_ms: on_host(host_python, &code).await,
+        host_ms: host_ms(host_python, HOST_FLAGS, &code).await,
     })
-}
-
-fn parse_ms(stdout: &str) -> Result<f64> {
-    let Some(last) = stdout.lines().last() else {
-        bail!("the timed program printed nothing");
-    };
-    last.trim()
-        .parse()
-        .with_context(|| format!("the timed program printed {last:?}, not milliseconds"))
 }
 
 #[cfg(test)]
@@ -240,12 +222,5 @@ mod tests {
             "{code}"
         );
         assert!(code.ends_with("* 1000 / 4)"), "{code}");
-    }
-
-    #[test]
-    fn the_last_printed_line_is_the_figure() {
-        assert!((parse_ms("warning\n12.5\n").unwrap() - 12.5).abs() < 1e-9);
-        assert!(parse_ms("").is_err());
-        assert!(parse_ms("oops").is_err());
     }
 }

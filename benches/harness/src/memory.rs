@@ -8,19 +8,10 @@
 pub(crate) fn host_pss_kib() -> Option<u64> {
     let mut total = 0;
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let name = entry.file_name();
-        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(rollup) = std::fs::read_to_string(entry.path().join("smaps_rollup")) else {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
             continue;
         };
-        total += rollup
-            .lines()
-            .find(|l| l.starts_with("Pss:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kib| kib.parse::<u64>().ok())
-            .unwrap_or(0);
+        total += pss_kib(pid).unwrap_or(0);
     }
     Some(total)
 }

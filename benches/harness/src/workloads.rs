@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use rmcp::RoleClient;
 use rmcp::service::Peer;
 use serde::Serialize;
@@ -171,20 +171,39 @@ pub(crate) async fn cpu(peer: &Peer<RoleClient>, host_python: &Path) -> Result<V
     for (name, program) in PROGRAMS {
         let code = timed(program);
         let sandbox_ms: f64 = run(peer, &code, "cpu").await?.trim().parse()?;
-        let host_ms = tokio::process::Command::new(host_python)
-            .args(["-I", "-S", "-c", &code])
-            .output()
-            .await
-            .ok()
-            .filter(|out| out.status.success())
-            .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok());
         results.push(CpuResult {
             program: name,
             sandbox_ms,
-            host_ms,
+            // Pure Python: the standard library alone, no site-packages.
+            host_ms: host_ms(host_python, &["-I", "-S"], &code).await,
         });
     }
     Ok(results)
+}
+
+/// Run `code` in a fresh process of the host's `python` with `flags` (matplotlib, if it
+/// loads, draws with Agg); the milliseconds it printed, or `None` when it could not run
+/// there.
+pub(crate) async fn host_ms(python: &Path, flags: &[&str], code: &str) -> Option<f64> {
+    let output = tokio::process::Command::new(python)
+        .args(flags)
+        .args(["-c", code])
+        .env("MPLBACKEND", "Agg")
+        .output()
+        .await
+        .ok()
+        .filter(|out| out.status.success())?;
+    parse_ms(&String::from_utf8_lossy(&output.stdout)).ok()
+}
+
+/// The milliseconds a timed program printed: its last line.
+pub(crate) fn parse_ms(stdout: &str) -> Result<f64> {
+    let Some(last) = stdout.lines().last() else {
+        bail!("the timed program printed nothing");
+    };
+    last.trim()
+        .parse()
+        .with_context(|| format!("the timed program printed {last:?}, not milliseconds"))
 }
 
 /// Round trips of calls printing 1 KB, 100 KB and 10 MB.
@@ -208,4 +227,16 @@ pub(crate) async fn output_scaling(
         });
     }
     Ok(costs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_printed_line_is_the_figure() {
+        assert!((parse_ms("warning\n12.5\n").unwrap() - 12.5).abs() < 1e-9);
+        assert!(parse_ms("").is_err());
+        assert!(parse_ms("oops").is_err());
+    }
 }
