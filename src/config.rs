@@ -88,9 +88,13 @@ pub struct Config {
 
 impl Config {
     /// Session settings derived from this config.
+    ///
+    /// A reply carries its output twice, in the text content and in the structured result
+    /// (clients read one or the other: some show the model only `structuredContent`, most
+    /// only the text), so a run keeps half of `output_limit`, for both streams together.
     pub fn session_config(&self) -> SessionConfig {
         SessionConfig {
-            output_limit: self.output_limit,
+            output_limit: self.output_limit / 2,
             ..SessionConfig::default()
         }
     }

@@ -342,9 +342,9 @@ settings! {
         "MCP_BRIDGE_OUTPUT_MODE", "Text form of results",
         || OutputMode::Compact, OutputMode::parse, |m| m.name().to_string(),
     ).flag("output-mode").choices(&OutputMode::NAMES);
-    /// Cap of each output stream of a run.
+    /// Cap of the output one reply carries (both streams, both copies).
     OUTPUT_LIMIT: u64 = Setting::env(
-        "MCP_BRIDGE_OUTPUT_LIMIT", "Per-stream output cap, 1k to 16m",
+        "MCP_BRIDGE_OUTPUT_LIMIT", "Output cap of a reply, 1k to 16m",
         || 64 << 10, parse::output_limit, |b| format_bytes(*b),
     ).flag("output-limit");
     /// Warm sessions kept ready.

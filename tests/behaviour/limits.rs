@@ -3,7 +3,7 @@
 use anyhow::{Result, ensure};
 use serde_json::json;
 
-use crate::support::{Reply, TestBackend};
+use crate::support::{Reply, TestBackend, TestBridge};
 
 fn check_timed_out(reply: &Reply) -> Result<()> {
     ensure!(reply.is_error, "{}", reply.text);
@@ -84,6 +84,57 @@ pub(crate) async fn huge_stdout_is_capped_honestly(b: &TestBackend) -> Result<()
     let reply = bridge.run("for i in range(300_000):\n    print(i)").await?;
     ensure!(reply.stdout().len() < 70 * 1024 && reply.stdout().ends_with("299999\n"));
     bridge.alive().await
+}
+
+/// The default cap (64 KiB) bounds the whole reply: the text content and the structured
+/// result each carry half of it, both streams together, and each cut stream is saved whole.
+pub(crate) async fn a_reply_carries_its_output_within_the_cap(b: &TestBackend) -> Result<()> {
+    let bridge = b.bridge().await?;
+    let code = "import sys\nprint('o' * 3_000_000 + 'O')\nsys.stderr.write('e' * 3_000_000 + 'E')";
+    let result = bridge.call_raw(json!({ "code": code })).await?;
+    let size = serde_json::to_vec(&result)?.len();
+    ensure!(
+        size <= (64 + 4) << 10,
+        "a {size}-byte reply for a 64 KiB cap"
+    );
+    let reply = bridge.run(code).await?;
+    ensure!(!reply.is_error, "{}", reply.text);
+    for (stream, text, last, whole) in [
+        ("stdout", reply.stdout(), "O\n", "3000002"),
+        ("stderr", reply.stderr(), "E", "3000001"),
+    ] {
+        ensure!(text.ends_with(last), "{stream} lost its end");
+        ensure!(text.len() < 17 << 10, "{stream}: {} bytes", text.len());
+        ensure!(reply.text.contains(text), "the text content lacks {stream}");
+        let size = saved_size(&bridge, &reply, stream).await?;
+        ensure!(size == whole, "{stream} saved {size} bytes, not {whole}");
+    }
+    // Two streams that each fit alone but not together: both cut, both saved whole.
+    let reply = bridge
+        .run("import sys\nsys.stdout.write('p' * 30_000)\nsys.stderr.write('q' * 30_000)")
+        .await?;
+    for stream in ["stdout", "stderr"] {
+        let size = saved_size(&bridge, &reply, stream).await?;
+        ensure!(size == "30000", "{stream} saved {size} bytes");
+    }
+    // A small stderr next to a large stdout is kept whole.
+    let reply = bridge
+        .run("import sys\nsys.stderr.write('warn\\n')\nprint('x' * 200_000)")
+        .await?;
+    ensure!(reply.stderr() == "warn\n", "{:?}", reply.stderr());
+    ensure!(reply.stdout().len() > 30 << 10, "{}", reply.stdout().len());
+    bridge.alive().await
+}
+
+/// The size in bytes of the file the reply says holds the whole `stream`, read in the sandbox.
+async fn saved_size(bridge: &TestBridge, reply: &Reply, stream: &str) -> Result<String> {
+    let saved = reply.structured["saved_output"][stream]
+        .as_str()
+        .unwrap_or_default();
+    let size = bridge
+        .ok(&format!("import os\nprint(os.path.getsize({saved:?}))"))
+        .await?;
+    Ok(size.trim().to_string())
 }
 
 pub(crate) async fn raw_fd_writes_do_not_break_the_protocol(b: &TestBackend) -> Result<()> {

@@ -34,6 +34,7 @@ for_each_backend! {
         large_code_runs, unicode_round_trips;
     limits: runaway_loop_is_stopped_and_next_call_works, blocking_sleep_is_stopped,
         memory_cap_gives_memory_error, huge_stdout_is_capped_honestly,
+        a_reply_carries_its_output_within_the_cap,
         raw_fd_writes_do_not_break_the_protocol, frame_lookalike_text_is_plain_output,
         guest_exit_is_reported_and_next_call_works, timeout_argument_is_clamped,
         concurrent_calls_on_one_session_are_serialised, filling_scratch_space_is_stopped,

@@ -93,7 +93,6 @@ class AgentFlow(unittest.TestCase):
         (reply,) = self.flow.task("f").replies
         self.assertIn("step 0\n", reply.stdout)
 
-    @unittest.expectedFailure
     def test_a_5mb_print_gives_a_reply_within_the_cap_plus_a_small_margin(self) -> None:
         """'Every reply carries the output twice, in the text content and in
         `structuredContent.stdout`: printing 5 MB gives a 132 KB reply for a 64 KiB cap.'"""

@@ -142,6 +142,19 @@ class CaptureSink(io.BufferedIOBase):
             except OSError:
                 pass
 
+    def save_whole(self, text: str) -> None:
+        """Writes `text`, the whole stream, to the spool file: for a stream the run's joint
+        budget cuts although this sink kept all of it (no spool was started)."""
+        if self.saved is not None or self._spool_path is None:
+            return
+        path, self._spool_path = self._spool_path, None
+        try:
+            with open(path, "w", encoding="utf-8", errors="backslashreplace") as file:
+                file.write(text)
+            self.saved = path
+        except OSError:
+            pass
+
     def output(self) -> Output:
         """What was written since `reset`, as text that fits in `output_limit` bytes.
 
@@ -154,7 +167,7 @@ class CaptureSink(io.BufferedIOBase):
                 _os.unlink(self.saved)
             except OSError:
                 pass
-            self.saved = None
+            self._spool_path, self.saved = self.saved, None  # for `save_whole`
         head = bytes(self._head)
         tail = bytes(self._tail[max(len(self._tail) - self._tail_limit, 0) :])
         kept_all = len(head) + len(tail) == self._total
@@ -170,6 +183,34 @@ class CaptureSink(io.BufferedIOBase):
         tail_text = utf8_suffix(tail_text, self._limit - utf8_len(head_text))
         cut = size - utf8_len(head_text) - utf8_len(tail_text)
         return Output(head_text, tail_text, max(cut, 0 if kept_all else 1))
+
+
+def fit_together(outputs: list[tuple[Output, CaptureSink]], limit: int) -> None:
+    """Cuts the streams of one run so that together they keep at most `limit` bytes.
+
+    A stream that needs no more than half the budget keeps all of it; the other streams share
+    the rest. Each keeps its head and its end in the sink's proportions, and a stream cut
+    here that was not cut before has its whole text saved first, so nothing is lost.
+    """
+    sizes = [utf8_len(output.text) for output, _ in outputs]
+    if sum(sizes) <= limit:
+        return
+    shares = [0] * len(outputs)
+    left, pending = limit, sorted(range(len(outputs)), key=lambda i: sizes[i])
+    while pending:
+        fair = left // len(pending)
+        i = pending.pop(0)
+        shares[i] = min(sizes[i], fair)
+        left -= shares[i]
+    for (output, sink), size, share in zip(outputs, sizes, shares):
+        if size <= share:
+            continue
+        if not output.cut:
+            sink.save_whole(output.text)
+        head = utf8_prefix(output.head, share * 3 // 4)
+        tail = utf8_suffix(output.tail, share - utf8_len(head))
+        output.cut += size - utf8_len(head) - utf8_len(tail)
+        output.head, output.tail = head, tail
 
 
 class OutputStreamer:

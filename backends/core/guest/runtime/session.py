@@ -346,6 +346,8 @@ class Session:
         """Encodes the result, dropping file contents and then more output if it would
         outgrow the host's frame cap."""
         out, err = self._stdout.finish(), self._stderr.finish()
+        # The limit holds for the run: both streams together, as the host shows them.
+        fit_together([(out, self._stdout.sink), (err, self._stderr.sink)], self.output_limit)
         saved = (self._stdout.sink.saved, self._stderr.sink.saved)
         files = self._out_files.changed(saved)
         while True:

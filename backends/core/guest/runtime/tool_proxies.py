@@ -495,7 +495,7 @@ def tool_source(source: str) -> str:
 CAPABILITIES = """\
 This sandbox runs your Python ({python}, {implementation}) in one persistent session.
 - Globals persist between runs; top-level `await` works and the asyncio loop is kept.
-- print() output comes back per run, up to {limit} bytes per stream (start and end kept).
+- print() output comes back per run, up to {limit} bytes, stdout and stderr together (start and end kept).
 - stdin is empty: input() raises EOFError. exit() / sys.exit() only end the current run.
 - Files: /tmp and /workspace are writable. There is no network access.
 - Files written under /workspace/out/ come back with the run (images as images), and so

@@ -907,8 +907,7 @@ class OutputTest(GuestTestCase):
         result = self.guest.ok(
             "import sys\n"
             "data = ''.join(f'{i:07d}\\n' for i in range(655360))\n"  # 5 MiB
-            "sys.stdout.write(data)\n"
-            "sys.stderr.write(data[:100000])"
+            "sys.stdout.write(data)"
         )
         total = 655360 * 8
         stdout = result["stdout"].encode()
@@ -918,8 +917,27 @@ class OutputTest(GuestTestCase):
         expected = "".join(f"{i:07d}\n" for i in range(655360)).encode()
         self.assertEqual(stdout[: limit * 3 // 4], expected[: limit * 3 // 4])
         self.assertEqual(stdout[limit * 3 // 4 :], expected[-(limit // 4) :])
-        self.assertEqual(result["stderr_cut"], 100000 - limit)
-        self.assertEqual(len(result["stderr"].encode()), limit)
+
+    def test_both_streams_share_the_limit(self) -> None:
+        limit = self.output_limit
+        # A stream within half the limit keeps everything; the other gets the rest.
+        result = self.guest.ok(
+            f"import sys\nsys.stdout.write('o' * {limit})\nsys.stderr.write('e' * {limit // 4})"
+        )
+        self.assertEqual(result["stderr"], "e" * (limit // 4))
+        self.assertEqual(result["stderr_cut"], 0)
+        self.assertEqual(len(result["stdout"]) + result["stdout_cut"], limit)
+        self.assertEqual(len(result["stdout"]), limit - limit // 4)
+        # Two large streams get half each, head and end kept, every cut byte counted.
+        result = self.guest.ok(
+            f"import sys\nsys.stdout.write('a' * {limit} + 'A')\n"
+            f"sys.stderr.write('b' * {3 * limit} + 'B')"
+        )
+        for stream, size, last in (("stdout", limit + 1, "A"), ("stderr", 3 * limit + 1, "B")):
+            self.assertEqual(len(result[stream]), limit // 2, stream)
+            self.assertTrue(result[stream].endswith(last), stream)
+            self.assertEqual(len(result[stream]) + result[f"{stream}_cut"], size, stream)
+            self.assertLessEqual(result[f"{stream}_cut_at"], limit // 2, stream)
 
     def test_print_of_five_megabytes(self) -> None:
         result = self.guest.ok("print('a' * (5 * 1024 * 1024 - 1) + 'Z')")
