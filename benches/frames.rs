@@ -52,6 +52,7 @@ fn encoding(c: &mut Criterion) {
                 timeout_ms: 30_000,
                 saved_tools: None,
                 stream_output: false,
+                keep_output: false,
             })
         });
     });

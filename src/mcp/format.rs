@@ -96,6 +96,17 @@ fn render(captured: &Captured, stream: &str) -> String {
     })
 }
 
+/// What a notice of a stopped sandbox says of the output: the run's output is shown when
+/// it printed anything before the stop (kept as it was written, on backends that can only
+/// kill).
+fn kept_before_stop(outcome: &RunOutcome) -> &'static str {
+    if outcome.stdout.text.is_empty() && outcome.stderr.text.is_empty() {
+        ""
+    } else {
+        "; what the code printed before the stop is in the output"
+    }
+}
+
 impl RunReport {
     /// Build the report of a run.
     pub fn new(
@@ -118,16 +129,21 @@ impl RunReport {
                 "timed_out",
                 Some(format!(
                     "Timed out after {timeout_secs} s; the sandbox was stopped and this \
-                     session's state (variables, imports, files) was lost. The next call \
-                     starts a fresh session."
+                     session's state (variables, imports, files) was lost{}. Saved tools \
+                     and memory (save_tool, save_memory) survive; the next call starts a \
+                     fresh session.",
+                    kept_before_stop(outcome)
                 )),
             ),
             RunStatus::Cancelled { state_lost } => (
                 "cancelled",
                 Some(if *state_lost {
-                    "Cancelled by the client; the sandbox was stopped and this session's state \
-                     was lost. The next call starts a fresh session."
-                        .to_string()
+                    format!(
+                        "Cancelled by the client; the sandbox was stopped and this session's \
+                         state was lost{}. Saved tools and memory survive; the next call \
+                         starts a fresh session.",
+                        kept_before_stop(outcome)
+                    )
                 } else {
                     "Cancelled by the client; the code was interrupted and the session kept \
                      its state."

@@ -49,6 +49,53 @@ pub(crate) async fn blocking_sleep_is_stopped(b: &TestBackend) -> Result<()> {
     bridge.alive().await
 }
 
+/// What a run wrote before its deadline comes back, whether the backend interrupts the code
+/// (containers) or kills the sandbox (WASI), with a notice saying what happened.
+pub(crate) async fn output_before_a_deadline_is_kept(b: &TestBackend) -> Result<()> {
+    let bridge = b.bridge().await?;
+    let cases = [
+        // Lines, then a loop that never writes again.
+        "import sys\nfor i in range(50):\n    print(f'step {i}')\n\
+         sys.stderr.write('warned\\n')\nwhile True:\n    pass",
+        // More than the cap, then a sleep: the head and the latest lines come back.
+        "import time\nfor i in range(20_000):\n    print(f'line {i}')\ntime.sleep(300)",
+    ];
+    for (code, expect) in cases.iter().zip(["step 49\n", "line 19999\n"]) {
+        let reply = bridge.call(json!({ "code": code, "timeout": 2 })).await?;
+        check_timed_out(&reply)?;
+        let stdout = reply.stdout();
+        ensure!(
+            stdout.starts_with("step 0\n") || stdout.starts_with("line 0\n"),
+            "{stdout:?}"
+        );
+        ensure!(
+            stdout.ends_with(expect),
+            "the last line is missing: {stdout:?}"
+        );
+        ensure!(
+            reply.text.contains(expect),
+            "the text lacks the output: {}",
+            reply.text
+        );
+        if code.contains("warned") {
+            ensure!(reply.stderr() == "warned\n", "{:?}", reply.stderr());
+            ensure!(!stdout.contains("cut"), "{stdout:?}");
+        } else {
+            ensure!(
+                reply.structured["cut_bytes"]["stdout"].as_u64() > Some(0),
+                "{}",
+                reply.structured
+            );
+        }
+        if reply.structured["state_lost"] == json!(true) {
+            let notice = reply.structured["notice"].as_str().unwrap_or_default();
+            ensure!(notice.contains("printed before the stop"), "{notice}");
+            ensure!(notice.contains("save_tool"), "{notice}");
+        }
+    }
+    bridge.alive().await
+}
+
 pub(crate) async fn memory_cap_gives_memory_error(b: &TestBackend) -> Result<()> {
     let bridge = b.bridge_with(&[("MCP_BRIDGE_MEMORY", "128m")]).await?;
     let reply = bridge.run("big = bytearray(400 * 1024 * 1024)").await?;

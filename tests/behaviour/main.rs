@@ -33,6 +33,7 @@ for_each_backend! {
         reset_starts_afresh, stdin_reads_see_end_of_file, runtime_helpers_are_importable,
         large_code_runs, unicode_round_trips;
     limits: runaway_loop_is_stopped_and_next_call_works, blocking_sleep_is_stopped,
+        output_before_a_deadline_is_kept,
         memory_cap_gives_memory_error, huge_stdout_is_capped_honestly,
         a_reply_carries_its_output_within_the_cap,
         raw_fd_writes_do_not_break_the_protocol, frame_lookalike_text_is_plain_output,

@@ -86,7 +86,6 @@ class AgentFlow(unittest.TestCase):
 
     # ---- issue 21, not yet true ---------------------------------------------------------
 
-    @unittest.expectedFailure
     def test_output_before_a_wasi_deadline_is_kept(self) -> None:
         """'On WASI, a run stopped at its deadline returns `stdout: ""` even for lines printed
         and flushed before the deadline' (issue 21); the default backend is WASI."""

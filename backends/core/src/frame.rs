@@ -119,6 +119,10 @@ pub enum HostFrame<'a> {
         /// Send stdout in `output` frames while the run goes on.
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         stream_output: bool,
+        /// Send both streams in `output` frames, head and latest bytes, so that what the run
+        /// wrote survives a kill (backends without a soft interrupt).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        keep_output: bool,
     },
     /// The answer to one guest `rpc`.
     RpcResult {
@@ -161,10 +165,13 @@ pub enum GuestFrame {
 pub struct OutputFrame {
     /// The run it belongs to.
     pub run: u64,
-    /// The stream (`stdout`).
+    /// The stream (`stdout` or `stderr`).
     pub stream: String,
     /// The text.
     pub text: String,
+    /// Bytes of the stream the guest dropped just before `text` (kept output only).
+    #[serde(default)]
+    pub skipped: u64,
 }
 
 /// Payload of an `rpc` frame.
@@ -493,6 +500,7 @@ mod tests {
             timeout_ms: 1000,
             saved_tools: None,
             stream_output: false,
+            keep_output: false,
         });
         let len = u32::from_be_bytes(encoded[..4].try_into().unwrap()) as usize;
         assert_eq!(len, encoded.len() - 4);

@@ -23,7 +23,7 @@ mod session;
 mod spec;
 
 pub use error::{BoxError, SandboxError, StartFailure, chain as error_chain};
-pub use output::{CappedBytes, Captured, Cut};
+pub use output::{CappedBytes, Captured, Cut, KeptOutput};
 pub use rpc::{NoCalls, RpcError, RpcHandler};
 pub use sandbox::{
     GuestControl, GuestExit, GuestReader, GuestWriter, Probe, ResourceUsage, Sandbox, StartedGuest,

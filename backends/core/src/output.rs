@@ -87,6 +87,79 @@ impl Captured {
     }
 }
 
+/// What a run sent of one stream while it ran (`output` frames with `keep_output`): the head
+/// in full and the latest text, at most `limit` bytes together, every dropped byte counted.
+/// It becomes the run's output when the run is killed before it could answer.
+#[derive(Debug, Clone, Default)]
+pub struct KeptOutput {
+    head_limit: usize,
+    tail_limit: usize,
+    head: String,
+    tail: String,
+    /// True once text went past the head: later text goes to the tail.
+    head_full: bool,
+    dropped: u64,
+}
+
+impl KeptOutput {
+    /// An empty keeper of at most `limit` bytes: ¾ head, ¼ latest text.
+    pub fn new(limit: usize) -> Self {
+        let head_limit = limit / 4 * 3;
+        Self {
+            head_limit,
+            tail_limit: limit - head_limit,
+            ..Self::default()
+        }
+    }
+
+    /// Add the text of one frame, which the guest sent after dropping `skipped` bytes.
+    pub fn push(&mut self, text: &str, skipped: u64) {
+        let mut text = text;
+        if skipped > 0 {
+            self.head_full = true;
+            self.dropped = self.dropped.saturating_add(skipped);
+        }
+        if !self.head_full {
+            let room = self.head_limit - self.head.len();
+            let take = floor_char_boundary(text, room.min(text.len()));
+            self.head.push_str(&text[..take]);
+            text = &text[take..];
+            self.head_full = !text.is_empty();
+        }
+        self.tail.push_str(text);
+        if self.tail.len() > self.tail_limit {
+            let mut cut = self.tail.len() - self.tail_limit;
+            while !self.tail.is_char_boundary(cut) {
+                cut += 1;
+            }
+            self.tail.drain(..cut);
+            self.dropped = self.dropped.saturating_add(cut as u64);
+        }
+    }
+
+    /// True when no text came.
+    pub fn is_empty(&self) -> bool {
+        self.head.is_empty() && self.tail.is_empty() && self.dropped == 0
+    }
+
+    /// The kept text, with one cut between the head and the latest text when bytes were
+    /// dropped.
+    pub fn into_captured(self) -> Captured {
+        let at = self.head.len();
+        let mut text = self.head;
+        text.push_str(&self.tail);
+        let cuts = if self.dropped > 0 {
+            vec![Cut {
+                at,
+                bytes: self.dropped,
+            }]
+        } else {
+            Vec::new()
+        };
+        Captured { text, cuts }
+    }
+}
+
 /// A byte buffer that keeps at most `limit` bytes and counts the rest.
 #[derive(Debug, Clone, Default)]
 pub struct CappedBytes {
@@ -162,6 +235,35 @@ mod tests {
     fn lying_cut_counts_saturate() {
         let captured = Captured::from_guest("headtail".into(), u64::MAX, Some(2), 4);
         assert_eq!(captured.cut_bytes(), u64::MAX);
+    }
+
+    #[test]
+    fn kept_output_keeps_the_head_and_the_latest_text() {
+        let mut kept = KeptOutput::new(16); // 12 head, 4 latest
+        kept.push("0123456789", 0);
+        kept.push("abcdef", 0);
+        kept.push("gh", 0);
+        let captured = kept.into_captured();
+        assert_eq!(captured.render(|n| format!("[{n}]")), "0123456789ab[2]efgh");
+    }
+
+    #[test]
+    fn kept_output_counts_what_the_guest_skipped() {
+        let mut kept = KeptOutput::new(16);
+        kept.push("head", 0);
+        kept.push("late", 1000);
+        let captured = kept.into_captured();
+        assert_eq!(captured.render(|n| format!("[{n}]")), "head[1000]late");
+        assert_eq!(captured.cut_bytes(), 1000);
+    }
+
+    #[test]
+    fn kept_output_cuts_only_between_characters() {
+        let mut kept = KeptOutput::new(12); // 9 head, 3 latest
+        kept.push("ééééé", 0); // 10 bytes: 4 characters fit the head, 1 the latest text
+        kept.push("€", 0); // 3 more bytes: the latest text is now the euro sign alone
+        let captured = kept.into_captured();
+        assert_eq!(captured.render(|n| format!("[{n}]")), "éééé[2]€");
     }
 
     #[test]

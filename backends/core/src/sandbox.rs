@@ -182,6 +182,13 @@ pub trait GuestControl: Send + Sync + fmt::Debug {
     /// Backends that cannot do this return [`SandboxError::Unsupported`].
     async fn interrupt(&self) -> Result<(), SandboxError>;
 
+    /// True when [`interrupt`](Self::interrupt) can work; false for backends that can stop a
+    /// run only by killing the guest (the session then has the guest send its output as it
+    /// is written, so that a kill does not lose it).
+    fn can_interrupt(&self) -> bool {
+        true
+    }
+
     /// Hard kill: the guest and its state are gone. Idempotent.
     async fn kill(&self);
 

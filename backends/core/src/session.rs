@@ -28,11 +28,11 @@ use tracing::{debug, instrument, warn};
 use crate::error::SandboxError;
 use crate::frame::{
     CatalogueEntry, FrameError, FrameScanner, GuestErrorInfo, GuestFrame, HostFrame, Nonce,
-    OutFile, ReadyFrame, ResultFrame, RpcFrame, ScanEvent, ServerRef, encode_host_frame,
-    encode_raw,
+    OutFile, OutputFrame, ReadyFrame, ResultFrame, RpcFrame, ScanEvent, ServerRef,
+    encode_host_frame, encode_raw,
 };
 use crate::guest::runtime_payload;
-use crate::output::{CappedBytes, Captured};
+use crate::output::{CappedBytes, Captured, KeptOutput};
 use crate::rpc::{MAX_CALLS_IN_FLIGHT, RpcError, RpcHandler};
 use crate::sandbox::{GuestControl, GuestReader, GuestWriter, ResourceUsage, Sandbox};
 use crate::spec::SandboxSpec;
@@ -327,7 +327,7 @@ impl Session {
         let started = Instant::now();
         let mut guard = self.live.lock().await;
         let live = guard.as_mut()?;
-        let mut run = RunState::new(self.output_limit);
+        let mut run = RunState::new(self.output_limit, !live.control.can_interrupt());
         // If this future is dropped mid-run, the guest may still answer later and desynchronise
         // the next run: the session is then dead rather than half-working.
         let abandoned = DeadUnlessDisarmed(&self.dead);
@@ -382,6 +382,7 @@ impl Session {
             timeout_ms: u64::try_from(request.timeout.as_millis()).unwrap_or(u64::MAX),
             saved_tools: request.saved_tools.as_deref(),
             stream_output: request.output_stream.is_some(),
+            keep_output: run.keeps_output,
         });
         if let Err(e) = live.stdin.send(frame) {
             return Verdict::Failed(self.gone_reason(live, &crate::error::chain(&e)).await);
@@ -421,7 +422,10 @@ impl Session {
                                     }
                                 }
                                 GuestFrame::Output(output) if output.run == id => {
-                                    if let Some(stream) = &request.output_stream {
+                                    run.keep(&output);
+                                    if output.stream == "stdout"
+                                        && let Some(stream) = &request.output_stream
+                                    {
                                         let _ = stream.send(output.text);
                                     }
                                 }
@@ -482,7 +486,7 @@ impl Session {
     }
 
     fn failed(&self, started: Instant, reason: String) -> RunOutcome {
-        RunState::new(self.output_limit).into_outcome(
+        RunState::new(self.output_limit, false).into_outcome(
             RunStatus::SandboxFailed { reason },
             None,
             self.output_limit,
@@ -510,18 +514,41 @@ enum Verdict {
 struct RunState {
     stray_out: CappedBytes,
     stray_err: CappedBytes,
+    /// True when the guest sends its output as it is written (`keep_output`).
+    keeps_output: bool,
+    /// What the guest sent of each stream while it ran: the output if the run is killed.
+    kept_out: KeptOutput,
+    kept_err: KeptOutput,
     interrupted: bool,
     cancelled: bool,
 }
 
 impl RunState {
-    fn new(limit: usize) -> Self {
+    /// The state of a run keeping `limit` bytes of output, both streams together; with
+    /// `keeps_output`, the guest sends its output as it is written.
+    fn new(limit: usize, keeps_output: bool) -> Self {
         Self {
             stray_out: CappedBytes::new(limit),
             stray_err: CappedBytes::new(limit),
+            keeps_output,
+            kept_out: KeptOutput::new(limit / 2),
+            kept_err: KeptOutput::new(limit / 2),
             interrupted: false,
             cancelled: false,
         }
+    }
+
+    /// Keep the text of an `output` frame, for the reply of a run that may be killed.
+    fn keep(&mut self, output: &OutputFrame) {
+        if !self.keeps_output {
+            return;
+        }
+        let kept = match output.stream.as_str() {
+            "stdout" => &mut self.kept_out,
+            "stderr" => &mut self.kept_err,
+            _ => return,
+        };
+        kept.push(&output.text, output.skipped);
     }
 
     fn kill_needed(status: &RunStatus) -> bool {
@@ -544,9 +571,10 @@ impl RunState {
                 r.stdout_saved,
                 r.stderr_saved,
             ),
+            // Killed before it answered: what it sent while it ran is all there is.
             None => (
-                Captured::default(),
-                Captured::default(),
+                self.kept_out.into_captured(),
+                self.kept_err.into_captured(),
                 None,
                 Vec::new(),
                 None,

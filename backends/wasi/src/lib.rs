@@ -555,6 +555,10 @@ impl GuestControl for WasiControl {
         })
     }
 
+    fn can_interrupt(&self) -> bool {
+        false
+    }
+
     async fn kill(&self) {
         self.killed.store(true, Ordering::Relaxed);
         self.abort.abort();

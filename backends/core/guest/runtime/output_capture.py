@@ -89,7 +89,7 @@ class CaptureSink(io.BufferedIOBase):
         self._spool_path = spool_path
         self._spool = None
         self.saved: str | None = None
-        self.streamer: OutputStreamer | None = None
+        self.streamer: OutputStreamer | KeepingStreamer | None = None
 
     def writable(self) -> bool:
         return True
@@ -242,8 +242,12 @@ class OutputStreamer:
             end = len(self._pending)
         self._emit(end)
 
-    def flush(self) -> None:
+    def finish(self) -> None:
         """Sends what is pending (the run ended)."""
+        self.flush()
+
+    def flush(self) -> None:
+        """Sends what is pending."""
         if self._pending and self._budget > 0 and self._frames < STREAM_RUN_FRAMES:
             self._emit(len(self._pending))
         self._pending.clear()
@@ -260,6 +264,142 @@ class OutputStreamer:
             self._send(encode_frame(frame))
         except Exception:
             self._budget = 0
+
+
+class KeepingStreamer:
+    """Sends what a run writes to one stream to the host as it is written, for backends that
+    can stop a run only by killing its sandbox (the host asks with `keep_output`): what the
+    run wrote before its deadline is then already on the host, and the reply keeps it.
+
+    The stream is line-buffered. The head of the stream (¾ of the output limit) goes in
+    full, each write at once, so a kill loses nothing of it (a run pays for at most a head's
+    worth of frames). After it, the latest bytes (¼ of the limit) go with a count of the
+    bytes skipped before them, at most one frame per STREAM_INTERVAL; what is held back goes
+    out at the next write after the interval and before `time.sleep`. So of an output longer
+    than the head, a kill can lose what was written in the last STREAM_INTERVAL before it,
+    when the code then computed without writing. Text leaves whole characters only.
+    """
+
+    def __init__(self, send, sending, run_id: int, stream: str, limit: int) -> None:
+        self._send = send
+        self._sending = sending  # () -> True while a frame is being written
+        self._busy = False  # True inside feed and flush
+        self._run = run_id
+        self._stream = stream
+        self._head_left = limit * 3 // 4
+        self._tail_limit = max(limit - limit * 3 // 4, 4)
+        self._head = bytearray()  # head bytes not sent yet: never dropped
+        self._tail = bytearray()  # later bytes not sent yet: only the latest kept
+        self._skipped = 0  # bytes dropped before `_tail`
+        self._last = 0.0
+
+    def feed(self, view: memoryview) -> None:
+        self._busy = True
+        try:
+            self._feed(view)
+        finally:
+            self._busy = False
+        if self._head or time.monotonic() - self._last >= STREAM_INTERVAL:
+            self.flush()
+
+    def _feed(self, view: memoryview) -> None:
+        if self._head_left:
+            take = min(len(view), self._head_left)
+            self._head += view[:take]
+            self._head_left -= take
+            view = view[take:]
+        if view:
+            self._tail += view
+            excess = len(self._tail) - self._tail_limit
+            if excess > 0:
+                while excess < len(self._tail) and self._tail[excess] & 0xC0 == 0x80:
+                    excess += 1  # never start in the middle of a character
+                del self._tail[:excess]
+                self._skipped += excess
+
+    def finish(self) -> None:
+        """The run ended: its result carries the output, so nothing more is sent."""
+        if self in KEEPING:
+            KEEPING.remove(self)
+        if not KEEPING:
+            stop_flushing_kept_output()
+
+    def start(self) -> None:
+        """The run begins: flush held-back output before sleeps."""
+        KEEPING.append(self)
+        start_flushing_kept_output()
+
+    def flush(self) -> None:
+        """Sends what is pending, up to the last whole character."""
+        if self._busy or self._sending():  # a sleep in the middle of either (signal handler)
+            return
+        self._busy = True
+        try:
+            self._flush()
+        finally:
+            self._busy = False
+
+    def _flush(self) -> None:
+        sent = False
+        for part, skipped in ((self._head, 0), (self._tail, self._skipped)):
+            end = whole_characters(part)
+            if not end and not skipped:
+                continue
+            frame = {"type": "output", "run": self._run, "stream": self._stream}
+            frame["text"] = bytes(part[:end]).decode("utf-8", "replace")
+            frame["skipped"] = skipped
+            del part[:end]
+            if skipped:
+                self._skipped = 0
+            try:
+                self._send(encode_frame(frame))
+            except Exception:
+                pass
+            sent = True
+        if sent:
+            self._last = time.monotonic()
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._head or self._tail or self._skipped)
+
+
+KEEPING: list[KeepingStreamer] = []  # the streamers of the run in progress
+
+
+def flush_kept_output() -> None:
+    """Sends the output the keeping streamers hold back."""
+    for streamer in KEEPING:
+        if streamer.pending:
+            streamer.flush()
+
+
+def sleep_after_flushing(seconds: float) -> None:
+    """`time.sleep` while output is kept: what was printed is on the host before the pause."""
+    flush_kept_output()
+    REAL_SLEEP(seconds)
+
+
+def start_flushing_kept_output() -> None:
+    time.sleep = sleep_after_flushing
+
+
+def stop_flushing_kept_output() -> None:
+    time.sleep = REAL_SLEEP
+
+
+def whole_characters(data: bytearray) -> int:
+    """The length of the longest prefix of `data` that ends on a UTF-8 character boundary."""
+    end = len(data)
+    back = 0
+    while back < min(3, end) and data[end - 1 - back] & 0xC0 == 0x80:
+        back += 1
+    if back < end and data[end - 1 - back] >= 0xC0:  # a lead byte: is its character whole?
+        lead = data[end - 1 - back]
+        need = 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+        if back + 1 < need:
+            return end - 1 - back
+    return end
 
 
 class Capture:
@@ -284,7 +424,7 @@ class Capture:
         self,
         limit: int,
         spool_path: str | None = None,
-        streamer: OutputStreamer | None = None,
+        streamer: OutputStreamer | KeepingStreamer | None = None,
     ) -> None:
         try:
             usable = not self.stream.closed
@@ -307,7 +447,7 @@ class Capture:
         self._flush()
         streamer, self.sink.streamer = self.sink.streamer, None
         if streamer is not None:
-            streamer.flush()
+            streamer.finish()
         return self.sink.output()
 
     def _flush(self) -> None:

@@ -37,6 +37,7 @@ except ImportError:  # pragma: no cover - not a POSIX platform
 
     DEVNULL = _os.devnull
 
+REAL_SLEEP = time.sleep  # `time.sleep` is replaced while a run keeps its output
 PyCF_ALLOW_TOP_LEVEL_AWAIT = 0x2000  # ast.PyCF_ALLOW_TOP_LEVEL_AWAIT (3.8+); _ast is slow to load
 CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
 ModuleType = type(sys)  # types.ModuleType, without importing types

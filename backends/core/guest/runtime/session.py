@@ -114,6 +114,10 @@ class Session:
             raise BadFrame("no hello yet, so no nonce to frame a reply with")
         self._writer.send(payload)
 
+    def _sending(self) -> bool:
+        """True while a frame is being written."""
+        return self._writer is not None and self._writer.sending
+
     def _on_hello(self, frame: dict) -> None:
         if self._writer is not None:
             raise BadFrame("a second hello")
@@ -151,8 +155,9 @@ class Session:
         if saved_tools is not None and not isinstance(saved_tools, str):
             raise BadFrame("run.saved_tools must be a string")
         stream_output = frame.get("stream_output", False) is True
+        keep_output = frame.get("keep_output", False) is True
         try:
-            payload = self._run(run_id, code, servers, saved_tools, stream_output)
+            payload = self._run(run_id, code, servers, saved_tools, stream_output, keep_output)
         except BaseException as exc:  # a bug here must still answer the run
             diagnose(f"internal error in run {run_id}: {type(exc).__name__}: {exc}")
             payload = encode_frame(internal_failure(run_id, exc))
@@ -165,12 +170,23 @@ class Session:
         servers: list[tuple[str, str]],
         saved_tools: str | None,
         stream_output: bool = False,
+        keep_output: bool = False,
     ) -> bytes:
-        streamer = OutputStreamer(self._send, run_id) if stream_output else None
+        if keep_output:  # the host may have to kill the run: it keeps what was written
+            streamers = tuple(
+                KeepingStreamer(self._send, self._sending, run_id, name, self.output_limit)
+                for name in ("stdout", "stderr")
+            )
+            for streamer in streamers:
+                streamer.start()
+        else:
+            streamers = (OutputStreamer(self._send, run_id) if stream_output else None, None)
         self._stdout.begin(
-            self.output_limit, self._out_files.spool_path(run_id, "stdout"), streamer
+            self.output_limit, self._out_files.spool_path(run_id, "stdout"), streamers[0]
         )
-        self._stderr.begin(self.output_limit, self._out_files.spool_path(run_id, "stderr"))
+        self._stderr.begin(
+            self.output_limit, self._out_files.spool_path(run_id, "stderr"), streamers[1]
+        )
         failure: BaseException | None = None
         started = time.perf_counter()
         sys.stdout, sys.stderr = self._stdout.stream, self._stderr.stream

@@ -373,6 +373,7 @@ class Guest:
         self.ready_after = time.perf_counter() - self.started
         self.next_id = 1
         self.host = FakeHost()
+        self.outputs: list[dict] = []
 
     # -- host -> guest
     def send_raw(self, data: bytes) -> None:
@@ -383,9 +384,14 @@ class Guest:
         self.send_raw(host_frame(json.dumps(frame).encode()))
 
     def run(
-        self, code: str, servers: list[str] | None = None, saved_tools: str | None = None
+        self,
+        code: str,
+        servers: list[str] | None = None,
+        saved_tools: str | None = None,
+        keep_output: bool = False,
     ) -> dict:
-        """Runs code, answering the guest's rpc frames with `self.host` meanwhile."""
+        """Runs code, answering the guest's rpc frames with `self.host` meanwhile; `output`
+        frames go to `self.outputs`."""
         run_id = self.next_id
         self.next_id += 1
         servers = servers or []
@@ -397,10 +403,16 @@ class Guest:
         frame = {"type": "run", "id": run_id, "code": code, "servers": named, "timeout_ms": 1}
         if saved_tools is not None:
             frame["saved_tools"] = saved_tools
+        if keep_output:
+            frame["keep_output"] = True
         self.host.begin(run_id, servers)
+        self.outputs = []
         self.send(frame)
-        while (result := self.next_frame())["type"] == "rpc":
-            self.host.on_rpc(self, result)
+        while (result := self.next_frame())["type"] in ("rpc", "output"):
+            if result["type"] == "output":
+                self.outputs.append(result)
+            else:
+                self.host.on_rpc(self, result)
         assert result["type"] == "result" and result["id"] == run_id, result
         return result
 
@@ -969,6 +981,55 @@ class OutputTest(GuestTestCase):
         self.assertTrue(("é€😀" * 30000).startswith(head))
         self.assertTrue(("é€😀" * 30000).endswith(stdout[len(head) :]))
         self.assertLessEqual(result["stdout_cut_at"], self.output_limit * 3 // 4)
+
+    def test_kept_output_reaches_the_host_as_it_is_written(self) -> None:
+        """With `keep_output` (backends that stop a run only by killing it), what the run
+        wrote is on the host before the run ends: here it never ends, and is killed. The
+        head of the output goes at once, whatever the code does next."""
+        for then in ("time.sleep(60)", "while True:\n    [str(i) for i in range(100)]"):
+            with self.subTest(then=then):
+                self._keep_then_kill(then)
+
+    def _keep_then_kill(self, then: str) -> None:
+        guest = Guest(output_limit=4096)
+        try:
+            code = (
+                "import sys, time\nfor i in range(40):\n    print(f'step {i}')\n"
+                f"sys.stderr.write('warned\\n')\n{then}"
+            )
+            guest.send(
+                {"type": "run", "id": 1, "code": code, "servers": [], "timeout_ms": 1,
+                 "keep_output": True}
+            )
+            got = {"stdout": "", "stderr": ""}
+            while "step 39\n" not in got["stdout"] or "warned" not in got["stderr"]:
+                frame = guest.next_frame()
+                self.assertEqual((frame["type"], frame["skipped"]), ("output", 0), frame)
+                got[frame["stream"]] += frame["text"]
+            self.assertEqual(got["stdout"], "".join(f"step {i}\n" for i in range(40)))
+            self.assertEqual(got["stderr"], "warned\n")
+        finally:
+            guest.proc.kill()  # the deadline's kill
+            guest.close()
+
+    def test_kept_output_sends_the_head_then_the_latest_with_a_count(self) -> None:
+        guest = Guest(output_limit=4096)  # 3072 bytes of head, 1024 of latest text
+        try:
+            lines = "".join(f"{i:07d}\n" for i in range(10000))
+            result = guest.ok(f"print({lines!r}, end='')", keep_output=True)
+            sent = "".join(f["text"] for f in guest.outputs if f["stream"] == "stdout")
+            skipped = sum(f["skipped"] for f in guest.outputs)
+            self.assertTrue(sent.startswith(lines[:3072]))
+            self.assertTrue(lines.endswith(sent[3072:]))
+            self.assertEqual(len(sent) + skipped, len(lines) - self._pending(lines, sent))
+            self.assertEqual(result["stdout_cut"], len(lines) - 4096)  # the result as ever
+        finally:
+            guest.close()
+
+    @staticmethod
+    def _pending(lines: str, sent: str) -> int:
+        """Bytes written after the last frame: the result carries them, no frame does."""
+        return len(lines) - lines.rindex(sent[-16:]) - 16
 
     def test_surrogates_and_binary_writes(self) -> None:
         result = self.guest.ok(
