@@ -141,8 +141,12 @@ fn init_logging(level: &str) {
 
 fn sessions_for(config: &Config, catalogue: Vec<CatalogueEntry>) -> Result<Arc<Sessions>> {
     let sandbox = backend::build(config)?;
+    let manual = mcp_server_code_execution_mode::mcp::manual(
+        &mcp_server_code_execution_mode::mcp::ManualFacts::of(config, catalogue.clone()),
+    );
     let session_config = SessionConfig {
         catalogue,
+        manual,
         ..config.session_config()
     };
     let packages =

@@ -12,5 +12,5 @@ mod schema;
 mod server;
 pub mod tools;
 
-pub use capabilities::{CAPABILITIES_MIME, CAPABILITIES_TEXT, CAPABILITIES_URI};
+pub use capabilities::{CAPABILITIES_MIME, CAPABILITIES_URI, ManualFacts, manual};
 pub use server::Bridge;

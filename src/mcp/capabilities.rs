@@ -1,26 +1,115 @@
-//! The capabilities resource: what the sandbox can do and how to use its helpers, one
-//! markdown text (`capabilities.md`) served as an MCP resource and by the
-//! `capability_summary` discovery tool.
+//! The manual: what the sandbox can do and how to use its helpers. One markdown template
+//! (`capabilities.md`), filled in for this bridge's backend, interpreter, servers and output
+//! cap ([`manual`]), is served as the capabilities resource and by the `capability_summary`
+//! discovery tool, and given to every session for `mcp.runtime.capability_summary()`. The
+//! tool description ([`crate::mcp::tools::run_python_description`]) is its shortest form.
+
+use sandbox_core::frame::CatalogueEntry;
+
+use crate::config::{BackendKind, Config};
+use crate::mcp::tools::SandboxFacts;
 
 /// URI of the capabilities resource.
 pub const CAPABILITIES_URI: &str = "resource://mcp-server-code-execution-mode/capabilities";
 /// The capabilities resource's media type, the same when listed and when read.
 pub const CAPABILITIES_MIME: &str = "text/markdown";
-/// Text of the capabilities resource.
-pub const CAPABILITIES_TEXT: &str = include_str!("capabilities.md");
+/// The manual's template: `{{name}}` marks what [`manual`] fills in.
+const TEMPLATE: &str = include_str!("capabilities.md");
 
-/// The capabilities text for a client whose sandboxes have the host folders `names` at
-/// `/data/<name>`: one line more than [`CAPABILITIES_TEXT`] when there are any.
-pub(crate) fn capabilities_text(names: &[String]) -> std::borrow::Cow<'static, str> {
+/// The data stack the full WASI interpreter and our image carry, as the manual names it.
+const DATA_STACK: &str = "numpy, pandas, scipy, scikit-learn, statsmodels, matplotlib, \
+seaborn, sympy, networkx, openpyxl, lxml, beautifulsoup4, pyyaml, jinja2";
+
+/// What the manual says of this bridge.
+#[derive(Debug, Clone)]
+pub struct ManualFacts {
+    /// The backend sessions run on.
+    pub backend: BackendKind,
+    /// What its interpreter offers.
+    pub sandbox: SandboxFacts,
+    /// The configured servers, in catalogue order.
+    pub servers: Vec<CatalogueEntry>,
+    /// Bytes of output one copy of a reply carries, both streams together.
+    pub output_cap: usize,
+}
+
+impl ManualFacts {
+    /// The facts of `config`, with `servers` configured.
+    pub fn of(config: &Config, servers: Vec<CatalogueEntry>) -> Self {
+        Self {
+            backend: config.backend,
+            sandbox: SandboxFacts::of(config),
+            servers,
+            output_cap: config.session_config().output_limit,
+        }
+    }
+}
+
+/// The manual for `facts`.
+pub fn manual(facts: &ManualFacts) -> String {
+    let backend = facts.backend.name();
+    let interpreter = if facts.sandbox.data_stack {
+        format!("Backend `{backend}`, with the data stack: {DATA_STACK}.")
+    } else {
+        format!(
+            "Backend `{backend}`, whose interpreter promises the standard library only \
+             (the slim WASI interpreter, or an image or interpreter of your own): a missing \
+             module raises `ModuleNotFoundError` saying what to do."
+        )
+    };
+    let packages = if facts.sandbox.packages {
+        "More packages: `await mcp.runtime.install(\"name\", \"other==1.2\")` (or \
+         `install_sync`) adds wheels from the package index for this session: pure-Python \
+         ones on WASI, manylinux ones in containers."
+    } else {
+        "Installing packages is turned off here (`MCP_BRIDGE_PACKAGE_INSTALL=off`)."
+    };
+    let deadline = if facts.backend == BackendKind::Wasi {
+        "On WASI that ends the session: its variables are lost, the reply says so, and the \
+         next call starts a fresh one."
+    } else {
+        "The code sees `KeyboardInterrupt` and the session keeps its variables; code that \
+         ignores it is killed with its session."
+    };
+    let servers = if facts.servers.is_empty() {
+        "none yet (servers in your MCP clients' configs appear here)".to_string()
+    } else {
+        let names: Vec<String> = facts
+            .servers
+            .iter()
+            .map(|s| format!("`{}`", s.name))
+            .collect();
+        names.join(", ")
+    };
+    let (example_server, example_alias) = facts
+        .servers
+        .first()
+        .map_or(("name", "name"), |s| (s.name.as_str(), s.alias.as_str()));
+    TEMPLATE
+        .replace("{{interpreter}}", &interpreter)
+        .replace("{{packages}}", packages)
+        .replace(
+            "{{output_cap}}",
+            &format!("{} KiB", facts.output_cap / 1024),
+        )
+        .replace("{{deadline}}", deadline)
+        .replace("{{servers}}", &servers)
+        .replace("{{example_server}}", example_server)
+        .replace("{{example_alias}}", example_alias)
+}
+
+/// The manual for a client whose sandboxes have the host folders `names` at `/data/<name>`:
+/// one line more than `manual` when there are any (the sandbox's own
+/// `capability_summary()` adds the same line for the folders it sees).
+pub(crate) fn with_folders(manual: &str, names: &[String]) -> String {
     if names.is_empty() {
-        return CAPABILITIES_TEXT.into();
+        return manual.to_string();
     }
     let paths: Vec<String> = names.iter().map(|name| format!("`/data/{name}`")).collect();
     format!(
-        "{CAPABILITIES_TEXT}- Host folders to read (never written): {}.\n",
+        "{manual}\nHost folders to read (never written): {}.\n",
         paths.join(", ")
     )
-    .into()
 }
 
 #[cfg(test)]
@@ -28,16 +117,68 @@ mod tests {
     use super::*;
     use crate::mcp::format::RunReport;
 
+    fn facts(backend: BackendKind, data_stack: bool, servers: &[(&str, &str)]) -> ManualFacts {
+        ManualFacts {
+            backend,
+            sandbox: SandboxFacts {
+                data_stack,
+                packages: true,
+            },
+            servers: servers
+                .iter()
+                .map(|(name, alias)| CatalogueEntry {
+                    name: (*name).into(),
+                    alias: (*alias).into(),
+                    description: String::new(),
+                })
+                .collect(),
+            output_cap: 32 << 10,
+        }
+    }
+
+    #[test]
+    fn the_manual_is_filled_in_for_this_bridge() {
+        let text = manual(&facts(
+            BackendKind::Wasi,
+            true,
+            &[("time", "time"), ("my-git", "my_git")],
+        ));
+        assert!(!text.contains("{{"), "{text}");
+        assert!(
+            text.contains("Configured here: `time`, `my-git`."),
+            "{text}"
+        );
+        assert!(text.contains("# servers=[\"time\"]\n"), "{text}");
+        assert!(text.contains("help(mcp_time)"), "{text}");
+        assert!(text.contains("capped (32 KiB)"), "{text}");
+        assert!(text.contains("On WASI that ends the session"), "{text}");
+        assert!(text.contains("scikit-learn"), "{text}");
+        let plain = manual(&facts(BackendKind::Podman, false, &[]));
+        assert!(plain.contains("standard library only"), "{plain}");
+        assert!(plain.contains("KeyboardInterrupt"), "{plain}");
+        assert!(plain.contains("Configured here: none yet"), "{plain}");
+    }
+
+    #[test]
+    fn awaitable_helpers_are_shown_with_await() {
+        let text = manual(&facts(BackendKind::Wasi, true, &[]));
+        for helper in ["search_tool_docs(", "install(", "list_tools("] {
+            for (at, _) in text.match_indices(&format!("r.{helper}")) {
+                let before = &text[..at];
+                assert!(
+                    before.ends_with("await "),
+                    "`{helper}` without await: {text}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn granted_folders_add_one_line() {
-        assert_eq!(capabilities_text(&[]), CAPABILITIES_TEXT);
-        let text = capabilities_text(&["sales".into(), "logs".into()]);
-        let added = text
-            .strip_prefix(CAPABILITIES_TEXT)
-            .expect("the text, then more");
+        assert_eq!(with_folders("m\n", &[]), "m\n");
         assert_eq!(
-            added,
-            "- Host folders to read (never written): `/data/sales`, `/data/logs`.\n"
+            with_folders("m\n", &["sales".into(), "logs".into()]),
+            "m\n\nHost folders to read (never written): `/data/sales`, `/data/logs`.\n"
         );
     }
 
@@ -73,7 +214,7 @@ mod tests {
         let report = report.to_value();
         for field in report.as_object().expect("an object").keys() {
             assert!(
-                CAPABILITIES_TEXT.contains(&format!("`{field}`")),
+                TEMPLATE.contains(&format!("`{field}`")),
                 "the capabilities resource does not name `{field}`"
             );
         }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotations};
 use serde_json::{Value, json};
 
-use crate::mcp::capabilities::CAPABILITIES_TEXT;
 use crate::proxy::dispatch::Proxy;
 
 fn object(value: Value) -> Arc<JsonObject> {
@@ -66,7 +65,12 @@ fn structured(value: &Value) -> CallToolResult {
 
 /// Call one discovery tool with arguments already checked against its input schema; `None`
 /// when `name` is not one of them.
-pub(super) async fn call(proxy: &Proxy, name: &str, args: &JsonObject) -> Option<CallToolResult> {
+pub(super) async fn call(
+    proxy: &Proxy,
+    manual: &str,
+    name: &str,
+    args: &JsonObject,
+) -> Option<CallToolResult> {
     let string = |name: &str| args.get(name).and_then(Value::as_str);
     let full = string("detail") == Some("full");
     let outcome: Result<CallToolResult, String> = match name {
@@ -108,9 +112,7 @@ pub(super) async fn call(proxy: &Proxy, name: &str, args: &JsonObject) -> Option
             let found = proxy.query_docs(server, string("tool"), full).await;
             found.map(|v| structured(&v)).map_err(|e| e.message)
         }
-        "capability_summary" => Ok(CallToolResult::success(vec![ContentBlock::text(
-            CAPABILITIES_TEXT,
-        )])),
+        "capability_summary" => Ok(CallToolResult::success(vec![ContentBlock::text(manual)])),
         _ => return None,
     };
     Some(outcome.unwrap_or_else(|message| CallToolResult::error(vec![ContentBlock::text(message)])))

@@ -138,6 +138,22 @@ pub(crate) async fn capabilities_resource_is_readable(b: &TestBackend) -> Result
         text.contains("run_python") && text.contains("discovered_servers"),
         "{text}"
     );
+    // One manual: the sandbox's capability_summary() is the resource's text.
+    let resource = serde_json::to_value(&read)?["contents"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let inside = bridge
+        .ok("import mcp.runtime as r\nprint(r.capability_summary(), end='')")
+        .await?;
+    ensure!(
+        inside == resource,
+        "inside:\n{inside}\n---\nthe resource:\n{resource}"
+    );
+    ensure!(
+        resource.contains(&format!("Backend `{}`", b.backend())),
+        "{resource}"
+    );
     Ok(())
 }
 

@@ -240,6 +240,25 @@ async def bridge(bridge_bin: str, world: World):
             yield Agent(session)
 
 
+def manual_examples(manual: str) -> list[tuple[str, list[str]]]:
+    """The ```python blocks of the manual, each with the servers its `# servers=[...]` first
+    line names."""
+    examples = []
+    for block in re.findall(r"```python\n(.*?)```", manual, flags=re.S):
+        named = re.match(r"# servers=(\[.*?\])\n", block)
+        examples.append((block, json.loads(named.group(1)) if named else []))
+    return examples
+
+
+async def run_manual_examples(agent: Agent, flow: Flow) -> None:
+    """Runs every example of the manual the resource served, in a session of its own."""
+    for i, (code, servers) in enumerate(manual_examples("\n".join(flow.resource_reads))):
+        reply = await agent.run(None, code, servers, session=f"manual-{i}")
+        flow.manual_examples.append((code, reply))
+    inside = await agent.run(None, "import mcp.runtime as r\nprint(r.capability_summary(), end='')")
+    flow.summary_inside = inside.stdout
+
+
 # ---- the six tasks ------------------------------------------------------------------------
 
 
@@ -333,6 +352,10 @@ class Flow:
     tools_list: str = ""
     resources_list: str = ""
     resource_reads: list[str] = field(default_factory=list)
+    # Each ```python example of the manual, and the reply to running it as it stands.
+    manual_examples: list[tuple[str, Reply]] = field(default_factory=list)
+    # What `mcp.runtime.capability_summary()` returned inside the sandbox.
+    summary_inside: str = ""
     listed_mime: list[str] = field(default_factory=list)
     read_mime: list[str] = field(default_factory=list)
     tasks: list[Task] = field(default_factory=list)
@@ -428,6 +451,7 @@ async def run_flow(bridge_bin: str, upstreams_venv: Path, npm_prefix: Path) -> F
                 for content in read.contents:
                     flow.read_mime.append(result_field(content, "mime_type"))
                     flow.resource_reads.append(getattr(content, "text", "") or "")
+            await run_manual_examples(agent, flow)
             flow.tasks = [
                 await task_time(agent),
                 await task_git_log(agent, world.repo),

@@ -79,6 +79,22 @@ class AgentFlow(unittest.TestCase):
         self.assertLessEqual(len(big.stdout.encode()), OUTPUT_CAP + REPLY_MARGIN)
         self.assertGreater(big.structured["cut_bytes"]["stdout"], BIG_PRINT - OUTPUT_CAP - REPLY_MARGIN)
 
+    def test_every_example_of_the_manual_runs(self) -> None:
+        """'A test checks every code example in it by running it.' (issue 21)"""
+        self.assertGreaterEqual(len(self.flow.manual_examples), 3)
+        for code, reply in self.flow.manual_examples:
+            self.assertFalse(reply.is_error, f"{code}\n---\n{reply.text}")
+
+    def test_the_manual_is_one_text_inside_and_out(self) -> None:
+        """'One manual, generated from one source, served as the capabilities resource,
+        returned by `capability_summary()`' (issue 21), naming the configured servers."""
+        (resource,) = self.flow.resource_reads
+        self.assertEqual(self.flow.summary_inside, resource)
+        for server in ("time", "git", "filesystem", "memory"):
+            self.assertIn(f"`{server}`", resource)
+        for helper in ("query_tool_docs", "help(mcp_", "/workspace/out/", "save_tool", "save_memory"):
+            self.assertIn(helper, resource)
+
     def test_the_judged_search_set_does_not_get_worse(self) -> None:
         # 0.822 when this test was written (commit history → git_log third, remember a fact →
         # nothing): a floor below it, so ranking work can only raise it.

@@ -98,8 +98,11 @@ pub enum HostFrame<'a> {
         nonce: &'a str,
         /// Servers the configuration knows.
         catalogue: &'a [CatalogueEntry],
-        /// Per-stream output cap in bytes.
+        /// Output cap of a run in bytes, both streams together.
         output_limit: u64,
+        /// The manual `mcp.runtime.capability_summary()` returns.
+        #[serde(skip_serializing_if = "str::is_empty")]
+        manual: &'a str,
         /// Opaque state for the runtime.
         state: serde_json::Value,
     },

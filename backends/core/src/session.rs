@@ -48,6 +48,8 @@ pub struct SessionConfig {
     pub interrupt_grace: Duration,
     /// The server catalogue sent to every guest.
     pub catalogue: Vec<CatalogueEntry>,
+    /// The manual `mcp.runtime.capability_summary()` returns.
+    pub manual: String,
 }
 
 impl Default for SessionConfig {
@@ -57,6 +59,7 @@ impl Default for SessionConfig {
             start_timeout: Duration::from_secs(30),
             interrupt_grace: Duration::from_secs(2),
             catalogue: Vec::new(),
+            manual: String::new(),
         }
     }
 }
@@ -236,6 +239,7 @@ impl Session {
                 nonce: nonce.as_str(),
                 catalogue: &config.catalogue,
                 output_limit: config.output_limit as u64,
+                manual: &config.manual,
                 state: serde_json::Value::Object(serde_json::Map::new()),
             }));
             live.stdin.send(hello)?;

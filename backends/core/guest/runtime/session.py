@@ -45,6 +45,7 @@ class Session:
 
     def __init__(self) -> None:
         self.output_limit = 0
+        self.manual = ""  # the host's manual, for capability_summary()
         self.catalogue: tuple[dict[str, str], ...] = ()
         self.loaded_servers: tuple[str, ...] = ()
         self.proxies: dict[str, ServerProxy] = {}  # by server name, for the session
@@ -129,6 +130,9 @@ class Session:
             raise BadFrame("hello.output_limit must not be negative")
         self.catalogue = server_entries(frame.get("catalogue", []))
         self.output_limit = limit
+        self.manual = frame.get("manual", "")
+        if not isinstance(self.manual, str):
+            raise BadFrame("hello.manual must be a string")
         self.state = frame.get("state")
         self._frame_cap = min(2 * limit + FRAME_CAP_SLACK, FRAME_CAP_CEILING)
         self._writer = FrameWriter(1, nonce)

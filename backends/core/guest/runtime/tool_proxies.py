@@ -492,35 +492,6 @@ def tool_source(source: str) -> str:
     return text if text.endswith("\n") else text + "\n"
 
 
-CAPABILITIES = """\
-This sandbox runs your Python ({python}, {implementation}) in one persistent session.
-- Globals persist between runs; top-level `await` works and the asyncio loop is kept.
-- print() output comes back per run, up to {limit} bytes, stdout and stderr together (start and end kept).
-- stdin is empty: input() raises EOFError. exit() / sys.exit() only end the current run.
-- Files: /tmp and /workspace are writable. There is no network access.
-- Files written under /workspace/out/ come back with the run (images as images), and so
-  do plots: plt.show() and figures still open when a run ends.
-MCP servers: pass servers=[...] with a run to get a global mcp_<alias> for each (also
-mcp_servers[name] and `from mcp.servers import <alias>`).
-- `await mcp_<alias>.<tool>(arg=...)` checks the keyword arguments, returns the
-  structured result, else the text (parsed if JSON); `.raw(...)` gives the raw result.
-  help(mcp_<alias>.<tool>) shows its arguments. Calls overlap under asyncio.gather.
-- Failures raise mcp.MCPError (a RuntimeError) with .kind, and .result for tool errors.
-Helpers in mcp.runtime (`import mcp.runtime as runtime`); *_sync ones need no await:
-- discovered_servers(detailed=False), describe_server(name): every configured server;
-  list_servers() / list_servers_sync(), list_loaded_server_metadata(): this run's.
-- list_tools(server), list_tools_sync(server); call_tool(server, tool, arguments) gives
-  the raw result dict. query_tool_docs(server, tool=None, detail="summary"|"full") and
-  search_tool_docs(query, limit=5), with *_sync twins: docs of any discovered server.
-- install(*requirements) / install_sync: wheels from the package index for this session,
-  fetched by the host (the sandbox stays offline), read-only on sys.path.
-- save_tool(func): keeps a function's source for later runs and sessions.
-- Memory shared across sessions (JSON values): save_memory(key, value), load_memory(key,
-  default=None), update_memory(key, fn_or_value), delete_memory(key), memory_exists(key),
-  list_memories(), get_memory_info(). save_tool and these are also builtins.
-- capability_summary(): this text.
-"""
-
 BUILTIN_HELPERS = (
     "save_tool",
     "save_memory",
@@ -568,12 +539,17 @@ def runtime_helpers(session: "Session") -> dict[str, object]:
     calls = session.calls
 
     def capability_summary() -> str:
-        """A short manual of what this sandbox can do."""
-        return CAPABILITIES.format(
-            python=python_version(),
-            implementation=implementation(),
-            limit=session.output_limit,
-        )
+        """The manual of this sandbox: the host's capabilities resource, and the host folders
+        this session can read."""
+        manual = session.manual or "The host sent no manual; read its capabilities resource.\n"
+        try:
+            folders = sorted(name for name in _os.listdir("/data") if not name.startswith("."))
+        except OSError:
+            folders = []
+        if folders:
+            paths = ", ".join(f"`/data/{name}`" for name in folders)
+            manual += f"\nHost folders to read (never written): {paths}.\n"
+        return manual
 
     def discovered_servers(detailed: bool = False) -> tuple:
         """Servers this session can load: names, or `{name, description}` dicts."""

@@ -329,6 +329,10 @@ def bare_interpreter_modules() -> set[str]:
     return _bare_modules[0]
 
 
+# The manual the host sends in `hello` (rendered from src/mcp/capabilities.md).
+MANUAL = "# the manual\n\nUse `await r.search_tool_docs(q)`.\n"
+
+
 class Guest:
     """The host side of one guest session, for tests: frames in, frames and stray bytes out."""
 
@@ -366,6 +370,7 @@ class Guest:
                 "nonce": self.nonce,
                 "catalogue": CATALOGUE if catalogue is None else catalogue,
                 "output_limit": output_limit,
+                "manual": MANUAL,
                 "state": {},
             }
         )
@@ -1130,13 +1135,9 @@ class McpModuleTest(GuestTestCase):
         )
         self.assertEqual(result["stdout"], "True True True\n")
 
-    def test_capability_summary(self) -> None:
+    def test_capability_summary_is_the_hosts_manual(self) -> None:
         summary = self.guest.value("__import__('mcp.runtime').runtime.capability_summary()")
-        self.assertIsInstance(summary, str)
-        self.assertIn("await", summary)
-        self.assertIn("mcp_<alias>", summary)
-        self.assertIn("/workspace", summary)
-        self.assertLess(len(summary.splitlines()), 30)
+        self.assertEqual(summary, MANUAL)
 
     def test_servers_and_description(self) -> None:
         result = self.guest.ok(
