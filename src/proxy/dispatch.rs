@@ -250,6 +250,7 @@ impl Proxy {
                 tool_alias,
                 description: tool.description.as_deref().unwrap_or_default().to_string(),
                 input_schema: Value::Object((*tool.input_schema).clone()),
+                server_description: String::new(),
             })
             .collect())
     }
