@@ -68,6 +68,12 @@ pub(super) struct Connection {
     exited: Option<watch::Receiver<bool>>,
     group: Option<Arc<ProcessGroup>>,
     server_info: Option<Implementation>,
+    /// The `instructions` of its `initialize` answer, bounded.
+    instructions: Option<String>,
+    /// Whether a call (not only a listing for docs) uses this connection: a connection
+    /// started only to be listed is stopped once listed unless this became `true`. Read and
+    /// written under the server's `live` lock.
+    kept: AtomicBool,
     tools: RwLock<Arc<Vec<Tool>>>,
     tools_stale: Arc<AtomicBool>,
     relist: tokio::sync::Mutex<()>,
@@ -293,7 +299,12 @@ impl Connection {
         rejection: Option<Rejection>,
     ) -> Arc<Self> {
         let peer = running.peer().clone();
-        let server_info = peer.peer_info().and_then(|info| info.server_info.clone());
+        let peer_info = peer.peer_info();
+        let server_info = peer_info.as_ref().and_then(|info| info.server_info.clone());
+        let instructions = peer_info
+            .as_ref()
+            .and_then(|info| info.instructions.as_deref())
+            .map(|text| super::cache::bound(text, super::cache::MAX_INSTRUCTIONS_CHARS));
         info!(
             server = %server,
             name = server_info.as_ref().map_or("?", |i| i.name.as_str()),
@@ -338,6 +349,8 @@ impl Connection {
             exited,
             group,
             server_info,
+            instructions,
+            kept: AtomicBool::new(false),
             tools: RwLock::new(Arc::new(Vec::new())),
             tools_stale,
             relist: tokio::sync::Mutex::new(()),
@@ -372,6 +385,21 @@ impl Connection {
     /// The identity the server reported in its `initialize` answer.
     pub(super) fn server_info(&self) -> Option<&Implementation> {
         self.server_info.as_ref()
+    }
+
+    /// The `instructions` the server gave in its `initialize` answer (bounded).
+    pub(super) fn instructions(&self) -> Option<&str> {
+        self.instructions.as_deref()
+    }
+
+    /// Mark the connection as used by a call: it stays up (see [`Connection::is_kept`]).
+    pub(super) fn keep(&self) {
+        self.kept.store(true, Ordering::Release);
+    }
+
+    /// Whether a call uses the connection, so that it stays up after a docs listing.
+    pub(super) fn is_kept(&self) -> bool {
+        self.kept.load(Ordering::Acquire)
     }
 
     /// The tools as last listed.
