@@ -8,7 +8,8 @@
 //! Discovery, docs and search ask [`Upstreams::listing`], which starts nothing when the server
 //! is running or its cache is current. When neither holds, it starts the server only to list
 //! it: the listing is cached, and the server is stopped again at once unless a call adopted
-//! the connection in the meantime (a call that finds a running server marks it as kept). So
+//! the connection in the meantime (a call that finds a running server marks it as kept). It
+//! gets 100 ms to exit after its stdin closes, then `SIGTERM`: it has no work to finish. So
 //! reading docs never leaves a server running that no call asked for, and a call that comes
 //! while a listing start is under way shares that start instead of starting a second process.
 //!
@@ -339,7 +340,7 @@ impl Upstreams {
         };
         if let Some(unused) = unused {
             debug!(server = %entry.name, "listed for docs; stopping it");
-            unused.close().await;
+            unused.close_within(connection::LISTED_EXIT_GRACE).await;
         }
     }
 

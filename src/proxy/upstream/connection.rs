@@ -29,6 +29,9 @@ use super::{RequestFailure, StartError};
 
 /// How long a closing stdio server gets to exit after its stdin closed, before `SIGTERM`.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
+/// How long a server started only to be listed gets to exit after its stdin closed, before
+/// `SIGTERM` (it has no work to finish).
+pub(super) const LISTED_EXIT_GRACE: Duration = Duration::from_millis(100);
 /// How long it gets after `SIGTERM`, before `SIGKILL`.
 const TERM_GRACE: Duration = Duration::from_secs(1);
 /// How long a caller that saw the transport close waits for the exit status to explain it.
@@ -506,11 +509,18 @@ impl Connection {
     /// session is deleted), give a stdio server [`EXIT_GRACE`] to exit, then `SIGTERM` and
     /// `SIGKILL` its whole process group.
     pub(super) async fn close(&self) {
+        self.close_within(EXIT_GRACE).await;
+    }
+
+    /// [`Connection::close`], giving a stdio server `exit_grace` to exit after its stdin
+    /// closed. A server that was only listed has no work to finish: it gets
+    /// [`LISTED_EXIT_GRACE`], so that a docs listing does not wait on a slow exit.
+    pub(super) async fn close_within(&self, exit_grace: Duration) {
         set_death(&self.death_tx, "the bridge shut the server down");
         self.ct.cancel();
         if let (Some(exited), Some(group)) = (&self.exited, &self.group) {
             let mut exited = exited.clone();
-            let _ = tokio::time::timeout(EXIT_GRACE, exited.wait_for(|e| *e)).await;
+            let _ = tokio::time::timeout(exit_grace, exited.wait_for(|e| *e)).await;
             group.terminate(TERM_GRACE).await;
         }
         let supervisor = self.supervisor.lock().expect("supervisor lock").take();
