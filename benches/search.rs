@@ -36,6 +36,7 @@ fn catalogue() -> Vec<ToolDoc> {
                 input_schema: json!({"type": "object", "properties": {
                     "owner": {"type": "string"}, "repo": {"type": "string"},
                     "title": {"type": "string"}, "limit": {"type": "integer"}}}),
+                server_description: format!("Tools for the {noun}s of server {server}"),
             });
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod alias;
 pub mod catalogue;
+pub mod describe;
 pub mod dispatch;
 pub mod search;
 pub mod upstream;

@@ -31,6 +31,9 @@ use serde_json::{Value, json};
 #[path = "common/stats.rs"]
 mod stats;
 use stats::median;
+#[path = "common/procs.rs"]
+mod procs;
+use procs::processes_naming;
 
 /// A tiny MCP server on the official Python SDK, for what real servers will not do on demand
 /// (shared with the behaviour suite's fault tests).
@@ -440,6 +443,65 @@ async fn the_cache_answers_without_starting_the_server() -> Result<()> {
         third.cached_tools("time").is_none(),
         "a changed spec must not use the old cache"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_for_docs_is_cached_and_leaves_nothing_running() -> Result<()> {
+    let Some(python) = python_with_mcp()? else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let spec = crashy(&python, dir.path())?;
+    let cache = dir.path().join("cache");
+    let ups = upstreams(vec![spec.clone()], &cache, Duration::from_secs(30));
+    ensure!(ups.cached_listing("crashy").is_none(), "a cold cache");
+    let listing = ups.listing("crashy").await?;
+    ensure!(
+        listing.tools.iter().any(|t| t.name == "ping"),
+        "{listing:?}"
+    );
+    ensure!(
+        listing
+            .instructions
+            .as_deref()
+            .is_some_and(|i| i.contains("Misbehaves on demand")),
+        "{listing:?}"
+    );
+    ensure!(ups.process_id("crashy").is_none(), "stopped once listed");
+    let left = processes_naming(dir.path());
+    ensure!(left.is_empty(), "nothing of it runs: {left:?}");
+
+    // From the cache now, in a new bridge too: nothing starts.
+    let again = upstreams(vec![spec.clone()], &cache, Duration::from_secs(30));
+    let cached = again.listing("crashy").await?;
+    ensure!(
+        cached == listing,
+        "the cache keeps tools, serverInfo and instructions"
+    );
+    ensure!(
+        processes_naming(dir.path()).is_empty(),
+        "a warm cache starts nothing"
+    );
+
+    // A call that comes while a listing start is under way shares it, and keeps it up.
+    let cold = dir.path().join("cold");
+    let both = upstreams(vec![spec], &cold, Duration::from_secs(30));
+    let (listed, called) = tokio::join!(
+        both.listing("crashy"),
+        both.call_tool("crashy", "ping", args(json!({})))
+    );
+    listed?;
+    let pong = text(&called?);
+    let pid = both
+        .process_id("crashy")
+        .context("the call keeps the server up")?;
+    ensure!(
+        pong == format!("pong {pid}"),
+        "one process for both: {pong} vs {pid}"
+    );
+    both.shutdown().await;
+    ensure!(processes_naming(dir.path()).is_empty(), "shut down");
     Ok(())
 }
 

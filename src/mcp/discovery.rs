@@ -79,19 +79,23 @@ pub(super) async fn call(
                 .get("detailed")
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
-            let servers: Vec<Value> = proxy
-                .catalogue()
-                .servers
-                .iter()
-                .map(|s| {
-                    if detailed {
-                        json!({"name": s.name, "description": s.description.clone().unwrap_or_default()})
-                    } else {
-                        json!(s.name)
-                    }
-                })
-                .collect();
-            Ok(structured(&Value::Array(servers)))
+            if detailed {
+                let described = proxy.describe_servers(None).await;
+                described
+                    .map(|servers| {
+                        let servers: Vec<Value> = servers
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|s| json!({"name": s["name"], "description": s["description"]}))
+                            .collect();
+                        structured(&Value::Array(servers))
+                    })
+                    .map_err(|e| e.message)
+            } else {
+                let names = proxy.catalogue().names();
+                Ok(structured(&json!(names)))
+            }
         }
         "search_tool_docs" => {
             #[allow(

@@ -3,9 +3,11 @@
 //! What is trusted: nothing in the call. Every call is checked here: the method must be
 //! known, its parameters must have the documented shape, and `list_tools` / `call_tool` may
 //! only name servers the run listed in its `servers` argument. Documentation (`query_tool_docs`,
-//! `search_tool_docs`) covers every discovered server, since reading docs starts nothing the
-//! run could use. Persistence (`save_tool`, `memory`) goes through [`State`], which validates
-//! names and sizes before anything touches a path. `install` goes to the session's
+//! `search_tool_docs`, `describe_servers`) covers every discovered server, since reading docs
+//! starts nothing the run could use: it is answered from the tool cache, and a server with no
+//! current cache is started only to be listed, then stopped (`Upstreams::listing`).
+//! Persistence (`save_tool`, `memory`) goes through [`State`], which validates names and
+//! sizes before anything touches a path. `install` goes to the session's
 //! [`SessionPackages`], which checks every requirement and fact; without one (installs off)
 //! it is refused as `disabled`.
 
@@ -21,8 +23,9 @@ use tracing::warn;
 use crate::packages::{PackageError, SessionPackages};
 use crate::proxy::alias::assign_tool_aliases;
 use crate::proxy::catalogue::Catalogue;
+use crate::proxy::describe::{searchable_description, server_description};
 use crate::proxy::search::{SearchIndex, ToolDoc, doc_record};
-use crate::proxy::upstream::{UpstreamSpec, Upstreams};
+use crate::proxy::upstream::{Listing, UpstreamSpec, Upstreams};
 use crate::state::{State, StateError};
 
 /// Most results `search_tool_docs` returns.
@@ -69,7 +72,8 @@ impl Proxy {
         &self.catalogue
     }
 
-    /// The catalogue as the guest's `hello` frame carries it.
+    /// The catalogue as the guest's `hello` frame carries it, each description as far as it
+    /// is known without starting anything (see [`describe`](crate::proxy::describe)).
     pub fn hello_catalogue(&self) -> Vec<CatalogueEntry> {
         self.catalogue
             .servers
@@ -77,9 +81,62 @@ impl Proxy {
             .map(|s| CatalogueEntry {
                 name: s.name.clone(),
                 alias: s.alias.clone(),
-                description: s.description.clone().unwrap_or_default(),
+                description: server_description(
+                    s.description.as_deref(),
+                    self.upstreams.cached_listing(&s.name).as_deref(),
+                ),
             })
             .collect()
+    }
+
+    /// `{name, alias, description}` of each of `servers` (every discovered server when
+    /// `None`), in catalogue order. A server without a description of the user's is described
+    /// from what it said about itself ([`Upstreams::listing`]: cached, or started only to be
+    /// listed, all at once); one that cannot be listed gets an empty description.
+    pub async fn describe_servers(&self, servers: Option<&[String]>) -> Result<Value, RpcError> {
+        if let Some(unknown) = servers
+            .into_iter()
+            .flatten()
+            .find(|name| self.catalogue.get(name).is_none())
+        {
+            return Err(RpcError::new(
+                "unknown_server",
+                self.unknown_server(unknown),
+            ));
+        }
+        let wanted: Vec<_> = self
+            .catalogue
+            .servers
+            .iter()
+            .filter(|s| servers.is_none_or(|names| names.contains(&s.name)))
+            .collect();
+        let to_list: Vec<String> = wanted
+            .iter()
+            .filter(|s| s.description.is_none())
+            .map(|s| s.name.clone())
+            .collect();
+        let mut listed = to_list
+            .iter()
+            .zip(self.upstreams.listings(&to_list).await)
+            .filter_map(|(name, outcome)| match outcome {
+                Ok(listing) => Some((name.clone(), listing)),
+                Err(e) => {
+                    warn!(server = %name, "no description: {}", sandbox_core::error_chain(&e));
+                    None
+                }
+            })
+            .collect::<std::collections::HashMap<_, _>>();
+        Ok(Value::Array(
+            wanted
+                .iter()
+                .map(|s| {
+                    let listing = listed.remove(&s.name);
+                    let description =
+                        server_description(s.description.as_deref(), listing.as_deref());
+                    json!({"name": s.name, "alias": s.alias, "description": description})
+                })
+                .collect(),
+        ))
     }
 
     /// The servers a run names, with their aliases; an unknown name is an error that lists
@@ -163,17 +220,14 @@ impl Proxy {
             .map_err(|e| upstream_error(&e))
     }
 
-    /// Tools of any discovered server: from the schema cache when it is current, else by
-    /// starting the server.
-    async fn tools_of(&self, server: &str) -> Result<Vec<Tool>, RpcError> {
+    /// What any discovered server said about itself: from the running server or the schema
+    /// cache when it is current, else by starting the server only to list it.
+    async fn listing_of(&self, server: &str) -> Result<Arc<Listing>, RpcError> {
         if self.catalogue.get(server).is_none() {
             return Err(RpcError::new("unknown_server", self.unknown_server(server)));
         }
-        if let Some(tools) = self.upstreams.cached_tools(server) {
-            return Ok(tools);
-        }
         self.upstreams
-            .list_tools(server)
+            .listing(server)
             .await
             .map_err(|e| upstream_error(&e))
     }
@@ -185,7 +239,7 @@ impl Proxy {
         tool: Option<&str>,
         full: bool,
     ) -> Result<Value, RpcError> {
-        let docs = self.docs_of(server).await?;
+        let docs = self.docs_of(server, &*self.listing_of(server).await?);
         let Some(tool) = tool else {
             return Ok(Value::Array(
                 docs.iter().map(|d| doc_record(d, full)).collect(),
@@ -214,11 +268,21 @@ impl Proxy {
         full: bool,
     ) -> Result<Value, RpcError> {
         let limit = usize::try_from(limit.clamp(1, MAX_SEARCH_LIMIT)).expect("at most 20");
+        let names: Vec<String> = self
+            .catalogue
+            .names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         let mut docs = Vec::new();
-        for entry in &self.catalogue.servers {
-            match self.docs_of(&entry.name).await {
-                Ok(server_docs) => docs.extend(server_docs),
-                Err(e) => warn!(server = %entry.name, "left out of the search: {}", e.message),
+        for (name, outcome) in names.iter().zip(self.upstreams.listings(&names).await) {
+            match outcome {
+                Ok(listing) => docs.extend(self.docs_of(name, &listing)),
+                Err(e) => warn!(
+                    server = %name,
+                    "left out of the search: {}",
+                    sandbox_core::error_chain(&e)
+                ),
             }
         }
         let index = SearchIndex::new(docs);
@@ -231,16 +295,16 @@ impl Proxy {
         ))
     }
 
-    async fn docs_of(&self, server: &str) -> Result<Vec<ToolDoc>, RpcError> {
-        let tools = self.tools_of(server).await?;
-        let server_alias = self
-            .catalogue
-            .get(server)
-            .map(|e| e.alias.clone())
-            .unwrap_or_default();
+    /// The doc of each tool of `listing`, the listing of `server`.
+    fn docs_of(&self, server: &str, listing: &Listing) -> Vec<ToolDoc> {
+        let entry = self.catalogue.get(server);
+        let server_alias = entry.map(|e| e.alias.clone()).unwrap_or_default();
+        let server_description =
+            searchable_description(entry.and_then(|e| e.description.as_deref()), Some(listing));
+        let tools = &listing.tools;
         let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
         let aliases = assign_tool_aliases(&names);
-        Ok(tools
+        tools
             .iter()
             .zip(aliases)
             .map(|(tool, tool_alias)| ToolDoc {
@@ -250,8 +314,9 @@ impl Proxy {
                 tool_alias,
                 description: tool.description.as_deref().unwrap_or_default().to_string(),
                 input_schema: Value::Object((*tool.input_schema).clone()),
+                server_description: server_description.clone(),
             })
-            .collect())
+            .collect()
     }
 }
 
@@ -271,6 +336,7 @@ impl RpcHandler for RunCalls {
             "call_tool" => self.call_tool(params).await,
             "query_tool_docs" => self.query_tool_docs(&params).await,
             "search_tool_docs" => self.search_tool_docs(&params).await,
+            "describe_servers" => self.describe_servers(&params).await,
             "save_tool" => {
                 let state = self.state()?;
                 state
@@ -408,6 +474,22 @@ impl RunCalls {
                 detail_is_full(params)?,
             )
             .await
+    }
+
+    async fn describe_servers(&self, params: &Map<String, Value>) -> Result<Value, RpcError> {
+        let not_names = || RpcError::new("invalid_params", "`servers` must be a list of strings");
+        let servers = match params.get("servers") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(names)) => Some(
+                names
+                    .iter()
+                    .map(|n| n.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<String>>>()
+                    .ok_or_else(not_names)?,
+            ),
+            Some(_) => return Err(not_names()),
+        };
+        self.proxy.describe_servers(servers.as_deref()).await
     }
 }
 

@@ -3,8 +3,15 @@
 //!
 //! [`Upstreams`] holds one slot per configured server ([`UpstreamSpec`]). The first call that
 //! names a server starts it (concurrent first callers share that one start), lists its tools,
-//! and writes them to the on-disk tool cache; later calls reuse the connection. Discovery and
-//! search read the cache through [`Upstreams::cached_tools`] without starting anything.
+//! and writes them to the on-disk tool cache; later calls reuse the connection.
+//!
+//! Discovery, docs and search ask [`Upstreams::listing`], which starts nothing when the server
+//! is running or its cache is current. When neither holds, it starts the server only to list
+//! it: the listing is cached, and the server is stopped again at once unless a call adopted
+//! the connection in the meantime (a call that finds a running server marks it as kept). It
+//! gets 100 ms to exit after its stdin closes, then `SIGTERM`: it has no work to finish. So
+//! reading docs never leaves a server running that no call asked for, and a call that comes
+//! while a listing start is under way shares that start instead of starting a second process.
 //!
 //! # What it guarantees
 //! - **Our stdout stays ours.** A stdio server's stdout is its MCP channel to us; its stderr is
@@ -39,9 +46,9 @@
 //!
 //! # The tool cache
 //! `<cache_dir>/<server>.json` (the name escaped to one plain file name) holds the server's
-//! tools, its `serverInfo` name and version, and a fingerprint of its spec: the command, the
-//! arguments, the names of the environment variables, the working directory, the URL, the
-//! names of the headers. A file for another fingerprint is ignored. It is written
+//! tools, its `serverInfo` (name, version, title, description), its `instructions`, and a
+//! fingerprint of its spec: the command, the arguments, the names of the environment
+//! variables, the working directory, the URL, the names of the headers. A file for another fingerprint is ignored. It is written
 //! atomically each time a server is started and listed, and when its tools are listed again.
 
 mod cache;
@@ -59,8 +66,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rmcp::model::{CallToolResult, JsonObject, Tool};
-use tracing::{Instrument as _, info_span, warn};
+use tracing::{Instrument as _, debug, info_span, warn};
 
+pub use self::cache::{Listing, ServerIdentity};
 pub use self::client_error::{McpClientError, ServerEnded};
 use self::connection::Connection;
 pub use self::error::{RequestFailure, StartError, UpstreamError};
@@ -145,6 +153,17 @@ impl Server {
             .expect("live lock")
             .clone()
             .filter(|c| c.is_alive())
+    }
+
+    /// The live connection for a user: a call (`keep`) marks it kept, under the same lock
+    /// that [`Upstreams::release`] takes, so a connection is never stopped under a call.
+    fn live_for(&self, keep: bool) -> Option<Arc<Connection>> {
+        let live = self.live.lock().expect("live lock");
+        let connection = live.clone().filter(|c| c.is_alive())?;
+        if keep {
+            connection.keep();
+        }
+        Some(connection)
     }
 
     fn note_failure(&self, error: &UpstreamError) -> u32 {
@@ -241,10 +260,11 @@ impl Upstreams {
             .map(|i| (i.name.clone(), i.version.clone()))
     }
 
-    /// The tools of a server, starting it if it is not running.
+    /// The tools of a server, starting it if it is not running; it then stays up, as for a
+    /// call.
     pub async fn list_tools(&self, server: &str) -> Result<Vec<Tool>, UpstreamError> {
         let entry = self.server(server)?;
-        let connection = self.connection(entry).await?;
+        let connection = self.connection(entry, true).await?;
         if !connection.tools_stale() {
             return Ok(connection.tools().as_ref().clone());
         }
@@ -255,12 +275,73 @@ impl Upstreams {
     /// The tools of a server without starting anything: those of the running server, else
     /// those of the on-disk cache if it was written for the current spec.
     pub fn cached_tools(&self, server: &str) -> Option<Vec<Tool>> {
+        Some(self.cached_listing(server)?.tools.as_ref().clone())
+    }
+
+    /// What a server said about itself, without starting anything: the running server's
+    /// answer, else the on-disk cache's if it was written for the current spec.
+    pub fn cached_listing(&self, server: &str) -> Option<Arc<Listing>> {
         let entry = self.inner.servers.get(server)?;
         if let Some(connection) = entry.live() {
-            return Some(connection.tools().as_ref().clone());
+            return Some(Arc::new(listing_of(&connection)));
         }
-        let tools = entry.cached.read(&entry.cache_file, &entry.fingerprint)?;
-        Some(tools.as_ref().clone())
+        entry.cached.read(&entry.cache_file, &entry.fingerprint)
+    }
+
+    /// What a server said about itself, for docs and discovery: [`Upstreams::cached_listing`]
+    /// when it answers; else the server is started only to be listed (and cached), then
+    /// stopped again unless a call adopted it meanwhile.
+    pub async fn listing(&self, server: &str) -> Result<Arc<Listing>, UpstreamError> {
+        let entry = self.server(server)?;
+        if let Some(listing) = self.cached_listing(server) {
+            return Ok(listing);
+        }
+        let connection = self.connection(entry, false).await?;
+        let listing = Arc::new(listing_of(&connection));
+        self.release(entry, &connection).await;
+        Ok(listing)
+    }
+
+    /// [`Upstreams::listing`] of several servers at once (their starts overlap), in order.
+    /// Each runs to its end as a task of its own, so a caller that gives up never leaves a
+    /// server started for a listing running.
+    pub async fn listings(&self, servers: &[String]) -> Vec<Result<Arc<Listing>, UpstreamError>> {
+        let tasks: Vec<_> = servers
+            .iter()
+            .map(|server| {
+                let (upstreams, server) = (self.clone(), server.clone());
+                tokio::spawn(async move { upstreams.listing(&server).await })
+            })
+            .collect();
+        let mut found = Vec::with_capacity(tasks.len());
+        for (task, server) in tasks.into_iter().zip(servers) {
+            found.push(match task.await {
+                Ok(outcome) => outcome,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                // Cancelled: the runtime is shutting down.
+                Err(_) => Err(UpstreamError::ShutDown {
+                    server: server.clone(),
+                }),
+            });
+        }
+        found
+    }
+
+    /// Stop a connection started only to be listed, unless a call adopted it.
+    async fn release(&self, entry: &Server, connection: &Arc<Connection>) {
+        let unused = {
+            let mut live = entry.live.lock().expect("live lock");
+            let ours = live.as_ref().is_some_and(|c| Arc::ptr_eq(c, connection));
+            if ours && !connection.is_kept() {
+                live.take()
+            } else {
+                None
+            }
+        };
+        if let Some(unused) = unused {
+            debug!(server = %entry.name, "listed for docs; stopping it");
+            unused.close_within(connection::LISTED_EXIT_GRACE).await;
+        }
     }
 
     /// Call a tool of a server, starting the server if it is not running. A tool that ran and
@@ -272,7 +353,7 @@ impl Upstreams {
         arguments: JsonObject,
     ) -> Result<CallToolResult, UpstreamError> {
         let entry = self.server(server)?;
-        let connection = self.connection(entry).await?;
+        let connection = self.connection(entry, true).await?;
         if !connection.tools().iter().any(|t| t.name == tool) {
             // The list may be stale: ask again before calling the tool unknown.
             let tools = self.relist(entry, &connection).await?;
@@ -325,8 +406,14 @@ impl Upstreams {
         self.inner.closed.load(Ordering::SeqCst)
     }
 
-    /// The live connection of a server, starting it (once, for all concurrent callers).
-    async fn connection(&self, entry: &Server) -> Result<Arc<Connection>, UpstreamError> {
+    /// The live connection of a server, starting it (once, for all concurrent callers). A
+    /// call passes `keep`, so the connection stays up; a docs listing does not, and then
+    /// [`Upstreams::release`]s it.
+    async fn connection(
+        &self,
+        entry: &Server,
+        keep: bool,
+    ) -> Result<Arc<Connection>, UpstreamError> {
         let shut_down = || UpstreamError::ShutDown {
             server: entry.spec.name.clone(),
         };
@@ -346,11 +433,11 @@ impl Upstreams {
                     .to_owned(),
             });
         }
-        if let Some(connection) = entry.live() {
+        if let Some(connection) = entry.live_for(keep) {
             return Ok(connection);
         }
         let _starting = entry.starting.lock().await;
-        if let Some(connection) = entry.live() {
+        if let Some(connection) = entry.live_for(keep) {
             return Ok(connection);
         }
         if self.closed() {
@@ -386,6 +473,9 @@ impl Upstreams {
                 return Err(error);
             }
         };
+        if keep {
+            connection.keep();
+        }
         *entry.live.lock().expect("live lock") = Some(connection.clone());
         if self.closed() {
             // shutdown() ran during the start and may have missed this connection.
@@ -480,10 +570,18 @@ impl Upstreams {
             entry.cache_file.clone(),
             entry.spec.name.clone(),
             entry.fingerprint.clone(),
-            connection.server_info().map(cache::ServerIdentity::from),
-            connection.tools().as_ref().clone(),
+            &listing_of(connection),
         )
         .await;
+    }
+}
+
+/// What a live server said about itself.
+fn listing_of(connection: &Connection) -> Listing {
+    Listing {
+        tools: connection.tools(),
+        server_info: connection.server_info().map(ServerIdentity::from),
+        instructions: connection.instructions().map(str::to_owned),
     }
 }
 

@@ -25,7 +25,7 @@ use serde_json::json;
 use crate::support::{Ending, RawBridge, Reply, TestBackend, TestBridge, cache_dir, leftovers};
 
 /// The misbehaving server's script.
-const FAULTY_SERVER: &str = concat!(
+pub(crate) const FAULTY_SERVER: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/faulty_server.py"
 );
@@ -74,7 +74,7 @@ impl FaultyUpstream {
 }
 
 /// A Python with the official `mcp` package.
-fn python_with_mcp() -> Result<Option<PathBuf>> {
+pub(crate) fn python_with_mcp() -> Result<Option<PathBuf>> {
     let candidates = [
         std::env::var_os("TEST_MCP_PYTHON").map(PathBuf::from),
         std::env::var_os("TEST_MCP_SERVER_TIME").map(|t| PathBuf::from(t).with_file_name("python")),

@@ -6,6 +6,7 @@
 //! Run one backend's tests with `cargo test --test behaviour wasi::`.
 
 mod confinement;
+mod discovery;
 mod exec;
 mod faults;
 mod files;
@@ -23,6 +24,9 @@ mod support;
 #[macro_use]
 #[path = "../common/stamp.rs"]
 mod stamp;
+
+#[path = "../common/procs.rs"]
+mod procs;
 
 for_each_backend! {
     exec: prints_stdout, keeps_globals_between_calls, top_level_await_works,
@@ -61,6 +65,7 @@ for_each_backend! {
         upstream_flood_is_refused_clearly, guest_crash_is_reported_and_next_call_works,
         oom_killed_guest_is_reported_and_next_call_works,
         ending_the_bridge_mid_run_leaves_nothing;
+    discovery: docs_and_descriptions_leave_no_server_running;
     load: sixteen_sessions_share_a_thousand_runs, a_long_soak_keeps_memory_flat;
     stack: numpy_and_pandas_compute_the_right_numbers, scipy_and_scikit_learn_fit,
         a_saved_figure_comes_back_as_an_image, matplotlib_starts_from_the_prebuilt_font_list;

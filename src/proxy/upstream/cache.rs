@@ -1,7 +1,11 @@
 //! The on-disk tool-list cache: one JSON file per server, keyed by a fingerprint of its spec.
 //!
-//! Discovery and search read it without starting anything; it is rewritten each time a server
-//! is started and listed. A file whose fingerprint differs from the current spec (the user
+//! A file holds what a server said about itself when it was last started and listed: its
+//! tools, its `serverInfo` (name, version, title, description) and its `instructions`.
+//! Discovery, docs and search read it without starting anything; it is rewritten each time a
+//! server is started and listed. Text from the server is stored bounded
+//! ([`MAX_INSTRUCTIONS_CHARS`], [`MAX_IDENTITY_CHARS`]) but otherwise as sent: whoever shows
+//! it cleans it (`proxy::describe`). A file whose fingerprint differs from the current spec (the user
 //! changed the command, the arguments, the set of environment variables, the URL...) is
 //! ignored. Files are replaced whole (`sandbox_core::atomic_file`), so a reader never sees
 //! half a file, and they are size-checked before parsing.
@@ -20,8 +24,13 @@ use tracing::{debug, warn};
 use super::{UpstreamSpec, UpstreamTransport};
 use crate::proxy::catalogue::RemoteKind;
 
-/// Version of the file layout; bump it when the layout changes.
-const FORMAT: u32 = 1;
+/// Version of the file layout; bump it when the layout changes. 2 added `instructions` and
+/// the `title` and `description` of `serverInfo`.
+const FORMAT: u32 = 2;
+/// Longest `instructions` kept, in characters; the rest is dropped.
+pub(super) const MAX_INSTRUCTIONS_CHARS: usize = 4096;
+/// Longest `serverInfo` field kept, in characters.
+pub(super) const MAX_IDENTITY_CHARS: usize = 512;
 /// Cache files larger than this are not parsed.
 const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -83,19 +92,50 @@ pub(super) fn file_for(dir: &Path, server: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// The identity a server reported in its `initialize` answer.
+/// The identity a server reported in its `initialize` answer (`serverInfo`), each field
+/// bounded to [`MAX_IDENTITY_CHARS`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub(super) struct ServerIdentity {
-    pub(super) name: String,
-    pub(super) version: String,
+pub struct ServerIdentity {
+    /// Its `name`.
+    pub name: String,
+    /// Its `version`.
+    pub version: String,
+    /// Its display `title`, if it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Its `description`, if it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 impl From<&Implementation> for ServerIdentity {
     fn from(info: &Implementation) -> Self {
+        let bounded = |text: &str| bound(text, MAX_IDENTITY_CHARS);
         Self {
-            name: info.name.clone(),
-            version: info.version.clone(),
+            name: bounded(&info.name),
+            version: bounded(&info.version),
+            title: info.title.as_deref().map(bounded),
+            description: info.description.as_deref().map(bounded),
         }
+    }
+}
+
+/// What a server said about itself when it was last listed: live, or from the cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listing {
+    /// Its tools.
+    pub tools: Arc<Vec<Tool>>,
+    /// Its `serverInfo`, if the server gave one.
+    pub server_info: Option<ServerIdentity>,
+    /// Its `instructions`, bounded to [`MAX_INSTRUCTIONS_CHARS`].
+    pub instructions: Option<String>,
+}
+
+/// The first `max` characters of `text`.
+pub(super) fn bound(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => text[..end].to_owned(),
+        None => text.to_owned(),
     }
 }
 
@@ -106,6 +146,8 @@ struct CacheFile {
     server: String,
     fingerprint: String,
     server_info: Option<ServerIdentity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    instructions: Option<String>,
     listed_at_unix: u64,
     tools: Vec<Tool>,
 }
@@ -114,28 +156,28 @@ struct CacheFile {
 #[derive(Default)]
 pub(super) struct Memo(Mutex<Option<Stamped>>);
 
-/// Tools read from a file, with the file's modification time and length.
-type Stamped = (SystemTime, u64, Arc<Vec<Tool>>);
+/// A listing read from a file, with the file's modification time and length.
+type Stamped = (SystemTime, u64, Arc<Listing>);
 
 impl Memo {
     /// [`read`], parsing the file only when its modification time or length changed.
-    pub(super) fn read(&self, path: &Path, fingerprint: &str) -> Option<Arc<Vec<Tool>>> {
+    pub(super) fn read(&self, path: &Path, fingerprint: &str) -> Option<Arc<Listing>> {
         let metadata = std::fs::metadata(path).ok()?;
         let stamp = (metadata.modified().ok()?, metadata.len());
         let mut memo = self.0.lock().expect("cache memo lock");
-        if let Some((modified, len, tools)) = memo.as_ref()
+        if let Some((modified, len, listing)) = memo.as_ref()
             && (*modified, *len) == stamp
         {
-            return Some(tools.clone());
+            return Some(listing.clone());
         }
-        let tools = Arc::new(read(path, fingerprint)?);
-        *memo = Some((stamp.0, stamp.1, tools.clone()));
-        Some(tools)
+        let listing = Arc::new(read(path, fingerprint)?);
+        *memo = Some((stamp.0, stamp.1, listing.clone()));
+        Some(listing)
     }
 }
 
-/// The cached tools of a server, if the file exists, parses, and matches `fingerprint`.
-pub(super) fn read(path: &Path, fingerprint: &str) -> Option<Vec<Tool>> {
+/// The cached listing of a server, if the file exists, parses, and matches `fingerprint`.
+pub(super) fn read(path: &Path, fingerprint: &str) -> Option<Listing> {
     let metadata = std::fs::metadata(path).ok()?;
     if metadata.len() > MAX_FILE_BYTES {
         warn!(path = %path.display(), bytes = metadata.len(), "tool cache file too large; ignored");
@@ -150,21 +192,21 @@ pub(super) fn read(path: &Path, fingerprint: &str) -> Option<Vec<Tool>> {
         }
     };
     if file.format != FORMAT || file.fingerprint != fingerprint {
-        debug!(path = %path.display(), "tool cache is for another spec; ignored");
+        debug!(path = %path.display(), "tool cache is for another spec or layout; ignored");
         return None;
     }
-    Some(file.tools)
+    Some(Listing {
+        tools: Arc::new(file.tools),
+        server_info: file.server_info,
+        instructions: file
+            .instructions
+            .map(|text| bound(&text, MAX_INSTRUCTIONS_CHARS)),
+    })
 }
 
-/// Write the tools of a server, atomically (`sandbox_core::atomic_file`). Failures are logged,
-/// not returned: the cache is an optimisation.
-pub(super) async fn write(
-    path: PathBuf,
-    server: String,
-    fingerprint: String,
-    server_info: Option<ServerIdentity>,
-    tools: Vec<Tool>,
-) {
+/// Write the listing of a server, atomically (`sandbox_core::atomic_file`). Failures are
+/// logged, not returned: the cache is an optimisation.
+pub(super) async fn write(path: PathBuf, server: String, fingerprint: String, listing: &Listing) {
     let listed_at_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -173,9 +215,13 @@ pub(super) async fn write(
         format: FORMAT,
         server,
         fingerprint,
-        server_info,
+        server_info: listing.server_info.clone(),
+        instructions: listing
+            .instructions
+            .as_deref()
+            .map(|text| bound(text, MAX_INSTRUCTIONS_CHARS)),
         listed_at_unix,
-        tools,
+        tools: listing.tools.as_ref().clone(),
     };
     let bytes = match serde_json::to_vec_pretty(&file) {
         Ok(bytes) => bytes,
@@ -248,5 +294,52 @@ mod tests {
         assert_eq!(file_for(dir, "a/b"), Path::new("/cache/a%2Fb.json"));
         assert_eq!(file_for(dir, ""), Path::new("/cache/%.json"));
         assert_ne!(file_for(dir, "%2F"), file_for(dir, "/"));
+    }
+
+    fn listing(instructions: Option<&str>) -> Listing {
+        let mut info = Implementation::new("srv", "1.0");
+        info.title = Some("A server".into());
+        info.description = Some("x".repeat(MAX_IDENTITY_CHARS + 10));
+        Listing {
+            tools: Arc::new(vec![Tool::new(
+                "t",
+                "does t",
+                Arc::new(serde_json::Map::new()),
+            )]),
+            server_info: Some(ServerIdentity::from(&info)),
+            instructions: instructions.map(str::to_owned),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_listing_round_trips_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = file_for(dir.path(), "s");
+        let long = "é".repeat(MAX_INSTRUCTIONS_CHARS + 5);
+        let written = listing(Some(&long));
+        write(path.clone(), "s".into(), "f".into(), &written).await;
+        let read_back = read(&path, "f").expect("the file answers");
+        assert_eq!(read_back.tools, written.tools);
+        let info = read_back.server_info.expect("serverInfo kept");
+        assert_eq!(info.title.as_deref(), Some("A server"));
+        assert_eq!(
+            info.description.map(|d| d.chars().count()),
+            Some(MAX_IDENTITY_CHARS)
+        );
+        assert_eq!(
+            read_back.instructions.map(|i| i.chars().count()),
+            Some(MAX_INSTRUCTIONS_CHARS)
+        );
+        assert!(read(&path, "another").is_none(), "another fingerprint");
+    }
+
+    #[test]
+    fn a_file_of_the_old_layout_is_ignored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = file_for(dir.path(), "s");
+        let old = serde_json::json!({"format": 1, "server": "s", "fingerprint": "f",
+            "serverInfo": {"name": "srv", "version": "1"}, "listedAtUnix": 0, "tools": []});
+        std::fs::write(&path, old.to_string()).expect("write");
+        assert!(read(&path, "f").is_none());
     }
 }

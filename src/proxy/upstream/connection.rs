@@ -29,6 +29,9 @@ use super::{RequestFailure, StartError};
 
 /// How long a closing stdio server gets to exit after its stdin closed, before `SIGTERM`.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
+/// How long a server started only to be listed gets to exit after its stdin closed, before
+/// `SIGTERM` (it has no work to finish).
+pub(super) const LISTED_EXIT_GRACE: Duration = Duration::from_millis(100);
 /// How long it gets after `SIGTERM`, before `SIGKILL`.
 const TERM_GRACE: Duration = Duration::from_secs(1);
 /// How long a caller that saw the transport close waits for the exit status to explain it.
@@ -68,6 +71,12 @@ pub(super) struct Connection {
     exited: Option<watch::Receiver<bool>>,
     group: Option<Arc<ProcessGroup>>,
     server_info: Option<Implementation>,
+    /// The `instructions` of its `initialize` answer, bounded.
+    instructions: Option<String>,
+    /// Whether a call (not only a listing for docs) uses this connection: a connection
+    /// started only to be listed is stopped once listed unless this became `true`. Read and
+    /// written under the server's `live` lock.
+    kept: AtomicBool,
     tools: RwLock<Arc<Vec<Tool>>>,
     tools_stale: Arc<AtomicBool>,
     relist: tokio::sync::Mutex<()>,
@@ -293,7 +302,12 @@ impl Connection {
         rejection: Option<Rejection>,
     ) -> Arc<Self> {
         let peer = running.peer().clone();
-        let server_info = peer.peer_info().and_then(|info| info.server_info.clone());
+        let peer_info = peer.peer_info();
+        let server_info = peer_info.as_ref().and_then(|info| info.server_info.clone());
+        let instructions = peer_info
+            .as_ref()
+            .and_then(|info| info.instructions.as_deref())
+            .map(|text| super::cache::bound(text, super::cache::MAX_INSTRUCTIONS_CHARS));
         info!(
             server = %server,
             name = server_info.as_ref().map_or("?", |i| i.name.as_str()),
@@ -338,6 +352,8 @@ impl Connection {
             exited,
             group,
             server_info,
+            instructions,
+            kept: AtomicBool::new(false),
             tools: RwLock::new(Arc::new(Vec::new())),
             tools_stale,
             relist: tokio::sync::Mutex::new(()),
@@ -372,6 +388,21 @@ impl Connection {
     /// The identity the server reported in its `initialize` answer.
     pub(super) fn server_info(&self) -> Option<&Implementation> {
         self.server_info.as_ref()
+    }
+
+    /// The `instructions` the server gave in its `initialize` answer (bounded).
+    pub(super) fn instructions(&self) -> Option<&str> {
+        self.instructions.as_deref()
+    }
+
+    /// Mark the connection as used by a call: it stays up (see [`Connection::is_kept`]).
+    pub(super) fn keep(&self) {
+        self.kept.store(true, Ordering::Release);
+    }
+
+    /// Whether a call uses the connection, so that it stays up after a docs listing.
+    pub(super) fn is_kept(&self) -> bool {
+        self.kept.load(Ordering::Acquire)
     }
 
     /// The tools as last listed.
@@ -478,11 +509,18 @@ impl Connection {
     /// session is deleted), give a stdio server [`EXIT_GRACE`] to exit, then `SIGTERM` and
     /// `SIGKILL` its whole process group.
     pub(super) async fn close(&self) {
+        self.close_within(EXIT_GRACE).await;
+    }
+
+    /// [`Connection::close`], giving a stdio server `exit_grace` to exit after its stdin
+    /// closed. A server that was only listed has no work to finish: it gets
+    /// [`LISTED_EXIT_GRACE`], so that a docs listing does not wait on a slow exit.
+    pub(super) async fn close_within(&self, exit_grace: Duration) {
         set_death(&self.death_tx, "the bridge shut the server down");
         self.ct.cancel();
         if let (Some(exited), Some(group)) = (&self.exited, &self.group) {
             let mut exited = exited.clone();
-            let _ = tokio::time::timeout(EXIT_GRACE, exited.wait_for(|e| *e)).await;
+            let _ = tokio::time::timeout(exit_grace, exited.wait_for(|e| *e)).await;
             group.terminate(TERM_GRACE).await;
         }
         let supervisor = self.supervisor.lock().expect("supervisor lock").take();

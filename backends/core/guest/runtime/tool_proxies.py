@@ -552,11 +552,12 @@ def runtime_helpers(session: "Session") -> dict[str, object]:
         return manual
 
     def discovered_servers(detailed: bool = False) -> tuple:
-        """Servers this session can load: names, or `{name, description}` dicts."""
+        """Servers this session can load: names, or `{name, description}` dicts (the
+        user's description, else the server's own words, as the host knows them now)."""
         if detailed:
             return tuple(
                 {"name": entry["name"], "description": entry["description"]}
-                for entry in session.catalogue
+                for entry in calls.call("describe_servers", {})
             )
         return tuple(entry["name"] for entry in session.catalogue)
 
@@ -577,6 +578,9 @@ def runtime_helpers(session: "Session") -> dict[str, object]:
         info = dict(entry) if entry else {
             "name": proxy._mcp_server, "alias": proxy._mcp_alias, "description": ""
         }
+        if entry:
+            (described,) = calls.call("describe_servers", {"servers": [entry["name"]]})
+            info["description"] = described["description"]
         info["loaded"] = info["name"] in session.loaded_servers
         if proxy is not None:
             info["alias"] = proxy._mcp_alias

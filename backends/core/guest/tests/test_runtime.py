@@ -173,6 +173,7 @@ class FakeHost:
         self.held: list[dict] = []
         self.hold_count = 0
         self.list_tools_calls = 0
+        self.catalogue: list[dict] = self.CATALOGUE
 
     def hold(self, count: int) -> None:
         self.hold_count = count
@@ -273,6 +274,19 @@ class FakeHost:
                 if score:
                     scored.append((-score, self.docs(server, tool, detail)))
         return [record for _, record in sorted(scored, key=lambda x: x[0])][:limit]
+
+    def do_describe_servers(self, servers: list | None = None) -> list:
+        known = {entry["name"]: entry for entry in self.catalogue}
+        for name in servers or ():
+            if name not in known:
+                raise HostError(f"unknown MCP server {name!r}", "unknown_server")
+        # The host describes a server the hello left without a description from what the
+        # server says about itself.
+        return [
+            {**entry, "description": entry["description"] or f"{entry['name']} 1.0, 0 tools"}
+            for entry in self.catalogue
+            if servers is None or entry["name"] in servers
+        ]
 
     def do_save_tool(self, name: str, source: str) -> None:
         self.saved.append({"name": name, "source": source})
@@ -379,6 +393,7 @@ class Guest:
         self.next_id = 1
         self.host = FakeHost()
         self.outputs: list[dict] = []
+        self.host.catalogue = CATALOGUE if catalogue is None else catalogue
 
     # -- host -> guest
     def send_raw(self, data: bytes) -> None:
@@ -1126,6 +1141,28 @@ class McpModuleTest(GuestTestCase):
             str(tuple({"name": e["name"], "description": e["description"]} for e in CATALOGUE))
             + "\n",
         )
+
+    def test_descriptions_come_from_the_host(self) -> None:
+        # The hello knew no description for `git`; the host describes it when asked.
+        guest = Guest(catalogue=[{"name": "git", "alias": "git", "description": ""}, CATALOGUE[0]])
+        try:
+            result = guest.ok(
+                "import mcp.runtime as runtime\n"
+                "print(runtime.discovered_servers(detailed=True))\n"
+                "print(runtime.describe_server('git')['description'])\n"
+                "print(runtime.discovered_servers())"
+            )
+            described = ({"name": "git", "description": "git 1.0, 0 tools"},
+                         {"name": "github", "description": CATALOGUE[0]["description"]})
+            self.assertEqual(
+                result["stdout"].splitlines(),
+                [str(described), "git 1.0, 0 tools", "('git', 'github')"],
+            )
+            methods = [call["method"] for call in guest.host.calls]
+            self.assertEqual(methods, ["describe_servers", "describe_servers"])
+            self.assertEqual(guest.host.calls[1]["params"], {"servers": ["git"]})
+        finally:
+            guest.close()
 
     def test_from_mcp_import_runtime(self) -> None:
         result = self.guest.ok(
