@@ -1,9 +1,7 @@
 """The agent flow of issue 21 (`agent_flow.py`), run once against the bridge under test, and
 asserted on: what an agent sees when it does six everyday tasks through the official SDK.
 
-The plain tests hold today and must keep holding. The `expectedFailure` ones are issue 21's
-promises that do not hold yet; each fails today for the reason its docstring quotes from the
-issue, and becomes a plain test (drop the decorator) when its fix lands.
+Each test quoting issue 21 in its docstring held only once that issue's fix landed.
 
 tests/run.sh sets BRIDGE_BIN, UPSTREAMS_VENV and NPM_PREFIX (see agent_flow.py).
 """
@@ -33,7 +31,7 @@ class AgentFlow(unittest.TestCase):
         bridge_bin = os.environ.get("BRIDGE_BIN", "mcp-server-code-execution-mode")
         cls.flow = asyncio.run(agent_flow.run_flow(bridge_bin, venv, npm))
 
-    # ---- true today ---------------------------------------------------------------------
+    # ---- what held before issue 21 ---------------------------------------------------------
 
     def test_every_task_gets_done(self) -> None:
         self.assertEqual([t.name[0] for t in self.flow.tasks], list("abcdef"))
@@ -100,7 +98,7 @@ class AgentFlow(unittest.TestCase):
         # nothing): a floor below it, so ranking work can only raise it.
         self.assertGreaterEqual(self.flow.mrr, 0.8, self.flow.search_ranks)
 
-    # ---- issue 21, not yet true ---------------------------------------------------------
+    # ---- issue 21's promises ------------------------------------------------------------
 
     def test_output_before_a_wasi_deadline_is_kept(self) -> None:
         """'On WASI, a run stopped at its deadline returns `stdout: ""` even for lines printed
