@@ -193,6 +193,12 @@ impl Sessions {
         self.sandbox.name()
     }
 
+    /// The manual every session gets (`capability_summary()`), which is also the
+    /// capabilities resource.
+    pub fn manual(&self) -> &str {
+        &self.config.manual
+    }
+
     /// The backend itself.
     pub fn sandbox(&self) -> &Arc<dyn Sandbox> {
         &self.sandbox

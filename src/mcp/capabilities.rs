@@ -1,7 +1,8 @@
 //! The manual: what the sandbox can do and how to use its helpers. One markdown template
-//! (`capabilities.md`), filled in for this bridge's backend, interpreter, servers and output
-//! cap ([`manual`]), is served as the capabilities resource and by the `capability_summary`
-//! discovery tool, and given to every session for `mcp.runtime.capability_summary()`. The
+//! (`capabilities.md`), filled in once at start-up for this bridge's backend, interpreter,
+//! servers and output cap ([`manual`]), is kept in the session settings: every session gets
+//! it for `mcp.runtime.capability_summary()`, and the bridge serves the same text as the
+//! capabilities resource and by the `capability_summary` discovery tool. The
 //! tool description ([`crate::mcp::tools::run_python_description`]) is its shortest form.
 
 use sandbox_core::frame::CatalogueEntry;

@@ -20,9 +20,7 @@ use sandbox_core::RunRequest;
 use tracing::{Instrument, info_span};
 
 use crate::config::Config;
-use crate::mcp::capabilities::{
-    CAPABILITIES_MIME, CAPABILITIES_URI, ManualFacts, manual, with_folders,
-};
+use crate::mcp::capabilities::{CAPABILITIES_MIME, CAPABILITIES_URI, with_folders};
 use crate::mcp::format::RunReport;
 use crate::mcp::progress::ProgressRelay;
 use crate::mcp::roots::ClientRoots;
@@ -52,8 +50,6 @@ pub struct Bridge {
     sessions: Arc<Sessions>,
     proxy: Arc<Proxy>,
     tools: Arc<[Tool]>,
-    /// The manual: the capabilities resource, for this bridge's backend and servers.
-    manual: Arc<str>,
     scope: Arc<ScopeGuard>,
     /// The client's MCP roots, granted to its sessions when `mount_roots` is on.
     roots: Arc<ClientRoots>,
@@ -102,7 +98,6 @@ impl Bridge {
         };
         Self {
             tools: published_tools(config.discovery_tools, SandboxFacts::of(&config)).into(),
-            manual: manual(&ManualFacts::of(&config, proxy.hello_catalogue())).into(),
             config,
             sessions,
             proxy,
@@ -273,7 +268,9 @@ impl ServerHandler for Bridge {
         if request.name != RUN_PYTHON {
             let empty = rmcp::model::JsonObject::new();
             let args = request.arguments.as_ref().unwrap_or(&empty);
-            return match discovery::call(&self.proxy, &self.manual, &request.name, args).await {
+            return match discovery::call(&self.proxy, self.sessions.manual(), &request.name, args)
+                .await
+            {
                 Some(result) => Ok(result.into()),
                 None => Err(self.unknown_tool(&request.name)),
             };
@@ -323,8 +320,11 @@ impl ServerHandler for Bridge {
         let mut names: Vec<String> = self.config.mounts.iter().map(|m| m.name.clone()).collect();
         names.extend(self.roots.names().await);
         Ok(ReadResourceResult::new(vec![
-            ResourceContents::text(with_folders(&self.manual, &names), CAPABILITIES_URI)
-                .with_mime_type(CAPABILITIES_MIME),
+            ResourceContents::text(
+                with_folders(self.sessions.manual(), &names),
+                CAPABILITIES_URI,
+            )
+            .with_mime_type(CAPABILITIES_MIME),
         ])
         .into())
     }
