@@ -51,20 +51,15 @@ class FrameWriter:
         self._fd = fd
         self._marker = MARKER_PREFIX + nonce.encode("ascii") + MARKER_SUFFIX
         self._lock = _thread.allocate_lock()  # user threads print (output frames) too
-        self.sending = False
 
     def send(self, payload: bytes) -> None:
         data = memoryview(self._marker + len(payload).to_bytes(4, "big") + payload)
         with self._lock:
-            self.sending = True  # a gc callback must not start another frame meanwhile
-            try:
-                while data:
-                    try:
-                        data = data[_write(self._fd, data) :]
-                    except BlockingIOError:  # user code made fd 1 non-blocking
-                        REAL_SLEEP(0.001)
-            finally:
-                self.sending = False
+            while data:
+                try:
+                    data = data[_write(self._fd, data) :]
+                except BlockingIOError:  # user code made fd 1 non-blocking
+                    REAL_SLEEP(0.001)  # not the replacement that would send a frame here
 
 
 def encode_frame(frame: dict[str, object]) -> bytes:

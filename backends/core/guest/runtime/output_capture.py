@@ -280,10 +280,8 @@ class KeepingStreamer:
     when the code then computed without writing. Text leaves whole characters only.
     """
 
-    def __init__(self, send, sending, run_id: int, stream: str, limit: int) -> None:
+    def __init__(self, send, run_id: int, stream: str, limit: int) -> None:
         self._send = send
-        self._sending = sending  # () -> True while a frame is being written
-        self._busy = False  # True inside feed and flush
         self._run = run_id
         self._stream = stream
         self._head_left = limit * 3 // 4
@@ -294,15 +292,6 @@ class KeepingStreamer:
         self._last = 0.0
 
     def feed(self, view: memoryview) -> None:
-        self._busy = True
-        try:
-            self._feed(view)
-        finally:
-            self._busy = False
-        if self._head or time.monotonic() - self._last >= STREAM_INTERVAL:
-            self.flush()
-
-    def _feed(self, view: memoryview) -> None:
         if self._head_left:
             take = min(len(view), self._head_left)
             self._head += view[:take]
@@ -316,30 +305,23 @@ class KeepingStreamer:
                     excess += 1  # never start in the middle of a character
                 del self._tail[:excess]
                 self._skipped += excess
+        if self._head or time.monotonic() - self._last >= STREAM_INTERVAL:
+            self.flush()
 
     def finish(self) -> None:
         """The run ended: its result carries the output, so nothing more is sent."""
         if self in KEEPING:
             KEEPING.remove(self)
         if not KEEPING:
-            stop_flushing_kept_output()
+            time.sleep = REAL_SLEEP
 
     def start(self) -> None:
         """The run begins: flush held-back output before sleeps."""
         KEEPING.append(self)
-        start_flushing_kept_output()
+        time.sleep = sleep_after_flushing
 
     def flush(self) -> None:
         """Sends what is pending, up to the last whole character."""
-        if self._busy or self._sending():  # a sleep in the middle of either (signal handler)
-            return
-        self._busy = True
-        try:
-            self._flush()
-        finally:
-            self._busy = False
-
-    def _flush(self) -> None:
         sent = False
         for part, skipped in ((self._head, 0), (self._tail, self._skipped)):
             end = whole_characters(part)
@@ -378,14 +360,6 @@ def sleep_after_flushing(seconds: float) -> None:
     """`time.sleep` while output is kept: what was printed is on the host before the pause."""
     flush_kept_output()
     REAL_SLEEP(seconds)
-
-
-def start_flushing_kept_output() -> None:
-    time.sleep = sleep_after_flushing
-
-
-def stop_flushing_kept_output() -> None:
-    time.sleep = REAL_SLEEP
 
 
 def whole_characters(data: bytearray) -> int:

@@ -115,10 +115,6 @@ class Session:
             raise BadFrame("no hello yet, so no nonce to frame a reply with")
         self._writer.send(payload)
 
-    def _sending(self) -> bool:
-        """True while a frame is being written."""
-        return self._writer is not None and self._writer.sending
-
     def _on_hello(self, frame: dict) -> None:
         if self._writer is not None:
             raise BadFrame("a second hello")
@@ -178,7 +174,7 @@ class Session:
     ) -> bytes:
         if keep_output:  # the host may have to kill the run: it keeps what was written
             streamers = tuple(
-                KeepingStreamer(self._send, self._sending, run_id, name, self.output_limit)
+                KeepingStreamer(self._send, run_id, name, self.output_limit)
                 for name in ("stdout", "stderr")
             )
             for streamer in streamers:
