@@ -137,11 +137,6 @@ impl KeptOutput {
         }
     }
 
-    /// True when no text came.
-    pub fn is_empty(&self) -> bool {
-        self.head.is_empty() && self.tail.is_empty() && self.dropped == 0
-    }
-
     /// The kept text, with one cut between the head and the latest text when bytes were
     /// dropped.
     pub fn into_captured(self) -> Captured {
