@@ -5,9 +5,11 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod checkpoints;
 pub mod cli;
 pub mod clients;
 pub mod config;
+pub mod digest;
 pub mod mcp;
 pub mod mounts;
 pub mod packages;

@@ -134,15 +134,7 @@ pub fn sha256_of(path: &Path) -> Result<String, CacheError> {
     let mut file = fs::File::open(path).map_err(io_error("cannot open", path))?;
     let mut hasher = Sha256::new();
     io::copy(&mut file, &mut hasher).map_err(io_error("cannot read", path))?;
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
+    Ok(crate::digest::hex(&hasher.finalize()))
 }
 
 #[cfg(test)]

@@ -18,7 +18,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rmcp::model::{Implementation, Tool};
 use sandbox_core::atomic_file::{Mode, write_atomic};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 
 use super::{UpstreamSpec, UpstreamTransport};
@@ -63,12 +62,7 @@ pub(super) fn fingerprint(spec: &UpstreamSpec) -> String {
             }
         }),
     };
-    let digest = Sha256::digest(value.to_string().as_bytes());
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        let _ = write!(hex, "{byte:02x}");
-    }
-    hex
+    crate::digest::sha256_hex(value.to_string().as_bytes())
 }
 
 /// The cache file of a server: `<dir>/<name>.json`, with the name escaped so that any server
