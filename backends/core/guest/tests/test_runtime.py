@@ -1848,5 +1848,49 @@ class InterruptTest(GuestTestCase):
         self.assertEqual(result["stdout"], "''\n")
 
 
+class CheckpointTest(unittest.TestCase):
+    """A session's globals saved as bytes in one guest and put back in a fresh one."""
+
+    def setUp(self) -> None:
+        # The interpreters the bridge ships carry cloudpickle; this host-CPython guest runs
+        # isolated from site-packages, so it borrows the test process's copy.
+        try:
+            import cloudpickle
+        except ImportError:
+            self.skipTest("cloudpickle is not installed for the tests' python3 (.ci/run installs it)")
+        self.borrow = (
+            f"import sys\nsys.path.append({os.path.dirname(os.path.dirname(cloudpickle.__file__))!r})\n"
+        )
+
+    def test_globals_survive_into_a_fresh_guest(self) -> None:
+        first, second = Guest(), Guest()
+        try:
+            saved = first.ok(
+                self.borrow + "import json as j\nimport base64\nx = 41\n"
+                "def bump(n):\n    return n + 1\n"
+                "class Point:\n    def __init__(self, a):\n        self.a = a\n"
+                "p = Point(3)\nf = open('/dev/null')\ng = (i for i in range(3))\n"
+                "import _thread\nlock = _thread.allocate_lock()\n"
+                "import __mcp_runtime__ as rt\n"
+                "payload, names, bad = rt.checkpoint_globals(globals())\n"
+                "print(base64.b64encode(payload).decode())\nprint(names)\nprint(bad)"
+            )["stdout"].splitlines()
+            payload, names, bad = saved[0], saved[1], saved[2]
+            self.assertIn("'bump'", names)
+            self.assertIn("'j'", names)
+            self.assertIn("f: an open file", bad)
+            self.assertIn("g: TypeError: cannot pickle 'generator' object", bad)
+            self.assertIn("lock: TypeError: cannot pickle '_thread.lock' object", bad)
+            restored = second.ok(
+                self.borrow + "import base64\nimport __mcp_runtime__ as rt\n"
+                f"print(rt.restore_globals(base64.b64decode({payload!r}), globals()))\n"
+                "print(bump(x), p.a, j.dumps([1]), type(p).__name__)"
+            )
+            self.assertEqual(restored["stdout"], "[]\n42 3 [1] Point\n")
+        finally:
+            first.close()
+            second.close()
+
+
 if __name__ == "__main__":
     unittest.main()

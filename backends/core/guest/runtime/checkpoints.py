@@ -1,0 +1,57 @@
+# --------------------------------------------------------------------------- checkpoints
+#
+# A session's state as bytes, and back (issue 17: durable sessions). Serialising happens here,
+# inside the sandbox: the host stores the bytes and never unpickles them. Each global is
+# pickled on its own (cloudpickle, so functions and classes defined in the session travel by
+# value), so one that cannot be saved (an open file, a socket, a generator, a lock) is named
+# with its reason instead of failing the whole checkpoint. Modules are saved by name and
+# imported again on restore. Not wired to frames yet.
+
+CHECKPOINT_SKIPPED = ("__builtins__", "__name__", "__doc__", "__loader__", "__spec__",
+                      "__package__", "mcp_servers")
+
+
+def checkpoint_globals(user_globals: dict) -> tuple[bytes, list[str], list[str]]:
+    """`(payload, names saved, names not saved with why)` of the user's globals."""
+    import pickle
+
+    import cloudpickle
+
+    values: dict[str, bytes] = {}
+    modules: dict[str, str] = {}
+    unsaveable: list[str] = []
+    for name, value in list(user_globals.items()):
+        if name in CHECKPOINT_SKIPPED or name.startswith("mcp_"):
+            continue
+        if isinstance(value, ModuleType):
+            modules[name] = value.__name__
+            continue
+        if isinstance(value, io.IOBase):  # cloudpickle would copy a readable file's content
+            unsaveable.append(f"{name}: an open file (open it again after a restore)")
+            continue
+        try:
+            values[name] = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # noqa: BLE001 - any failure means "cannot be saved"
+            unsaveable.append(f"{name}: {type(exc).__name__}: {exc}"[:300])
+    payload = pickle.dumps({"values": values, "modules": modules}, protocol=pickle.HIGHEST_PROTOCOL)
+    return payload, sorted([*values, *modules]), unsaveable
+
+
+def restore_globals(payload: bytes, user_globals: dict) -> list[str]:
+    """Puts a checkpoint's globals back; returns the names that could not be restored."""
+    import importlib
+    import pickle
+
+    state = pickle.loads(payload)
+    failed: list[str] = []
+    for name, module in state["modules"].items():
+        try:
+            user_globals[name] = importlib.import_module(module)
+        except Exception as exc:  # noqa: BLE001
+            failed.append(f"{name}: {type(exc).__name__}: {exc}"[:300])
+    for name, data in state["values"].items():
+        try:
+            user_globals[name] = pickle.loads(data)
+        except Exception as exc:  # noqa: BLE001
+            failed.append(f"{name}: {type(exc).__name__}: {exc}"[:300])
+    return failed
