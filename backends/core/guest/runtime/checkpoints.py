@@ -55,3 +55,40 @@ def restore_globals(payload: bytes, user_globals: dict) -> list[str]:
         except Exception as exc:  # noqa: BLE001
             failed.append(f"{name}: {type(exc).__name__}: {exc}"[:300])
     return failed
+
+
+def checkpoint_files(root: str, limit: int) -> bytes:
+    """The files under `root` as an uncompressed tar, at most `limit` bytes of file content
+    (ValueError names the size over it). Symbolic links are kept as links, never followed."""
+    import os
+    import tarfile
+
+    buffer = io.BytesIO()
+    total = 0
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for directory, dirs, files in os.walk(root):
+            dirs.sort()
+            for name in sorted(files):
+                path = f"{directory}/{name}"
+                info = tar.gettarinfo(path, arcname=path[len(root) :].lstrip("/"))
+                total += info.size if info.isreg() else 0
+                if total > limit:
+                    raise ValueError(f"the files under {root} hold more than {limit} bytes")
+                if info.isreg():
+                    with open(path, "rb") as file:
+                        tar.addfile(info, file)
+                else:
+                    tar.addfile(info)
+            for name in dirs:
+                path = f"{directory}/{name}"
+                tar.addfile(tar.gettarinfo(path, arcname=path[len(root) :].lstrip("/")))
+    return buffer.getvalue()
+
+
+def restore_files(data: bytes, root: str) -> None:
+    """Unpacks `checkpoint_files` output under `root`; the `data` filter refuses paths that
+    leave it, absolute paths and device files."""
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
+        tar.extractall(root, filter="data")

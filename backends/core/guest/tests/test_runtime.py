@@ -21,6 +21,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -1890,6 +1891,37 @@ class CheckpointTest(unittest.TestCase):
         finally:
             first.close()
             second.close()
+
+
+    def test_files_survive_and_a_hostile_archive_stays_inside(self) -> None:
+        guest = Guest()
+        try:
+            with tempfile.TemporaryDirectory() as src, tempfile.TemporaryDirectory() as dst:
+                result = guest.ok(
+                    "import os, base64, io, tarfile\nimport __mcp_runtime__ as rt\n"
+                    f"src, dst = {src!r}, {dst!r}\n"
+                    "os.makedirs(src + '/data/deep')\n"
+                    "open(src + '/data/deep/a.csv', 'w').write('x,y\\n1,2\\n')\n"
+                    "os.symlink('deep/a.csv', src + '/data/link')\n"
+                    "blob = rt.checkpoint_files(src, 1 << 20)\n"
+                    "rt.restore_files(blob, dst)\n"
+                    "print(open(dst + '/data/deep/a.csv').read(), os.readlink(dst + '/data/link'))\n"
+                    "try:\n    rt.checkpoint_files(src, 4)\nexcept ValueError as e:\n    print(e)\n"
+                    "evil = io.BytesIO()\n"
+                    "with tarfile.open(fileobj=evil, mode='w') as t:\n"
+                    "    info = tarfile.TarInfo('../escaped')\n    info.size = 1\n"
+                    "    t.addfile(info, io.BytesIO(b'x'))\n"
+                    "try:\n    rt.restore_files(evil.getvalue(), dst)\n"
+                    "except tarfile.TarError as e:\n    print(type(e).__name__)\n"
+                    "print(os.path.exists(os.path.dirname(dst) + '/escaped'))"
+                )
+                self.assertEqual(
+                    result["stdout"].splitlines(),
+                    ["x,y", "1,2", " deep/a.csv", f"the files under {src} hold more than 4 bytes",
+                     "OutsideDestinationError", "False"],
+                )
+        finally:
+            guest.close()
 
 
 if __name__ == "__main__":
