@@ -92,3 +92,35 @@ def restore_files(data: bytes, root: str) -> None:
 
     with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
         tar.extractall(root, filter="data")
+
+
+def checkpoint_session(user_globals: dict, root: str | None, limit: int) -> tuple[bytes, list[str], list[str]]:
+    """The whole state of a session, globals and the files under `root`, as one payload of at
+    most `limit` bytes (ValueError says by how much it is over), with the names saved and
+    those that could not be."""
+    import pickle
+
+    values, names, unsaveable = checkpoint_globals(user_globals)
+    over = ValueError(
+        f"the session's state is more than the {limit} bytes a checkpoint may hold (its "
+        f"variables take {len(values)} bytes); delete large variables or files, or raise "
+        "MCP_BRIDGE_CHECKPOINT_LIMIT"
+    )
+    try:
+        files = checkpoint_files(root, max(limit - len(values), 0)) if root else b""
+    except ValueError:
+        raise over from None
+    payload = pickle.dumps({"globals": values, "files": files}, protocol=pickle.HIGHEST_PROTOCOL)
+    if len(payload) > limit:
+        raise over
+    return payload, names, unsaveable
+
+
+def restore_session(payload: bytes, user_globals: dict, root: str | None) -> list[str]:
+    """Puts back what `checkpoint_session` saved; returns the names that could not be."""
+    import pickle
+
+    state = pickle.loads(payload)
+    if root and state["files"]:
+        restore_files(state["files"], root)
+    return restore_globals(state["globals"], user_globals)

@@ -1924,5 +1924,31 @@ class CheckpointTest(unittest.TestCase):
             guest.close()
 
 
+    def test_a_whole_session_round_trips_within_its_limit(self) -> None:
+        first, second = Guest(), Guest()
+        try:
+            with tempfile.TemporaryDirectory() as src, tempfile.TemporaryDirectory() as dst:
+                saved = first.ok(
+                    self.borrow + "import base64\nimport __mcp_runtime__ as rt\n"
+                    f"open({src!r} + '/notes.txt', 'w').write('kept')\nrows = list(range(5))\n"
+                    f"payload, names, bad = rt.checkpoint_session(globals(), {src!r}, 1 << 20)\n"
+                    "print(base64.b64encode(payload).decode())\n"
+                    f"try:\n    rt.checkpoint_session(globals(), {src!r}, 64)\n"
+                    "except ValueError as e:\n    print(e)"
+                )["stdout"].splitlines()
+                self.assertRegex(
+                    saved[1], r"^the session's state is more than the 64 bytes a checkpoint may hold"
+                )
+                restored = second.ok(
+                    self.borrow + "import base64\nimport __mcp_runtime__ as rt\n"
+                    f"print(rt.restore_session(base64.b64decode({saved[0]!r}), globals(), {dst!r}))\n"
+                    f"print(rows, open({dst!r} + '/notes.txt').read())"
+                )
+                self.assertEqual(restored["stdout"], "[]\n[0, 1, 2, 3, 4] kept\n")
+        finally:
+            first.close()
+            second.close()
+
+
 if __name__ == "__main__":
     unittest.main()
