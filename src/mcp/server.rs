@@ -179,6 +179,7 @@ impl Bridge {
             cancel: Some(cancel),
             output_stream,
             preparation: false,
+            action: None,
         };
         let mut outcome = session.try_run(&request, calls).await;
         let mut sandbox_notice = session.notice().map(str::to_owned);

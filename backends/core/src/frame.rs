@@ -126,6 +126,9 @@ pub enum HostFrame<'a> {
         /// wrote survives a kill (backends without a soft interrupt).
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         keep_output: bool,
+        /// A runtime operation to do instead of running `code`: `checkpoint` or `restore`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        action: Option<&'a str>,
     },
     /// The answer to one guest `rpc`.
     RpcResult {
@@ -504,6 +507,7 @@ mod tests {
             saved_tools: None,
             stream_output: false,
             keep_output: false,
+            action: None,
         });
         let len = u32::from_be_bytes(encoded[..4].try_into().unwrap()) as usize;
         assert_eq!(len, encoded.len() - 4);

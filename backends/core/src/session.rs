@@ -85,6 +85,30 @@ pub struct RunRequest {
     /// packages), numbered apart from the user's runs so that the user's first is run 1
     /// (`<run-1>` in tracebacks).
     pub preparation: bool,
+    /// Something the runtime does in place of running `code` (see [`RunAction`]).
+    pub action: Option<RunAction>,
+}
+
+/// A runtime operation the host asks for in place of user code. It runs like a run (same
+/// deadline, interrupt and kill; its host calls go to the run's [`RpcHandler`]), but runs no
+/// code of the user's: it cannot be shadowed or broken by what the session defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunAction {
+    /// Serialise the session's state inside the sandbox and send it to the host in
+    /// `checkpoint_*` calls.
+    Checkpoint,
+    /// Fetch a checkpoint from the host in `restore_*` calls and load it into the session.
+    Restore,
+}
+
+impl RunAction {
+    /// The action's name in the `run` frame.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunAction::Checkpoint => "checkpoint",
+            RunAction::Restore => "restore",
+        }
+    }
 }
 
 impl RunRequest {
@@ -98,6 +122,7 @@ impl RunRequest {
             cancel: None,
             output_stream: None,
             preparation: false,
+            action: None,
         }
     }
 
@@ -107,6 +132,14 @@ impl RunRequest {
         Self {
             preparation: true,
             ..Self::code(code, timeout)
+        }
+    }
+
+    /// A preparation run that does `action` instead of running code.
+    pub fn action(action: RunAction, timeout: Duration) -> Self {
+        Self {
+            action: Some(action),
+            ..Self::preparation("", timeout)
         }
     }
 }
@@ -387,6 +420,7 @@ impl Session {
             saved_tools: request.saved_tools.as_deref(),
             stream_output: request.output_stream.is_some(),
             keep_output: run.keeps_output,
+            action: request.action.map(RunAction::as_str),
         });
         if let Err(e) = live.stdin.send(frame) {
             return Verdict::Failed(self.gone_reason(live, &crate::error::chain(&e)).await);

@@ -5,18 +5,41 @@
 # pickled on its own (cloudpickle, so functions and classes defined in the session travel by
 # value), so one that cannot be saved (an open file, a socket, a generator, a lock) is named
 # with its reason instead of failing the whole checkpoint. Modules are saved by name and
-# imported again on restore. Not wired to frames yet.
+# imported again on restore.
+#
+# The bytes cross to the host in calls of the run that asked for them (frames.md, "Runtime
+# actions"): `checkpoint_begin`, `checkpoint_chunk` (base64, in order, by offset),
+# `checkpoint_commit`; and back with `restore_begin`, `restore_chunk`, `restore_done`.
 
+CHECKPOINT_ROOT = "/workspace"  # the session's files; absent in the host-CPython test sandbox
+CHECKPOINT_CHUNK = 512 << 10  # bytes per call: 683 KiB of base64, within any rpc frame cap
 CHECKPOINT_SKIPPED = ("__builtins__", "__name__", "__doc__", "__loader__", "__spec__",
                       "__package__", "mcp_servers")
 
 
+SESSION_GLOBALS_ID = "session-globals"  # how a pickle refers to the session's own globals
+
+
 def checkpoint_globals(user_globals: dict) -> tuple[bytes, list[str], list[str]]:
-    """`(payload, names saved, names not saved with why)` of the user's globals."""
+    """`(payload, names saved, names not saved with why)` of the user's globals.
+
+    Functions and classes defined in the session refer to the session's globals by a
+    persistent id, not a copy: restored, they read and write the live globals again.
+    """
     import pickle
 
     import cloudpickle
 
+    class SessionPickler(cloudpickle.Pickler):
+        def persistent_id(self, obj: object) -> str | None:
+            # cloudpickle gives the functions of one globals dict one stand-in dict (its
+            # `globals_ref`); ours stands for the session's globals themselves.
+            if type(obj) is dict and obj is self.globals_ref.get(id(user_globals)):
+                return SESSION_GLOBALS_ID
+            return None
+
+    buffer = io.BytesIO()
+    pickler = SessionPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
     values: dict[str, bytes] = {}
     modules: dict[str, str] = {}
     unsaveable: list[str] = []
@@ -29,8 +52,12 @@ def checkpoint_globals(user_globals: dict) -> tuple[bytes, list[str], list[str]]
         if isinstance(value, io.IOBase):  # cloudpickle would copy a readable file's content
             unsaveable.append(f"{name}: an open file (open it again after a restore)")
             continue
+        buffer.seek(0)
+        buffer.truncate()
+        pickler.clear_memo()  # each name loads on its own
         try:
-            values[name] = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            pickler.dump(value)
+            values[name] = buffer.getvalue()
         except Exception as exc:  # noqa: BLE001 - any failure means "cannot be saved"
             unsaveable.append(f"{name}: {type(exc).__name__}: {exc}"[:300])
     payload = pickle.dumps({"values": values, "modules": modules}, protocol=pickle.HIGHEST_PROTOCOL)
@@ -42,6 +69,12 @@ def restore_globals(payload: bytes, user_globals: dict) -> list[str]:
     import importlib
     import pickle
 
+    class SessionUnpickler(pickle.Unpickler):
+        def persistent_load(self, pid: object) -> object:
+            if pid == SESSION_GLOBALS_ID:
+                return user_globals
+            raise pickle.UnpicklingError(f"unknown persistent id {pid!r:.40}")
+
     state = pickle.loads(payload)
     failed: list[str] = []
     for name, module in state["modules"].items():
@@ -51,7 +84,7 @@ def restore_globals(payload: bytes, user_globals: dict) -> list[str]:
             failed.append(f"{name}: {type(exc).__name__}: {exc}"[:300])
     for name, data in state["values"].items():
         try:
-            user_globals[name] = pickle.loads(data)
+            user_globals[name] = SessionUnpickler(io.BytesIO(data)).load()
         except Exception as exc:  # noqa: BLE001
             failed.append(f"{name}: {type(exc).__name__}: {exc}"[:300])
     return failed
@@ -124,3 +157,63 @@ def restore_session(payload: bytes, user_globals: dict, root: str | None) -> lis
     if root and state["files"]:
         restore_files(state["files"], root)
     return restore_globals(state["globals"], user_globals)
+
+
+def checkpoint_root() -> str | None:
+    """The folder whose files a checkpoint holds, if this sandbox has it."""
+    try:
+        _os.listdir(CHECKPOINT_ROOT)
+    except OSError:
+        return None
+    return CHECKPOINT_ROOT
+
+
+def checkpoint_to_host(calls: "HostCalls", user_globals: dict, session: str | None) -> dict:
+    """Saves the session's state on the host, as itself (`session` None) or as a copy named
+    `session`; returns what the host recorded: `{session, bytes, saved, unsaveable, at}`."""
+    import binascii
+
+    begun = calls.call("checkpoint_begin", {"session": session})
+    limit = begun.get("limit") if isinstance(begun, dict) else None
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+        raise MCPError("the host did not say how large a checkpoint may be", kind="internal")
+    try:
+        payload, names, unsaveable = checkpoint_session(user_globals, checkpoint_root(), limit)
+    except ModuleNotFoundError as exc:
+        raise MCPError(
+            f"this interpreter cannot save sessions: {exc.name} is missing (the slim WASI"
+            " interpreter has no cloudpickle; the default one has)",
+            kind="unsupported",
+        ) from None
+    except ValueError as exc:
+        raise MCPError(str(exc), kind="too_large") from None
+    view = memoryview(payload)
+    for offset in range(0, len(payload), CHECKPOINT_CHUNK):
+        data = binascii.b2a_base64(view[offset : offset + CHECKPOINT_CHUNK], newline=False)
+        calls.call("checkpoint_chunk", {"offset": offset, "data": data.decode("ascii")})
+    return calls.call(
+        "checkpoint_commit",
+        {"bytes": len(payload), "saved": names, "unsaveable": unsaveable},
+    )
+
+
+def restore_from_host(calls: "HostCalls", user_globals: dict) -> None:
+    """Loads the checkpoint the host holds for this session; tells the host which names
+    could not be restored (`restore_done`)."""
+    import binascii
+
+    begun = calls.call("restore_begin", {})
+    total = begun.get("bytes") if isinstance(begun, dict) else None
+    if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+        raise MCPError("the host did not say how large the checkpoint is", kind="internal")
+    payload = bytearray()
+    while len(payload) < total:
+        answer = calls.call("restore_chunk", {"offset": len(payload)})
+        data = answer.get("data") if isinstance(answer, dict) else None
+        if not isinstance(data, str) or not data:
+            raise MCPError("the host sent no checkpoint data", kind="internal")
+        payload += binascii.a2b_base64(data)
+    if len(payload) != total:
+        raise MCPError("the host sent more checkpoint data than it announced", kind="internal")
+    failed = restore_session(bytes(payload), user_globals, checkpoint_root())
+    calls.call("restore_done", {"failed": failed})

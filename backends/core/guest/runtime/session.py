@@ -40,6 +40,9 @@ def frame_field(frame: dict, name: str, kind: type) -> object:
     return value
 
 
+RUN_ACTIONS = ("checkpoint", "restore")  # what a run frame may ask for instead of code
+
+
 class Session:
     """One guest session: the frame loop, the user's globals and the run machinery."""
 
@@ -156,8 +159,13 @@ class Session:
             raise BadFrame("run.saved_tools must be a string")
         stream_output = frame.get("stream_output", False) is True
         keep_output = frame.get("keep_output", False) is True
+        action = frame.get("action")
+        if action is not None and action not in RUN_ACTIONS:
+            raise BadFrame(f"unknown run.action {action!r:.40}")
         try:
-            payload = self._run(run_id, code, servers, saved_tools, stream_output, keep_output)
+            payload = self._run(
+                run_id, code, servers, saved_tools, stream_output, keep_output, action
+            )
         except BaseException as exc:  # a bug here must still answer the run
             diagnose(f"internal error in run {run_id}: {type(exc).__name__}: {exc}")
             payload = encode_frame(internal_failure(run_id, exc))
@@ -171,6 +179,7 @@ class Session:
         saved_tools: str | None,
         stream_output: bool = False,
         keep_output: bool = False,
+        action: str | None = None,
     ) -> bytes:
         if keep_output:  # the host may have to kill the run: it keeps what was written
             streamers = tuple(
@@ -194,8 +203,13 @@ class Session:
         try:
             if saved_tools is not None:  # first: it comes only when it changed
                 self._load_saved_tools(run_id, saved_tools)
-            self._load_servers(servers)
-            self._execute(f"<run-{run_id}>", code)
+            if action == "checkpoint":
+                checkpoint_to_host(self.calls, self.globals, None)
+            elif action == "restore":
+                restore_from_host(self.calls, self.globals)
+            else:
+                self._load_servers(servers)
+                self._execute(f"<run-{run_id}>", code)
         except BaseException as exc:  # SystemExit and KeyboardInterrupt end the run only
             failure = exc
         finally:

@@ -649,6 +649,21 @@ def runtime_helpers(session: "Session") -> dict[str, object]:
         calls.call("save_tool", {"name": name, "source": tool_source(source)})
         return func
 
+    def checkpoint() -> dict:
+        """Saves this session now (variables, functions, classes, imported modules and the
+        files under /workspace) so that it survives a restart of the client or the server.
+        Returns `{session, bytes, saved, unsaveable, at}`: `unsaveable` names what could not
+        be saved (open files, sockets, generators, locks) and why."""
+        return checkpoint_to_host(calls, session.globals, None)
+
+    def fork_session(name: str) -> dict:
+        """Saves a copy of this session as the session `name` (state and files): run code
+        with `session=name` to use the copy; this session is unchanged. Returns what
+        `checkpoint()` returns, for the copy."""
+        if not isinstance(name, str):
+            raise TypeError(f"session names are strings, not {type(name).__name__}")
+        return checkpoint_to_host(calls, session.globals, name)
+
     def memory(op: str, key: object = None, **params: object) -> object:
         if op not in ("list", "info") and not isinstance(key, str):
             raise TypeError(f"memory keys are strings, not {type(key).__name__}")
@@ -696,9 +711,11 @@ def runtime_helpers(session: "Session") -> dict[str, object]:
         "MCPError": MCPError,
         "call_tool": call_tool,
         "capability_summary": capability_summary,
+        "checkpoint": checkpoint,
         "delete_memory": delete_memory,
         "describe_server": describe_server,
         "discovered_servers": discovered_servers,
+        "fork_session": fork_session,
         "get_memory_info": get_memory_info,
         "list_loaded_server_metadata": list_loaded_server_metadata,
         "list_memories": list_memories,

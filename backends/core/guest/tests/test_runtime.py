@@ -13,6 +13,7 @@ themselves on WASI.
 from __future__ import annotations
 
 import ast
+import base64
 import json
 import os
 import queue
@@ -175,6 +176,10 @@ class FakeHost:
         self.hold_count = 0
         self.list_tools_calls = 0
         self.catalogue: list[dict] = self.CATALOGUE
+        self.session = "default"  # the session the runs belong to, for checkpoints
+        self.checkpoints: dict[str, bytes] = {}  # checkpoint payloads by session
+        self.upload: tuple[str, bytearray] | None = None
+        self.restore_failed: list[str] | None = None
 
     def hold(self, count: int) -> None:
         self.hold_count = count
@@ -310,6 +315,33 @@ class FakeHost:
         return {"keys": len(self.memory), "bytes": len(json.dumps(self.memory)),
                 "path": "/state/memory.json"}
 
+    CHECKPOINT_LIMIT = 1 << 20
+
+    def do_checkpoint_begin(self, session: str | None) -> dict:
+        self.upload = (session or self.session, bytearray())
+        return {"limit": self.CHECKPOINT_LIMIT}
+
+    def do_checkpoint_chunk(self, offset: int, data: str) -> None:
+        assert self.upload is not None and offset == len(self.upload[1]), offset
+        self.upload[1].extend(base64.b64decode(data))
+
+    def do_checkpoint_commit(self, **params: object) -> dict:
+        session, payload = self.upload
+        assert len(payload) == params["bytes"], (len(payload), params)
+        self.checkpoints[session] = bytes(payload)
+        self.upload = None
+        return {"session": session, **params, "at": "2026-12-07T00:00:00Z"}
+
+    def do_restore_begin(self) -> dict:
+        return {"bytes": len(self.checkpoints[self.session])}
+
+    def do_restore_chunk(self, offset: int) -> dict:
+        chunk = self.checkpoints[self.session][offset : offset + 1000]  # many small chunks
+        return {"data": base64.b64encode(chunk).decode()}
+
+    def do_restore_done(self, failed: list) -> None:
+        self.restore_failed = failed
+
     def do_install(self, requirements: list, python: str, machine: object, libc: object,
                    provided: list) -> dict:
         self.installs.append({"requirements": requirements, "python": python,
@@ -356,6 +388,7 @@ class Guest:
         output_limit: int = 64 * 1024,
         catalogue: list | None = None,
         runtime: bytes = b"S" + RUNTIME,
+        host: FakeHost | None = None,
     ) -> None:
         self.nonce = secrets.token_hex(16)
         self.marker = MARKER_PREFIX + self.nonce.encode() + b"\x1f"
@@ -392,7 +425,8 @@ class Guest:
         self.ready = self.next_frame()
         self.ready_after = time.perf_counter() - self.started
         self.next_id = 1
-        self.host = FakeHost()
+        self.host = host or FakeHost()
+        self.host.seen_ids = set()  # call ids are per guest
         self.outputs: list[dict] = []
         self.host.catalogue = CATALOGUE if catalogue is None else catalogue
 
@@ -410,8 +444,9 @@ class Guest:
         servers: list[str] | None = None,
         saved_tools: str | None = None,
         keep_output: bool = False,
+        action: str | None = None,
     ) -> dict:
-        """Runs code, answering the guest's rpc frames with `self.host` meanwhile; `output`
+        """Runs code (or the runtime `action`), answering the guest's rpc frames with `self.host` meanwhile; `output`
         frames go to `self.outputs`."""
         run_id = self.next_id
         self.next_id += 1
@@ -426,6 +461,8 @@ class Guest:
             frame["saved_tools"] = saved_tools
         if keep_output:
             frame["keep_output"] = True
+        if action is not None:
+            frame["action"] = action
         self.host.begin(run_id, servers)
         self.outputs = []
         self.send(frame)
@@ -1871,6 +1908,8 @@ class CheckpointTest(unittest.TestCase):
                 "def bump(n):\n    return n + 1\n"
                 "class Point:\n    def __init__(self, a):\n        self.a = a\n"
                 "p = Point(3)\nf = open('/dev/null')\ng = (i for i in range(3))\n"
+                "def read_x():\n    return x\n"
+                "def set_x(v):\n    global x\n    x = v\n"
                 "import _thread\nlock = _thread.allocate_lock()\n"
                 "import __mcp_runtime__ as rt\n"
                 "payload, names, bad = rt.checkpoint_globals(globals())\n"
@@ -1885,9 +1924,11 @@ class CheckpointTest(unittest.TestCase):
             restored = second.ok(
                 self.borrow + "import base64\nimport __mcp_runtime__ as rt\n"
                 f"print(rt.restore_globals(base64.b64decode({payload!r}), globals()))\n"
-                "print(bump(x), p.a, j.dumps([1]), type(p).__name__)"
+                "print(bump(x), p.a, j.dumps([1]), type(p).__name__, isinstance(p, Point))\n"
+                "x = 7\nprint(read_x())\nset_x(9)\nprint(x)"
             )
-            self.assertEqual(restored["stdout"], "[]\n42 3 [1] Point\n")
+            # Restored functions use the live globals, not a copy taken at the checkpoint.
+            self.assertEqual(restored["stdout"], "[]\n42 3 [1] Point True\n7\n9\n")
         finally:
             first.close()
             second.close()
@@ -1948,6 +1989,44 @@ class CheckpointTest(unittest.TestCase):
         finally:
             first.close()
             second.close()
+
+    def test_actions_carry_a_session_to_the_host_and_back(self) -> None:
+        host = FakeHost()
+        first = Guest(host=host)
+        try:
+            first.ok(self.borrow + "rows = list(range(3000))\ndef total():\n    return sum(rows)\n"
+                     "f = open('/dev/null')")
+            first.ok("", action="checkpoint")
+            self.assertGreater(len(host.checkpoints["default"]), 3000)
+            # From user code: a checkpoint of itself, and a copy under another name.
+            info = first.value("__import__('mcp.runtime').runtime.checkpoint()")
+            self.assertEqual(info["session"], "default")
+            self.assertIn("total", info["saved"])
+            self.assertEqual(info["unsaveable"], ["f: an open file (open it again after a restore)"])
+            first.ok("rows.append(1)\n__import__('mcp.runtime').runtime.fork_session('copy')")
+        finally:
+            first.close()
+        for session, expected in (("default", 4498500), ("copy", 4498501)):
+            host.session = session
+            second = Guest(host=host)
+            try:
+                second.ok(self.borrow, action=None)
+                second.ok("", action="restore")
+                self.assertEqual(host.restore_failed, [])
+                self.assertEqual(second.value("total()"), expected)
+            finally:
+                second.close()
+
+    def test_a_garbage_checkpoint_fails_the_restore_run_and_nothing_else(self) -> None:
+        host = FakeHost()
+        host.checkpoints["default"] = b"\x80\x05garbage" * 100
+        guest = Guest(host=host)
+        try:
+            result = guest.run("", action="restore")
+            self.assertIsNotNone(result["error"])
+            self.assertEqual(guest.value("1 + 1"), 2)
+        finally:
+            guest.close()
 
 
 if __name__ == "__main__":
