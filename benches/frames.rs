@@ -53,6 +53,7 @@ fn encoding(c: &mut Criterion) {
                 saved_tools: None,
                 stream_output: false,
                 keep_output: false,
+                action: None,
             })
         });
     });

@@ -1,10 +1,38 @@
-//! Durable sessions (issue 17, in progress): a session's state written to the host as opaque
-//! bytes, to resume it after a restart, an idle reap or a suspension, and to fork it.
+//! Durable sessions: a session's state written to the host as opaque bytes, to resume it
+//! after a restart of the client or the bridge, an idle reap or a suspension, and to fork it.
 //!
-//! Today the file format ([`format`]: a header the host reads and checks, and the payload
-//! the sandbox serialised, which the host never interprets) and the store ([`store`]: one
-//! file per session and scope, private, atomic, capped, pruned by age) are here; the guest's
-//! side and the triggers (idle reap, shutdown, suspension, resume) come next.
+//! - [`format`]: the file, a header the host reads and checks, and the payload the sandbox
+//!   serialised, which the host never interprets;
+//! - [`store`]: one file per session and durable scope, private, atomic, capped, pruned;
+//! - [`transfer`]: the host's side of the `checkpoint_*` and `restore_*` calls;
+//! - [`durable`]: saving a live session and resuming a fresh one (the runtime actions).
+//!
+//! When sessions are saved and resumed is [`crate::sessions`]'s business.
 
+pub mod durable;
 pub mod format;
 pub mod store;
+pub mod transfer;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The checkpoint settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointSettings {
+    /// Whether sessions are saved and resumed.
+    pub enabled: bool,
+    /// Size cap of one checkpoint file.
+    pub limit: u64,
+    /// Age after which a checkpoint is deleted.
+    pub max_age: Duration,
+}
+
+impl CheckpointSettings {
+    /// The store under `state_dir`, when checkpoints are on.
+    pub fn store(&self, state_dir: &Path) -> Option<Arc<store::Store>> {
+        self.enabled
+            .then(|| Arc::new(store::Store::new(state_dir.join("checkpoints"), self.limit)))
+    }
+}

@@ -61,6 +61,8 @@ pub struct Config {
     pub pip_python: PathBuf,
     /// Packages on demand: whether, what at start, the cache cap.
     pub packages: crate::packages::PackageSettings,
+    /// Durable sessions: whether, the size cap, the age they are kept.
+    pub checkpoints: crate::checkpoints::CheckpointSettings,
     /// A built root filesystem for the oci backend, instead of the cache's.
     pub rootfs: Option<PathBuf>,
     /// The Debian mirror debootstrap builds root filesystems from.
@@ -298,6 +300,11 @@ pub fn resolve_with(
     let python_wasm = r.get(&s::PYTHON_WASM);
     let cache_dir = r.get(&s::CACHE_DIR);
     let pip_python = r.get(&s::PIP_PYTHON);
+    let checkpoints = crate::checkpoints::CheckpointSettings {
+        enabled: r.get(&s::CHECKPOINTS),
+        limit: r.get(&s::CHECKPOINT_LIMIT),
+        max_age: r.get(&s::CHECKPOINT_MAX_AGE),
+    };
     let packages = crate::packages::PackageSettings {
         enabled: r.get(&s::PACKAGE_INSTALL),
         startup: r.get(&s::PACKAGES),
@@ -372,6 +379,7 @@ pub fn resolve_with(
         cache_dir,
         pip_python,
         packages,
+        checkpoints,
         rootfs,
         debian_mirror,
         allow_self_server,

@@ -159,6 +159,7 @@ fn sessions_for(config: &Config, catalogue: Vec<CatalogueEntry>) -> Result<Arc<S
         config.max_sessions,
         config.idle_timeout,
         packages,
+        config.checkpoints.store(&config.state_dir),
     ))
 }
 
@@ -168,6 +169,7 @@ fn start(config: &Arc<Config>) -> Result<(Arc<Proxy>, Arc<Sessions>)> {
     let proxy = Proxy::from_config(config);
     let sessions = sessions_for(config, proxy.hello_catalogue())?;
     sessions.spawn_reaper();
+    sessions.spawn_pruner(config.checkpoints.max_age);
     // Provision and warm up off the critical path: `initialize` is answered at once.
     let warm = sessions.clone();
     tokio::spawn(async move {

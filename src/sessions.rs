@@ -10,6 +10,12 @@
 //! the session `default` never see each other's Python state. Ending a scope shuts its
 //! sessions down; the warm pool and the session cap are shared by all scopes.
 //!
+//! A scope may also have a durable identity ([`Sessions::set_identity`]: for stdio the
+//! client's name, over HTTP the tenant and client). With checkpoints on, its sessions are
+//! then saved when they are reaped, suspended or shut down, and resumed by the next call
+//! that names them, in this process or the next (see [`crate::checkpoints`]). Saving a
+//! session and resuming it never overlap: a name being saved is resumed only once saved.
+//!
 //! A scope may have a spec of its own ([`Sessions::set_scope_spec`]: a client's MCP roots
 //! granted as mounts). The warm pool holds sessions of the process-wide spec only, so a
 //! scope with its own spec never gets a pooled session: its new sessions start cold with its
@@ -25,6 +31,9 @@ use sandbox_core::{
 };
 use tracing::{debug, info, warn};
 
+use crate::checkpoints::durable::{self, Resume};
+use crate::checkpoints::store::Store;
+use crate::checkpoints::transfer::{CheckpointCalls, Target};
 use crate::packages::{GUEST_DIR as PACKAGES_GUEST_DIR, InstallCalls, Packages, SessionPackages};
 
 /// Code a pooled session runs before it is handed out: import and start the event loop.
@@ -32,6 +41,15 @@ const WARM_UP: &str = "await __import__('asyncio').sleep(0)";
 
 /// Longest the startup packages (`MCP_BRIDGE_PACKAGES`) may take to install in a session.
 const STARTUP_INSTALL_TIMEOUT: Duration = Duration::from_mins(5);
+
+/// Longest a session may take to be saved when it is reaped or suspended.
+const SAVE_TIMEOUT: Duration = Duration::from_mins(2);
+
+/// Longest the sessions may take, together, to be saved when the bridge shuts down.
+const SAVE_AT_EXIT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Longest a session may take to be restored.
+const RESTORE_TIMEOUT: Duration = Duration::from_mins(2);
 
 /// The name of the session used when a call names none.
 pub const DEFAULT_SESSION: &str = "default";
@@ -102,9 +120,24 @@ struct Slot {
     last_used: Mutex<Instant>,
     /// Version of the saved tools the current session last received.
     saved_tools: Mutex<Option<u64>>,
+    /// User code ran in the current session since it was started, restored or saved.
+    changed: AtomicBool,
+    /// What resuming the current session found, for the next reply to say.
+    resumed: Mutex<Option<Resume>>,
 }
 
 impl Slot {
+    fn new() -> Self {
+        Self {
+            session: tokio::sync::Mutex::new(None),
+            packages: Mutex::new(None),
+            last_used: Mutex::new(Instant::now()),
+            saved_tools: Mutex::new(None),
+            changed: AtomicBool::new(false),
+            resumed: Mutex::new(None),
+        }
+    }
+
     /// True while a call is starting or using this slot's session: its lock is held, or
     /// someone besides the slot holds the session. Busy sessions are never reaped, however
     /// long a start or a run takes.
@@ -131,6 +164,12 @@ pub struct Sessions {
     scope_specs: Mutex<HashMap<Scope, SandboxSpec>>,
     pool: Mutex<Vec<Started>>,
     packages: Option<Arc<Packages>>,
+    /// Where sessions are saved, when checkpoints are on.
+    checkpoints: Option<Arc<Store>>,
+    /// The durable identity of each scope that has one (checkpoints are kept under it).
+    identities: Mutex<HashMap<Scope, String>>,
+    /// Sessions being saved now, each with a lock held until it is saved.
+    saving: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>,
     refilling: AtomicBool,
     closed: AtomicBool,
 }
@@ -162,7 +201,12 @@ pub fn validate_name(name: &str) -> Result<(), SessionError> {
 
 impl Sessions {
     /// Sessions on `sandbox` with the given limits and policies; with `packages`, each
-    /// session gets a packages directory of its own.
+    /// session gets a packages directory of its own; with `checkpoints`, sessions of scopes
+    /// with an identity are saved there and resumed from there.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one constructor, called from main and tests"
+    )]
     pub fn new(
         sandbox: Arc<dyn Sandbox>,
         spec: SandboxSpec,
@@ -171,6 +215,7 @@ impl Sessions {
         max_sessions: usize,
         idle_timeout: Duration,
         packages: Option<Arc<Packages>>,
+        checkpoints: Option<Arc<Store>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             sandbox,
@@ -183,6 +228,9 @@ impl Sessions {
             scope_specs: Mutex::new(HashMap::new()),
             pool: Mutex::new(Vec::new()),
             packages,
+            checkpoints,
+            identities: Mutex::new(HashMap::new()),
+            saving: Mutex::new(HashMap::new()),
             refilling: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         })
@@ -205,6 +253,11 @@ impl Sessions {
     }
 
     /// The session called `name` in `scope`, started (or restarted, with `reset`) as needed.
+    ///
+    /// A session started for a name that has a checkpoint is restored from it first (what
+    /// that found is in [`Sessions::take_resumed`]); `reset` discards the checkpoint. When
+    /// `max_sessions` are alive, the least recently used idle one is saved and shut down to
+    /// make room (suspended), if checkpoints are on; else the call is refused.
     pub async fn get(
         self: &Arc<Self>,
         scope: Scope,
@@ -213,48 +266,281 @@ impl Sessions {
     ) -> Result<(Arc<Session>, Origin), SessionError> {
         validate_name(name)?;
         let key = (scope, name.to_string());
-        let slot = {
-            let mut named = self.named.lock().expect("sessions lock");
-            let count = named.len();
-            if !named.contains_key(&key) && count >= self.session_cap {
-                return Err(SessionError::TooMany(count));
+        loop {
+            let (slot, suspended) = self.slot_for(&key)?;
+            if let Some((ticket, victim)) = suspended {
+                // Saved in the background: this call does not wait for another session's save.
+                let this = self.clone();
+                tokio::spawn(async move { this.save_and_stop(ticket, victim, SAVE_TIMEOUT).await });
             }
-            named
-                .entry(key)
-                .or_insert_with(|| {
-                    Arc::new(Slot {
-                        session: tokio::sync::Mutex::new(None),
-                        packages: Mutex::new(None),
-                        last_used: Mutex::new(Instant::now()),
-                        saved_tools: Mutex::new(None),
-                    })
-                })
-                .clone()
+            *slot.last_used.lock().expect("slot lock") = Instant::now();
+            let mut current = slot.session.lock().await;
+            if !self.is_current(&key, &slot) {
+                continue; // reaped or suspended while this call waited: take the name's new slot
+            }
+            if let Some(old) = current.take_if(|s| reset || !s.is_alive()) {
+                debug!(session = name, %scope, reset, "replacing session");
+                tokio::spawn(async move { old.shutdown().await });
+            }
+            if let Some(session) = current.as_ref() {
+                return Ok((session.clone(), Origin::Existing));
+            }
+            if reset {
+                self.discard_checkpoint(&key).await;
+            }
+            let (started, origin, resumed) = self.start_resumed(&key, reset).await?;
+            let session = Arc::new(started.session);
+            *current = Some(session.clone());
+            *slot.packages.lock().expect("slot lock") = started.packages;
+            *slot.saved_tools.lock().expect("slot lock") = None;
+            slot.changed.store(false, Ordering::Release);
+            *slot.resumed.lock().expect("slot lock") = resumed;
+            return Ok((session, origin));
+        }
+    }
+
+    /// The slot of `key`, made if new; with it, the slot suspended to make room, if one was.
+    #[allow(clippy::type_complexity, reason = "a private pair")]
+    fn slot_for(
+        &self,
+        key: &Key,
+    ) -> Result<(Arc<Slot>, Option<(SaveTicket, Arc<Slot>)>), SessionError> {
+        let mut named = self.named.lock().expect("sessions lock");
+        if let Some(slot) = named.get(key) {
+            return Ok((slot.clone(), None));
+        }
+        let mut suspended = None;
+        if named.len() >= self.session_cap {
+            let victim = self
+                .checkpoints
+                .as_ref()
+                .and_then(|_| least_recently_used_idle(&named));
+            let Some(victim) = victim else {
+                return Err(SessionError::TooMany(named.len()));
+            };
+            let slot = named.remove(&victim).expect("the victim is named");
+            info!(session = victim.1, scope = %victim.0, "suspending the least recently used session");
+            suspended = Some((self.mark_saving(victim), slot));
+        }
+        let slot = Arc::new(Slot::new());
+        named.insert(key.clone(), slot.clone());
+        Ok((slot, suspended))
+    }
+
+    /// A new session for `key`, restored from its checkpoint when it has one (and `reset`
+    /// is not asked), with what resuming found.
+    async fn start_resumed(
+        self: &Arc<Self>,
+        key: &Key,
+        reset: bool,
+    ) -> Result<(Started, Origin, Option<Resume>), SessionError> {
+        let (scope, name) = key;
+        let (started, origin) = self.start_in(*scope).await?;
+        let (Some(store), Some(identity), false) =
+            (&self.checkpoints, self.identity(*scope), reset)
+        else {
+            return Ok((started, origin, None));
         };
-        *slot.last_used.lock().expect("slot lock") = Instant::now();
-        let mut current = slot.session.lock().await;
-        if let Some(old) = current.take_if(|s| reset || !s.is_alive()) {
-            debug!(session = name, %scope, reset, "replacing session");
-            tokio::spawn(async move { old.shutdown().await });
+        // A save of this name still going (it was just suspended or reaped) ends first.
+        let saving = self.saving.lock().expect("saving lock").get(key).cloned();
+        if let Some(saving) = saving {
+            let _saved = saving.lock().await;
         }
-        if let Some(session) = current.as_ref() {
-            return Ok((session.clone(), Origin::Existing));
+        let install = started
+            .packages
+            .clone()
+            .map(|dir| Arc::new(InstallCalls(dir)) as Arc<dyn sandbox_core::RpcHandler>);
+        let resumed = durable::resume(
+            &started.session,
+            store,
+            (&identity, name),
+            RESTORE_TIMEOUT,
+            install,
+        )
+        .await;
+        match resumed {
+            Resume::Nothing => Ok((started, origin, None)),
+            restored @ Resume::Restored(_) => Ok((started, origin, Some(restored))),
+            fresh @ Resume::Fresh(_) => {
+                // It may hold part of the checkpoint: start over, clean.
+                started.session.shutdown().await;
+                let (clean, origin) = self.start_in(*scope).await?;
+                Ok((clean, origin, Some(fresh)))
+            }
         }
+    }
+
+    /// Whether `slot` is still the slot of `key` (not reaped, suspended or ended meanwhile).
+    fn is_current(&self, key: &Key, slot: &Arc<Slot>) -> bool {
+        self.named
+            .lock()
+            .expect("sessions lock")
+            .get(key)
+            .is_some_and(|named| Arc::ptr_eq(named, slot))
+    }
+
+    /// A new session for `scope`: with the scope's own spec, else from the pool.
+    async fn start_in(self: &Arc<Self>, scope: Scope) -> Result<(Started, Origin), SandboxError> {
         let own_spec = self
             .scope_specs
             .lock()
             .expect("scope specs lock")
             .get(&scope)
             .cloned();
-        let (started, origin) = match own_spec {
-            Some(spec) => (self.start_with_packages(&spec).await?, Origin::Cold),
-            None => self.fresh().await?,
+        match own_spec {
+            Some(spec) => Ok((self.start_with_packages(&spec).await?, Origin::Cold)),
+            None => self.fresh().await,
+        }
+    }
+
+    /// Remove the checkpoint of `key`, if it has one (`reset`).
+    async fn discard_checkpoint(&self, key: &Key) {
+        let (Some(store), Some(identity)) = (&self.checkpoints, self.identity(key.0)) else {
+            return;
         };
-        let session = Arc::new(started.session);
-        *current = Some(session.clone());
-        *slot.packages.lock().expect("slot lock") = started.packages;
-        *slot.saved_tools.lock().expect("slot lock") = None;
-        Ok((session, origin))
+        let (store, name) = (store.clone(), key.1.clone());
+        let discarded = tokio::task::spawn_blocking(move || store.discard(&identity, &name)).await;
+        match discarded {
+            Ok(Ok(true)) => info!(session = key.1, "checkpoint discarded (reset)"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => warn!(
+                session = key.1,
+                "could not discard a checkpoint: {}",
+                sandbox_core::error_chain(&e)
+            ),
+            Err(e) => warn!(session = key.1, "could not discard a checkpoint: {e}"),
+        }
+    }
+
+    /// What resuming the session called `name` in `scope` found, once: for the reply of the
+    /// call that started it.
+    pub fn take_resumed(&self, scope: Scope, name: &str) -> Option<Resume> {
+        let named = self.named.lock().expect("sessions lock");
+        named
+            .get(&(scope, name.to_string()))?
+            .resumed
+            .lock()
+            .expect("slot lock")
+            .take()
+    }
+
+    /// Give `scope` a durable identity: its sessions are then saved under it and resumed
+    /// from it (when checkpoints are on).
+    pub fn set_identity(&self, scope: Scope, identity: String) {
+        self.identities
+            .lock()
+            .expect("identities lock")
+            .insert(scope, identity);
+    }
+
+    fn identity(&self, scope: Scope) -> Option<String> {
+        self.identities
+            .lock()
+            .expect("identities lock")
+            .get(&scope)
+            .cloned()
+    }
+
+    /// Where the session called `name` in `scope` is saved, when it can be: for
+    /// `mcp.runtime.checkpoint()` and `fork_session()` in its runs.
+    pub fn checkpoint_calls(
+        &self,
+        scope: Scope,
+        name: &str,
+        session: &Session,
+    ) -> Option<Arc<CheckpointCalls>> {
+        let store = self.checkpoints.clone()?;
+        let identity = self.identity(scope)?;
+        Some(Arc::new(CheckpointCalls::new(Target {
+            store,
+            scope: identity,
+            session: name.to_string(),
+            stamp: durable::stamp_of(session),
+        })))
+    }
+
+    /// Note that a save of `key` begins: a resume of the name waits until the ticket is
+    /// given back ([`Sessions::save_and_stop`]).
+    fn mark_saving(&self, key: Key) -> SaveTicket {
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        let guard = lock.clone().try_lock_owned().expect("a new lock is free");
+        self.saving
+            .lock()
+            .expect("saving lock")
+            .insert(key.clone(), lock.clone());
+        SaveTicket {
+            key,
+            lock,
+            _guard: guard,
+        }
+    }
+
+    /// Save the session of a slot already taken out of `named` (when checkpoints are on, its
+    /// scope has an identity, and user code changed it since it was last saved), then shut
+    /// it down.
+    async fn save_and_stop(&self, ticket: SaveTicket, slot: Arc<Slot>, timeout: Duration) {
+        let session = slot.session.lock().await.take();
+        if let Some(session) = session {
+            if slot.changed.load(Ordering::Acquire) && session.is_alive() {
+                let packages = slot.packages.lock().expect("slot lock").clone();
+                self.save(&ticket.key, &session, timeout, packages).await;
+            }
+            session.shutdown().await;
+        }
+        let mut saving = self.saving.lock().expect("saving lock");
+        if saving
+            .get(&ticket.key)
+            .is_some_and(|lock| Arc::ptr_eq(lock, &ticket.lock))
+        {
+            saving.remove(&ticket.key);
+        }
+    }
+
+    /// Save `session`, the session of `key` (whose packages directory is `packages`), within
+    /// `timeout`; failures are logged.
+    async fn save(
+        &self,
+        key: &Key,
+        session: &Session,
+        timeout: Duration,
+        packages: Option<Arc<SessionPackages>>,
+    ) {
+        let (scope, name) = key;
+        let Some(store) = self.checkpoints.clone() else {
+            return;
+        };
+        let Some(identity) = self.identity(*scope) else {
+            return;
+        };
+        let target = Target {
+            store,
+            scope: identity,
+            session: name.clone(),
+            stamp: durable::stamp_of(session),
+        };
+        let started = Instant::now();
+        let install =
+            packages.map(|dir| Arc::new(InstallCalls(dir)) as Arc<dyn sandbox_core::RpcHandler>);
+        match tokio::time::timeout(timeout, durable::save(session, target, timeout, install)).await
+        {
+            Ok(Ok(saved)) => info!(
+                session = name,
+                %scope,
+                bytes = saved.bytes,
+                names = saved.names,
+                unsaveable = saved.unsaveable.len(),
+                elapsed = ?started.elapsed(),
+                "session saved"
+            ),
+            Ok(Err(e)) => warn!(session = name, %scope, "{}", sandbox_core::error_chain(&e)),
+            Err(_) => {
+                warn!(
+                    session = name,
+                    %scope,
+                    "saving the session took longer than {timeout:?}; not saved"
+                );
+            }
+        }
     }
 
     /// Give `scope`'s next new sessions `spec` instead of the process-wide one (`None`: back
@@ -296,11 +582,13 @@ impl Sessions {
         slot.packages.lock().expect("slot lock").clone()
     }
 
-    /// Mark a session used now (after a run), so the reaper measures idleness from the end.
+    /// Mark a session used now (after a run of user code): the reaper measures idleness from
+    /// the end, and the session has changed since it was last saved.
     pub fn touch(&self, scope: Scope, name: &str) {
         let key = (scope, name.to_string());
         if let Some(slot) = self.named.lock().expect("sessions lock").get(&key) {
             *slot.last_used.lock().expect("slot lock") = Instant::now();
+            slot.changed.store(true, Ordering::Release);
         }
     }
 
@@ -462,10 +750,11 @@ impl Sessions {
         self.pool.lock().expect("pool lock").len()
     }
 
-    /// Shut down and forget sessions idle for longer than the idle timeout.
+    /// Save (when checkpoints are on), shut down and forget sessions idle for longer than
+    /// the idle timeout.
     pub async fn reap_idle(&self) {
         let now = Instant::now();
-        let idle: Vec<(Key, Arc<Slot>)> = {
+        let idle: Vec<(SaveTicket, Arc<Slot>)> = {
             let mut named = self.named.lock().expect("sessions lock");
             let expired: Vec<Key> = named
                 .iter()
@@ -478,23 +767,29 @@ impl Sessions {
                 .collect();
             expired
                 .into_iter()
-                .filter_map(|key| named.remove(&key).map(|slot| (key, slot)))
+                .filter_map(|key| {
+                    let slot = named.remove(&key)?;
+                    Some((self.mark_saving(key), slot))
+                })
                 .collect()
         };
-        for ((scope, name), slot) in idle {
-            if let Some(session) = slot.session.lock().await.take() {
-                info!(session = name, %scope, "reaping idle session");
-                session.shutdown().await;
-            }
+        for (ticket, slot) in idle {
+            info!(session = ticket.key.1, scope = %ticket.key.0, "reaping idle session");
+            self.save_and_stop(ticket, slot, SAVE_TIMEOUT).await;
         }
     }
 
-    /// Forget every session of `scope` now; the caller shuts them down.
-    fn take_scope(&self, scope: Scope) -> Vec<Arc<Slot>> {
+    /// Forget every session of `scope` now; the caller saves them and shuts them down.
+    fn take_scope(&self, scope: Scope) -> Vec<(SaveTicket, Arc<Slot>)> {
         self.set_scope_spec(scope, None);
         let mut named = self.named.lock().expect("sessions lock");
         let keys: Vec<Key> = named.keys().filter(|(s, _)| *s == scope).cloned().collect();
-        keys.iter().filter_map(|key| named.remove(key)).collect()
+        keys.into_iter()
+            .filter_map(|key| {
+                let slot = named.remove(&key)?;
+                Some((self.mark_saving(key), slot))
+            })
+            .collect()
     }
 
     /// Number of sessions alive (or starting) in `scope`.
@@ -503,19 +798,20 @@ impl Sessions {
         named.keys().filter(|(s, _)| *s == scope).count()
     }
 
-    /// Shut down every session of `scope` (its MCP session ended), waiting until they are
-    /// gone. A run still going in one of them is stopped.
+    /// Save and shut down every session of `scope` (its MCP session ended), waiting until
+    /// they are gone; then forget the scope's identity.
     pub async fn shutdown_scope(&self, scope: Scope) {
         let slots = self.take_scope(scope);
         if !slots.is_empty() {
             info!(%scope, sessions = slots.len(), "ending the sessions of a closed scope");
         }
-        for slot in slots {
-            let session = slot.session.lock().await.take();
-            if let Some(session) = session {
-                session.shutdown().await;
-            }
+        for (ticket, slot) in slots {
+            self.save_and_stop(ticket, slot, SAVE_TIMEOUT).await;
         }
+        self.identities
+            .lock()
+            .expect("identities lock")
+            .remove(&scope);
     }
 
     /// [`Sessions::shutdown_scope`] in the background, for callers that cannot wait (a
@@ -530,6 +826,30 @@ impl Sessions {
         };
         let this = self.clone();
         runtime.spawn(async move { this.shutdown_scope(scope).await });
+    }
+
+    /// Delete checkpoints older than `max_age` now and every hour, in the background (never
+    /// on the start-up path), until the process ends.
+    pub fn spawn_pruner(self: &Arc<Self>, max_age: Duration) {
+        let Some(store) = self.checkpoints.clone() else {
+            return;
+        };
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_hours(1));
+            loop {
+                tick.tick().await;
+                let store = store.clone();
+                match tokio::task::spawn_blocking(move || store.prune(max_age)).await {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(removed)) => info!(removed, "old checkpoints deleted"),
+                    Ok(Err(e)) => warn!(
+                        "pruning checkpoints failed: {}",
+                        sandbox_core::error_chain(&e)
+                    ),
+                    Err(e) => warn!("pruning checkpoints failed: {e}"),
+                }
+            }
+        });
     }
 
     /// Run the reaper until the process ends.
@@ -547,8 +867,9 @@ impl Sessions {
         });
     }
 
-    /// Shut every session down (on exit), removing their scratch space.
-    pub async fn shutdown_all(&self) {
+    /// Save every session that changed (on exit, together within a bounded time), then shut
+    /// every session down, removing their scratch space.
+    pub async fn shutdown_all(self: &Arc<Self>) {
         self.closed.store(true, Ordering::Release);
         // Let a refill in progress finish starting its session, so it is shut down too.
         for _ in 0..100 {
@@ -557,26 +878,43 @@ impl Sessions {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let slots: Vec<Arc<Slot>> = self
-            .named
-            .lock()
-            .expect("sessions lock")
-            .drain()
-            .map(|(_, s)| s)
-            .collect();
+        let slots: Vec<(SaveTicket, Arc<Slot>)> = {
+            let mut named = self.named.lock().expect("sessions lock");
+            named
+                .drain()
+                .map(|(key, slot)| (self.mark_saving(key), slot))
+                .collect()
+        };
         let warm: Vec<Started> = self.pool.lock().expect("pool lock").drain(..).collect();
         // In parallel: a container backend takes a round trip to the engine per removal.
         let mut stopping = tokio::task::JoinSet::new();
-        for slot in slots {
-            if let Some(session) = slot.session.lock().await.take() {
-                stopping.spawn(async move { session.shutdown().await });
-            }
+        for (ticket, slot) in slots {
+            let this = self.clone();
+            stopping.spawn(async move {
+                this.save_and_stop(ticket, slot, SAVE_AT_EXIT_TIMEOUT).await;
+            });
         }
         for started in warm {
             stopping.spawn(async move { started.session.shutdown().await });
         }
         while stopping.join_next().await.is_some() {}
     }
+}
+
+/// A save in progress: while it is held, a resume of its session waits.
+struct SaveTicket {
+    key: Key,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+/// The least recently used session that is not busy, if any.
+fn least_recently_used_idle(named: &HashMap<Key, Arc<Slot>>) -> Option<Key> {
+    named
+        .iter()
+        .filter(|(_, slot)| !slot.is_busy())
+        .min_by_key(|(_, slot)| *slot.last_used.lock().expect("slot lock"))
+        .map(|(key, _)| key.clone())
 }
 
 #[cfg(test)]
@@ -635,6 +973,7 @@ mod tests {
             1,
             8,
             Duration::from_mins(5),
+            None,
             None,
         );
         warmed(&sessions).await;

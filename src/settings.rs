@@ -430,11 +430,29 @@ settings! {
          repeatable",
         Vec::new, parse::requirements, show_requirements,
     ).flag("package").repeatable();
+    /// Whether sessions are saved to the state directory (idle, at exit, on request).
+    CHECKPOINTS: bool = Setting::env(
+        "MCP_BRIDGE_CHECKPOINTS",
+        "Save sessions (idle, at exit, when suspended, on request) and resume them: on or off",
+        || true, parse::switch, |on| if *on { "on" } else { "off" }.to_string(),
+    );
+    /// Size cap of one session checkpoint.
+    CHECKPOINT_LIMIT: u64 = Setting::env(
+        "MCP_BRIDGE_CHECKPOINT_LIMIT",
+        "Size cap of one session checkpoint (variables and /workspace files)",
+        || 512 << 20, parse::size_cap, |b| format_bytes(*b),
+    );
+    /// Age after which a checkpoint is deleted.
+    CHECKPOINT_MAX_AGE: Duration = Setting::env(
+        "MCP_BRIDGE_CHECKPOINT_MAX_AGE",
+        "Age after which an unused checkpoint is deleted",
+        || Duration::from_hours(24 * 7), parse_duration, show_duration,
+    );
     /// Size cap of the wheel cache.
     PACKAGE_CACHE: u64 = Setting::env(
         "MCP_BRIDGE_PACKAGE_CACHE",
         "Size cap of the wheel cache (oldest evicted first), and of one install",
-        || 1 << 30, parse::package_cache, |b| format_bytes(*b),
+        || 1 << 30, parse::size_cap, |b| format_bytes(*b),
     );
 }
 

@@ -15,21 +15,22 @@ fn number_and_unit(text: &str) -> (&str, &str) {
     text.split_at(split)
 }
 
-/// Parse `30`, `30s`, `2m`, `500ms`, `1h`, `1.5s` (a bare number means seconds).
+/// Parse `30`, `30s`, `2m`, `500ms`, `1h`, `7d`, `1.5s` (a bare number means seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = number_and_unit(text);
     let value: f64 = number
         .parse()
-        .map_err(|_| format!("expected a duration like 30, 30s, 2m or 500ms, got {text:?}"))?;
+        .map_err(|_| format!("expected a duration like 30, 30s, 2m, 500ms or 7d, got {text:?}"))?;
     let seconds = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "s" | "sec" | "secs" => value,
         "ms" => value / 1000.0,
         "m" | "min" | "mins" => value * 60.0,
         "h" => value * 3600.0,
+        "d" => value * 86_400.0,
         other => {
             return Err(format!(
-                "unknown duration unit {other:?} in {text:?}; use ms, s, m or h"
+                "unknown duration unit {other:?} in {text:?}; use ms, s, m, h or d"
             ));
         }
     };
@@ -81,6 +82,7 @@ pub fn format_duration(duration: Duration) -> String {
     }
     match millis {
         0 => "0s".to_string(),
+        _ if millis.is_multiple_of(86_400_000) => format!("{}d", millis / 86_400_000),
         _ if millis.is_multiple_of(3_600_000) => format!("{}h", millis / 3_600_000),
         _ if millis.is_multiple_of(60_000) => format!("{}m", millis / 60_000),
         _ if millis.is_multiple_of(1_000) => format!("{}s", millis / 1_000),
@@ -113,6 +115,28 @@ pub fn human_bytes(bytes: u64) -> String {
     } else {
         format!("{:.1} GB", b / 1e9)
     }
+}
+
+/// `[year, month, day, hour, minute, second]` in UTC of `secs` seconds after the Unix epoch.
+pub fn utc_fields(secs: u64) -> [u64; 6] {
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Days to a civil date (Howard Hinnant's algorithm), for dates after 1970.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    [year, month, day, rem / 3600, rem % 3600 / 60, rem % 60]
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339, UTC) of `secs` seconds after the Unix epoch.
+pub fn format_utc(secs: u64) -> String {
+    let [year, month, day, hour, minute, second] = utc_fields(secs);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
 }
 
 #[cfg(test)]
@@ -149,6 +173,7 @@ mod tests {
             (Duration::from_secs(30), "30s"),
             (Duration::from_mins(2), "2m"),
             (Duration::from_hours(1), "1h"),
+            (Duration::from_hours(48), "2d"),
             (Duration::from_millis(500), "500ms"),
             (Duration::from_millis(1500), "1500ms"),
             (Duration::ZERO, "0s"),
@@ -174,5 +199,12 @@ mod tests {
     fn sizes_read_like_a_person_wrote_them() {
         assert_eq!(human_bytes(812), "812 B");
         assert_eq!(human_bytes(18_200_000), "18.2 MB");
+    }
+
+    #[test]
+    fn utc_times_are_calendar_times() {
+        assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(format_utc(1_798_761_599), "2026-12-31T23:59:59Z");
     }
 }

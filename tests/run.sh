@@ -20,8 +20,10 @@ venv="$cache/venv"
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c 'import mcp' 2>/dev/null; then
-    "$venv/bin/pip" install --quiet --disable-pip-version-check 'mcp==2.3.0'
+# cloudpickle: the guest runtime's unit tests run the runtime on this Python, and the
+# interpreters the bridge ships carry it for saving sessions.
+if ! "$venv/bin/python" -c 'import mcp, cloudpickle' 2>/dev/null; then
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'mcp==2.3.0' 'cloudpickle==3.1.1'
 fi
 
 step "python: real upstream MCP servers (mcp-server-time, mcp-server-git)"
@@ -194,13 +196,17 @@ if [ -n "$oci_backends" ]; then
 fi
 
 step "guest runtime unit tests (host CPython)"
-python3 -m unittest discover -s backends/core/guest/tests -t backends/core/guest
+"$venv/bin/python" -m unittest discover -s backends/core/guest/tests -t backends/core/guest
 
 step "rust: unit tests and the behaviour suite"
 cargo test --release --locked --workspace
 
 step "end to end: the official Python MCP SDK and the MCP Inspector against the bridge"
-BRIDGE_BIN="$bin" INSPECTOR="$inspector" UPSTREAMS_VENV="$upstreams" NPM_PREFIX="$npm_prefix" \
+# A state directory of their own: the bridges they start save sessions there, never in
+# the machine user's.
+e2e_state="$(mktemp -d)"
+trap 'rm -rf "$e2e_state"' EXIT
+MCP_BRIDGE_STATE_DIR="$e2e_state" BRIDGE_BIN="$bin" INSPECTOR="$inspector" UPSTREAMS_VENV="$upstreams" NPM_PREFIX="$npm_prefix" \
     "$venv/bin/python" -m unittest discover -s tests/e2e -p 'test_*.py' -v
 
 step "bench (smoke: every backend installed here, few iterations)"

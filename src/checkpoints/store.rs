@@ -40,7 +40,7 @@ pub enum StoreError {
     #[error("session name {0:?} cannot name a checkpoint")]
     BadName(String),
     /// The file is there but cannot be read as a checkpoint.
-    #[error("the checkpoint of session {session:?} cannot be read: {source}")]
+    #[error("the checkpoint of session {session:?} cannot be read")]
     Unreadable {
         /// The session.
         session: String,
@@ -92,6 +92,11 @@ impl Store {
     /// A store under `root` (created when first written), refusing files over `limit` bytes.
     pub fn new(root: PathBuf, limit: u64) -> Self {
         Self { root, limit }
+    }
+
+    /// The largest checkpoint file it keeps.
+    pub fn limit(&self) -> u64 {
+        self.limit
     }
 
     fn scope_dir(&self, scope: &str) -> PathBuf {

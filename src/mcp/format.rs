@@ -47,6 +47,37 @@ pub struct RunReport {
     /// Absent when every limit holds.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unenforced: Vec<String>,
+    /// The session was restored from its checkpoint before this run: when it was taken and
+    /// what came back. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restored: Option<RestoredReport>,
+}
+
+/// What came back when a session was restored from its checkpoint.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoredReport {
+    /// When the checkpoint was taken (RFC 3339, UTC).
+    pub checkpoint_at: String,
+    /// The names restored.
+    pub names: Vec<String>,
+    /// Names the checkpoint could not save, each with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_saved: Vec<String>,
+    /// Names that could not be restored, each with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_restored: Vec<String>,
+}
+
+impl RestoredReport {
+    /// The report of a restored session.
+    pub fn of(restored: &crate::checkpoints::durable::Restored) -> Self {
+        Self {
+            checkpoint_at: crate::units::format_utc(restored.created_at_unix),
+            names: restored.names.clone(),
+            not_saved: restored.unsaveable.clone(),
+            not_restored: restored.failed.clone(),
+        }
+    }
 }
 
 /// Files in the sandbox holding the whole output of streams the cap cut.
@@ -205,6 +236,7 @@ impl RunReport {
             notice: report_notice.0,
             files: Vec::new(),
             unenforced: Vec::new(),
+            restored: None,
             saved_output,
         }
     }

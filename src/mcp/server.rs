@@ -19,9 +19,10 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use sandbox_core::RunRequest;
 use tracing::{Instrument, info_span};
 
+use crate::checkpoints::durable::Resume;
 use crate::config::Config;
 use crate::mcp::capabilities::{CAPABILITIES_MIME, CAPABILITIES_URI, with_folders};
-use crate::mcp::format::RunReport;
+use crate::mcp::format::{RestoredReport, RunReport};
 use crate::mcp::progress::ProgressRelay;
 use crate::mcp::roots::ClientRoots;
 use crate::mcp::schema::check_arguments;
@@ -124,6 +125,18 @@ impl Bridge {
         McpError::invalid_params(message, None)
     }
 
+    /// The identity this bridge's sessions are saved under: the transport and the client's
+    /// name from `initialize`, so two different clients never resume each other's sessions.
+    fn durable_identity(&self, peer: &Peer<RoleServer>) -> String {
+        let client = peer
+            .peer_info()
+            .map(|info| info.client_info.name.clone())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "unnamed client".to_string());
+        let transport = if self.scope.owned { "http" } else { "stdio" };
+        format!("{transport}:{client}")
+    }
+
     /// The scope of this bridge's sandbox sessions.
     pub fn scope(&self) -> Scope {
         self.scope.scope
@@ -148,6 +161,8 @@ impl Bridge {
         };
         let timeout = self.config.clamp_timeout(args.timeout_secs);
         let scope = self.scope();
+        self.sessions
+            .set_identity(scope, self.durable_identity(peer));
         self.roots
             .refresh(&self.config, &self.sessions, scope, peer)
             .await;
@@ -162,8 +177,12 @@ impl Bridge {
         let saved_tools =
             self.sessions
                 .saved_tools_update(scope, &args.session, self.proxy.saved_tools());
+        let resumed = self.sessions.take_resumed(scope, &args.session);
         let packages = self.sessions.packages_of(scope, &args.session);
-        let calls = self.proxy.calls_for_run(&servers, packages);
+        let checkpoints = self
+            .sessions
+            .checkpoint_calls(scope, &args.session, &session);
+        let calls = self.proxy.calls_for_run(&servers, packages, checkpoints);
         let (relay, output_stream) = match progress {
             Some((peer, token)) => {
                 let (relay, sender) = ProgressRelay::start(peer, token);
@@ -189,7 +208,10 @@ impl Bridge {
             match self.sessions.get(scope, &args.session, false).await {
                 Ok((fresh, _)) => {
                     let packages = self.sessions.packages_of(scope, &args.session);
-                    let calls = self.proxy.calls_for_run(&request.servers, packages);
+                    let checkpoints = self.sessions.checkpoint_calls(scope, &args.session, &fresh);
+                    let calls = self
+                        .proxy
+                        .calls_for_run(&request.servers, packages, checkpoints);
                     outcome = fresh.try_run(&request, calls).await;
                     sandbox_notice = fresh.notice().map(str::to_owned);
                 }
@@ -216,6 +238,16 @@ impl Bridge {
             RunReport::new(&outcome, &args.session, args.servers, timeout.as_secs_f64());
         if let Some(text) = sandbox_notice {
             report.add_notice(&text);
+        }
+        match resumed {
+            Some(Resume::Restored(restored)) => {
+                report.add_notice(&restored.notice());
+                report.restored = Some(RestoredReport::of(&restored));
+            }
+            Some(Resume::Fresh(why)) => report.add_notice(&format!(
+                "This session could not be restored: {why}. It started fresh."
+            )),
+            Some(Resume::Nothing) | None => {}
         }
         let (file_blocks, file_reports) = files::content_blocks(&outcome.files);
         report.files = file_reports;

@@ -20,6 +20,7 @@ use sandbox_core::{RpcError, RpcHandler};
 use serde_json::{Map, Value, json};
 use tracing::warn;
 
+use crate::checkpoints::transfer::CheckpointCalls;
 use crate::packages::{PackageError, SessionPackages};
 use crate::proxy::alias::assign_tool_aliases;
 use crate::proxy::catalogue::Catalogue;
@@ -178,16 +179,19 @@ impl Proxy {
     }
 
     /// The handler for the calls of one run that may use `servers`, in a session whose
-    /// packages directory is `packages` (`None`: installs are off).
+    /// packages directory is `packages` (`None`: installs are off) and whose checkpoints
+    /// go where `checkpoints` says (`None`: checkpoints are off).
     pub fn calls_for_run(
         self: &Arc<Self>,
         servers: &[ServerRef],
         packages: Option<Arc<SessionPackages>>,
+        checkpoints: Option<Arc<CheckpointCalls>>,
     ) -> Arc<dyn RpcHandler> {
         Arc::new(RunCalls {
             proxy: self.clone(),
             allowed: servers.iter().map(|s| s.name.clone()).collect(),
             packages,
+            checkpoints,
         })
     }
 
@@ -326,6 +330,7 @@ struct RunCalls {
     proxy: Arc<Proxy>,
     allowed: Vec<String>,
     packages: Option<Arc<SessionPackages>>,
+    checkpoints: Option<Arc<CheckpointCalls>>,
 }
 
 #[async_trait]
@@ -355,6 +360,13 @@ impl RpcHandler for RunCalls {
                     .await
                     .map_err(|e| crate::packages::rpc_error(&e)),
                 None => Err(crate::packages::rpc_error(&PackageError::Disabled)),
+            },
+            method if CheckpointCalls::serves(method) => match &self.checkpoints {
+                Some(checkpoints) => checkpoints.call(method, &params).await,
+                None => Err(RpcError::new(
+                    "disabled",
+                    "sessions are not saved here: checkpoints are off (MCP_BRIDGE_CHECKPOINTS)",
+                )),
             },
             other => Err(RpcError::new(
                 "invalid_params",

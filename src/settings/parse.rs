@@ -162,8 +162,8 @@ pub(super) fn requirements(text: &str) -> Result<Vec<String>, String> {
         .collect()
 }
 
-/// The wheel cache cap: at least 1k.
-pub(super) fn package_cache(text: &str) -> Result<u64, String> {
+/// A size cap (the wheel cache, a checkpoint): at least 1k.
+pub(super) fn size_cap(text: &str) -> Result<u64, String> {
     match parse_bytes(text)? {
         n if n >= 1024 => Ok(n),
         n => Err(format!("{n} bytes is below the 1k minimum")),

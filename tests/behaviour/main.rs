@@ -7,6 +7,7 @@
 
 mod confinement;
 mod discovery;
+mod durable;
 mod exec;
 mod faults;
 mod files;
@@ -66,6 +67,10 @@ for_each_backend! {
         oom_killed_guest_is_reported_and_next_call_works,
         ending_the_bridge_mid_run_leaves_nothing;
     discovery: docs_and_descriptions_leave_no_server_running;
+    durable: a_session_survives_the_client_closing_stdin, a_session_survives_sigterm,
+        an_idle_save_survives_sigkill_and_the_reaper, a_fork_is_a_copy_the_original_never_sees,
+        unsaveable_names_are_listed, a_bad_checkpoint_gives_a_fresh_session_with_a_notice,
+        reset_discards_the_checkpoint, idle_sessions_are_suspended_to_make_room;
     load: sixteen_sessions_share_a_thousand_runs, a_long_soak_keeps_memory_flat;
     stack: numpy_and_pandas_compute_the_right_numbers, scipy_and_scikit_learn_fit,
         a_saved_figure_comes_back_as_an_image, matplotlib_starts_from_the_prebuilt_font_list;

@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use rmcp::model::{CallToolRequestParams, CallToolResult, JsonObject};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
+    JsonObject,
+};
 use rmcp::service::RunningService;
 use rmcp::transport::TokioChildProcess;
 use rmcp::{RoleClient, ServiceExt};
@@ -130,10 +133,9 @@ fn bridge_program(backend: &TestBackend) -> std::process::Command {
     }
 }
 
-/// A bridge command isolated from the machine's MCP client configs: its own empty home,
-/// state dir and working directory, so servers configured on the machine running the suite
-/// never leak into it. The interpreter cache stays shared (the rootless user gets its own).
-fn isolated_bridge_command(backend: &TestBackend) -> tokio::process::Command {
+/// The folder holding the home, state, working and cache directories of the bridges this
+/// test process starts on `backend` (the rootless users get their own).
+fn suite_world(backend: &TestBackend) -> &'static std::path::Path {
     static WORLD: OnceLock<tempfile::TempDir> = OnceLock::new();
     static ROOTLESS_WORLD: OnceLock<tempfile::TempDir> = OnceLock::new();
     static BARE_WORLD: OnceLock<tempfile::TempDir> = OnceLock::new();
@@ -162,20 +164,34 @@ fn isolated_bridge_command(backend: &TestBackend) -> tokio::process::Command {
         }
         world
     });
+    world.path()
+}
+
+/// The state directory (`MCP_BRIDGE_STATE_DIR`) of the bridges started on `backend`.
+pub(crate) fn suite_state_dir(backend: &TestBackend) -> std::path::PathBuf {
+    suite_world(backend).join("state")
+}
+
+/// A bridge command isolated from the machine's MCP client configs: its own empty home,
+/// state dir and working directory, so servers configured on the machine running the suite
+/// never leak into it. The interpreter cache stays shared (the rootless user gets its own).
+fn isolated_bridge_command(backend: &TestBackend) -> tokio::process::Command {
+    let owner = rootless_user(backend).and_then(Result::ok);
+    let world = suite_world(backend);
     let cache = if owner.is_some() {
-        world.path().join("cache")
+        world.join("cache")
     } else {
         cache_dir()
     };
     let mut command = tokio::process::Command::from(bridge_program(backend));
     command
-        .env("HOME", world.path().join("home"))
-        .env("MCP_BRIDGE_STATE_DIR", world.path().join("state"))
+        .env("HOME", world.join("home"))
+        .env("MCP_BRIDGE_STATE_DIR", world.join("state"))
         .env("MCP_BRIDGE_CACHE_DIR", cache)
         .env("MCP_BRIDGE_LOG_LEVEL", "warn")
         .env_remove("MCP_SERVERS_CONFIG")
         .env_remove("XDG_CONFIG_HOME")
-        .current_dir(world.path().join("cwd"));
+        .current_dir(world.join("cwd"));
     command
 }
 
@@ -292,8 +308,14 @@ impl TestBackend {
         }
     }
 
-    /// Start a bridge on this backend with extra environment.
+    /// Start a bridge on this backend with extra environment, as a client of its own name
+    /// (sessions are saved under the client's name: no other test resumes them).
     pub(crate) async fn bridge_with(&self, env: &[(&str, &str)]) -> Result<TestBridge> {
+        self.bridge_as(env, &unique_client_name()).await
+    }
+
+    /// Start a bridge on this backend with extra environment, as the client `client`.
+    pub(crate) async fn bridge_as(&self, env: &[(&str, &str)], client: &str) -> Result<TestBridge> {
         let mut command = isolated_bridge_command(self);
         command
             .arg("run")
@@ -308,7 +330,14 @@ impl TestBackend {
             .spawn()
             .context("spawning the bridge")?;
         let pid = transport.id().context("the bridge exited at once")?;
-        let client = ().serve(transport).await.context("initialising the bridge")?;
+        let info = ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new(client, "0"),
+        );
+        let client = info
+            .serve(transport)
+            .await
+            .context("initialising the bridge")?;
         Ok(TestBridge { client, pid })
     }
 
@@ -320,7 +349,7 @@ impl TestBackend {
 
 /// A running bridge and an MCP client connected to it.
 pub(crate) struct TestBridge {
-    pub(crate) client: RunningService<RoleClient, ()>,
+    pub(crate) client: RunningService<RoleClient, ClientConfig>,
     /// The bridge's process id.
     pub(crate) pid: u32,
 }
@@ -496,11 +525,17 @@ impl RawBridge {
             .context("no response")?
     }
 
+    /// Initialise as a client of its own name (no other test resumes its sessions).
     pub(crate) async fn initialize(&mut self) -> Result<()> {
+        self.initialize_as(&unique_client_name()).await
+    }
+
+    /// Initialise as the client `client`.
+    pub(crate) async fn initialize_as(&mut self, client: &str) -> Result<()> {
         self.send(
             &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "raw-test", "version": "0"}}}),
+            "clientInfo": {"name": client, "version": "0"}}}),
         )
         .await?;
         self.response(0).await?;
@@ -519,8 +554,13 @@ impl RawBridge {
 
     /// Call `run_python` with `code` and wait for the answer.
     pub(crate) async fn run(&mut self, id: i64, code: &str) -> Result<Value> {
+        self.call(id, json!({"code": code})).await
+    }
+
+    /// Call `run_python` with `arguments` and wait for the answer.
+    pub(crate) async fn call(&mut self, id: i64, arguments: Value) -> Result<Value> {
         self.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-            "params": {"name": "run_python", "arguments": {"code": code}}}))
+            "params": {"name": "run_python", "arguments": arguments}}))
             .await?;
         self.response(id).await
     }
@@ -541,6 +581,13 @@ impl RawBridge {
             .context("the bridge did not exit within 30 s")?
             .context("waiting for the bridge")
     }
+}
+
+/// A client name no other bridge of this test process uses.
+pub(crate) fn unique_client_name() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("suite-{}-{n}", std::process::id())
 }
 
 /// How a test ends a bridge.

@@ -13,6 +13,7 @@
 
 CHECKPOINT_ROOT = "/workspace"  # the session's files; absent in the host-CPython test sandbox
 CHECKPOINT_CHUNK = 512 << 10  # bytes per call: 683 KiB of base64, within any rpc frame cap
+CLOUDPICKLE = "cloudpickle==3.1.1"  # installed for interpreters without it (the slim WASI one)
 CHECKPOINT_SKIPPED = ("__builtins__", "__name__", "__doc__", "__loader__", "__spec__",
                       "__package__", "mcp_servers")
 
@@ -118,13 +119,52 @@ def checkpoint_files(root: str, limit: int) -> bytes:
     return buffer.getvalue()
 
 
-def restore_files(data: bytes, root: str) -> None:
-    """Unpacks `checkpoint_files` output under `root`; the `data` filter refuses paths that
-    leave it, absolute paths and device files."""
+def restore_files(data: bytes, root: str, filtered: bool | None = None) -> None:
+    """Unpacks `checkpoint_files` output under `root`, refusing paths and links that leave
+    it, absolute paths and device files: with tarfile's `data` filter where the interpreter
+    has it (`filtered`), else by checking each member the same way."""
     import tarfile
 
+    if filtered is None:
+        filtered = hasattr(tarfile, "data_filter")
     with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
-        tar.extractall(root, filter="data")
+        if filtered:
+            tar.extractall(root, filter="data")
+        else:
+            tar.extractall(root, members=confined_members(tar, root))
+
+
+def confined_members(tar: object, root: str) -> list:
+    """The members of `tar` if every one stays inside `root` (the `data` filter's rules, for
+    interpreters older than it); raises `tarfile.TarError` naming the first that does not."""
+    import os
+    import tarfile
+
+    real_root = os.path.realpath(root)
+
+    def inside(path: str) -> bool:
+        return os.path.commonpath([real_root, os.path.realpath(path)]) == real_root
+
+    members = tar.getmembers()
+    for member in members:
+        if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
+            raise tarfile.TarError(f"{member.name!r} is not a file, a folder or a link")
+        path = os.path.join(real_root, member.name)
+        if os.path.isabs(member.name) or not inside(path):
+            raise tarfile.TarError(f"{member.name!r} would be extracted outside {root}")
+        if member.issym():
+            link = os.path.join(os.path.dirname(path), member.linkname)
+        elif member.islnk():
+            link = os.path.join(real_root, member.linkname)
+        else:
+            link = None
+        if link is not None and (os.path.isabs(member.linkname) or not inside(link)):
+            raise tarfile.TarError(f"{member.name!r} links outside {root}")
+        if member.isreg() or member.isdir():
+            member.mode &= 0o755  # no set-id bits, nothing writable by others
+        member.uid = member.gid = 0
+        member.uname = member.gname = ""
+    return members
 
 
 def checkpoint_session(user_globals: dict, root: str | None, limit: int) -> tuple[bytes, list[str], list[str]]:
@@ -168,6 +208,25 @@ def checkpoint_root() -> str | None:
     return CHECKPOINT_ROOT
 
 
+def ensure_cloudpickle(calls: "HostCalls") -> None:
+    """Makes cloudpickle importable: an interpreter without it (the slim WASI one) installs
+    it for the session, as `mcp.runtime.install` would."""
+    try:
+        import cloudpickle  # noqa: F401
+        return
+    except ImportError:
+        pass
+    try:
+        installed(calls.call("install", install_params((CLOUDPICKLE,))))
+        import cloudpickle  # noqa: F401
+    except (MCPError, ImportError) as exc:
+        raise MCPError(
+            "this interpreter cannot save or restore sessions: it has no cloudpickle, and"
+            f" installing {CLOUDPICKLE} failed ({exc})",
+            kind="unsupported",
+        ) from None
+
+
 def checkpoint_to_host(calls: "HostCalls", user_globals: dict, session: str | None) -> dict:
     """Saves the session's state on the host, as itself (`session` None) or as a copy named
     `session`; returns what the host recorded: `{session, bytes, saved, unsaveable, at}`."""
@@ -177,14 +236,9 @@ def checkpoint_to_host(calls: "HostCalls", user_globals: dict, session: str | No
     limit = begun.get("limit") if isinstance(begun, dict) else None
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
         raise MCPError("the host did not say how large a checkpoint may be", kind="internal")
+    ensure_cloudpickle(calls)
     try:
         payload, names, unsaveable = checkpoint_session(user_globals, checkpoint_root(), limit)
-    except ModuleNotFoundError as exc:
-        raise MCPError(
-            f"this interpreter cannot save sessions: {exc.name} is missing (the slim WASI"
-            " interpreter has no cloudpickle; the default one has)",
-            kind="unsupported",
-        ) from None
     except ValueError as exc:
         raise MCPError(str(exc), kind="too_large") from None
     view = memoryview(payload)
@@ -202,6 +256,7 @@ def restore_from_host(calls: "HostCalls", user_globals: dict) -> None:
     could not be restored (`restore_done`)."""
     import binascii
 
+    ensure_cloudpickle(calls)
     begun = calls.call("restore_begin", {})
     total = begun.get("bytes") if isinstance(begun, dict) else None
     if not isinstance(total, int) or isinstance(total, bool) or total < 0:

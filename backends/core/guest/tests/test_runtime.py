@@ -1954,12 +1954,25 @@ class CheckpointTest(unittest.TestCase):
                     "    t.addfile(info, io.BytesIO(b'x'))\n"
                     "try:\n    rt.restore_files(evil.getvalue(), dst)\n"
                     "except tarfile.TarError as e:\n    print(type(e).__name__)\n"
-                    "print(os.path.exists(os.path.dirname(dst) + '/escaped'))"
+                    "print(os.path.exists(os.path.dirname(dst) + '/escaped'))\n"
+                    # Without tarfile's data filter (older interpreters): the same refusals.
+                    "rt.restore_files(blob, dst + '/again', filtered=False)\n"
+                    "print(open(dst + '/again/data/deep/a.csv').read() == 'x,y\\n1,2\\n')\n"
+                    "out = io.BytesIO()\n"
+                    "with tarfile.open(fileobj=out, mode='w') as t:\n"
+                    "    link = tarfile.TarInfo('sneaky')\n    link.type = tarfile.SYMTYPE\n"
+                    "    link.linkname = '../../etc'\n    t.addfile(link)\n"
+                    "for bad in (evil.getvalue(), out.getvalue()):\n"
+                    "    try:\n        rt.restore_files(bad, dst, filtered=False)\n"
+                    "    except tarfile.TarError as e:\n        print(e)\n"
+                    "print(os.path.exists(os.path.dirname(dst) + '/escaped'), os.path.lexists(dst + '/sneaky'))"
                 )
                 self.assertEqual(
                     result["stdout"].splitlines(),
                     ["x,y", "1,2", " deep/a.csv", f"the files under {src} hold more than 4 bytes",
-                     "OutsideDestinationError", "False"],
+                     "OutsideDestinationError", "False", "True",
+                     f"'../escaped' would be extracted outside {dst}",
+                     f"'sneaky' links outside {dst}", "False False"],
                 )
         finally:
             guest.close()
