@@ -3,8 +3,9 @@
 //!
 //! Checked:
 //! - answering never panics, and every error carries a documented kind;
-//! - nothing is ever written outside `saved_tools/<name>.py`, `memory/<key>.json` and
-//!   `user_tools.py` (names and keys cannot traverse paths), and no temporary file is left;
+//! - nothing is ever written outside `saved_tools/<name>.py`, `memory/<key>.json`,
+//!   `user_tools.py` and `checkpoints/<scope>/<session>.ckpt` (names and keys cannot
+//!   traverse paths), and no temporary file is left;
 //! - a `memory save` that succeeded loads back the same value; a `save_tool` that succeeded
 //!   is listed in the saved tools.
 #![no_main]
@@ -14,9 +15,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
+use mcp_server_code_execution_mode::checkpoints::store::Store;
+use mcp_server_code_execution_mode::checkpoints::transfer::{CheckpointCalls, Stamp, Target};
 use mcp_server_code_execution_mode::proxy::catalogue::Catalogue;
 use mcp_server_code_execution_mode::proxy::dispatch::Proxy;
 use mcp_server_code_execution_mode::proxy::upstream::Upstreams;
+use mcp_server_code_execution_mode::sessions::validate_name;
 use mcp_server_code_execution_mode::state::{State, validate_key, validate_tool_name};
 use mcp_server_code_execution_mode_fuzz::{clear_files, files_under, scratch_dir};
 use sandbox_core::RpcHandler;
@@ -62,10 +66,24 @@ fn world() -> &'static World {
                 .enable_all()
                 .build()
                 .expect("a runtime"),
-            calls: proxy.calls_for_run(&[], None),
+            calls: proxy.calls_for_run(&[], None, Some(checkpoint_calls(state_dir))),
             state_dir,
         }
     })
+}
+
+/// Checkpoint calls storing under `<state>/checkpoints`, as a session named `default`.
+fn checkpoint_calls(state_dir: &Path) -> Arc<CheckpointCalls> {
+    Arc::new(CheckpointCalls::new(Target {
+        store: Arc::new(Store::new(state_dir.join("checkpoints"), 4 << 20)),
+        scope: "stdio:fuzz".into(),
+        session: "default".into(),
+        stamp: Stamp {
+            interpreter: "cpython-wasi 3.15.0".into(),
+            backend: "wasi".into(),
+            runtime: "runtime-fuzz".into(),
+        },
+    }))
 }
 
 /// Whether a file the state folder holds is one the layout allows.
@@ -85,6 +103,12 @@ fn allowed(file: &Path) -> bool {
         ["memory", key] => key
             .strip_suffix(".json")
             .is_some_and(|k| validate_key(k).is_ok()),
+        ["checkpoints", scope, session] => {
+            scope.len() == 64
+                && session
+                    .strip_suffix(".ckpt")
+                    .is_some_and(|s| validate_name(s).is_ok())
+        }
         _ => false,
     }
 }

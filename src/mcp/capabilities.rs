@@ -32,6 +32,8 @@ pub struct ManualFacts {
     pub servers: Vec<CatalogueEntry>,
     /// Bytes of output one copy of a reply carries, both streams together.
     pub output_cap: usize,
+    /// Whether sessions are saved and resumed (`MCP_BRIDGE_CHECKPOINTS`).
+    pub durable: bool,
 }
 
 impl ManualFacts {
@@ -42,6 +44,7 @@ impl ManualFacts {
             sandbox: SandboxFacts::of(config),
             servers,
             output_cap: config.session_config().output_limit,
+            durable: config.checkpoints.enabled,
         }
     }
 }
@@ -67,10 +70,25 @@ pub fn manual(facts: &ManualFacts) -> String {
     };
     let deadline = if facts.backend == BackendKind::Wasi {
         "On WASI that ends the session: its variables are lost, the reply says so, and the \
-         next call starts a fresh one."
+         next call starts afresh (from the session's last save, if it has one)."
     } else {
         "The code sees `KeyboardInterrupt` and the session keeps its variables; code that \
          ignores it is killed with its session."
+    };
+    let sessions = if facts.durable {
+        "Sessions outlive the server: a session idle for a while, or still open when the \
+         client or the server stops, is saved (variables, functions, classes, imported \
+         modules, files under `/workspace`) and the next call naming it gets it back; the \
+         reply then says from when, and names anything that could not be saved (open \
+         files, sockets, generators, locks). `reset=true` throws the saved copy away.\n\n\
+         ```python\n\
+         import mcp.runtime as r\n\
+         saved = r.checkpoint()              # save now: {session, bytes, saved, unsaveable, at}\n\
+         print(saved[\"bytes\"], saved[\"unsaveable\"])\n\
+         r.fork_session(\"experiment\")        # a copy: run_python(..., session=\"experiment\")\n\
+         ```"
+    } else {
+        "Sessions end with the server here (`MCP_BRIDGE_CHECKPOINTS=off`)."
     };
     let servers = if facts.servers.is_empty() {
         "none yet (servers in your MCP clients' configs appear here)".to_string()
@@ -94,6 +112,7 @@ pub fn manual(facts: &ManualFacts) -> String {
             &format!("{} KiB", facts.output_cap / 1024),
         )
         .replace("{{deadline}}", deadline)
+        .replace("{{sessions}}", sessions)
         .replace("{{servers}}", &servers)
         .replace("{{example_server}}", example_server)
         .replace("{{example_alias}}", example_alias)
@@ -134,6 +153,7 @@ mod tests {
                 })
                 .collect(),
             output_cap: 32 << 10,
+            durable: true,
         }
     }
 
