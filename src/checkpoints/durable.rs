@@ -122,12 +122,7 @@ pub async fn save(
         install,
         ..ActionCalls::default()
     };
-    let outcome = session
-        .run(
-            &RunRequest::action(RunAction::Checkpoint, timeout),
-            Arc::new(handler),
-        )
-        .await;
+    let outcome = run_action(session, RunAction::Checkpoint, handler, timeout).await;
     match calls.saved() {
         Some(saved) if !outcome.is_error() => Ok(saved),
         _ => Err(SaveError::Action(failure(&outcome))),
@@ -164,12 +159,7 @@ pub async fn resume(
         install,
         ..ActionCalls::default()
     };
-    let outcome = session
-        .run(
-            &RunRequest::action(RunAction::Restore, timeout),
-            Arc::new(handler),
-        )
-        .await;
+    let outcome = run_action(session, RunAction::Restore, handler, timeout).await;
     match calls.failed() {
         Some(failed) if !outcome.is_error() => {
             info!(
@@ -184,6 +174,18 @@ pub async fn resume(
             failure(&outcome)
         )),
     }
+}
+
+/// Run `action` on `session` with `handler` serving its calls.
+async fn run_action(
+    session: &Session,
+    action: RunAction,
+    handler: ActionCalls,
+    timeout: Duration,
+) -> RunOutcome {
+    session
+        .run(&RunRequest::action(action, timeout), Arc::new(handler))
+        .await
 }
 
 fn restored(header: Header, failed: Vec<String>) -> Restored {
