@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -23,6 +24,7 @@ from contextlib import asynccontextmanager, contextmanager
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.types import Implementation
 from sdk_compat import field, text_of
 
 BRIDGE_BIN = os.environ.get("BRIDGE_BIN", "mcp-server-code-execution-mode")
@@ -116,10 +118,11 @@ def http_bridge(*args: str, token: str | None = None):
 
 
 @asynccontextmanager
-async def sdk_session(url: str, headers: dict[str, str] | None = None):
-    async with create_mcp_http_client(headers=headers) as client:
-        async with streamable_http_client(url, http_client=client) as (read, write):
-            async with ClientSession(read, write) as session:
+async def sdk_session(url: str, headers: dict[str, str] | None = None, client: str | None = None):
+    info = Implementation(name=client, version="0") if client else None
+    async with create_mcp_http_client(headers=headers) as http:
+        async with streamable_http_client(url, http_client=http) as (read, write):
+            async with ClientSession(read, write, client_info=info) as session:
                 await session.initialize()
                 yield session
 
@@ -218,6 +221,38 @@ class PythonSdkOverHttp(unittest.IsolatedAsyncioTestCase):
                 )
                 self.assertEqual(field(read_a, "structured_content")["stdout"], "a\n")
                 self.assertEqual(field(read_b, "structured_content")["stdout"], "b\n")
+
+    async def test_a_saved_session_comes_back_to_its_client_and_no_other(self) -> None:
+        def stdout(result) -> str:
+            return field(result, "structured_content")["stdout"]
+
+        with tempfile.TemporaryDirectory() as state:
+            with http_bridge("--state-dir", state) as server:
+                async with sdk_session(server.url, client="alice") as alice:
+                    await alice.call_tool(
+                        "run_python", {"session": "work", "code": "secret = 'alice'"}
+                    )
+                # Ending the MCP session saved it; another client using the same session
+                # name gets a fresh one, never alice's.
+                self.assertTrue(
+                    await asyncio.to_thread(server.wait_for_log, "session saved"), server.log()
+                )
+                async with sdk_session(server.url, client="bob") as bob:
+                    seen = await bob.call_tool(
+                        "run_python",
+                        {"session": "work", "code": "print(globals().get('secret'))"},
+                    )
+                    self.assertEqual(stdout(seen), "None\n", text_of(seen))
+                    self.assertNotIn("restored", field(seen, "structured_content"))
+            # A new server on the same state directory gives alice hers back.
+            with http_bridge("--state-dir", state) as server:
+                async with sdk_session(server.url, client="alice") as alice:
+                    back = await alice.call_tool(
+                        "run_python", {"session": "work", "code": "print(secret)"}
+                    )
+                    self.assertEqual(stdout(back), "alice\n", text_of(back))
+                    restored = field(back, "structured_content")["restored"]
+                    self.assertEqual(restored["names"], ["secret"])
 
     async def test_a_token_is_required_when_set(self) -> None:
         with http_bridge(token="e2e-s3cret") as server:
