@@ -66,6 +66,9 @@ pub(crate) enum BenchFocus {
     /// Count the o200k tokens of the UTF-8 text on stdin and print the number; for scripts
     /// that measure what a client receives (`tests/e2e/agent_flow.py`).
     CountTokens,
+    /// Durable sessions only: save and resume times, checkpoint sizes, start-up with 1,000
+    /// saved sessions, for the backends of `--backend`.
+    Durable,
 }
 
 /// Settings of `bench proxy`.

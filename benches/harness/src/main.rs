@@ -10,6 +10,7 @@ mod charts;
 mod cli;
 mod client;
 mod data;
+mod durable;
 mod focus;
 mod measure;
 mod memory;
@@ -75,6 +76,14 @@ async fn run(args: &BenchArgs) -> Result<()> {
         Some(BenchFocus::Proxy(proxy)) => {
             return print_report(&focus::proxy_report(&server, proxy).await?);
         }
+        Some(BenchFocus::Durable) => {
+            let mut out = String::new();
+            for backend in args.backend.split(',').map(str::trim) {
+                let durable = durable::measure(&server, backend, false).await;
+                out.push_str(&report::durable_markdown(backend, &durable));
+            }
+            return print_report(&out);
+        }
         Some(BenchFocus::CountTokens) | None => {}
     }
     let wanted: Vec<String> = if args.backend == "all" {
@@ -108,6 +117,7 @@ async fn run(args: &BenchArgs) -> Result<()> {
         }
         backends.push(report);
     }
+    measure::remove_state_dirs();
     let report = Report::new(iterations, backends);
     let markdown = report::markdown(&report);
     let json = serde_json::to_string_pretty(&report)?;

@@ -14,7 +14,7 @@ use rmcp::model::CallToolResult;
 use serde_json::json;
 
 use crate::client::{self, Client};
-use crate::data::{self, DataReport};
+use crate::data;
 use crate::memory::{host_pss_kib, newest_child_pid, rss_kib};
 use crate::report::BackendReport;
 use crate::stats::Summary;
@@ -32,23 +32,8 @@ pub(crate) async fn bench_backend(
     host_python: &Path,
 ) -> BackendReport {
     let mut report = BackendReport {
-        backend: backend.to_string(),
-        available: false,
-        reason: None,
         detail: probe_detail(backend).await,
-        idle_session_host_mib: None,
-        engine_run_per_call: None,
-        throughput: Vec::new(),
-        cpu: Vec::new(),
-        output: Vec::new(),
-        data: DataReport::default(),
-        proxy_upstream_ms: None,
-        proxy_overhead_ms: None,
-        start_to_initialize: None,
-        cold_session: None,
-        pool_session: None,
-        warm_pass: None,
-        idle_session_rss_mib: None,
+        ..BackendReport::unmeasured(backend)
     };
     if let Err(e) = measure(server, backend, iterations, host_python, &mut report).await {
         report.reason = Some(format!("{e:#}"));
@@ -163,6 +148,7 @@ async fn measure(
     if config::BackendKind::parse(backend).is_ok_and(config::BackendKind::is_container_engine) {
         report.engine_run_per_call = engine_run(backend).await;
     }
+    report.durable = crate::durable::measure(server, backend, smoke).await;
     Ok(())
 }
 
@@ -208,9 +194,49 @@ async fn time_calls(client: &Client, iterations: usize, session: Option<&str>) -
     Ok(Summary::of(samples))
 }
 
-/// Start the server on `backend`, with `env` added to its environment.
+/// Start the server on `backend`, with `env` added to its environment and a state directory
+/// of its own (so no server resumes a session another one saved).
 async fn connect(server: &Path, backend: &str, env: &[(&str, &str)]) -> Result<(Client, Duration)> {
-    client::start(server, &["--backend".to_string(), backend.to_string()], env).await
+    let state = fresh_state_dir()?.display().to_string();
+    let mut env = env.to_vec();
+    env.push(("MCP_BRIDGE_STATE_DIR", state.as_str()));
+    client::start(
+        server,
+        &["--backend".to_string(), backend.to_string()],
+        &env,
+    )
+    .await
+}
+
+/// The folder holding the servers' state directories; removed by [`remove_state_dirs`].
+static STATE_DIRS: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// A new, empty state directory.
+fn fresh_state_dir() -> Result<std::path::PathBuf> {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let base = match STATE_DIRS.get() {
+        Some(base) => base.clone(),
+        None => {
+            let made = tempfile::Builder::new()
+                .prefix("bench-state-")
+                .tempdir()?
+                .keep();
+            STATE_DIRS.get_or_init(|| made).clone()
+        }
+    };
+    let dir = base.join(
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .to_string(),
+    );
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Remove the servers' state directories (once every server has stopped).
+pub(crate) fn remove_state_dirs() {
+    if let Some(base) = STATE_DIRS.get() {
+        let _ = std::fs::remove_dir_all(base);
+    }
 }
 
 /// Run `code`, on `session` if named; a failed `pass` is an error, other failures are results.

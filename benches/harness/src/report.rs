@@ -51,6 +51,34 @@ pub(crate) struct BackendReport {
     pub(crate) proxy_upstream_ms: Option<f64>,
     /// One proxied call (with `--proxy`): median in ms of what the proxy path adds to it.
     pub(crate) proxy_overhead_ms: Option<f64>,
+    /// Durable sessions: saving, resuming, checkpoint sizes, start-up with saved sessions.
+    pub(crate) durable: crate::durable::DurableReport,
+}
+
+impl BackendReport {
+    /// A backend with nothing measured yet.
+    pub(crate) fn unmeasured(backend: &str) -> Self {
+        Self {
+            backend: backend.to_string(),
+            available: false,
+            reason: None,
+            detail: None,
+            start_to_initialize: None,
+            cold_session: None,
+            pool_session: None,
+            warm_pass: None,
+            idle_session_rss_mib: None,
+            idle_session_host_mib: None,
+            engine_run_per_call: None,
+            throughput: Vec::new(),
+            cpu: Vec::new(),
+            output: Vec::new(),
+            data: crate::data::DataReport::default(),
+            proxy_upstream_ms: None,
+            proxy_overhead_ms: None,
+            durable: crate::durable::DurableReport::default(),
+        }
+    }
 }
 
 /// The whole report.
@@ -192,6 +220,7 @@ pub(crate) fn markdown(report: &Report) -> String {
     }
     workload_tables(report, &mut out);
     data_table(report, &mut out);
+    durable_table(report, &mut out);
     advice(report, &mut out);
     for b in &report.backends {
         if let (Some(run), Some(warm)) = (&b.engine_run_per_call, &b.warm_pass) {
@@ -391,6 +420,95 @@ fn data_table(report: &Report, out: &mut String) {
             let _ = writeln!(out, "\n{}: no data workloads: {reason}", b.backend);
         }
     }
+}
+
+/// Durable sessions: save and resume times and checkpoint sizes per kind of session, and
+/// start-up with 1,000 saved sessions on disk.
+fn durable_table(report: &Report, out: &mut String) {
+    let measured: Vec<&BackendReport> = report
+        .backends
+        .iter()
+        .filter(|b| b.available && (!b.durable.kinds.is_empty() || b.durable.reason.is_some()))
+        .collect();
+    if measured.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "
+### Durable sessions
+
+Save: `mcp.runtime.checkpoint()` timed in the sandbox \
+         (serialise, send to the host, write). Resume: the first call to a fork of the \
+         session, as the client sees it, and what it costs beyond the first call to a new \
+         session (both from the pool). Times in ms as min / median / p95 / p99.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| backend | session | checkpoint | save | first call, resumed | beyond a new session (median) |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    for b in &measured {
+        let d = &b.durable;
+        if let Some(reason) = &d.reason {
+            let _ = writeln!(out, "| {} | not measured: {reason} | | | | |", b.backend);
+            continue;
+        }
+        let fresh = d.fresh_first_call.as_ref().map_or(0.0, |s| s.median_ms);
+        for kind in &d.kinds {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {:.1} ms |",
+                b.backend,
+                kind.kind,
+                human_size(usize::try_from(kind.bytes).unwrap_or(usize::MAX)),
+                fmt_summary(Some(&kind.save)),
+                fmt_summary(Some(&kind.resume_first_call)),
+                kind.resume_first_call.median_ms - fresh,
+            );
+        }
+    }
+    let starts: Vec<String> = measured
+        .iter()
+        .filter_map(|b| {
+            let (empty, saved) = (
+                b.durable.start_empty.as_ref()?,
+                b.durable.start_with_saved.as_ref()?,
+            );
+            Some(format!(
+                "{} {:.1} ms with none, {:.1} ms with 1,000 ({:+.1} ms)",
+                b.backend,
+                empty.median_ms,
+                saved.median_ms,
+                saved.median_ms - empty.median_ms
+            ))
+        })
+        .collect();
+    if !starts.is_empty() {
+        let _ = writeln!(
+            out,
+            "
+Start → initialize (median) with saved sessions on disk: {}. A saved session \
+             holds no process and no sandbox: it is one file until a call names it.",
+            starts.join("; ")
+        );
+    }
+}
+
+/// The durable-session table of one backend alone (`bench durable`).
+pub(crate) fn durable_markdown(backend: &str, durable: &crate::durable::DurableReport) -> String {
+    let report = Report::new(
+        0,
+        vec![BackendReport {
+            backend: backend.to_string(),
+            available: true,
+            durable: durable.clone(),
+            ..BackendReport::unmeasured(backend)
+        }],
+    );
+    let mut out = String::new();
+    durable_table(&report, &mut out);
+    out
 }
 
 fn human_size(bytes: usize) -> String {

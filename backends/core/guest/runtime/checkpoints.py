@@ -19,14 +19,89 @@ CHECKPOINT_SKIPPED = ("__builtins__", "__name__", "__doc__", "__loader__", "__sp
 
 
 SESSION_GLOBALS_ID = "session-globals"  # how a pickle refers to the session's own globals
+SESSION_MAGIC = b"MCPSESSION1\n"  # a payload: this, u32 index length, the index, the blobs
 
 
-def checkpoint_globals(user_globals: dict) -> tuple[bytes, list[str], list[str]]:
-    """`(payload, names saved, names not saved with why)` of the user's globals.
+class CheckpointTooLarge(ValueError):
+    """A session's state is over the checkpoint cap."""
 
-    Functions and classes defined in the session refer to the session's globals by a
-    persistent id, not a copy: restored, they read and write the live globals again.
-    """
+
+class SessionBlobs:
+    """A checkpoint being written: a list of blobs (each global's pickle, the buffers of its
+    large objects, the tar of the files) and an index of where each is. Nothing is copied
+    into a growing buffer or a nested pickle: a numpy array's data is sent from the array
+    itself (a pickle protocol 5 out-of-band buffer), so saving a session that holds a
+    100 MB array needs next to no memory more, and restoring it the payload's bytes only."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.blobs: list = []  # bytes or memoryviews, sent in order
+        self.size = 0
+        self.modules: dict[str, str] = {}
+        self.values: list[tuple[str, tuple[int, int], list[tuple[int, int]]]] = []
+        self.files: tuple[int, int] | None = None
+
+    def over(self, size: int) -> CheckpointTooLarge:
+        return CheckpointTooLarge(
+            f"the session's state is more than the {self.limit} bytes a checkpoint may hold"
+            f" (at least {size} bytes); delete large variables or files, or raise"
+            " MCP_BRIDGE_CHECKPOINT_LIMIT"
+        )
+
+    def add(self, blob: object) -> tuple[int, int]:
+        """Appends a blob; where it is."""
+        start, size = self.size, memoryview(blob).nbytes
+        if start + size > self.limit:
+            raise self.over(start + size)
+        self.blobs.append(blob)
+        self.size += size
+        return start, self.size
+
+    def parts(self) -> list:
+        """The payload, as buffers to send one after the other."""
+        import pickle
+
+        index = pickle.dumps(
+            {"modules": self.modules, "values": self.values, "files": self.files},
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
+        head = SESSION_MAGIC + len(index).to_bytes(4, "big") + index
+        if len(head) + self.size > self.limit:
+            raise self.over(len(head) + self.size)
+        return [head, *self.blobs]
+
+
+class BlobWriter:
+    """A write-only file that keeps what is written as a list of pieces (for pickle and
+    tarfile), never reallocating one growing buffer."""
+
+    def __init__(self, limit: int) -> None:
+        self.pieces: list[bytes] = []
+        self.written = 0
+        self.limit = limit
+
+    def write(self, data: object) -> int:
+        piece = bytes(data)
+        self.written += len(piece)
+        if self.written > self.limit:
+            raise CheckpointTooLarge(f"at least {self.written} bytes")
+        self.pieces.append(piece)
+        return len(piece)
+
+    def tell(self) -> int:
+        return self.written
+
+    def flush(self) -> None:
+        pass
+
+    def joined(self) -> bytes:
+        return b"".join(self.pieces)
+
+
+def add_globals(blobs: SessionBlobs, user_globals: dict) -> tuple[list[str], list[str]]:
+    """Pickles each of the user's globals into `blobs`; `(names saved, names not saved with
+    why)`. Functions and classes defined in the session refer to the session's globals by a
+    persistent id, not a copy: restored, they read and write the live globals again."""
     import pickle
 
     import cloudpickle
@@ -39,34 +114,43 @@ def checkpoint_globals(user_globals: dict) -> tuple[bytes, list[str], list[str]]
                 return SESSION_GLOBALS_ID
             return None
 
-    buffer = io.BytesIO()
-    pickler = SessionPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
-    values: dict[str, bytes] = {}
-    modules: dict[str, str] = {}
     unsaveable: list[str] = []
     for name, value in list(user_globals.items()):
         if name in CHECKPOINT_SKIPPED or name.startswith("mcp_"):
             continue
         if isinstance(value, ModuleType):
-            modules[name] = value.__name__
+            blobs.modules[name] = value.__name__
             continue
         if isinstance(value, io.IOBase):  # cloudpickle would copy a readable file's content
             unsaveable.append(f"{name}: an open file (open it again after a restore)")
             continue
-        buffer.seek(0)
-        buffer.truncate()
-        pickler.clear_memo()  # each name loads on its own
+        out = BlobWriter(blobs.limit - blobs.size)
+        buffers: list = []
         try:
-            pickler.dump(value)
-            values[name] = buffer.getvalue()
+            SessionPickler(out, protocol=5, buffer_callback=buffers.append).dump(value)
+            views = [out_of_band(buffer) for buffer in buffers]
+        except CheckpointTooLarge:
+            raise blobs.over(blobs.size + out.written) from None
         except Exception as exc:  # noqa: BLE001 - any failure means "cannot be saved"
             unsaveable.append(f"{name}: {type(exc).__name__}: {exc}"[:300])
-    payload = pickle.dumps({"values": values, "modules": modules}, protocol=pickle.HIGHEST_PROTOCOL)
-    return payload, sorted([*values, *modules]), unsaveable
+            continue
+        at = blobs.add(out.joined())
+        blobs.values.append((name, at, [blobs.add(view) for view in views]))
+    saved = [name for name, _, _ in blobs.values]
+    return sorted([*saved, *blobs.modules]), unsaveable
 
 
-def restore_globals(payload: bytes, user_globals: dict) -> list[str]:
-    """Puts a checkpoint's globals back; returns the names that could not be restored."""
+def out_of_band(buffer: object) -> object:
+    """The bytes of a pickle protocol 5 buffer, without a copy when they are contiguous."""
+    try:
+        return buffer.raw()
+    except BufferError:  # not contiguous: copied
+        return bytes(buffer)
+
+
+def restore_globals(view: memoryview, index: dict, user_globals: dict) -> list[str]:
+    """Puts the globals of a payload's blobs (`view`) back; the names that could not be.
+    Large objects' buffers are views of `view`: a restored array shares its memory."""
     import importlib
     import pickle
 
@@ -76,47 +160,49 @@ def restore_globals(payload: bytes, user_globals: dict) -> list[str]:
                 return user_globals
             raise pickle.UnpicklingError(f"unknown persistent id {pid!r:.40}")
 
-    state = pickle.loads(payload)
     failed: list[str] = []
-    for name, module in state["modules"].items():
+    for name, module in index["modules"].items():
         try:
             user_globals[name] = importlib.import_module(module)
         except Exception as exc:  # noqa: BLE001
             failed.append(f"{name}: {type(exc).__name__}: {exc}"[:300])
-    for name, data in state["values"].items():
+    for name, (start, end), buffers in index["values"]:
         try:
-            user_globals[name] = SessionUnpickler(io.BytesIO(data)).load()
+            unpickler = SessionUnpickler(
+                io.BytesIO(view[start:end]), buffers=[view[a:b] for a, b in buffers]
+            )
+            user_globals[name] = unpickler.load()
         except Exception as exc:  # noqa: BLE001
             failed.append(f"{name}: {type(exc).__name__}: {exc}"[:300])
     return failed
 
 
-def checkpoint_files(root: str, limit: int) -> bytes:
-    """The files under `root` as an uncompressed tar, at most `limit` bytes of file content
-    (ValueError names the size over it). Symbolic links are kept as links, never followed."""
+def add_files(blobs: SessionBlobs, root: str) -> None:
+    """The files under `root` into `blobs`, as an uncompressed tar (none when there are only
+    empty folders). Symbolic links are kept as links, never followed."""
     import os
     import tarfile
 
-    buffer = io.BytesIO()
-    total = 0
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for directory, dirs, files in os.walk(root):
-            dirs.sort()
-            for name in sorted(files):
-                path = f"{directory}/{name}"
+    entries = []
+    for directory, dirs, files in os.walk(root):
+        dirs.sort()
+        entries.extend(f"{directory}/{name}" for name in sorted(files))
+        entries.extend(f"{directory}/{name}" for name in dirs)
+    if not any(not os.path.isdir(path) or os.path.islink(path) for path in entries):
+        return
+    out = BlobWriter(blobs.limit - blobs.size)
+    try:
+        with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for path in entries:
                 info = tar.gettarinfo(path, arcname=path[len(root) :].lstrip("/"))
-                total += info.size if info.isreg() else 0
-                if total > limit:
-                    raise ValueError(f"the files under {root} hold more than {limit} bytes")
                 if info.isreg():
                     with open(path, "rb") as file:
                         tar.addfile(info, file)
                 else:
                     tar.addfile(info)
-            for name in dirs:
-                path = f"{directory}/{name}"
-                tar.addfile(tar.gettarinfo(path, arcname=path[len(root) :].lstrip("/")))
-    return buffer.getvalue()
+    except CheckpointTooLarge:
+        raise blobs.over(blobs.size + out.written) from None
+    blobs.files = blobs.add(out.joined())
 
 
 def restore_files(data: bytes, root: str, filtered: bool | None = None) -> None:
@@ -167,36 +253,33 @@ def confined_members(tar: object, root: str) -> list:
     return members
 
 
-def checkpoint_session(user_globals: dict, root: str | None, limit: int) -> tuple[bytes, list[str], list[str]]:
-    """The whole state of a session, globals and the files under `root`, as one payload of at
-    most `limit` bytes (ValueError says by how much it is over), with the names saved and
-    those that could not be."""
+def checkpoint_session(user_globals: dict, root: str | None, limit: int) -> tuple[list, list[str], list[str]]:
+    """The whole state of a session, globals and the files under `root`, as the buffers of
+    one payload of at most `limit` bytes (ValueError says it is over), with the names saved
+    and those that could not be."""
+    blobs = SessionBlobs(limit)
+    names, unsaveable = add_globals(blobs, user_globals)
+    if root:
+        add_files(blobs, root)
+    return blobs.parts(), names, unsaveable
+
+
+def restore_session(payload: object, user_globals: dict, root: str | None) -> list[str]:
+    """Puts back what `checkpoint_session` saved (`payload`: any bytes-like object); returns
+    the names that could not be restored."""
     import pickle
 
-    values, names, unsaveable = checkpoint_globals(user_globals)
-    over = ValueError(
-        f"the session's state is more than the {limit} bytes a checkpoint may hold (its "
-        f"variables take {len(values)} bytes); delete large variables or files, or raise "
-        "MCP_BRIDGE_CHECKPOINT_LIMIT"
-    )
-    try:
-        files = checkpoint_files(root, max(limit - len(values), 0)) if root else b""
-    except ValueError:
-        raise over from None
-    payload = pickle.dumps({"globals": values, "files": files}, protocol=pickle.HIGHEST_PROTOCOL)
-    if len(payload) > limit:
-        raise over
-    return payload, names, unsaveable
-
-
-def restore_session(payload: bytes, user_globals: dict, root: str | None) -> list[str]:
-    """Puts back what `checkpoint_session` saved; returns the names that could not be."""
-    import pickle
-
-    state = pickle.loads(payload)
-    if root and state["files"]:
-        restore_files(state["files"], root)
-    return restore_globals(state["globals"], user_globals)
+    view = memoryview(payload).cast("B")
+    if view[: len(SESSION_MAGIC)] != SESSION_MAGIC:
+        raise ValueError("this is not a saved session")
+    start = len(SESSION_MAGIC) + 4
+    length = int.from_bytes(view[len(SESSION_MAGIC) : start], "big")
+    index = pickle.loads(view[start : start + length])
+    blobs = view[start + length :]
+    if root and index["files"]:
+        begin, end = index["files"]
+        restore_files(bytes(blobs[begin:end]), root)
+    return restore_globals(blobs, index, user_globals)
 
 
 def checkpoint_root() -> str | None:
@@ -238,16 +321,22 @@ def checkpoint_to_host(calls: "HostCalls", user_globals: dict, session: str | No
         raise MCPError("the host did not say how large a checkpoint may be", kind="internal")
     ensure_cloudpickle(calls)
     try:
-        payload, names, unsaveable = checkpoint_session(user_globals, checkpoint_root(), limit)
-    except ValueError as exc:
+        parts, names, unsaveable = checkpoint_session(user_globals, checkpoint_root(), limit)
+    except CheckpointTooLarge as exc:
         raise MCPError(str(exc), kind="too_large") from None
-    view = memoryview(payload)
-    for offset in range(0, len(payload), CHECKPOINT_CHUNK):
-        data = binascii.b2a_base64(view[offset : offset + CHECKPOINT_CHUNK], newline=False)
-        calls.call("checkpoint_chunk", {"offset": offset, "data": data.decode("ascii")})
+    offset = 0
+    for part in parts:
+        view = memoryview(part)
+        for start in range(0, len(view), CHECKPOINT_CHUNK):
+            chunk = view[start : start + CHECKPOINT_CHUNK]
+            data = binascii.b2a_base64(chunk, newline=False).decode("ascii")
+            calls.call("checkpoint_chunk", {"offset": offset, "data": data})
+            offset += len(chunk)
+        view.release()
+    del parts
     return calls.call(
         "checkpoint_commit",
-        {"bytes": len(payload), "saved": names, "unsaveable": unsaveable},
+        {"bytes": offset, "saved": names, "unsaveable": unsaveable},
     )
 
 
@@ -261,14 +350,17 @@ def restore_from_host(calls: "HostCalls", user_globals: dict) -> None:
     total = begun.get("bytes") if isinstance(begun, dict) else None
     if not isinstance(total, int) or isinstance(total, bool) or total < 0:
         raise MCPError("the host did not say how large the checkpoint is", kind="internal")
-    payload = bytearray()
-    while len(payload) < total:
-        answer = calls.call("restore_chunk", {"offset": len(payload)})
+    payload = bytearray(total)
+    offset = 0
+    while offset < total:
+        answer = calls.call("restore_chunk", {"offset": offset})
         data = answer.get("data") if isinstance(answer, dict) else None
         if not isinstance(data, str) or not data:
             raise MCPError("the host sent no checkpoint data", kind="internal")
-        payload += binascii.a2b_base64(data)
-    if len(payload) != total:
-        raise MCPError("the host sent more checkpoint data than it announced", kind="internal")
-    failed = restore_session(bytes(payload), user_globals, checkpoint_root())
+        chunk = binascii.a2b_base64(data)
+        if offset + len(chunk) > total:
+            raise MCPError("the host sent more checkpoint data than it announced", kind="internal")
+        payload[offset : offset + len(chunk)] = chunk
+        offset += len(chunk)
+    failed = restore_session(payload, user_globals, checkpoint_root())
     calls.call("restore_done", {"failed": failed})

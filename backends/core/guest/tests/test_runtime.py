@@ -1912,7 +1912,8 @@ class CheckpointTest(unittest.TestCase):
                 "def set_x(v):\n    global x\n    x = v\n"
                 "import _thread\nlock = _thread.allocate_lock()\n"
                 "import __mcp_runtime__ as rt\n"
-                "payload, names, bad = rt.checkpoint_globals(globals())\n"
+                "parts, names, bad = rt.checkpoint_session(globals(), None, 1 << 20)\n"
+                "payload = b''.join(parts)\n"
                 "print(base64.b64encode(payload).decode())\nprint(names)\nprint(bad)"
             )["stdout"].splitlines()
             payload, names, bad = saved[0], saved[1], saved[2]
@@ -1923,7 +1924,7 @@ class CheckpointTest(unittest.TestCase):
             self.assertIn("lock: TypeError: cannot pickle '_thread.lock' object", bad)
             restored = second.ok(
                 self.borrow + "import base64\nimport __mcp_runtime__ as rt\n"
-                f"print(rt.restore_globals(base64.b64decode({payload!r}), globals()))\n"
+                f"print(rt.restore_session(base64.b64decode({payload!r}), globals(), None))\n"
                 "print(bump(x), p.a, j.dumps([1]), type(p).__name__, isinstance(p, Point))\n"
                 "x = 7\nprint(read_x())\nset_x(9)\nprint(x)"
             )
@@ -1944,10 +1945,11 @@ class CheckpointTest(unittest.TestCase):
                     "os.makedirs(src + '/data/deep')\n"
                     "open(src + '/data/deep/a.csv', 'w').write('x,y\\n1,2\\n')\n"
                     "os.symlink('deep/a.csv', src + '/data/link')\n"
-                    "blob = rt.checkpoint_files(src, 1 << 20)\n"
+                    "blobs = rt.SessionBlobs(1 << 20)\nrt.add_files(blobs, src)\n"
+                    "blob = bytes(blobs.blobs[0])\n"
                     "rt.restore_files(blob, dst)\n"
                     "print(open(dst + '/data/deep/a.csv').read(), os.readlink(dst + '/data/link'))\n"
-                    "try:\n    rt.checkpoint_files(src, 4)\nexcept ValueError as e:\n    print(e)\n"
+                    "try:\n    rt.add_files(rt.SessionBlobs(4), src)\nexcept ValueError as e:\n    print(e)\n"
                     "evil = io.BytesIO()\n"
                     "with tarfile.open(fileobj=evil, mode='w') as t:\n"
                     "    info = tarfile.TarInfo('../escaped')\n    info.size = 1\n"
@@ -1969,7 +1971,10 @@ class CheckpointTest(unittest.TestCase):
                 )
                 self.assertEqual(
                     result["stdout"].splitlines(),
-                    ["x,y", "1,2", " deep/a.csv", f"the files under {src} hold more than 4 bytes",
+                    ["x,y", "1,2", " deep/a.csv",
+                     "the session's state is more than the 4 bytes a checkpoint may hold (at"
+                     " least 1536 bytes); delete large variables or files, or raise"
+                     " MCP_BRIDGE_CHECKPOINT_LIMIT",
                      "OutsideDestinationError", "False", "True",
                      f"'../escaped' would be extracted outside {dst}",
                      f"'sneaky' links outside {dst}", "False False"],
@@ -1985,7 +1990,8 @@ class CheckpointTest(unittest.TestCase):
                 saved = first.ok(
                     self.borrow + "import base64\nimport __mcp_runtime__ as rt\n"
                     f"open({src!r} + '/notes.txt', 'w').write('kept')\nrows = list(range(5))\n"
-                    f"payload, names, bad = rt.checkpoint_session(globals(), {src!r}, 1 << 20)\n"
+                    f"parts, names, bad = rt.checkpoint_session(globals(), {src!r}, 1 << 20)\n"
+                    "payload = b''.join(parts)\n"
                     "print(base64.b64encode(payload).decode())\n"
                     f"try:\n    rt.checkpoint_session(globals(), {src!r}, 64)\n"
                     "except ValueError as e:\n    print(e)"
