@@ -91,15 +91,15 @@ async fn try_measure(server: &Path, backend: &str, smoke: bool) -> Result<Durabl
     for (kind, code) in kinds {
         let session = kind.replace([' ', ','], "-");
         run(&client, &session, code).await?;
-        let saves = if kind.contains("numpy") { 3 } else { SAVES };
+        let rounds = if kind.contains("numpy") { 3 } else { SAVES };
         let mut save_times = Vec::new();
         let mut bytes = 0;
-        for _ in 0..saves {
-            let saved = run(&client, &session, SAVE_TIMED).await?;
+        for _ in 0..rounds {
+            let timed = run(&client, &session, SAVE_TIMED).await?;
             save_times.push(Duration::from_secs_f64(
-                saved["ms"].as_f64().unwrap_or(0.0) / 1e3,
+                timed["ms"].as_f64().unwrap_or(0.0) / 1e3,
             ));
-            bytes = saved["bytes"].as_u64().unwrap_or(0);
+            bytes = timed["bytes"].as_u64().unwrap_or(0);
         }
         let resumes = if kind.contains("numpy") { 3 } else { RESUMES };
         let mut resume_times = Vec::new();

@@ -214,15 +214,14 @@ static STATE_DIRS: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock
 /// A new, empty state directory.
 fn fresh_state_dir() -> Result<std::path::PathBuf> {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let base = match STATE_DIRS.get() {
-        Some(base) => base.clone(),
-        None => {
-            let made = tempfile::Builder::new()
-                .prefix("bench-state-")
-                .tempdir()?
-                .keep();
-            STATE_DIRS.get_or_init(|| made).clone()
-        }
+    let base = if let Some(base) = STATE_DIRS.get() {
+        base.clone()
+    } else {
+        let made = tempfile::Builder::new()
+            .prefix("bench-state-")
+            .tempdir()?
+            .keep();
+        STATE_DIRS.get_or_init(|| made).clone()
     };
     let dir = base.join(
         NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
