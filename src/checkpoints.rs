@@ -5,12 +5,14 @@
 //!   serialised, which the host never interprets;
 //! - [`store`]: one file per session and durable scope, private, atomic, capped, pruned;
 //! - [`transfer`]: the host's side of the `checkpoint_*` and `restore_*` calls;
-//! - [`durable`]: saving a live session and resuming a fresh one (the runtime actions).
+//! - [`durable`]: saving a live session and resuming a fresh one (the runtime actions);
+//! - [`listing`]: the live and saved sessions, for `doctor` and `sessions`.
 //!
 //! When sessions are saved and resumed is [`crate::sessions`]'s business.
 
 pub mod durable;
 pub mod format;
+pub mod listing;
 pub mod store;
 pub mod transfer;
 

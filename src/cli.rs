@@ -33,8 +33,12 @@ pub enum Command {
     /// List the MCP servers discovered in client configs, where each came from, and what
     /// was skipped and why.
     Servers(ServersArgs),
-    /// Report what this bridge can do here: backends, caches, servers, configuration.
+    /// Report what this bridge can do here: backends, caches, servers, sessions,
+    /// configuration.
     Doctor(DoctorArgs),
+    /// List the sessions on this state directory: live ones of running bridges (with their
+    /// memory) and saved ones (with their size, age and what they hold).
+    Sessions(DoctorArgs),
     /// Container images for the podman and docker backends.
     #[command(subcommand)]
     Image(ImageCommand),

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
+use mcp_server_code_execution_mode::checkpoints::listing;
 use mcp_server_code_execution_mode::cli::DoctorArgs;
 use mcp_server_code_execution_mode::config::BackendKind;
 use mcp_server_code_execution_mode::proxy::catalogue::render_report;
@@ -194,6 +195,7 @@ pub(crate) async fn report(args: &DoctorArgs) -> Result<String> {
             "configuration": origins,
             "state_dir": config.state_dir,
             "mounts": mounts_json(&config),
+            "sessions": serde_json::from_str::<Value>(&sessions(&config, true)?)?,
         });
         return Ok(serde_json::to_string_pretty(&doc)?);
     }
@@ -229,6 +231,7 @@ pub(crate) async fn report(args: &DoctorArgs) -> Result<String> {
         }
     }
     out.push_str(&mounts_text(&config));
+    let _ = write!(out, "\n{}", sessions(&config, false)?);
     let _ = writeln!(
         out,
         "\nMCP servers (state dir {}):",
@@ -250,6 +253,37 @@ pub(crate) async fn report(args: &DoctorArgs) -> Result<String> {
         let _ = writeln!(out, "  {:<34} {:<24} {from}", o.variable, o.value);
     }
     Ok(out)
+}
+
+/// The live and saved sessions on the configured state directory, as text or JSON.
+pub(crate) fn sessions(config: &config::Config, json: bool) -> Result<String> {
+    let Some(store) = config.checkpoints.store(&config.state_dir) else {
+        return Ok(if json {
+            json!({"checkpoints": "off", "live": [], "saved": []}).to_string()
+        } else {
+            "Sessions are not saved here (MCP_BRIDGE_CHECKPOINTS=off).\n".to_string()
+        });
+    };
+    let saved = store.list_all()?;
+    let live = listing::live(&store);
+    if json {
+        let saved: Vec<Value> = saved
+            .iter()
+            .map(|s| {
+                json!({"scope": s.header.scope, "session": s.session, "bytes": s.bytes,
+                    "backend": s.header.backend, "saved_at": s.header.created_at_unix,
+                    "names": s.header.names, "unsaveable": s.header.unsaveable})
+            })
+            .collect();
+        return Ok(serde_json::to_string_pretty(
+            &json!({"checkpoints": store.root(), "live": live, "saved": saved}),
+        )?);
+    }
+    Ok(format!(
+        "Sessions (saved under {}):\n{}",
+        store.root().display(),
+        listing::render(&saved, &live)
+    ))
 }
 
 /// The granted host directories, each with whether it is still there.

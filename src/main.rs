@@ -14,8 +14,8 @@ use tracing::{error, info};
 
 use mcp_server_code_execution_mode::backend;
 use mcp_server_code_execution_mode::cli::{
-    BenchArgs, Cli, Command, ConfigArgs, ImageCommand, InstallClientArgs, RunArgs, ServersArgs,
-    Transport,
+    BenchArgs, Cli, Command, ConfigArgs, DoctorArgs, ImageCommand, InstallClientArgs, RunArgs,
+    ServersArgs, Transport,
 };
 use mcp_server_code_execution_mode::clients;
 use mcp_server_code_execution_mode::config::{self, Config};
@@ -60,6 +60,7 @@ fn main() -> ExitCode {
             Command::Provision(args) => provision(&args).await,
             Command::Bench(args) => Err(bench(&args)),
             Command::Servers(args) => servers(&args).await,
+            Command::Sessions(args) => sessions_report(&args),
             Command::Image(ImageCommand::Build(args)) => image_build(&args).await,
             Command::InstallClient(args) => install_client(&args),
             Command::Doctor(args) => {
@@ -243,6 +244,16 @@ async fn servers(args: &ServersArgs) -> Result<()> {
         report.push_str(&proxy.check_report().await);
         proxy.shutdown().await;
     }
+    print_out(&report);
+    Ok(())
+}
+
+/// `sessions`: the live and saved sessions on this state directory.
+fn sessions_report(args: &DoctorArgs) -> Result<()> {
+    init_logging("warn");
+    let config = config::resolve(&args.config)
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    let report = doctor::sessions(&config, args.json)?;
     print_out(&report);
     Ok(())
 }

@@ -32,6 +32,7 @@ use sandbox_core::{
 use tracing::{debug, info, warn};
 
 use crate::checkpoints::durable::{self, Resume};
+use crate::checkpoints::listing::{self, LiveSession};
 use crate::checkpoints::store::Store;
 use crate::checkpoints::transfer::{CheckpointCalls, Target};
 use crate::packages::{GUEST_DIR as PACKAGES_GUEST_DIR, InstallCalls, Packages, SessionPackages};
@@ -295,6 +296,8 @@ impl Sessions {
             *slot.saved_tools.lock().expect("slot lock") = None;
             slot.changed.store(false, Ordering::Release);
             *slot.resumed.lock().expect("slot lock") = resumed;
+            drop(current);
+            self.publish_live();
             return Ok((session, origin));
         }
     }
@@ -487,13 +490,54 @@ impl Sessions {
             }
             session.shutdown().await;
         }
-        let mut saving = self.saving.lock().expect("saving lock");
-        if saving
-            .get(&ticket.key)
-            .is_some_and(|lock| Arc::ptr_eq(lock, &ticket.lock))
         {
-            saving.remove(&ticket.key);
+            let mut saving = self.saving.lock().expect("saving lock");
+            if saving
+                .get(&ticket.key)
+                .is_some_and(|lock| Arc::ptr_eq(lock, &ticket.lock))
+            {
+                saving.remove(&ticket.key);
+            }
         }
+        if !self.closed.load(Ordering::Acquire) {
+            self.publish_live();
+        }
+    }
+
+    /// Publish the live sessions for `doctor` and `sessions` (in the background; failures
+    /// are logged).
+    fn publish_live(&self) {
+        let Some(store) = self.checkpoints.clone() else {
+            return;
+        };
+        let now = std::time::SystemTime::now();
+        let sessions: Vec<LiveSession> = {
+            let named = self.named.lock().expect("sessions lock");
+            let identities = self.identities.lock().expect("identities lock");
+            named
+                .iter()
+                .filter_map(|((scope, name), slot)| {
+                    let current = slot.session.try_lock().ok()?;
+                    let session = current.as_ref()?;
+                    let idle = slot.last_used.lock().expect("slot lock").elapsed();
+                    Some(LiveSession {
+                        scope: identities.get(scope).cloned().unwrap_or_default(),
+                        session: name.clone(),
+                        backend: session.backend().to_string(),
+                        last_used_unix: now
+                            .checked_sub(idle)
+                            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                            .map_or(0, |d| d.as_secs()),
+                        memory_bytes: session.try_usage().and_then(|u| u.memory_bytes),
+                    })
+                })
+                .collect()
+        };
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = listing::publish(&store, sessions) {
+                debug!("could not publish the live sessions: {e}");
+            }
+        });
     }
 
     /// Save `session`, the session of `key` (whose packages directory is `packages`), within
@@ -898,6 +942,9 @@ impl Sessions {
             stopping.spawn(async move { started.session.shutdown().await });
         }
         while stopping.join_next().await.is_some() {}
+        if let Some(store) = self.checkpoints.clone() {
+            let _ = tokio::task::spawn_blocking(move || listing::publish(&store, Vec::new())).await;
+        }
     }
 }
 

@@ -26,6 +26,9 @@ pub const MAX_HEADER_BYTES: usize = 1 << 20;
 pub struct Header {
     /// When it was taken, seconds since the Unix epoch.
     pub created_at_unix: u64,
+    /// The durable identity of the scope it belongs to (`stdio:<client>`), for listings.
+    #[serde(default)]
+    pub scope: String,
     /// The interpreter that wrote the payload, e.g. `CPython 3.15.0`: only the same one may
     /// read it back.
     pub interpreter: String,
@@ -120,6 +123,7 @@ mod tests {
     fn header() -> Header {
         Header {
             created_at_unix: 1_800_000_000,
+            scope: "stdio:test".into(),
             interpreter: "CPython 3.15.0".into(),
             backend: "wasi".into(),
             runtime: "abc123".into(),

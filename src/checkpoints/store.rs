@@ -220,8 +220,30 @@ impl Store {
 
     /// The checkpoints of `scope`, by session name; unreadable files are left out.
     pub fn list(&self, scope: &str) -> Result<Vec<Stored>, StoreError> {
+        Self::list_dir(&self.scope_dir(scope))
+    }
+
+    /// The checkpoints of every scope, by scope and session name (headers only: a listing
+    /// never reads a payload); unreadable files are left out.
+    pub fn list_all(&self) -> Result<Vec<Stored>, StoreError> {
         let mut out = Vec::new();
-        for file in read_dir_or_empty(&self.scope_dir(scope))? {
+        for dir in read_dir_or_empty(&self.root)? {
+            if dir.is_dir() && dir.file_name().is_some_and(|n| n.len() == 64) {
+                out.extend(Self::list_dir(&dir)?);
+            }
+        }
+        out.sort_by(|a, b| (&a.header.scope, &a.session).cmp(&(&b.header.scope, &b.session)));
+        Ok(out)
+    }
+
+    /// Where the store keeps its files.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn list_dir(dir: &Path) -> Result<Vec<Stored>, StoreError> {
+        let mut out = Vec::new();
+        for file in read_dir_or_empty(dir)? {
             let Some(session) = file
                 .file_name()
                 .and_then(|n| n.to_str())
@@ -230,13 +252,10 @@ impl Store {
             else {
                 continue;
             };
-            let Ok(Some(bytes)) = self.read_bounded(&file) else {
-                continue;
-            };
-            if let Ok((header, _)) = format::decode_header(&bytes) {
+            if let Ok((header, bytes)) = read_header(&file) {
                 out.push(Stored {
                     session: session.to_string(),
-                    bytes: bytes.len() as u64,
+                    bytes,
                     header,
                 });
             }
@@ -244,6 +263,23 @@ impl Store {
         out.sort_by(|a, b| a.session.cmp(&b.session));
         Ok(out)
     }
+}
+
+/// The header of the checkpoint file at `path` and the file's size, reading no more than
+/// the header.
+fn read_header(path: &Path) -> Result<(Header, u64), StoreError> {
+    let file = fs::File::open(path).map_err(io_error("open", path))?;
+    let size = file.metadata().map_err(io_error("read", path))?.len();
+    let mut prefix = Vec::new();
+    let most = (format::MAGIC.len() + 4 + format::MAX_HEADER_BYTES) as u64;
+    file.take(most)
+        .read_to_end(&mut prefix)
+        .map_err(io_error("read", path))?;
+    let (header, _) = format::decode_header(&prefix).map_err(|source| StoreError::Unreadable {
+        session: path.display().to_string(),
+        source,
+    })?;
+    Ok((header, size))
 }
 
 fn read_dir_or_empty(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
@@ -263,6 +299,7 @@ mod tests {
     fn header() -> Header {
         Header {
             created_at_unix: 1,
+            scope: "stdio:a".into(),
             interpreter: "CPython 3.15.0".into(),
             backend: "wasi".into(),
             runtime: "r".into(),

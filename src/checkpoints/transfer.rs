@@ -224,6 +224,7 @@ impl CheckpointCalls {
             .map_or(0, |d| d.as_secs());
         let header = Header {
             created_at_unix,
+            scope: self.target.scope.clone(),
             interpreter: self.target.stamp.interpreter.clone(),
             backend: self.target.stamp.backend.clone(),
             runtime: self.target.stamp.runtime.clone(),
@@ -494,6 +495,7 @@ mod tests {
         };
         let mut header = Header {
             created_at_unix: 0,
+            scope: String::new(),
             interpreter: "cpython 3.13".into(),
             backend: "wasi".into(),
             runtime: "r1".into(),

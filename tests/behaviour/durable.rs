@@ -10,7 +10,9 @@ use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::support::{Ending, RawBridge, TestBackend, suite_state_dir, unique_client_name};
+use crate::support::{
+    Ending, RawBridge, TestBackend, bridge_cli, suite_state_dir, unique_client_name,
+};
 
 /// Code that builds up a session: a variable, a function, a class and an instance of it, an
 /// imported module and a file under /workspace.
@@ -281,5 +283,60 @@ pub(crate) async fn idle_sessions_are_suspended_to_make_room(b: &TestBackend) ->
     ensure!(stdout(&reply) == "a\n", "{reply}");
     ensure!(structured(&reply)["restored"].is_object(), "{reply}");
     bridge.finish(Ending::CloseStdin).await?;
+    Ok(())
+}
+
+/// The lines of `sessions` that name `client`'s session `session`, under the heading that
+/// starts with `heading`.
+async fn listed(
+    b: &TestBackend,
+    heading: &str,
+    client: &str,
+    session: &str,
+) -> Result<Vec<String>> {
+    let output = bridge_cli(b, &["sessions"]).await?;
+    ensure!(output.status.success(), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    let mut under = false;
+    let mut lines = Vec::new();
+    for line in text.lines() {
+        if !line.starts_with(' ') {
+            under = line.starts_with(heading);
+        } else if under && line.contains(client) && line.contains(session) {
+            lines.push(line.to_string());
+        }
+    }
+    Ok(lines)
+}
+
+pub(crate) async fn live_and_saved_sessions_are_listed_with_their_sizes(
+    b: &TestBackend,
+) -> Result<()> {
+    let client = unique_client_name();
+    let mut bridge = bridge_as(b, &client, &[]).await?;
+    bridge
+        .call(
+            1,
+            json!({"session": "listed", "code": "rows = list(range(100_000))"}),
+        )
+        .await?;
+    let live = listed(b, "Live sessions", &client, "listed").await?;
+    ensure!(
+        live.len() == 1,
+        "the live session is not listed once: {live:?}"
+    );
+    bridge.finish(Ending::CloseStdin).await?;
+    let saved = listed(b, "Saved sessions", &client, "listed").await?;
+    ensure!(
+        saved.len() == 1,
+        "the saved session is not listed once: {saved:?}"
+    );
+    ensure!(saved[0].contains(" MB, saved "), "no size: {saved:?}");
+    ensure!(saved[0].contains("1 names"), "{saved:?}");
+    let gone = listed(b, "Live sessions", &client, "listed").await?;
+    ensure!(
+        gone.is_empty(),
+        "a stopped bridge's session is still live: {gone:?}"
+    );
     Ok(())
 }

@@ -195,6 +195,20 @@ fn isolated_bridge_command(backend: &TestBackend) -> tokio::process::Command {
     command
 }
 
+/// Run a subcommand of the bridge (`doctor`, `sessions`, ...) on `backend`'s state
+/// directory, as the suite's bridges run; its output.
+pub(crate) async fn bridge_cli(
+    backend: &TestBackend,
+    args: &[&str],
+) -> Result<std::process::Output> {
+    let mut command = isolated_bridge_command(backend);
+    command.args(args).stdin(Stdio::null());
+    let output = tokio::time::timeout(Duration::from_mins(2), command.output())
+        .await
+        .context("the subcommand did not finish within 2 minutes")??;
+    Ok(output)
+}
+
 /// A backend the suite runs against.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TestBackend {

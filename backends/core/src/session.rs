@@ -332,6 +332,12 @@ impl Session {
             .unwrap_or_default()
     }
 
+    /// Resource usage of the guest now, or `None` while a run holds the session.
+    pub fn try_usage(&self) -> Option<ResourceUsage> {
+        let live = self.live.try_lock().ok()?;
+        Some(live.as_ref().map(|l| l.control.usage()).unwrap_or_default())
+    }
+
     /// Kill the guest now (waits for a run in flight to end first).
     pub async fn shutdown(&self) {
         self.dead.store(true, Ordering::Release);
