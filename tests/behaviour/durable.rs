@@ -340,3 +340,39 @@ pub(crate) async fn live_and_saved_sessions_are_listed_with_their_sizes(
     );
     Ok(())
 }
+
+pub(crate) async fn a_checkpoint_over_the_cap_is_refused_with_its_size(
+    b: &TestBackend,
+) -> Result<()> {
+    let client = unique_client_name();
+    let cap = [("MCP_BRIDGE_CHECKPOINT_LIMIT", "1m")];
+    let mut bridge = bridge_as(b, &client, &cap).await?;
+    let small = bridge
+        .run(
+            1,
+            "kept = 'x' * 1000\nimport mcp.runtime as r\nprint(r.checkpoint()['bytes'] < 2**20)",
+        )
+        .await?;
+    ensure!(
+        stdout(&small) == "True\n",
+        "a small session fits under 1 MiB: {small}"
+    );
+    let big = bridge
+        .run(
+            2,
+            "import mcp.runtime as r\nblob = bytes(3 * 2**20)\ntry:\n    r.checkpoint()\n\
+             except r.MCPError as e:\n    print(e.kind, e)",
+        )
+        .await?;
+    let out = stdout(&big);
+    ensure!(out.starts_with("too_large "), "{big}");
+    ensure!(out.contains("bytes a checkpoint may hold"), "{big}");
+    ensure!(out.contains("MCP_BRIDGE_CHECKPOINT_LIMIT"), "{big}");
+    bridge.finish(Ending::CloseStdin).await?;
+    // The session was too large to save at exit too: the next bridge has the smaller one.
+    let mut next = bridge_as(b, &client, &cap).await?;
+    let reply = next.run(1, "print(len(kept), 'blob' in globals())").await?;
+    ensure!(stdout(&reply) == "1000 False\n", "{reply}");
+    next.finish(Ending::CloseStdin).await?;
+    Ok(())
+}

@@ -71,7 +71,8 @@ for_each_backend! {
         an_idle_save_survives_sigkill_and_the_reaper, a_fork_is_a_copy_the_original_never_sees,
         unsaveable_names_are_listed, a_bad_checkpoint_gives_a_fresh_session_with_a_notice,
         reset_discards_the_checkpoint, idle_sessions_are_suspended_to_make_room,
-        live_and_saved_sessions_are_listed_with_their_sizes;
+        live_and_saved_sessions_are_listed_with_their_sizes,
+        a_checkpoint_over_the_cap_is_refused_with_its_size;
     load: sixteen_sessions_share_a_thousand_runs, a_long_soak_keeps_memory_flat;
     stack: numpy_and_pandas_compute_the_right_numbers, scipy_and_scikit_learn_fit,
         a_saved_figure_comes_back_as_an_image, matplotlib_starts_from_the_prebuilt_font_list;
