@@ -74,11 +74,42 @@ impl Canary {
                 }
                 let name = path.file_name().unwrap_or_default().to_string_lossy();
                 let known = path == self.world.path().join("servers.json")
-                    || (path.starts_with(&state) && allowed_names.iter().any(|a| name == *a));
+                    || (path.starts_with(&state) && allowed_names.iter().any(|a| name == *a))
+                    || is_session_file(&state, &path);
                 ensure!(known, "a file the guest named: {}", path.display());
             }
         }
         Ok(())
+    }
+}
+
+/// A file the bridge keeps of sessions: `checkpoints/live/<pid>.json` (or the temporary file
+/// it is being written to, `.<pid>.json.<random>.tmp`), or a saved session
+/// `checkpoints/<64 hex digits>/<session name>.ckpt`.
+fn is_session_file(state: &std::path::Path, path: &std::path::Path) -> bool {
+    let Ok(inside) = path.strip_prefix(state.join("checkpoints")) else {
+        return false;
+    };
+    let parts: Vec<&str> = inside.iter().filter_map(|p| p.to_str()).collect();
+    match parts.as_slice() {
+        ["live", file] => {
+            let pid = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+            let published = file.strip_suffix(".json").is_some_and(pid);
+            let writing = file
+                .strip_prefix('.')
+                .and_then(|rest| rest.strip_suffix(".tmp"))
+                .and_then(|rest| rest.split_once(".json."))
+                .is_some_and(|(digits, _)| pid(digits));
+            published || writing
+        }
+        [scope, file] => {
+            scope.len() == 64
+                && scope.bytes().all(|b| b.is_ascii_hexdigit())
+                && file.strip_suffix(".ckpt").is_some_and(|session| {
+                    mcp_server_code_execution_mode::sessions::validate_name(session).is_ok()
+                })
+        }
+        _ => false,
     }
 }
 
