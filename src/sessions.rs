@@ -452,14 +452,20 @@ impl Sessions {
         name: &str,
         session: &Session,
     ) -> Option<Arc<CheckpointCalls>> {
-        let store = self.checkpoints.clone()?;
-        let identity = self.identity(scope)?;
-        Some(Arc::new(CheckpointCalls::new(Target {
-            store,
-            scope: identity,
+        Some(Arc::new(CheckpointCalls::new(
+            self.target(scope, name, session)?,
+        )))
+    }
+
+    /// Where `session`, the session called `name` in `scope`, is saved: `None` when
+    /// checkpoints are off or the scope has no identity.
+    fn target(&self, scope: Scope, name: &str, session: &Session) -> Option<Target> {
+        Some(Target {
+            store: self.checkpoints.clone()?,
+            scope: self.identity(scope)?,
             session: name.to_string(),
             stamp: durable::stamp_of(session),
-        })))
+        })
     }
 
     /// Note that a save of `key` begins: a resume of the name waits until the ticket is
@@ -550,17 +556,8 @@ impl Sessions {
         packages: Option<Arc<SessionPackages>>,
     ) {
         let (scope, name) = key;
-        let Some(store) = self.checkpoints.clone() else {
+        let Some(target) = self.target(*scope, name, session) else {
             return;
-        };
-        let Some(identity) = self.identity(*scope) else {
-            return;
-        };
-        let target = Target {
-            store,
-            scope: identity,
-            session: name.clone(),
-            stamp: durable::stamp_of(session),
         };
         let started = Instant::now();
         let install =
