@@ -10,6 +10,7 @@ mod progress;
 mod roots;
 mod schema;
 mod server;
+pub mod terminal;
 pub mod tools;
 
 pub use capabilities::{CAPABILITIES_MIME, CAPABILITIES_URI, ManualFacts, manual};

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::config::OutputMode;
 use crate::mcp::files::{FileReport, OUT_DIR};
+use crate::mcp::terminal;
 use crate::units::human_bytes;
 
 /// The structured result of one `run_python` call (`structuredContent`).
@@ -206,14 +207,29 @@ impl RunReport {
             ("stdout", &saved_output.stdout, &outcome.stdout),
             ("stderr", &saved_output.stderr, &outcome.stderr),
         ] {
-            if let Some(path) = path {
-                let saved = format!(
-                    "The whole {stream} ({} cut here) is saved in the sandbox at {path}; read \
-                     it from code in this session when you need it.",
-                    human_bytes(captured.cut_bytes())
-                );
-                report_notice.add(&saved);
-            }
+            let escaped = terminal::needs_neutralising(&captured.text);
+            let saved = match (path, captured.cut_bytes()) {
+                (Some(path), 0) => format!(
+                    "The {stream} held terminal control characters, shown escaped here \
+                     (\\x1b); its exact bytes are saved in the sandbox at {path}."
+                ),
+                (Some(path), cut) => format!(
+                    "The whole {stream} ({} cut here{}) is saved in the sandbox at {path}; \
+                     read it from code in this session when you need it.",
+                    human_bytes(cut),
+                    if escaped {
+                        ", control characters shown escaped"
+                    } else {
+                        ""
+                    }
+                ),
+                (None, _) if escaped => format!(
+                    "The {stream} held terminal control characters, shown escaped here \
+                     (\\x1b)."
+                ),
+                (None, _) => continue,
+            };
+            report_notice.add(&saved);
         }
         Self {
             ok: !outcome.is_error(),

@@ -10,6 +10,8 @@ use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
+use crate::mcp::terminal::neutralise;
+
 /// Forwards a run's streamed stdout to the client until the run's sender is dropped.
 #[derive(Debug)]
 pub(crate) struct ProgressRelay {
@@ -28,7 +30,7 @@ impl ProgressRelay {
             while let Some(text) = texts.recv().await {
                 sent += 1;
                 let mut param = ProgressNotificationParam::new(token.clone(), f64::from(sent));
-                param.message = Some(text);
+                param.message = Some(neutralise(&text).into_owned());
                 if let Err(e) = peer.notify_progress(param).await {
                     debug!(error = %e, "progress notification not delivered; stopping them");
                     break;

@@ -26,6 +26,7 @@ use crate::mcp::format::{RestoredReport, RunReport};
 use crate::mcp::progress::ProgressRelay;
 use crate::mcp::roots::ClientRoots;
 use crate::mcp::schema::check_arguments;
+use crate::mcp::terminal;
 use crate::mcp::tools::{RUN_PYTHON, SandboxFacts, read_run_args, run_python_tool};
 use crate::mcp::{discovery, files};
 use crate::proxy::dispatch::Proxy;
@@ -109,6 +110,7 @@ impl Bridge {
 
     /// A protocol error naming the tools this server has.
     fn unknown_tool(&self, name: &str) -> McpError {
+        let name = terminal::neutralise(name);
         let message = match &*self.tools {
             [one] => format!(
                 "unknown tool `{name}`; this server has one tool, `{}`",
@@ -260,6 +262,41 @@ impl Bridge {
     }
 }
 
+impl Bridge {
+    /// The answer to one call of a listed tool, before it is made safe for a terminal.
+    async fn answer(
+        &self,
+        tool: &Tool,
+        request: &CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        // The one check of every call's arguments, against the schema `tools/list` showed.
+        if let Err(message) = check_arguments(tool, request.arguments.as_ref()) {
+            return Ok(CallToolResult::error(vec![ContentBlock::text(message)]));
+        }
+        if request.name != RUN_PYTHON {
+            let empty = rmcp::model::JsonObject::new();
+            let args = request.arguments.as_ref().unwrap_or(&empty);
+            return discovery::call(&self.proxy, self.sessions.manual(), &request.name, args)
+                .await
+                .ok_or_else(|| self.unknown_tool(&request.name));
+        }
+        let span = info_span!("request", tool = RUN_PYTHON);
+        Ok(self
+            .run_python(
+                request,
+                context.ct.clone(),
+                &context.peer,
+                context
+                    .meta
+                    .get_progress_token()
+                    .map(|token| (context.peer.clone(), token)),
+            )
+            .instrument(span)
+            .await)
+    }
+}
+
 impl ServerHandler for Bridge {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
@@ -294,34 +331,10 @@ impl ServerHandler for Bridge {
         let Some(tool) = self.tools.iter().find(|tool| tool.name == request.name) else {
             return Err(self.unknown_tool(&request.name));
         };
-        // The one check of every call's arguments, against the schema `tools/list` showed.
-        if let Err(message) = check_arguments(tool, request.arguments.as_ref()) {
-            return Ok(CallToolResult::error(vec![ContentBlock::text(message)]).into());
-        }
-        if request.name != RUN_PYTHON {
-            let empty = rmcp::model::JsonObject::new();
-            let args = request.arguments.as_ref().unwrap_or(&empty);
-            return match discovery::call(&self.proxy, self.sessions.manual(), &request.name, args)
-                .await
-            {
-                Some(result) => Ok(result.into()),
-                None => Err(self.unknown_tool(&request.name)),
-            };
-        }
-        let span = info_span!("request", tool = RUN_PYTHON);
-        Ok(self
-            .run_python(
-                &request,
-                context.ct.clone(),
-                &context.peer,
-                context
-                    .meta
-                    .get_progress_token()
-                    .map(|token| (context.peer.clone(), token)),
-            )
-            .instrument(span)
-            .await
-            .into())
+        let mut result = self.answer(tool, &request, context).await?;
+        // The one place every tool's answer passes: nothing in it may drive a terminal.
+        terminal::neutralise_result(&mut result);
+        Ok(result.into())
     }
 
     async fn list_resources(

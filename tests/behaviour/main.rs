@@ -21,6 +21,7 @@ mod plots;
 mod protocol;
 mod stack;
 mod support;
+mod terminal;
 
 #[macro_use]
 #[path = "../common/stamp.rs"]
@@ -84,4 +85,5 @@ for_each_backend! {
         a_package_with_only_an_sdist_is_refused,
         a_package_without_a_wheel_for_this_platform_is_refused,
         an_install_over_the_size_cap_is_refused, installs_can_be_turned_off;
+    terminal: control_sequences_reach_the_client_escaped, plain_output_is_untouched;
 }

@@ -34,6 +34,21 @@ def decode_suffix(data: bytes) -> str:
     return data[start:].decode("utf-8", "replace")
 
 
+# What the host writes escaped in text it sends the client (`src/mcp/terminal.rs`): C0
+# controls but newline and tab, DEL, C1 controls, bidirectional overrides and isolates.
+_C0_AND_DEL = bytes([*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F])
+_WIDE_CONTROLS = frozenset([*range(0x80, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+
+
+def has_terminal_controls(data: bytes) -> bool:
+    """True when the host would show some of `data` (UTF-8) escaped."""
+    if len(data.translate(None, _C0_AND_DEL)) != len(data):
+        return True
+    if b"\xc2" not in data and b"\xe2" not in data:
+        return False
+    return not _WIDE_CONTROLS.isdisjoint(map(ord, data.decode("utf-8", "replace")))
+
+
 class Output:
     """What a run keeps of one stream: `head + tail`, with `cut` bytes dropped between."""
 
@@ -151,6 +166,23 @@ class CaptureSink(io.BufferedIOBase):
         try:
             with open(path, "w", encoding="utf-8", errors="backslashreplace") as file:
                 file.write(text)
+            self.saved = path
+        except OSError:
+            pass
+
+    def save_if_escaped(self) -> None:
+        """Saves the exact bytes of a stream the host will show with control characters
+        escaped (see `has_terminal_controls`), so that they stay reachable on purpose. A stream
+        the cap cut is saved whole already."""
+        if self.saved is not None or self._spool_path is None or self._total > self._limit:
+            return
+        kept = bytes(self._head) + bytes(self._tail)
+        if not has_terminal_controls(kept):
+            return
+        path, self._spool_path = self._spool_path, None
+        try:
+            with open(path, "wb") as file:
+                file.write(kept)
             self.saved = path
         except OSError:
             pass

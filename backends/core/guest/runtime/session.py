@@ -378,6 +378,8 @@ class Session:
         out, err = self._stdout.finish(), self._stderr.finish()
         # The limit holds for the run: both streams together, as the host shows them.
         fit_together([(out, self._stdout.sink), (err, self._stderr.sink)], self.output_limit)
+        self._stdout.sink.save_if_escaped()
+        self._stderr.sink.save_if_escaped()
         saved = (self._stdout.sink.saved, self._stderr.sink.saved)
         files = self._out_files.changed(saved)
         while True:
