@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clients;
 pub mod config;
 pub mod digest;
+pub mod egress;
 pub mod mcp;
 pub mod mounts;
 pub mod packages;

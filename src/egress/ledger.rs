@@ -1,0 +1,267 @@
+//! What one session's network use has been: the connections it made or was refused, and
+//! the budget of bytes and open connections it draws on.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// A session's caps (`MCP_BRIDGE_EGRESS_BYTES`, `MCP_BRIDGE_EGRESS_CONNECTIONS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes up and down together, over the session's life.
+    pub bytes: u64,
+    /// Connections open at once.
+    pub connections: usize,
+}
+
+/// One connection the sandbox asked for, as the reply and the audit log show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Connection {
+    /// How it was asked for: `connect` (an HTTPS tunnel), `http` (a plain request through
+    /// the proxy) or `fetch` (`mcp.runtime.fetch`).
+    pub via: &'static str,
+    /// The host the request named.
+    pub host: String,
+    /// The port.
+    pub port: u16,
+    /// The address connected to, when one was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Whether it was let through.
+    pub allowed: bool,
+    /// Why it was refused or ended early.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Bytes from the sandbox to the host it reached.
+    pub bytes_up: u64,
+    /// Bytes from that host to the sandbox.
+    pub bytes_down: u64,
+    /// How long it was open, in milliseconds.
+    pub duration_ms: f64,
+}
+
+/// Why the budget refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OverBudget {
+    /// Too many connections open at once.
+    #[error("this session already has {0} connections open (MCP_BRIDGE_EGRESS_CONNECTIONS)")]
+    Connections(usize),
+    /// The session used its bytes.
+    #[error("this session has used its {0} bytes of network (MCP_BRIDGE_EGRESS_BYTES)")]
+    Bytes(u64),
+}
+
+/// A session's connections and budget, shared by its proxy and its `fetch` calls.
+#[derive(Debug)]
+pub struct Ledger {
+    limits: Limits,
+    open: AtomicUsize,
+    bytes: AtomicU64,
+    finished: Mutex<Vec<Connection>>,
+}
+
+impl Ledger {
+    /// An empty ledger under `limits`.
+    pub fn new(limits: Limits) -> Arc<Self> {
+        Arc::new(Self {
+            limits,
+            open: AtomicUsize::new(0),
+            bytes: AtomicU64::new(0),
+            finished: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Takes one connection slot, if the budget has one and bytes are left.
+    pub fn open(self: &Arc<Self>) -> Result<Slot, OverBudget> {
+        if self.bytes.load(Ordering::Relaxed) >= self.limits.bytes {
+            return Err(OverBudget::Bytes(self.limits.bytes));
+        }
+        let open = self.open.fetch_add(1, Ordering::AcqRel);
+        if open >= self.limits.connections {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return Err(OverBudget::Connections(self.limits.connections));
+        }
+        Ok(Slot {
+            ledger: Arc::clone(self),
+            started: Instant::now(),
+            up: Arc::new(AtomicU64::new(0)),
+            down: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Records a connection (a refusal, or one that ended).
+    pub fn record(&self, connection: Connection) {
+        tracing::info!(
+            via = connection.via,
+            host = %connection.host,
+            port = connection.port,
+            allowed = connection.allowed,
+            reason = connection.reason.as_deref().unwrap_or(""),
+            bytes_up = connection.bytes_up,
+            bytes_down = connection.bytes_down,
+            "sandbox network connection"
+        );
+        if let Ok(mut finished) = self.finished.lock() {
+            // A session that never asks for its report keeps at most this many.
+            if finished.len() < 10_000 {
+                finished.push(connection);
+            }
+        }
+    }
+
+    /// The connections recorded since the last call: what a run's reply lists.
+    pub fn take(&self) -> Vec<Connection> {
+        self.finished
+            .lock()
+            .map(|mut finished| std::mem::take(&mut *finished))
+            .unwrap_or_default()
+    }
+
+    /// Bytes the session has used.
+    pub fn bytes_used(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    fn charge(&self, bytes: u64) -> bool {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes <= self.limits.bytes
+    }
+}
+
+/// One open connection's place in the budget, and its byte counts. Dropping it frees the
+/// place.
+#[derive(Debug)]
+pub struct Slot {
+    ledger: Arc<Ledger>,
+    started: Instant,
+    up: Arc<AtomicU64>,
+    down: Arc<AtomicU64>,
+}
+
+impl Slot {
+    /// Wraps the sandbox's side of a connection: what is read from it counts up, what is
+    /// read from the far side counts down (see [`Slot::far`]).
+    pub fn near<T>(&self, io: T) -> Metered<T> {
+        Metered::new(io, Arc::clone(&self.ledger), Arc::clone(&self.up))
+    }
+
+    /// Wraps the far side of a connection.
+    pub fn far<T>(&self, io: T) -> Metered<T> {
+        Metered::new(io, Arc::clone(&self.ledger), Arc::clone(&self.down))
+    }
+
+    /// Counts `bytes` sent up (for requests sent whole, such as `fetch`'s), false when
+    /// that went over the budget.
+    pub fn count_up(&self, bytes: u64) -> bool {
+        self.up.fetch_add(bytes, Ordering::Relaxed);
+        self.ledger.charge(bytes)
+    }
+
+    /// Counts `bytes` received, false when that went over the budget.
+    pub fn count_down(&self, bytes: u64) -> bool {
+        self.down.fetch_add(bytes, Ordering::Relaxed);
+        self.ledger.charge(bytes)
+    }
+
+    /// The record of this connection, now.
+    pub fn finish(&self, mut connection: Connection) -> Connection {
+        connection.bytes_up = self.up.load(Ordering::Relaxed);
+        connection.bytes_down = self.down.load(Ordering::Relaxed);
+        connection.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        connection
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.ledger.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A stream whose reads count against a session's budget; a read past the budget fails.
+#[derive(Debug)]
+pub struct Metered<T> {
+    inner: T,
+    ledger: Arc<Ledger>,
+    count: Arc<AtomicU64>,
+}
+
+impl<T> Metered<T> {
+    fn new(inner: T, ledger: Arc<Ledger>, count: Arc<AtomicU64>) -> Self {
+        Self {
+            inner,
+            ledger,
+            count,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Metered<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = (buf.filled().len() - before) as u64;
+        if read > 0 {
+            self.count.fetch_add(read, Ordering::Relaxed);
+            if !self.ledger.charge(read) {
+                return Poll::Ready(Err(std::io::Error::other(OverBudget::Bytes(
+                    self.ledger.limits.bytes,
+                ))));
+            }
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Metered<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn connections_and_bytes_are_capped() {
+        let ledger = Ledger::new(Limits {
+            bytes: 10,
+            connections: 1,
+        });
+        let slot = ledger.open().unwrap();
+        assert_eq!(ledger.open().unwrap_err(), OverBudget::Connections(1));
+        let mut near = slot.near(&b"0123456789abc"[..]);
+        let mut buf = [0_u8; 8];
+        assert_eq!(near.read(&mut buf).await.unwrap(), 8);
+        let error = near.read(&mut buf).await.unwrap_err();
+        assert!(
+            error.to_string().contains("MCP_BRIDGE_EGRESS_BYTES"),
+            "{error}"
+        );
+        drop(slot);
+        assert_eq!(ledger.open().unwrap_err(), OverBudget::Bytes(10));
+    }
+}
