@@ -4,6 +4,7 @@
 //! logging and runs a subcommand.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod backend;
 pub mod checkpoints;
 pub mod cli;
