@@ -14,6 +14,7 @@ pub mod digest;
 pub mod mcp;
 pub mod mounts;
 pub mod packages;
+pub mod policy;
 pub mod proxy;
 pub mod sessions;
 pub mod settings;
