@@ -45,6 +45,24 @@ pub const QUEUE_LINES: usize = 4096;
 /// How long [`Audit::flush`] waits for the writer.
 const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
+/// The audit settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// Whether lines are written.
+    pub enabled: bool,
+    /// Size at which `audit.jsonl` is rotated.
+    pub limit: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            limit: 10 << 20,
+        }
+    }
+}
+
 /// Where audit lines go: a handle to the writer thread, or nowhere. Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct Audit {
