@@ -3,6 +3,7 @@
 
 mod capabilities;
 mod discovery;
+mod elicit;
 pub mod files;
 pub mod format;
 pub mod http;
@@ -13,4 +14,5 @@ mod server;
 pub mod tools;
 
 pub use capabilities::{CAPABILITIES_MIME, CAPABILITIES_URI, ManualFacts, manual};
+pub use elicit::PeerAsker;
 pub use server::Bridge;

@@ -65,6 +65,8 @@ pub enum Outcome {
     ToolError,
     /// Made, and it failed (the server crashed, timed out, was unknown).
     Failed,
+    /// The run ended (deadline, cancellation) before the answer came.
+    Abandoned,
 }
 
 /// Bytes `value` takes as compact JSON, counted without building the text.
