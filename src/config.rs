@@ -78,6 +78,10 @@ pub struct Config {
     pub tool_timeout: Duration,
     /// Offer the discovery helpers as MCP tools too.
     pub discovery_tools: bool,
+    /// Policy for proxied tool calls: the file (read and checked), destructive, ask timeout.
+    pub policy: crate::policy::PolicySettings,
+    /// The audit log: whether, and its rotation size.
+    pub audit: crate::audit::AuditSettings,
     /// The host facts the backends use (runtime directory, program search path).
     pub host: HostEnvironment,
     /// The Docker API socket named by `DOCKER_HOST` (`unix://` addresses only).
@@ -305,6 +309,16 @@ pub fn resolve_with(
         limit: r.get(&s::CHECKPOINT_LIMIT),
         max_age: r.get(&s::CHECKPOINT_MAX_AGE),
     };
+    let policy_path = r.get(&s::TOOL_POLICY);
+    let policy = crate::policy::PolicySettings {
+        file: None,
+        ask_destructive: r.get(&s::ASK_DESTRUCTIVE),
+        ask_timeout: r.get(&s::ASK_TIMEOUT),
+    };
+    let audit = crate::audit::AuditSettings {
+        enabled: r.get(&s::AUDIT),
+        limit: r.get(&s::AUDIT_LIMIT),
+    };
     let packages = crate::packages::PackageSettings {
         enabled: r.get(&s::PACKAGE_INSTALL),
         startup: r.get(&s::PACKAGES),
@@ -335,6 +349,21 @@ pub fn resolve_with(
             }
         }
     }
+    let policy = match policy_path.as_deref().map(crate::policy::PolicyFile::load) {
+        None => policy,
+        Some(Ok(file)) => crate::policy::PolicySettings {
+            file: Some(file),
+            ..policy
+        },
+        Some(Err(e)) => {
+            let origin = match r.given(&s::TOOL_POLICY) {
+                Some((_, From::Flag)) => "--tool-policy".to_string(),
+                _ => s::TOOL_POLICY.about().env.to_string(),
+            };
+            r.refuse(format!("{origin}: {}", sandbox_core::error_chain(&e)));
+            policy
+        }
+    };
     let spec = SandboxSpec::builder()
         .memory_bytes(memory)
         .pids(pids)
@@ -387,6 +416,8 @@ pub fn resolve_with(
         servers_config,
         tool_timeout,
         discovery_tools,
+        policy,
+        audit,
         host: host_environment(lookup),
         docker_socket: engine_socket(lookup, "DOCKER_HOST"),
         podman_socket: engine_socket(lookup, "CONTAINER_HOST"),

@@ -4,6 +4,7 @@
 //! logging and runs a subcommand.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod backend;
 pub mod checkpoints;
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod egress;
 pub mod mcp;
 pub mod mounts;
 pub mod packages;
+pub mod policy;
 pub mod proxy;
 pub mod sessions;
 pub mod settings;

@@ -239,6 +239,7 @@ async fn servers(args: &ServersArgs) -> Result<()> {
     let proxy = Proxy::from_config(&config);
     let mut report =
         mcp_server_code_execution_mode::proxy::catalogue::render_report(proxy.catalogue());
+    report.push_str(&proxy.policy_report());
     if args.check {
         report.push_str("\nChecks:\n");
         report.push_str(&proxy.check_report().await);

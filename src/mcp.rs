@@ -3,6 +3,7 @@
 
 mod capabilities;
 mod discovery;
+mod elicit;
 pub mod files;
 pub mod format;
 pub mod http;
@@ -14,4 +15,5 @@ pub mod terminal;
 pub mod tools;
 
 pub use capabilities::{CAPABILITIES_MIME, CAPABILITIES_URI, ManualFacts, manual};
+pub use elicit::PeerAsker;
 pub use server::Bridge;

@@ -6,5 +6,6 @@ pub mod alias;
 pub mod catalogue;
 pub mod describe;
 pub mod dispatch;
+pub mod guard;
 pub mod search;
 pub mod upstream;

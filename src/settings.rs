@@ -454,6 +454,39 @@ settings! {
         "Size cap of the wheel cache (oldest evicted first), and of one install",
         || 1 << 30, parse::size_cap, |b| format_bytes(*b),
     );
+    /// The policy file for proxied tool calls.
+    TOOL_POLICY: Option<PathBuf> = Setting::env(
+        "MCP_BRIDGE_TOOL_POLICY",
+        "JSON policy for proxied tool calls: server name (or *) to allow, ask, deny, or \
+         {default, tools}; the stricter of it and an entry's `policy` wins",
+        || None, parse::path, show_path,
+    ).flag("tool-policy");
+    /// Ask before tools annotated `destructiveHint: true`.
+    ASK_DESTRUCTIVE: bool = Setting::env(
+        "MCP_BRIDGE_ASK_DESTRUCTIVE",
+        "Ask the user before every tool annotated destructiveHint: true, unless a policy \
+         names the tool",
+        || false, parse::switch, ToString::to_string,
+    ).flag("ask-destructive").switch();
+    /// Longest wait for the user's answer to an `ask`.
+    ASK_TIMEOUT: Duration = Setting::env(
+        "MCP_BRIDGE_ASK_TIMEOUT",
+        "Longest wait for the user's answer when a call needs approval (never past the run's \
+         deadline)",
+        || Duration::from_mins(2), parse_duration, show_duration,
+    ).flag("ask-timeout");
+    /// Whether proxied tool calls are written to `audit.jsonl`.
+    AUDIT: bool = Setting::env(
+        "MCP_BRIDGE_AUDIT",
+        "Write one line per proxied tool call to audit.jsonl in the state directory: on or off",
+        || true, parse::switch, |on| if *on { "on" } else { "off" }.to_string(),
+    );
+    /// Size at which the audit log is rotated.
+    AUDIT_LIMIT: u64 = Setting::env(
+        "MCP_BRIDGE_AUDIT_LIMIT",
+        "Size at which audit.jsonl is rotated; three older files are kept",
+        || 10 << 20, parse::size_cap, |b| format_bytes(*b),
+    );
 }
 
 #[cfg(test)]

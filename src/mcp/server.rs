@@ -6,6 +6,7 @@
 //! unknown resource) are protocol errors.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rmcp::model::ProgressToken;
 use rmcp::model::{
@@ -22,6 +23,7 @@ use tracing::{Instrument, info_span};
 use crate::checkpoints::durable::Resume;
 use crate::config::Config;
 use crate::mcp::capabilities::{CAPABILITIES_MIME, CAPABILITIES_URI, with_folders};
+use crate::mcp::elicit::PeerAsker;
 use crate::mcp::format::{RestoredReport, RunReport};
 use crate::mcp::progress::ProgressRelay;
 use crate::mcp::roots::ClientRoots;
@@ -30,6 +32,7 @@ use crate::mcp::terminal;
 use crate::mcp::tools::{RUN_PYTHON, SandboxFacts, read_run_args, run_python_tool};
 use crate::mcp::{discovery, files};
 use crate::proxy::dispatch::Proxy;
+use crate::proxy::guard::Caller;
 use crate::sessions::{Scope, Sessions};
 
 /// The tools `tools/list` shows: `run_python`, and the discovery tools when they are on.
@@ -139,6 +142,18 @@ impl Bridge {
         format!("{transport}:{client}")
     }
 
+    /// Who a run of `session` with `timeout` is for: this client, asked through `peer` when
+    /// a call needs approval. The deadline is counted from now, a little before the run's own
+    /// (which starts once the session is free), so an approval never outlasts the run.
+    fn caller(&self, session: &str, timeout: Duration, peer: &Peer<RoleServer>) -> Caller {
+        Caller {
+            session: session.to_owned(),
+            scope: self.scope().to_string(),
+            asker: Some(Arc::new(PeerAsker::new(peer.clone()))),
+            deadline: tokio::time::Instant::now() + timeout,
+        }
+    }
+
     /// The scope of this bridge's sandbox sessions.
     pub fn scope(&self) -> Scope {
         self.scope.scope
@@ -184,7 +199,12 @@ impl Bridge {
         let checkpoints = self
             .sessions
             .checkpoint_calls(scope, &args.session, &session);
-        let calls = self.proxy.calls_for_run(&servers, packages, checkpoints);
+        let calls = self.proxy.calls_of(
+            self.caller(&args.session, timeout, peer),
+            &servers,
+            packages,
+            checkpoints,
+        );
         let (relay, output_stream) = match progress {
             Some((peer, token)) => {
                 let (relay, sender) = ProgressRelay::start(peer, token);
@@ -211,9 +231,12 @@ impl Bridge {
                 Ok((fresh, _)) => {
                     let packages = self.sessions.packages_of(scope, &args.session);
                     let checkpoints = self.sessions.checkpoint_calls(scope, &args.session, &fresh);
-                    let calls = self
-                        .proxy
-                        .calls_for_run(&request.servers, packages, checkpoints);
+                    let calls = self.proxy.calls_of(
+                        self.caller(&args.session, timeout, peer),
+                        &request.servers,
+                        packages,
+                        checkpoints,
+                    );
                     outcome = fresh.try_run(&request, calls).await;
                     sandbox_notice = fresh.notice().map(str::to_owned);
                 }

@@ -126,7 +126,7 @@ pub use types::{
     transport_summary,
 };
 
-use entry::parse_entry;
+use entry::{ParsedEntry, parse_entry};
 use expand::EntryContext;
 use formats::server_maps;
 use known_clients::Format;
@@ -304,7 +304,12 @@ fn read_file(
                 continue;
             }
             match parse_entry(&ctx, value) {
-                Ok((transport, description, warnings)) => {
+                Ok(ParsedEntry {
+                    transport,
+                    description,
+                    warnings,
+                    policy,
+                }) => {
                     if let Transport::Stdio { command, args, .. } = &transport
                         && !env.self_server_allowed()
                         && launches_self(env, command, args)
@@ -327,6 +332,7 @@ fn read_file(
                             source: path.to_path_buf(),
                             transport,
                             warnings,
+                            policy,
                         },
                     });
                 }

@@ -9,7 +9,8 @@
 //! Persistence (`save_tool`, `memory`) goes through [`State`], which validates names and
 //! sizes before anything touches a path. `install` goes to the session's
 //! [`SessionPackages`], which checks every requirement and fact; without one (installs off)
-//! it is refused as `disabled`.
+//! it is refused as `disabled`. A `call_tool` also passes the [`Policy`] (allowed, denied,
+//! or asked of the run's client) and leaves one line in the audit log ([`guard`]).
 
 use std::sync::Arc;
 
@@ -20,11 +21,14 @@ use sandbox_core::{RpcError, RpcHandler};
 use serde_json::{Map, Value, json};
 use tracing::warn;
 
+use crate::audit::{Audit, Outcome};
 use crate::checkpoints::transfer::CheckpointCalls;
 use crate::packages::{PackageError, SessionPackages};
+use crate::policy::Policy;
 use crate::proxy::alias::assign_tool_aliases;
 use crate::proxy::catalogue::Catalogue;
 use crate::proxy::describe::{searchable_description, server_description};
+use crate::proxy::guard::{self, CallRecord, Caller};
 use crate::proxy::search::{SearchIndex, ToolDoc, doc_record};
 use crate::proxy::upstream::{Listing, UpstreamSpec, Upstreams};
 use crate::state::{State, StateError};
@@ -40,20 +44,64 @@ pub struct Proxy {
     /// The host state, or why its directory could not be opened (told to each call that
     /// needs it).
     state: Result<State, StateError>,
+    /// What tool calls may do without asking.
+    policy: Policy,
+    /// Where each tool call is recorded.
+    audit: Audit,
 }
 
 impl Proxy {
-    /// Proxying over the servers of `catalogue`, with host state in `state`.
+    /// Proxying over the servers of `catalogue`, with host state in `state`; no policy (every
+    /// call allowed) and no audit log.
     pub fn new(
         catalogue: Catalogue,
         upstreams: Upstreams,
         state: Result<State, StateError>,
     ) -> Arc<Self> {
+        Self::guarded(catalogue, upstreams, state, Policy::default(), Audit::off())
+    }
+
+    /// Proxying as [`Proxy::new`], with tool calls under `policy` and recorded in `audit`.
+    pub fn guarded(
+        catalogue: Catalogue,
+        upstreams: Upstreams,
+        state: Result<State, StateError>,
+        policy: Policy,
+        audit: Audit,
+    ) -> Arc<Self> {
         Arc::new(Self {
             catalogue,
             upstreams,
             state,
+            policy,
+            audit,
         })
+    }
+
+    /// The policy tool calls are under.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Each server's policy, one block per server that has one (empty when none does), for
+    /// the `servers` subcommand.
+    pub fn policy_report(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        for entry in &self.catalogue.servers {
+            let lines = self.policy.describe(&entry.name);
+            if lines.is_empty() {
+                continue;
+            }
+            if out.is_empty() {
+                out.push_str("\nTool policy (the stricter wins; no rule: allow):\n");
+            }
+            let _ = writeln!(out, "  {}:", entry.name);
+            for line in lines {
+                let _ = writeln!(out, "    {line}");
+            }
+        }
+        out
     }
 
     /// The upstream specs for the servers of a catalogue.
@@ -180,9 +228,22 @@ impl Proxy {
 
     /// The handler for the calls of one run that may use `servers`, in a session whose
     /// packages directory is `packages` (`None`: installs are off) and whose checkpoints
-    /// go where `checkpoints` says (`None`: checkpoints are off).
+    /// go where `checkpoints` says (`None`: checkpoints are off), with no client behind it
+    /// ([`Caller::nobody`]: a call the policy says to ask about is refused).
     pub fn calls_for_run(
         self: &Arc<Self>,
+        servers: &[ServerRef],
+        packages: Option<Arc<SessionPackages>>,
+        checkpoints: Option<Arc<CheckpointCalls>>,
+    ) -> Arc<dyn RpcHandler> {
+        self.calls_of(Caller::nobody(), servers, packages, checkpoints)
+    }
+
+    /// [`Proxy::calls_for_run`] for a run of `caller`: its session and client, who is asked
+    /// when the policy says so.
+    pub fn calls_of(
+        self: &Arc<Self>,
+        caller: Caller,
         servers: &[ServerRef],
         packages: Option<Arc<SessionPackages>>,
         checkpoints: Option<Arc<CheckpointCalls>>,
@@ -192,12 +253,15 @@ impl Proxy {
             allowed: servers.iter().map(|s| s.name.clone()).collect(),
             packages,
             checkpoints,
+            caller,
         })
     }
 
-    /// Stop every upstream server this process started.
+    /// Stop every upstream server this process started, and write what the audit log holds.
     pub async fn shutdown(&self) {
         self.upstreams.shutdown().await;
+        let audit = self.audit.clone();
+        let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
     }
 
     /// The live `tools/list` of one discovered server (starting it if needed).
@@ -331,6 +395,7 @@ struct RunCalls {
     allowed: Vec<String>,
     packages: Option<Arc<SessionPackages>>,
     checkpoints: Option<Arc<CheckpointCalls>>,
+    caller: Caller,
 }
 
 #[async_trait]
@@ -440,6 +505,7 @@ impl RunCalls {
     }
 
     async fn call_tool(&self, mut params: Map<String, Value>) -> Result<Value, RpcError> {
+        let started = tokio::time::Instant::now();
         let server = self.allowed_server(&params)?.to_string();
         let tool = string_param(&params, "tool")?.to_string();
         let arguments = match params.remove("arguments") {
@@ -452,14 +518,54 @@ impl RunCalls {
                 ));
             }
         };
-        let result = self
-            .proxy
-            .upstreams
-            .call_tool(&server, &tool, arguments)
-            .await
-            .map_err(|e| upstream_error(&e))?;
-        serde_json::to_value(result)
-            .map_err(|e| RpcError::new("internal", format!("could not encode the result: {e}")))
+        let proxy = &self.proxy;
+        let mut record = CallRecord::new(
+            &proxy.audit,
+            &self.caller,
+            &server,
+            &tool,
+            &arguments,
+            started,
+        );
+        if proxy.policy.is_active() {
+            let approval = guard::approve(
+                &proxy.policy,
+                &proxy.upstreams,
+                &self.caller,
+                &server,
+                &tool,
+                &arguments,
+            )
+            .await;
+            match approval {
+                Ok(approval) => record.approved(approval),
+                Err(refusal) => {
+                    record.refused(&refusal);
+                    return Err(refusal.error);
+                }
+            }
+        } else {
+            record.approved(guard::Approval {
+                decision: crate::audit::Decision::Allowed,
+                reason: None,
+            });
+        }
+        let result = match proxy.upstreams.call_tool(&server, &tool, arguments).await {
+            Ok(result) => result,
+            Err(e) => {
+                record.finished(Outcome::Failed, None);
+                return Err(upstream_error(&e));
+            }
+        };
+        let outcome = if result.is_error == Some(true) {
+            Outcome::ToolError
+        } else {
+            Outcome::Ok
+        };
+        let value = serde_json::to_value(result)
+            .map_err(|e| RpcError::new("internal", format!("could not encode the result: {e}")));
+        record.finished(outcome, value.as_ref().ok());
+        value
     }
 
     async fn query_tool_docs(&self, params: &Map<String, Value>) -> Result<Value, RpcError> {
@@ -555,7 +661,17 @@ impl Proxy {
                 sandbox_core::error_chain(why)
             );
         }
-        Self::new(catalogue, upstreams, state)
+        let entries = catalogue
+            .servers
+            .iter()
+            .map(|e| (e.name.as_str(), e.policy.as_ref(), e.source.as_path()));
+        let policy = Policy::new(entries, &config.policy);
+        let audit = if config.audit.enabled {
+            Audit::start(&config.state_dir, config.audit.limit)
+        } else {
+            Audit::off()
+        };
+        Self::guarded(catalogue, upstreams, state, policy, audit)
     }
 
     /// Start every server and report its tool count or its error (for `servers --check`).

@@ -374,6 +374,31 @@ impl Upstreams {
         self.settle(entry, &connection, outcome, Some(tool))
     }
 
+    /// Whether `tool` of `server` is annotated `destructiveHint: true`, starting the server
+    /// if it is not running (a call will need it anyway); `None` when the server has no such
+    /// tool, even after listing its tools again.
+    pub async fn destructive_hint(
+        &self,
+        server: &str,
+        tool: &str,
+    ) -> Result<Option<bool>, UpstreamError> {
+        let entry = self.server(server)?;
+        let connection = self.connection(entry, true).await?;
+        let hint = |tools: &[Tool]| {
+            tools.iter().find(|t| t.name == tool).map(|t| {
+                t.annotations
+                    .as_ref()
+                    .and_then(|a| a.destructive_hint)
+                    .unwrap_or(false)
+            })
+        };
+        if let Some(found) = hint(&connection.tools()) {
+            return Ok(Some(found));
+        }
+        let tools = self.relist(entry, &connection).await?;
+        Ok(hint(&tools))
+    }
+
     /// Stop every server: close its stdin (or HTTP session), wait briefly, then `SIGTERM` and
     /// `SIGKILL` its process group. Calls after this fail with [`UpstreamError::ShutDown`].
     pub async fn shutdown(&self) {

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use super::expand::{EntryContext, Expander, read_env_file, resolve_path};
 use super::known_clients::Format;
 use super::types::{RemoteKind, Transport, json_kind};
+use crate::policy::Rules;
 
 /// A string-ish JSON scalar as text (configs write ports and flags as numbers or booleans).
 fn scalar_text(value: &Value, what: &str) -> Result<String, String> {
@@ -48,11 +49,21 @@ fn string_map(
     Ok(out)
 }
 
-/// One entry's transport, description and warnings, or why it is skipped.
-pub(super) fn parse_entry(
-    ctx: &EntryContext<'_>,
-    value: &Value,
-) -> Result<(Transport, Option<String>, Vec<String>), String> {
+/// What one entry says, once parsed.
+pub(super) struct ParsedEntry {
+    /// How to reach the server.
+    pub(super) transport: Transport,
+    /// Its `description`, else the file's.
+    pub(super) description: Option<String>,
+    /// Things the user should know.
+    pub(super) warnings: Vec<String>,
+    /// Its `policy` for tool calls.
+    pub(super) policy: Option<Rules>,
+}
+
+/// One entry's transport, description, warnings and policy, or why it is skipped. An
+/// invalid `policy` skips the entry: a server never runs without the policy its user wrote.
+pub(super) fn parse_entry(ctx: &EntryContext<'_>, value: &Value) -> Result<ParsedEntry, String> {
     let Some(entry) = value.as_object() else {
         return Err(format!("the entry is {}, not an object", json_kind(value)));
     };
@@ -101,7 +112,18 @@ pub(super) fn parse_entry(
         }
         None => return Err("it has neither a `command` nor a `url`".into()),
     };
-    Ok((transport, description, expander.warnings))
+    let policy = match entry.get("policy") {
+        None | Some(Value::Null) => None,
+        Some(policy) => {
+            Some(Rules::parse(policy, "its `policy`").map_err(|e| sandbox_core::error_chain(&e))?)
+        }
+    };
+    Ok(ParsedEntry {
+        transport,
+        description,
+        warnings: expander.warnings,
+        policy,
+    })
 }
 
 fn stdio(

@@ -872,3 +872,29 @@ fn report_lists_servers_files_and_skips_with_secrets_hidden() {
         );
     }
 }
+
+#[test]
+fn an_entry_carries_its_policy_and_a_bad_one_skips_it() {
+    let world = World::new();
+    world.state_file(
+        "p.json",
+        r#"{"mcpServers": {
+              "files": {"command": "fs", "policy": {"default": "allow", "tools": {"write_*": "ask"}}},
+              "plain": {"command": "p"},
+              "typo": {"command": "t", "policy": {"tools": {"write_file": "maybe"}}}
+            }}"#,
+    );
+    let catalogue = world.discover();
+    assert_eq!(catalogue.names(), ["files", "plain"]);
+    let rules = catalogue.get("files").unwrap().policy.as_ref().unwrap();
+    assert_eq!(
+        rules.rule_for("write_file").map(|r| r.0),
+        Some(crate::policy::Decision::Ask)
+    );
+    assert!(catalogue.get("plain").unwrap().policy.is_none());
+    let why = skipped_why(&catalogue, "typo");
+    assert!(
+        why.contains("`policy`") && why.contains("`tools.write_file`") && why.contains("maybe"),
+        "{why}"
+    );
+}

@@ -93,6 +93,8 @@ pub struct ServerEntry {
     pub transport: Transport,
     /// Things the user should know (unset variables), kept for the `servers` report.
     pub warnings: Vec<String>,
+    /// The entry's `policy` for tool calls, if it has one (see [`crate::policy`]).
+    pub policy: Option<crate::policy::Rules>,
 }
 
 /// What became of one config file.
