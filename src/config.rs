@@ -82,6 +82,8 @@ pub struct Config {
     pub policy: crate::policy::PolicySettings,
     /// The audit log: whether, and its rotation size.
     pub audit: crate::audit::AuditSettings,
+    /// Where sandboxes may reach on the network, with which secrets, under which caps.
+    pub egress: std::sync::Arc<crate::egress::EgressPolicy>,
     /// The host facts the backends use (runtime directory, program search path).
     pub host: HostEnvironment,
     /// The Docker API socket named by `DOCKER_HOST` (`unix://` addresses only).
@@ -319,6 +321,24 @@ pub fn resolve_with(
         enabled: r.get(&s::AUDIT),
         limit: r.get(&s::AUDIT_LIMIT),
     };
+    let egress_limits = crate::egress::ledger::Limits {
+        bytes: r.get(&s::EGRESS_BYTES),
+        connections: r.get(&s::EGRESS_CONNECTIONS) as usize,
+    };
+    let allow_hosts = r.get(&s::ALLOW_HOSTS);
+    let allow_private = r.get(&s::ALLOW_PRIVATE);
+    let secrets_text = r.get(&s::SECRETS);
+    let secrets =
+        crate::egress::secrets::Secrets::parse(&secrets_text, lookup).unwrap_or_else(|why| {
+            r.refuse(why);
+            crate::egress::secrets::Secrets::default()
+        });
+    let egress = std::sync::Arc::new(crate::egress::EgressPolicy {
+        allow: allow_hosts,
+        addresses: allow_private,
+        secrets,
+        limits: egress_limits,
+    });
     let packages = crate::packages::PackageSettings {
         enabled: r.get(&s::PACKAGE_INSTALL),
         startup: r.get(&s::PACKAGES),
@@ -364,7 +384,13 @@ pub fn resolve_with(
             policy
         }
     };
-    let spec = SandboxSpec::builder()
+    let spec = egress
+        .secrets
+        .placeholders()
+        .into_iter()
+        .fold(SandboxSpec::builder(), |spec, (name, placeholder)| {
+            spec.env(name, placeholder)
+        })
         .memory_bytes(memory)
         .pids(pids)
         .cpus(cpus)
@@ -418,6 +444,7 @@ pub fn resolve_with(
         discovery_tools,
         policy,
         audit,
+        egress,
         host: host_environment(lookup),
         docker_socket: engine_socket(lookup, "DOCKER_HOST"),
         podman_socket: engine_socket(lookup, "CONTAINER_HOST"),

@@ -23,10 +23,15 @@ pub mod proxy;
 pub mod resolve;
 pub mod secrets;
 
+use std::sync::Arc;
+
 use address::AddressPolicy;
 use allow::AllowList;
-use ledger::Limits;
+use fetch::{FetchError, Fetcher};
+use ledger::{Ledger, Limits};
 use secrets::Secrets;
+
+use crate::audit::Audit;
 
 /// Everything that decides where a sandbox's requests may go.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,5 +65,46 @@ impl EgressPolicy {
                 self.allow
             ))
         }
+    }
+}
+
+/// The bridge's side of the network: the policy, the client `fetch` uses, the audit log.
+#[derive(Debug)]
+pub struct Egress {
+    policy: Arc<EgressPolicy>,
+    fetcher: Fetcher,
+    audit: Audit,
+}
+
+impl Egress {
+    /// The way out under `policy`, or `None` when no host is allowed.
+    pub fn start(
+        policy: &Arc<EgressPolicy>,
+        audit: Audit,
+    ) -> Result<Option<Arc<Self>>, FetchError> {
+        if !policy.is_enabled() {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(Self {
+            fetcher: Fetcher::new(Arc::clone(policy))?,
+            policy: Arc::clone(policy),
+            audit,
+        })))
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Arc<EgressPolicy> {
+        &self.policy
+    }
+
+    /// The client of `mcp.runtime.fetch`.
+    pub fn fetcher(&self) -> &Fetcher {
+        &self.fetcher
+    }
+
+    /// A new ledger for the session `session` of `scope`: its budget, and its record,
+    /// which also goes to the audit log.
+    pub fn ledger(&self, session: &str, scope: &str) -> Arc<Ledger> {
+        Ledger::new(self.policy.limits).audited(self.audit.clone(), session, scope)
     }
 }

@@ -169,6 +169,15 @@ fn sessions_for(config: &Config, catalogue: Vec<CatalogueEntry>) -> Result<Arc<S
 fn start(config: &Arc<Config>) -> Result<(Arc<Proxy>, Arc<Sessions>)> {
     let proxy = Proxy::from_config(config);
     let sessions = sessions_for(config, proxy.hello_catalogue())?;
+    let egress = mcp_server_code_execution_mode::egress::Egress::start(
+        &config.egress,
+        proxy.audit().clone(),
+    )
+    .context("the network's HTTP client could not start")?;
+    if let Some(egress) = egress {
+        info!(hosts = %config.egress.allow, "sandboxes may reach these hosts through the bridge");
+        sessions.set_egress(egress);
+    }
     sessions.spawn_reaper();
     sessions.spawn_pruner(config.checkpoints.max_age);
     // Provision and warm up off the critical path: `initialize` is answered at once.

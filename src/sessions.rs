@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use sandbox_core::{
@@ -35,7 +35,10 @@ use crate::checkpoints::durable::{self, Resume};
 use crate::checkpoints::listing::{self, LiveSession};
 use crate::checkpoints::store::Store;
 use crate::checkpoints::transfer::{CheckpointCalls, Target};
+use crate::egress::Egress;
+use crate::egress::ledger::Ledger;
 use crate::packages::{GUEST_DIR as PACKAGES_GUEST_DIR, InstallCalls, Packages, SessionPackages};
+use crate::proxy::dispatch::SessionServices;
 
 /// Code a pooled session runs before it is handed out: import and start the event loop.
 const WARM_UP: &str = "await __import__('asyncio').sleep(0)";
@@ -125,6 +128,8 @@ struct Slot {
     changed: AtomicBool,
     /// What resuming the current session found, for the next reply to say.
     resumed: Mutex<Option<Resume>>,
+    /// The current session's network budget and record, when hosts are allowed.
+    network: Mutex<Option<Arc<Ledger>>>,
 }
 
 impl Slot {
@@ -136,6 +141,7 @@ impl Slot {
             saved_tools: Mutex::new(None),
             changed: AtomicBool::new(false),
             resumed: Mutex::new(None),
+            network: Mutex::new(None),
         }
     }
 
@@ -173,6 +179,8 @@ pub struct Sessions {
     saving: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>,
     refilling: AtomicBool,
     closed: AtomicBool,
+    /// The way out to the network, when hosts are allowed.
+    egress: OnceLock<Arc<Egress>>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -234,7 +242,32 @@ impl Sessions {
             saving: Mutex::new(HashMap::new()),
             refilling: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            egress: OnceLock::new(),
         })
+    }
+
+    /// Gives every session started from now on a way out to the network under `egress`.
+    pub fn set_egress(&self, egress: Arc<Egress>) {
+        let _ = self.egress.set(egress);
+    }
+
+    /// What the runs of the session called `name` in `scope` may use besides its
+    /// sandbox: its packages, where it is saved, its network.
+    pub fn services_of(&self, scope: Scope, name: &str, session: &Session) -> SessionServices {
+        let network = {
+            let named = self.named.lock().expect("sessions lock");
+            named
+                .get(&(scope, name.to_string()))
+                .and_then(|slot| slot.network.lock().expect("slot lock").clone())
+        };
+        SessionServices {
+            packages: self.packages_of(scope, name),
+            checkpoints: self.checkpoint_calls(scope, name, session),
+            network: network.and_then(|ledger| {
+                let egress = self.egress.get()?;
+                Some((Arc::clone(egress), ledger))
+            }),
+        }
     }
 
     /// The backend's name.
@@ -293,6 +326,10 @@ impl Sessions {
             let session = Arc::new(started.session);
             *current = Some(session.clone());
             *slot.packages.lock().expect("slot lock") = started.packages;
+            *slot.network.lock().expect("slot lock") = self
+                .egress
+                .get()
+                .map(|egress| egress.ledger(name, &scope.to_string()));
             *slot.saved_tools.lock().expect("slot lock") = None;
             slot.changed.store(false, Ordering::Release);
             *slot.resumed.lock().expect("slot lock") = resumed;

@@ -25,6 +25,8 @@ use std::time::Duration;
 
 pub use args::ConfigArgs;
 
+use crate::egress::address::AddressPolicy;
+use crate::egress::allow::AllowList;
 use crate::mounts::{LIST_SEPARATOR, MountRequest};
 use crate::units::{format_bytes, format_duration, parse_bytes, parse_duration};
 use kinds::{BackendKind, OutputMode, WasiPython};
@@ -475,6 +477,40 @@ settings! {
          deadline)",
         || Duration::from_mins(2), parse_duration, show_duration,
     ).flag("ask-timeout");
+    /// Hosts the sandbox may reach over HTTP and HTTPS, through the bridge.
+    ALLOW_HOSTS: AllowList = Setting::env(
+        "MCP_BRIDGE_ALLOW_HOSTS",
+        "Hosts code may reach over HTTP(S) through the bridge: names, *.domain, addresses, \
+         each with an optional :port (else 80 and 443); empty: no network",
+        AllowList::default, AllowList::parse, |list| none_if_empty(list.to_string()),
+    ).flag("allow-host");
+    /// Internal addresses opted in for allowed hosts.
+    ALLOW_PRIVATE: AddressPolicy = Setting::env(
+        "MCP_BRIDGE_ALLOW_PRIVATE",
+        "Loopback, private or link-local addresses or networks an allowed host may resolve \
+         to (for tests and home labs); all such addresses are refused otherwise",
+        AddressPolicy::default, AddressPolicy::parse, show_networks,
+    );
+    /// Host environment variables bound to hosts, seen in the sandbox as placeholders.
+    SECRETS: String = Setting::env(
+        "MCP_BRIDGE_SECRETS",
+        "NAME@host1,host2 entries (space-separated): the sandbox sees a placeholder for the \
+         environment variable NAME, replaced by its value only in headers of requests the \
+         host makes to those hosts",
+        String::new, |text| Ok(text.trim().to_string()), |text| none_if_empty(text.clone()),
+    );
+    /// A session's network budget in bytes.
+    EGRESS_BYTES: u64 = Setting::env(
+        "MCP_BRIDGE_EGRESS_BYTES",
+        "Bytes up and down one session may move through the bridge's network, in all",
+        || 256 << 20, parse::size_cap, |b| format_bytes(*b),
+    );
+    /// A session's open connections.
+    EGRESS_CONNECTIONS: u32 = Setting::env(
+        "MCP_BRIDGE_EGRESS_CONNECTIONS",
+        "Connections one session may hold open at once through the bridge",
+        || 16, parse::count, ToString::to_string,
+    );
     /// Whether proxied tool calls are written to `audit.jsonl`.
     AUDIT: bool = Setting::env(
         "MCP_BRIDGE_AUDIT",
@@ -487,6 +523,19 @@ settings! {
         "Size at which audit.jsonl is rotated; three older files are kept",
         || 10 << 20, parse::size_cap, |b| format_bytes(*b),
     );
+}
+
+fn show_networks(policy: &AddressPolicy) -> String {
+    let shown: Vec<String> = policy.opted_in().iter().map(ToString::to_string).collect();
+    none_if_empty(shown.join(","))
+}
+
+fn none_if_empty(text: String) -> String {
+    if text.is_empty() {
+        "(none)".to_string()
+    } else {
+        text
+    }
 }
 
 #[cfg(test)]

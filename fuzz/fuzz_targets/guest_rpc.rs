@@ -18,7 +18,7 @@ use libfuzzer_sys::fuzz_target;
 use mcp_server_code_execution_mode::checkpoints::store::Store;
 use mcp_server_code_execution_mode::checkpoints::transfer::{CheckpointCalls, Stamp, Target};
 use mcp_server_code_execution_mode::proxy::catalogue::Catalogue;
-use mcp_server_code_execution_mode::proxy::dispatch::Proxy;
+use mcp_server_code_execution_mode::proxy::dispatch::{Proxy, SessionServices};
 use mcp_server_code_execution_mode::proxy::upstream::Upstreams;
 use mcp_server_code_execution_mode::sessions::validate_name;
 use mcp_server_code_execution_mode::state::{State, validate_key, validate_tool_name};
@@ -66,7 +66,13 @@ fn world() -> &'static World {
                 .enable_all()
                 .build()
                 .expect("a runtime"),
-            calls: proxy.calls_for_run(&[], None, Some(checkpoint_calls(state_dir))),
+            calls: proxy.calls_for_run(
+                &[],
+                SessionServices {
+                    checkpoints: Some(checkpoint_calls(state_dir)),
+                    ..SessionServices::default()
+                },
+            ),
             state_dir,
         }
     })

@@ -9,6 +9,9 @@ use serde::Serialize;
 pub enum Event {
     /// A proxied tool call from a run.
     ToolCall(ToolCall),
+    /// A network connection a sandbox asked for (through the proxy or `fetch`), allowed
+    /// or refused, with its bytes; never a header or a body.
+    Network(crate::egress::ledger::Connection),
 }
 
 /// A proxied tool call: who asked for what, what the policy decided, how it went.

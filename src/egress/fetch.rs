@@ -21,6 +21,8 @@ use super::ledger::{Connection, Ledger};
 
 /// The most a response body may hold; larger bodies are cut and flagged.
 pub const MAX_BODY: usize = 32 << 20;
+/// What the resolver's refusal says, for telling it from other failures.
+const FORBIDDEN_ADDRESS: &str = "which the sandbox may not reach";
 /// How long one request may take, all told.
 const REQUEST_TIMEOUT: Duration = Duration::from_mins(1);
 
@@ -98,7 +100,7 @@ impl Resolve for CheckedResolver {
             if allowed.is_empty() {
                 let why = match refused {
                     Some((address, why)) => {
-                        format!("{host} is {why} ({address}), which the sandbox may not reach")
+                        format!("{host} is {why} ({address}), {FORBIDDEN_ADDRESS}")
                     }
                     None => format!("{host} did not resolve"),
                 };
@@ -220,8 +222,15 @@ impl Fetcher {
             Err(e) => {
                 let reason = self.policy.secrets.redact(&sandbox_core::error_chain(&e));
                 connection.reason = Some(reason.clone());
+                // The resolver refused every address: a refusal, not a failure.
+                let refused = reason.contains(FORBIDDEN_ADDRESS);
+                connection.allowed = !refused;
                 ledger.record(slot.finish(connection));
-                return Err(FetchError::Failed { host, reason });
+                return Err(if refused {
+                    FetchError::Refused(reason)
+                } else {
+                    FetchError::Failed { host, reason }
+                });
             }
         };
         connection.allowed = true;
@@ -271,5 +280,70 @@ impl Fetcher {
             body,
             truncated,
         })
+    }
+}
+
+/// The `fetch` rpc: `{url, method, headers: [[name, value], …], body: base64 | null}` in,
+/// `{status, reason, headers, body: base64, truncated}` out. A refusal is `not_allowed`
+/// with the reason; a failed request is `fetch_failed`.
+pub async fn rpc(
+    egress: &super::Egress,
+    ledger: &Arc<Ledger>,
+    params: &serde_json::Map<String, serde_json::Value>,
+) -> Result<serde_json::Value, sandbox_core::RpcError> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use sandbox_core::RpcError;
+    use serde_json::{Value, json};
+
+    let invalid = |why: &str| RpcError::new("invalid_params", why);
+    let url = params
+        .get("url")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("`url` must be a string"))?;
+    let method = match params.get("method") {
+        None | Some(Value::Null) => "GET",
+        Some(Value::String(method)) => method.as_str(),
+        Some(_) => return Err(invalid("`method` must be a string")),
+    };
+    let headers = match params.get("headers") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(pairs)) => pairs
+            .iter()
+            .map(|pair| match pair.as_array().map(Vec::as_slice) {
+                Some([Value::String(name), Value::String(value)]) => {
+                    Ok((name.clone(), value.clone()))
+                }
+                _ => Err(invalid("`headers` must be a list of [name, value] strings")),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(_) => return Err(invalid("`headers` must be a list of [name, value] strings")),
+    };
+    let body = match params.get("body") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(data)) => STANDARD
+            .decode(data)
+            .map_err(|_| invalid("`body` must be base64"))?,
+        Some(_) => return Err(invalid("`body` must be base64 or null")),
+    };
+    let request = FetchRequest {
+        url: url.to_string(),
+        method: method.to_string(),
+        headers,
+        body,
+    };
+    match egress.fetcher().fetch(request, ledger).await {
+        Ok(response) => Ok(json!({
+            "status": response.status,
+            "reason": response.reason,
+            "headers": response.headers,
+            "body": STANDARD.encode(&response.body),
+            "truncated": response.truncated,
+        })),
+        Err(FetchError::Refused(why)) => Err(RpcError::new("not_allowed", why)),
+        Err(FetchError::Invalid(why)) => Err(RpcError::new("invalid_params", why)),
+        Err(e @ FetchError::Failed { .. }) => {
+            Err(RpcError::new("fetch_failed", sandbox_core::error_chain(&e)))
+        }
     }
 }

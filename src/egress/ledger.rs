@@ -11,6 +11,8 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::audit::{Audit, Event};
+
 /// A session's caps (`MCP_BRIDGE_EGRESS_BYTES`, `MCP_BRIDGE_EGRESS_CONNECTIONS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -64,6 +66,8 @@ pub struct Ledger {
     open: AtomicUsize,
     bytes: AtomicU64,
     finished: Mutex<Vec<Connection>>,
+    /// Where each connection is also written, with the session and scope it belongs to.
+    audit: Option<(Audit, String, String)>,
 }
 
 impl Ledger {
@@ -74,7 +78,15 @@ impl Ledger {
             open: AtomicUsize::new(0),
             bytes: AtomicU64::new(0),
             finished: Mutex::new(Vec::new()),
+            audit: None,
         })
+    }
+
+    /// This new ledger, also writing every connection to `audit` as `session` of `scope`.
+    pub fn audited(self: Arc<Self>, audit: Audit, session: &str, scope: &str) -> Arc<Self> {
+        let mut ledger = Arc::try_unwrap(self).expect("a new ledger is not shared yet");
+        ledger.audit = Some((audit, session.to_string(), scope.to_string()));
+        Arc::new(ledger)
     }
 
     /// Takes one connection slot, if the budget has one and bytes are left.
@@ -107,6 +119,9 @@ impl Ledger {
             bytes_down = connection.bytes_down,
             "sandbox network connection"
         );
+        if let Some((audit, session, scope)) = &self.audit {
+            audit.record(session, scope, Event::Network(connection.clone()));
+        }
         if let Ok(mut finished) = self.finished.lock() {
             // A session that never asks for its report keeps at most this many.
             if finished.len() < 10_000 {

@@ -5,6 +5,8 @@
 //! capabilities resource and by the `capability_summary` discovery tool. The
 //! tool description ([`crate::mcp::tools::run_python_description`]) is its shortest form.
 
+use std::fmt::Write as _;
+
 use sandbox_core::frame::CatalogueEntry;
 
 use crate::config::{BackendKind, Config};
@@ -34,6 +36,11 @@ pub struct ManualFacts {
     pub output_cap: usize,
     /// Whether sessions are saved and resumed (`MCP_BRIDGE_CHECKPOINTS`).
     pub durable: bool,
+    /// The hosts code may reach (`MCP_BRIDGE_ALLOW_HOSTS`), as the setting shows them;
+    /// empty: no network.
+    pub allowed_hosts: String,
+    /// The names of the secrets the sandbox sees as placeholders.
+    pub secrets: Vec<String>,
 }
 
 impl ManualFacts {
@@ -45,6 +52,14 @@ impl ManualFacts {
             servers,
             output_cap: config.session_config().output_limit,
             durable: config.checkpoints.enabled,
+            allowed_hosts: config.egress.allow.to_string(),
+            secrets: config
+                .egress
+                .secrets
+                .placeholders()
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect(),
         }
     }
 }
@@ -90,6 +105,30 @@ pub fn manual(facts: &ManualFacts) -> String {
     } else {
         "Sessions end with the server here (`MCP_BRIDGE_CHECKPOINTS=off`)."
     };
+    let network = if facts.allowed_hosts.is_empty() {
+        "No network.".to_string()
+    } else {
+        let mut text = format!(
+            "Network: HTTP and HTTPS to {} only, through the host: `r = await \
+             mcp.runtime.fetch(url, method=\"GET\", headers=None, body=None)` (or \
+             `fetch_sync`) gives `r.status`, `r.headers`, `r.body`, `r.text()`, `r.json()`; \
+             `urllib.request.urlopen` goes the same way. Other hosts, and internal \
+             addresses, are refused with the reason (`MCPError`, kind `not_allowed`); the \
+             reply's `network` lists each connection.",
+            facts.allowed_hosts
+        );
+        if !facts.secrets.is_empty() {
+            let names: Vec<String> = facts.secrets.iter().map(|n| format!("`{n}`")).collect();
+            let _ = write!(
+                text,
+                " Secrets {}: `os.environ` holds a placeholder, which the host replaces with \
+                 the real value in headers of `fetch` requests to the hosts it belongs to \
+                 (sent anywhere else, the request is refused).",
+                names.join(", ")
+            );
+        }
+        text
+    };
     let servers = if facts.servers.is_empty() {
         "none yet (servers in your MCP clients' configs appear here)".to_string()
     } else {
@@ -107,6 +146,7 @@ pub fn manual(facts: &ManualFacts) -> String {
     TEMPLATE
         .replace("{{interpreter}}", &interpreter)
         .replace("{{packages}}", packages)
+        .replace("{{network}}", &network)
         .replace(
             "{{output_cap}}",
             &format!("{} KiB", facts.output_cap / 1024),
@@ -154,6 +194,8 @@ mod tests {
                 .collect(),
             output_cap: 32 << 10,
             durable: true,
+            allowed_hosts: String::new(),
+            secrets: Vec::new(),
         }
     }
 

@@ -48,6 +48,10 @@ pub struct RunReport {
     /// Absent when every limit holds.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unenforced: Vec<String>,
+    /// The network connections the session asked for that ended (or were refused) during
+    /// this run: host, port, allowed or not and why, bytes. Absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub network: Vec<crate::egress::ledger::Connection>,
     /// The session was restored from its checkpoint before this run: when it was taken and
     /// what came back. Absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -253,6 +257,7 @@ impl RunReport {
             files: Vec::new(),
             unenforced: Vec::new(),
             restored: None,
+            network: Vec::new(),
             saved_output,
         }
     }
@@ -300,6 +305,9 @@ impl RunReport {
             };
             section("error", &body);
         }
+        if !self.network.is_empty() {
+            section("network", &network_lines(&self.network));
+        }
         if let Some(notice) = &self.notice {
             section("notice", notice);
         }
@@ -308,6 +316,32 @@ impl RunReport {
         }
         out
     }
+}
+
+/// One line per connection: what was reached and how much moved, or what was refused and
+/// why.
+fn network_lines(connections: &[crate::egress::ledger::Connection]) -> String {
+    let mut out = String::new();
+    for c in connections {
+        let _ = if c.allowed {
+            write!(
+                out,
+                "{} {}:{} sent {} received {}",
+                c.via,
+                c.host,
+                c.port,
+                human_bytes(c.bytes_up),
+                human_bytes(c.bytes_down)
+            )
+        } else {
+            write!(out, "refused {} {}:{}", c.via, c.host, c.port)
+        };
+        if let Some(reason) = &c.reason {
+            let _ = write!(out, ": {reason}");
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Token-Oriented Object Notation of a JSON value: `key: value` lines, two-space nesting,

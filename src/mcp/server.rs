@@ -195,15 +195,12 @@ impl Bridge {
             self.sessions
                 .saved_tools_update(scope, &args.session, self.proxy.saved_tools());
         let resumed = self.sessions.take_resumed(scope, &args.session);
-        let packages = self.sessions.packages_of(scope, &args.session);
-        let checkpoints = self
-            .sessions
-            .checkpoint_calls(scope, &args.session, &session);
+        let services = self.sessions.services_of(scope, &args.session, &session);
+        let mut network = services.network.as_ref().map(|(_, ledger)| ledger.clone());
         let calls = self.proxy.calls_of(
             self.caller(&args.session, timeout, peer),
             &servers,
-            packages,
-            checkpoints,
+            services,
         );
         let (relay, output_stream) = match progress {
             Some((peer, token)) => {
@@ -229,13 +226,12 @@ impl Bridge {
             // cancellation killed it): run in a fresh one rather than fail a call that never ran.
             match self.sessions.get(scope, &args.session, false).await {
                 Ok((fresh, _)) => {
-                    let packages = self.sessions.packages_of(scope, &args.session);
-                    let checkpoints = self.sessions.checkpoint_calls(scope, &args.session, &fresh);
+                    let services = self.sessions.services_of(scope, &args.session, &fresh);
+                    network = services.network.as_ref().map(|(_, ledger)| ledger.clone());
                     let calls = self.proxy.calls_of(
                         self.caller(&args.session, timeout, peer),
                         &request.servers,
-                        packages,
-                        checkpoints,
+                        services,
                     );
                     outcome = fresh.try_run(&request, calls).await;
                     sandbox_notice = fresh.notice().map(str::to_owned);
@@ -274,6 +270,7 @@ impl Bridge {
             )),
             Some(Resume::Nothing) | None => {}
         }
+        report.network = network.map(|ledger| ledger.take()).unwrap_or_default();
         let (file_blocks, file_reports) = files::content_blocks(&outcome.files);
         report.files = file_reports;
         report.unenforced = self.sessions.sandbox().unenforced_limits();

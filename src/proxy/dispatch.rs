@@ -23,6 +23,8 @@ use tracing::warn;
 
 use crate::audit::{Audit, Outcome};
 use crate::checkpoints::transfer::CheckpointCalls;
+use crate::egress::Egress;
+use crate::egress::ledger::Ledger;
 use crate::packages::{PackageError, SessionPackages};
 use crate::policy::Policy;
 use crate::proxy::alias::assign_tool_aliases;
@@ -226,17 +228,15 @@ impl Proxy {
         self.state.as_ref().ok().and_then(State::saved_tools_source)
     }
 
-    /// The handler for the calls of one run that may use `servers`, in a session whose
-    /// packages directory is `packages` (`None`: installs are off) and whose checkpoints
-    /// go where `checkpoints` says (`None`: checkpoints are off), with no client behind it
-    /// ([`Caller::nobody`]: a call the policy says to ask about is refused).
+    /// The handler for the calls of one run that may use `servers`, in a session that
+    /// has `services`, with no client behind it ([`Caller::nobody`]: a call the policy
+    /// says to ask about is refused).
     pub fn calls_for_run(
         self: &Arc<Self>,
         servers: &[ServerRef],
-        packages: Option<Arc<SessionPackages>>,
-        checkpoints: Option<Arc<CheckpointCalls>>,
+        services: SessionServices,
     ) -> Arc<dyn RpcHandler> {
-        self.calls_of(Caller::nobody(), servers, packages, checkpoints)
+        self.calls_of(Caller::nobody(), servers, services)
     }
 
     /// [`Proxy::calls_for_run`] for a run of `caller`: its session and client, who is asked
@@ -245,16 +245,19 @@ impl Proxy {
         self: &Arc<Self>,
         caller: Caller,
         servers: &[ServerRef],
-        packages: Option<Arc<SessionPackages>>,
-        checkpoints: Option<Arc<CheckpointCalls>>,
+        services: SessionServices,
     ) -> Arc<dyn RpcHandler> {
         Arc::new(RunCalls {
             proxy: self.clone(),
             allowed: servers.iter().map(|s| s.name.clone()).collect(),
-            packages,
-            checkpoints,
+            services,
             caller,
         })
+    }
+
+    /// The audit log the proxy writes to, for the other parts that write to it.
+    pub fn audit(&self) -> &Audit {
+        &self.audit
     }
 
     /// Stop every upstream server this process started, and write what the audit log holds.
@@ -388,13 +391,23 @@ impl Proxy {
     }
 }
 
+/// What a session's runs may use besides its sandbox and the servers they name.
+#[derive(Debug, Default)]
+pub struct SessionServices {
+    /// Its packages directory (`None`: installs are off).
+    pub packages: Option<Arc<SessionPackages>>,
+    /// Where it is saved (`None`: checkpoints are off, or its scope has no identity).
+    pub checkpoints: Option<Arc<CheckpointCalls>>,
+    /// Its way out to the network and its record there (`None`: no host is allowed).
+    pub network: Option<(Arc<Egress>, Arc<Ledger>)>,
+}
+
 /// The calls of one run.
 #[derive(Debug)]
 struct RunCalls {
     proxy: Arc<Proxy>,
     allowed: Vec<String>,
-    packages: Option<Arc<SessionPackages>>,
-    checkpoints: Option<Arc<CheckpointCalls>>,
+    services: SessionServices,
     caller: Caller,
 }
 
@@ -419,14 +432,22 @@ impl RpcHandler for RunCalls {
                     .memory_rpc(&Value::Object(params))
                     .map_err(|e| state_error(&e))
             }
-            "install" => match &self.packages {
+            "fetch" => match &self.services.network {
+                Some((egress, ledger)) => crate::egress::fetch::rpc(egress, ledger, &params).await,
+                None => Err(RpcError::new(
+                    "not_allowed",
+                    "this sandbox has no network: the bridge allows no host \
+                     (MCP_BRIDGE_ALLOW_HOSTS)",
+                )),
+            },
+            "install" => match &self.services.packages {
                 Some(packages) => packages
                     .install(&params)
                     .await
                     .map_err(|e| crate::packages::rpc_error(&e)),
                 None => Err(crate::packages::rpc_error(&PackageError::Disabled)),
             },
-            method if CheckpointCalls::serves(method) => match &self.checkpoints {
+            method if CheckpointCalls::serves(method) => match &self.services.checkpoints {
                 Some(checkpoints) => checkpoints.call(method, &params).await,
                 None => Err(RpcError::new(
                     "disabled",

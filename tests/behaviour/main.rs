@@ -16,6 +16,7 @@ mod isolation;
 mod limits;
 mod load;
 mod mounts;
+mod network;
 mod packages;
 mod plots;
 mod protocol;
@@ -86,4 +87,7 @@ for_each_backend! {
         a_package_without_a_wheel_for_this_platform_is_refused,
         an_install_over_the_size_cap_is_refused, installs_can_be_turned_off;
     terminal: control_sequences_reach_the_client_escaped, plain_output_is_untouched;
+    network: fetch_and_urllib_reach_allowed_hosts_only,
+        allowed_names_of_loopback_reach_nothing_unless_opted_in,
+        without_an_allow_list_there_is_no_network;
 }

@@ -90,6 +90,7 @@ class ImportHooks:
             "linecache": share_sources,
             "inspect": attach_signatures,
             "matplotlib.figure": track_saved_figures,
+            "urllib.request": route_urllib_through_host,
         }
         if NO_SIGNALS_OR_SOCKETS:
             self._hooks["asyncio"] = fix_asyncio

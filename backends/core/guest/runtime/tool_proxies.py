@@ -532,6 +532,7 @@ def install_mcp_package(session: "Session") -> None:
     for name in BUILTIN_HELPERS:
         setattr(builtins, name, helpers[name])
     session.mcp_package = package
+    enable_host_fetch(session.calls)
 
 
 def runtime_helpers(session: "Session") -> dict[str, object]:
@@ -649,6 +650,22 @@ def runtime_helpers(session: "Session") -> dict[str, object]:
         calls.call("save_tool", {"name": name, "source": tool_source(source)})
         return func
 
+    async def fetch(
+        url: str, method: str = "GET", headers: dict | None = None, body: bytes | str | None = None
+    ) -> FetchResponse:
+        """An HTTP(S) request the host makes for this sandbox, under its network policy
+        (`MCP_BRIDGE_ALLOW_HOSTS`); secrets' placeholders in `headers` are replaced for
+        their hosts. Redirects are returned, not followed. Raises MCPError("not_allowed")
+        when the policy refuses."""
+        params = fetch_params(url, method, headers, body)
+        return FetchResponse(url, await calls.call_async("fetch", params))
+
+    def fetch_sync(
+        url: str, method: str = "GET", headers: dict | None = None, body: bytes | str | None = None
+    ) -> FetchResponse:
+        """`fetch`, blocking."""
+        return FetchResponse(url, calls.call("fetch", fetch_params(url, method, headers, body)))
+
     def checkpoint() -> dict:
         """Saves this session now (variables, functions, classes, imported modules and the
         files under /workspace) so that it survives a restart of the client or the server.
@@ -711,6 +728,8 @@ def runtime_helpers(session: "Session") -> dict[str, object]:
         "MCPError": MCPError,
         "call_tool": call_tool,
         "capability_summary": capability_summary,
+        "fetch": fetch,
+        "fetch_sync": fetch_sync,
         "checkpoint": checkpoint,
         "delete_memory": delete_memory,
         "describe_server": describe_server,

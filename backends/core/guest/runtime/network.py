@@ -1,0 +1,139 @@
+# --------------------------------------------------------------------------- network
+
+
+class FetchResponse:
+    """What `mcp.runtime.fetch` returns: `status`, `reason`, `headers` (a list of
+    `(name, value)`), `body` (bytes), `truncated` (the body was longer than the host
+    passes on), `url`; `ok`, `header()`, `text()` and `json()` read it."""
+
+    __slots__ = ("status", "reason", "headers", "body", "truncated", "url")
+
+    def __init__(self, url: str, result: dict) -> None:
+        import binascii
+
+        self.url = url
+        self.status = int(result["status"])
+        self.reason = str(result.get("reason") or "")
+        self.headers = [(str(k), str(v)) for k, v in result.get("headers") or ()]
+        self.body = binascii.a2b_base64(result.get("body") or "")
+        self.truncated = bool(result.get("truncated"))
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """The first value of header `name` (any case), or `default`."""
+        wanted = name.lower()
+        return next((v for k, v in self.headers if k.lower() == wanted), default)
+
+    def text(self, encoding: str | None = None) -> str:
+        """The body decoded with `encoding`, else the charset the server named, else UTF-8."""
+        if encoding is None:
+            kind = self.header("content-type") or ""
+            encoding = next(
+                (part.split("=", 1)[1].strip("\"' ") for part in kind.split(";")
+                 if part.strip().lower().startswith("charset=")),
+                "utf-8",
+            )
+        return self.body.decode(encoding, "replace")
+
+    def json(self) -> object:
+        """The body parsed as JSON."""
+        import json
+
+        return json.loads(self.body)
+
+    def __repr__(self) -> str:
+        return f"<FetchResponse {self.status} {self.reason} {len(self.body)} bytes from {self.url}>"
+
+
+def fetch_params(url: object, method: object, headers: object, body: object) -> dict:
+    """The `fetch` rpc's parameters, checked here so mistakes are TypeErrors in user code."""
+    import binascii
+
+    if not isinstance(url, str):
+        raise TypeError(f"fetch() needs a URL string, not {type(url).__name__}")
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a string, not {type(method).__name__}")
+    if headers is None:
+        pairs = []
+    elif isinstance(headers, dict):
+        pairs = list(headers.items())
+    else:
+        pairs = list(headers)
+    checked = []
+    for pair in pairs:
+        name, value = pair
+        checked.append([str(name), str(value)])
+    if body is None:
+        data = b""
+    elif isinstance(body, str):
+        data = body.encode("utf-8")
+    elif isinstance(body, (bytes, bytearray, memoryview)):
+        data = bytes(body)
+    else:
+        raise TypeError(f"body must be bytes or str, not {type(body).__name__}")
+    encoded = binascii.b2a_base64(data, newline=False).decode("ascii") if data else None
+    return {"url": url, "method": method.upper(), "headers": checked, "body": encoded}
+
+
+# The host calls of the session, once `mcp` is installed: what `urllib` goes through.
+_url_calls = None
+
+
+def route_urllib_through_host(module: ModuleType) -> None:
+    """Makes `urllib.request` send http and https through the host's `fetch` (the only
+    way out of a WASI sandbox, and the one that can carry secrets): its `HTTPHandler`
+    becomes one that asks the host, so `urlopen` and every `build_opener()` use it. The
+    redirect handler still follows redirects, each one checked again by the host."""
+    import email.message
+    import io
+    import urllib.error
+    import urllib.response
+
+    original = module.HTTPHandler
+
+    class HostHTTPHandler(original):
+        """http and https through the bridge's host, under its network policy."""
+
+        handler_order = 100  # before an HTTPSHandler of the standard library
+
+        def _through_host(self, req: object) -> object:
+            if _url_calls is None:
+                raise urllib.error.URLError("the sandbox runtime is not ready for network calls")
+            data = req.data
+            if data is not None and not isinstance(data, (bytes, bytearray, memoryview, str)):
+                data = b"".join(bytes(chunk) for chunk in data)
+            headers = dict(req.header_items())
+            if data is not None and "Content-type" not in headers:
+                headers["Content-Type"] = "application/x-www-form-urlencoded"
+            params = fetch_params(req.full_url, req.get_method(), headers, data)
+            try:
+                result = _url_calls.call("fetch", params)
+            except MCPError as exc:
+                raise urllib.error.URLError(str(exc)) from None
+            answer = FetchResponse(req.full_url, result)
+            message = email.message.Message()
+            for name, value in answer.headers:
+                message[name] = value
+            response = urllib.response.addinfourl(
+                io.BytesIO(answer.body), message, req.full_url, answer.status
+            )
+            response.msg = answer.reason
+            return response
+
+        http_open = _through_host
+        https_open = _through_host
+
+    module.HTTPHandler = HostHTTPHandler
+    module.install_opener(None)  # urlopen builds its opener again, with this handler
+
+
+def enable_host_fetch(calls: object) -> None:
+    """From now on `urllib` asks the host (see `route_urllib_through_host`)."""
+    global _url_calls
+    _url_calls = calls
+    loaded = sys.modules.get("urllib.request")
+    if loaded is not None and not getattr(loaded.HTTPHandler, "_through_host", None):
+        route_urllib_through_host(loaded)

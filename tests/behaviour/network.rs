@@ -1,0 +1,331 @@
+//! The controlled way out: `mcp.runtime.fetch` and `urllib` reach the allowed hosts only,
+//! through the host, with secrets the code never sees. A real HTTPS server of the test's
+//! own, on loopback, opted in with `MCP_BRIDGE_ALLOW_PRIVATE`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::Value;
+
+use crate::support::{TestBackend, TestBridge, suite_state_dir};
+
+/// The value of the test's secret: it must reach the server and nothing else.
+const SECRET: &str = "real-secret-value-5f1c9a";
+
+/// An HTTPS server on 127.0.0.1 with a certificate for `localhost` and `127.0.0.1`, made
+/// for this test; it logs what it receives to `log`.
+struct EchoServer {
+    child: Child,
+    port: u16,
+    /// The certificate authority the bridge must trust (its `SSL_CERT_FILE`).
+    cert: PathBuf,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl EchoServer {
+    fn start() -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("mcp-echo-").tempdir()?;
+        // Readable by a bridge running as another user (the rootless variants).
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )?;
+        // A certificate authority of the test's own, and a server certificate it signs
+        // (webpki refuses a self-signed certificate used as the server's own).
+        let ca = dir.path().join("ca.pem");
+        let ca_key = dir.path().join("ca.key");
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        let csr = dir.path().join("server.csr");
+        let extensions = dir.path().join("server.ext");
+        std::fs::write(
+            &extensions,
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+             extendedKeyUsage=serverAuth\n",
+        )?;
+        let openssl = |args: &[&std::ffi::OsStr]| -> Result<()> {
+            let status = Command::new("openssl")
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .context("running openssl to make the test server's certificate")?;
+            ensure!(status.success(), "openssl {args:?} failed");
+            Ok(())
+        };
+        let os = |s: &str| std::ffi::OsString::from(s);
+        openssl(&[
+            &os("req"),
+            &os("-x509"),
+            &os("-newkey"),
+            &os("rsa:2048"),
+            &os("-nodes"),
+            &os("-days"),
+            &os("1"),
+            &os("-subj"),
+            &os("/CN=mcp test ca"),
+            &os("-keyout"),
+            ca_key.as_os_str(),
+            &os("-out"),
+            ca.as_os_str(),
+        ])?;
+        openssl(&[
+            &os("req"),
+            &os("-newkey"),
+            &os("rsa:2048"),
+            &os("-nodes"),
+            &os("-subj"),
+            &os("/CN=localhost"),
+            &os("-keyout"),
+            key.as_os_str(),
+            &os("-out"),
+            csr.as_os_str(),
+        ])?;
+        openssl(&[
+            &os("x509"),
+            &os("-req"),
+            &os("-in"),
+            csr.as_os_str(),
+            &os("-CA"),
+            ca.as_os_str(),
+            &os("-CAkey"),
+            ca_key.as_os_str(),
+            &os("-CAcreateserial"),
+            &os("-days"),
+            &os("1"),
+            &os("-extfile"),
+            extensions.as_os_str(),
+            &os("-out"),
+            cert.as_os_str(),
+        ])?;
+        std::fs::set_permissions(&ca, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+        let log = dir.path().join("received.jsonl");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/echo_https_server.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(&cert)
+            .arg(&key)
+            .arg(&log)
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the test's HTTPS server")?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().context("its stdout")?).read_line(&mut line)?;
+        let port = line.trim().parse().context("the server's port")?;
+        Ok(Self {
+            child,
+            port,
+            cert: ca,
+            log,
+            _dir: dir,
+        })
+    }
+
+    fn received(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A bridge that may reach `localhost` and `127.0.0.1` at this server's port, with the
+    /// secret `TEST_TOKEN` bound to `localhost` only.
+    async fn bridge(&self, b: &TestBackend) -> Result<TestBridge> {
+        let hosts = format!("localhost:{0},127.0.0.1:{0}", self.port);
+        let secrets = format!("TEST_TOKEN@localhost:{}", self.port);
+        b.bridge_with(&[
+            ("MCP_BRIDGE_ALLOW_HOSTS", hosts.as_str()),
+            ("MCP_BRIDGE_ALLOW_PRIVATE", "127.0.0.1"),
+            ("MCP_BRIDGE_SECRETS", secrets.as_str()),
+            ("TEST_TOKEN", SECRET),
+            ("SSL_CERT_FILE", self.cert.to_str().context("cert path")?),
+        ])
+        .await
+    }
+}
+
+fn refusals(reply: &crate::support::Reply) -> Vec<String> {
+    reply.structured["network"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter(|c| c["allowed"] == Value::Bool(false))
+                .map(|c| format!("{}:{}", c["host"].as_str().unwrap_or(""), c["port"]))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub(crate) async fn fetch_and_urllib_reach_allowed_hosts_only(b: &TestBackend) -> Result<()> {
+    let server = EchoServer::start()?;
+    let bridge = server.bridge(b).await?;
+    let port = server.port;
+    let code = format!(
+        r#"
+import os, urllib.request, urllib.error
+import mcp.runtime
+r = await mcp.runtime.fetch("https://localhost:{port}/echo?x=1", method="POST",
+                            headers={{"Authorization": "Bearer " + os.environ["TEST_TOKEN"]}},
+                            body=b"hello")
+print("fetch", r.status, r.ok, r.json()["method"], r.json()["body_bytes"], r.json()["host"])
+print("placeholder", os.environ["TEST_TOKEN"].startswith("mcp-secret-test_token-"))
+s = mcp.runtime.fetch_sync("https://127.0.0.1:{port}/plain")
+print("sync", s.status, s.header("content-type"))
+with urllib.request.urlopen("https://localhost:{port}/via-urllib") as u:
+    print("urllib", u.status, u.read().startswith(b"{{"))
+"#
+    );
+    let reply = bridge.run(&code).await?;
+    ensure!(!reply.is_error, "{}", reply.text);
+    let out = reply.stdout();
+    ensure!(
+        out.contains(&format!("fetch 200 True POST 5 localhost:{port}")),
+        "{out}"
+    );
+    ensure!(out.contains("placeholder True"), "{out}");
+    ensure!(out.contains("sync 200 application/json"), "{out}");
+    ensure!(out.contains("urllib 200 True"), "{out}");
+    let received = server.received();
+    ensure!(
+        received.contains(&format!("Bearer {SECRET}")),
+        "the secret never reached its host: {received}"
+    );
+    let connections = reply.structured["network"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    ensure!(
+        connections.len() == 3
+            && connections
+                .iter()
+                .all(|c| c["allowed"] == Value::Bool(true) && c["via"] == "fetch"),
+        "{}",
+        reply.structured
+    );
+
+    // Refused: hosts not on the list, other loopback ports, the metadata address, an
+    // IPv6-mapped loopback, the secret sent to a host it is not bound to, and a redirect
+    // from an allowed host to a refused one.
+    let code = format!(
+        r#"
+import os, urllib.request, urllib.error
+import mcp.runtime
+from mcp import MCPError
+def attempt(label, url, headers=None):
+    try:
+        r = mcp.runtime.fetch_sync(url, headers=headers)
+        print(label, "REACHED", r.status)
+    except MCPError as e:
+        print(label, "refused", e.kind, str(e).replace(chr(10), " "))
+attempt("elsewhere", "https://example.invalid/")
+attempt("port", "http://127.0.0.1:{other}/")
+attempt("metadata", "http://169.254.169.254/latest/meta-data/")
+attempt("mapped", "http://[::ffff:127.0.0.1]:{port}/")
+attempt("secret", "https://127.0.0.1:{port}/leak", {{"X-Key": os.environ["TEST_TOKEN"]}})
+attempt("scheme", "file:///etc/passwd")
+try:
+    urllib.request.urlopen("https://localhost:{port}/redirect?to=http://169.254.169.254/")
+    print("redirect REACHED")
+except urllib.error.URLError as e:
+    print("redirect refused", e.reason)
+"#,
+        other = port + 1
+    );
+    let reply = bridge.run(&code).await?;
+    ensure!(!reply.is_error, "{}", reply.text);
+    let out = reply.stdout();
+    ensure!(!out.contains("REACHED"), "{out}");
+    for (label, why) in [
+        ("elsewhere", "not in MCP_BRIDGE_ALLOW_HOSTS"),
+        ("port", "not in MCP_BRIDGE_ALLOW_HOSTS"),
+        ("metadata", "not in MCP_BRIDGE_ALLOW_HOSTS"),
+        ("mapped", "not in MCP_BRIDGE_ALLOW_HOSTS"),
+        ("secret", "secret TEST_TOKEN"),
+        ("scheme", "only http:// and https://"),
+        ("redirect", "not in MCP_BRIDGE_ALLOW_HOSTS"),
+    ] {
+        ensure!(
+            out.lines()
+                .any(|line| line.starts_with(&format!("{label} refused")) && line.contains(why)),
+            "{label}: expected a refusal naming {why:?} in {out}"
+        );
+    }
+    let refused = refusals(&reply);
+    ensure!(
+        refused.iter().any(|r| r.starts_with("169.254.169.254")) && refused.len() >= 5,
+        "{refused:?}"
+    );
+    ensure!(
+        !server.received().contains("/leak"),
+        "the request with a misplaced secret reached the server"
+    );
+
+    // The value is nowhere the code, the client or the logs can see.
+    let reply = bridge
+        .run("import os\nprint(sorted(os.environ.items()))")
+        .await?;
+    ensure!(!reply.text.contains(SECRET), "{}", reply.text);
+    let audit = std::fs::read_to_string(suite_state_dir(b).join("audit.jsonl")).unwrap_or_default();
+    ensure!(
+        audit.contains("\"event\":\"network\""),
+        "no network lines in the audit log"
+    );
+    ensure!(!audit.contains(SECRET), "the audit log holds the secret");
+    Ok(())
+}
+
+pub(crate) async fn allowed_names_of_loopback_reach_nothing_unless_opted_in(
+    b: &TestBackend,
+) -> Result<()> {
+    let server = EchoServer::start()?;
+    let hosts = format!("localhost:{}", server.port);
+    let bridge = b
+        .bridge_with(&[
+            ("MCP_BRIDGE_ALLOW_HOSTS", hosts.as_str()),
+            ("SSL_CERT_FILE", server.cert.to_str().context("cert path")?),
+        ])
+        .await?;
+    // `localhost` is allowed by name, but it resolves to loopback, which is not opted in:
+    // the same as a name rebound to 127.0.0.1.
+    let code = format!(
+        "import mcp.runtime\nfrom mcp import MCPError\ntry:\n    mcp.runtime.fetch_sync('https://localhost:{}/')\n    print('REACHED')\n\
+         except MCPError as e:\n    print(e.kind, e)",
+        server.port
+    );
+    let reply = bridge.run(&code).await?;
+    ensure!(
+        reply.stdout().contains("loopback") && !reply.stdout().contains("REACHED"),
+        "{}",
+        reply.text
+    );
+    ensure!(server.received().is_empty(), "{}", server.received());
+    Ok(())
+}
+
+pub(crate) async fn without_an_allow_list_there_is_no_network(b: &TestBackend) -> Result<()> {
+    let bridge = b.bridge().await?;
+    let reply = bridge
+        .run(
+            "import urllib.request, urllib.error, mcp.runtime\nfrom mcp import MCPError\n\
+             try:\n    mcp.runtime.fetch_sync('https://example.com/')\nexcept MCPError as e:\n    print('fetch', e.kind, e)\n\
+             try:\n    urllib.request.urlopen('http://example.com/', timeout=5)\nexcept urllib.error.URLError as e:\n    print('urllib', e.reason)",
+        )
+        .await?;
+    let out = reply.stdout();
+    if !out.contains("fetch not_allowed") || !out.contains("MCP_BRIDGE_ALLOW_HOSTS") {
+        bail!("{}", reply.text);
+    }
+    ensure!(
+        out.contains("urllib") && out.contains("no network"),
+        "{out}"
+    );
+    Ok(())
+}
