@@ -100,22 +100,63 @@ pub(crate) async fn attack_fork_bomb(b: &TestBackend) -> Result<()> {
             reply.structured
         );
         if reply.structured["state_lost"] == json!(false) {
-            // The interrupt ended the run and the session was kept (the init passes SIGINT
-            // to the interpreter only): the forked spinners live on in the session's
-            // container until it is reaped. A known gap, in SECURITY.md.
+            // The interrupt ended the run and the session was kept: the runtime ended every
+            // other process of the sandbox before it said so. Only the init (PID 1) and the
+            // interpreter may be left; no spinner, not even a zombie.
             let left = bridge
-                .ok("import os\nprint(len([p for p in os.listdir('/proc') if p.isdigit()]))")
+                .ok("import os\nprint(sorted(int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, os.getpid())))")
                 .await?;
-            #[allow(clippy::print_stderr, reason = "a known gap must be loud")]
-            {
-                eprintln!(
-                    "GAP {}: after the deadline's interrupt {} processes remain in the kept session",
-                    b.name,
-                    left.trim()
-                );
-            }
+            ensure!(
+                left.trim() == "[]",
+                "processes outlived the stopped run: {}",
+                left.trim()
+            );
         }
     }
+    Ok(())
+}
+
+pub(crate) async fn attack_spinners_outlive_the_deadline(b: &TestBackend) -> Result<()> {
+    // Children and orphaned grandchildren that spin (and ignore SIGINT), while the code
+    // itself waits for the deadline: the interrupt must end them all, and the session keep
+    // its state.
+    let bridge = bridge(b, &[]).await?;
+    bridge.ok("kept = 41").await?;
+    let code = r"
+import os, signal, time
+for _ in range(4):
+    if os.fork() == 0:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if os.fork() == 0:
+            if os.fork() == 0:  # orphaned at once: its parent exits below
+                while True:
+                    pass
+            os._exit(0)
+        while True:
+            pass
+print('spinning', flush=True)
+time.sleep(60)
+";
+    let reply = run_in(&bridge, "default", code, 3).await?;
+    stopped(&bridge, &reply).await?;
+    if b.backend() == "wasi" {
+        ensure!(reply.text.contains("fork"), "{}", reply.text);
+        return Ok(());
+    }
+    ensure!(reply.status() == "timed_out", "{}", reply.structured);
+    ensure!(
+        reply.structured["state_lost"] == json!(false),
+        "an interrupt keeps the session: {}",
+        reply.structured
+    );
+    let left = bridge
+        .ok("import os\nprint(kept + 1, sorted(int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, os.getpid())))")
+        .await?;
+    ensure!(
+        left.trim() == "42 []",
+        "processes outlived the stopped run: {}",
+        left.trim()
+    );
     Ok(())
 }
 

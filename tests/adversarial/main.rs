@@ -44,6 +44,7 @@ for_each_backend! {
         attack_ptrace, attack_unshare, attack_chroot, attack_kernel_modules, attack_keyctl,
         attack_bpf_and_perf, attack_host_wide_syscalls, attack_setuid_binaries;
     exhaustion: attack_memory_bomb, attack_memory_across_processes, attack_fork_bomb,
+        attack_spinners_outlive_the_deadline,
         attack_thread_bomb, attack_fill_tmp, attack_fill_workspace, attack_huge_stdout,
         attack_huge_stderr, attack_deep_recursion_in_c, attack_many_files;
     leaks: attack_bridge_secret_env, attack_host_name_and_user, attack_host_paths;

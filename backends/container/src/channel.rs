@@ -30,6 +30,16 @@ pub(crate) fn process_dir() -> PathBuf {
     std::env::temp_dir().join(format!("{PROCESS_DIR_PREFIX}{}", std::process::id()))
 }
 
+/// [`process_dir`], made private (mode 0700) if it is not there yet.
+pub(crate) fn private_process_dir() -> std::io::Result<PathBuf> {
+    let dir = process_dir();
+    if !dir.exists() {
+        std::fs::create_dir_all(&dir)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(dir)
+}
+
 /// Remove the socket directories of bridge processes that no longer run.
 pub(crate) fn remove_orphaned_dirs() {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
@@ -71,11 +81,7 @@ impl Channel {
     /// Make a fresh socket directory and listen on both sockets.
     pub(crate) fn open() -> std::io::Result<Self> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let parent = process_dir();
-        if !parent.exists() {
-            std::fs::create_dir_all(&parent)?;
-            std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o700))?;
-        }
+        let parent = private_process_dir()?;
         let dir = parent.join(format!("s{}", NEXT.fetch_add(1, Ordering::Relaxed)));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir)?;

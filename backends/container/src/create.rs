@@ -1,7 +1,9 @@
 //! The container a session runs in, as an engine API request built from the [`SandboxSpec`].
 //!
 //! Everything the spec does not grant is denied: no network, a read-only root, all
-//! capabilities dropped, no new privileges, an unprivileged user, an init process as PID 1,
+//! capabilities dropped, no new privileges, our own seccomp profile
+//! ([`sandbox_core::seccomp`]), an unprivileged user, the bootstrap's own init as PID 1 (not
+//! the engine's: ours makes itself non-dumpable, out of the sandboxed code's reach),
 //! size-capped tmpfs at `/tmp` and `/workspace` (the only writable places), memory without
 //! swap, a pids cap and an optional CPU quota, and an environment of our own, never the
 //! host's.
@@ -11,7 +13,7 @@ use std::path::Path;
 
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
 use sandbox_core::SandboxSpec;
-use sandbox_core::guest::interpreter_args;
+use sandbox_core::guest::{INIT_HEADROOM_BYTES, interpreter_args};
 use sandbox_rootfs::GUEST_ENV;
 
 use crate::channel::{GUEST_DIR, bootstrap_args};
@@ -49,6 +51,9 @@ fn nproc_limit() -> i64 {
 /// Options of the engine that shape the request.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CreateOptions {
+    /// The `security_opt` entry with our seccomp profile (`seccomp=<json>` for docker,
+    /// `seccomp=<path>` for podman, which reads a file), from [`crate::seccomp`].
+    pub(crate) seccomp: String,
     /// OCI runtime name the engine should use (`runsc` for gVisor), if not its default.
     pub(crate) oci_runtime: Option<String>,
     /// Processes the runtime itself needs inside the container's pids cgroup (gVisor's
@@ -77,6 +82,14 @@ pub(crate) fn container_body(
         ("/var/tmp".to_string(), SEALED_TMPFS.to_string()),
     ]);
     let memory = i64::try_from(spec.memory_bytes()).unwrap_or(i64::MAX);
+    // Per process, below the cap by what the init keeps, so the interpreter's memory bomb
+    // gets a `MemoryError` before the cgroup's OOM killer ends the sandbox.
+    let data = i64::try_from(
+        spec.memory_bytes()
+            .saturating_sub(INIT_HEADROOM_BYTES)
+            .max(sandbox_core::MIN_MEMORY_BYTES),
+    )
+    .unwrap_or(i64::MAX);
     let mut binds: Vec<String> = spec
         .read_only_mounts()
         .iter()
@@ -88,7 +101,7 @@ pub(crate) fn container_body(
         readonly_rootfs: Some(true),
         tmpfs: Some(tmpfs),
         cap_drop: Some(vec!["ALL".into()]),
-        security_opt: Some(vec!["no-new-privileges".into()]),
+        security_opt: Some(vec!["no-new-privileges".into(), options.seccomp.clone()]),
         memory: Some(memory),
         memory_swap: Some(memory),
         pids_limit: Some(i64::from(spec.pids()) + options.pids_headroom),
@@ -97,20 +110,23 @@ pub(crate) fn container_body(
             reason = "a CPU quota in nano-CPUs fits an i64 for any real core count"
         )]
         nano_cpus: spec.cpus().map(|cpus| (cpus * 1e9).round() as i64),
-        init: Some(true),
+        // PID 1 is the bootstrap's `--init`, which forwards signals, reaps orphans and makes
+        // itself non-dumpable; an engine's init (catatonit, tini) stays traceable by the
+        // sandbox's code, which runs as the same user.
+        init: Some(false),
         ulimits: Some(vec![
             ResourcesUlimits {
                 name: Some("nofile".into()),
                 soft: Some(NOFILE),
                 hard: Some(NOFILE),
             },
-            // Heap and anonymous mappings per process, at the memory cap: a memory bomb
-            // gets a clean `MemoryError` and the session lives on. The cgroup cap stays the
-            // limit for the whole container (several processes, page cache, tmpfs).
+            // Heap and anonymous mappings per process, just under the memory cap: a memory
+            // bomb gets a clean `MemoryError` and the session lives on. The cgroup cap stays
+            // the limit for the whole container (several processes, page cache, tmpfs).
             ResourcesUlimits {
                 name: Some("data".into()),
-                soft: Some(memory),
-                hard: Some(memory),
+                soft: Some(data),
+                hard: Some(data),
             },
             ResourcesUlimits {
                 name: Some("nproc".into()),
@@ -142,6 +158,7 @@ pub(crate) fn container_body(
     cmd.extend(env.iter().cloned());
     cmd.push("python3".to_string());
     cmd.extend(interpreter_args().iter().map(ToString::to_string));
+    cmd.push("--init".to_string());
     cmd.extend(bootstrap_args().iter().map(ToString::to_string));
     ContainerCreateBody {
         image: Some(image.to_string()),
@@ -186,7 +203,10 @@ mod tests {
             "img:1",
             "host:1:2",
             Path::new("/host/chan"),
-            &CreateOptions::default(),
+            &CreateOptions {
+                seccomp: "seccomp=/run/profile.json".into(),
+                ..CreateOptions::default()
+            },
         )
     }
 
@@ -200,9 +220,18 @@ mod tests {
         assert_eq!(host.cap_drop.as_deref(), Some(&["ALL".to_string()][..]));
         assert_eq!(
             host.security_opt.as_deref(),
-            Some(&["no-new-privileges".to_string()][..])
+            Some(
+                &[
+                    "no-new-privileges".to_string(),
+                    "seccomp=/run/profile.json".to_string()
+                ][..]
+            )
         );
-        assert_eq!(host.init, Some(true));
+        assert_eq!(host.init, Some(false), "the bootstrap's own init is PID 1");
+        let cmd = body.cmd.as_ref().unwrap();
+        let init = cmd.iter().position(|arg| arg == "--init").expect("--init");
+        let connect = cmd.iter().position(|arg| arg == "--connect").unwrap();
+        assert!(init < connect, "--init comes first: {cmd:?}");
         assert_ne!(host.privileged, Some(true));
     }
 
@@ -212,6 +241,15 @@ mod tests {
         let host = body.host_config.as_ref().unwrap();
         assert_eq!(host.memory, Some(256 << 20));
         assert_eq!(host.memory_swap, host.memory, "no swap beyond the cap");
+        let data = host
+            .ulimits
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|limit| limit.name.as_deref() == Some("data"))
+            .unwrap();
+        let below = i64::try_from((256 << 20) - INIT_HEADROOM_BYTES).unwrap();
+        assert_eq!(data.hard, Some(below), "room for the init under the cap");
         assert_eq!(host.pids_limit, Some(64));
         assert_eq!(host.nano_cpus, Some(1_500_000_000));
         let tmpfs = host.tmpfs.as_ref().unwrap();

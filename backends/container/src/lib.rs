@@ -4,9 +4,10 @@
 //! Each session is one long-lived, locked-down container (see [`create`] for the flags)
 //! running the shared guest runtime, its standard streams on unix sockets the host listens
 //! on ([`channel`]), so a call costs a frame round trip, never a container start or an
-//! engine relay. A deadline first sends SIGINT (the init process
-//! forwards it; the code sees `KeyboardInterrupt` and the session keeps its state), and the
-//! session engine then kills the container if the code ignores it. Killing removes the
+//! engine relay. Containers run our own seccomp profile ([`seccomp`]) and the bootstrap's own
+//! init as PID 1. A deadline first sends SIGINT (the init forwards it; the code sees
+//! `KeyboardInterrupt`, the runtime ends the sandbox's other processes and the session keeps
+//! its state), and the session engine then kills the container if the code ignores it. Killing removes the
 //! container. Every container carries an owner label; the containers of a bridge that
 //! crashed are removed by the next bridge that connects, and [`Sandbox::shutdown`] removes
 //! what this one created.
@@ -23,6 +24,7 @@ mod error;
 mod guest;
 mod image;
 mod owner;
+mod seccomp;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -199,7 +201,7 @@ impl ContainerSandbox {
             return Err(ContainerError::Unenforceable(format!(
                 "docker has no OCI runtime named {wanted:?}; register it in /etc/docker/daemon.json \
                  (for gVisor: \"runtimes\": {{\"runsc\": {{\"path\": \"/usr/bin/runsc\", \
-                 \"runtimeArgs\": [\"--network=none\", \"--platform=ptrace\", \"--host-uds=open\"]}}}}) \
+                 \"runtimeArgs\": [\"--network=none\", \"--platform=ptrace\", \"--host-uds=open\", \"--oci-seccomp\"]}}}}) \
                  and restart dockerd"
             )));
         }
@@ -259,8 +261,14 @@ fn runtime_flags(runtime: &str) -> Vec<String> {
     let mut flags = vec!["--runtime".to_string(), runtime.to_string()];
     if runtime.ends_with("runsc") {
         // No network of its own, the ptrace platform (this build's systrap is too new for
-        // such hosts), and the host unix sockets the guest's streams use.
-        for flag in ["network=none", "platform=ptrace", "host-uds=open"] {
+        // such hosts), the host unix sockets the guest's streams use, and the container's
+        // seccomp profile applied by gVisor's kernel (runsc ignores it otherwise).
+        for flag in [
+            "network=none",
+            "platform=ptrace",
+            "host-uds=open",
+            "oci-seccomp",
+        ] {
             flags.extend(["--runtime-flag".to_string(), flag.to_string()]);
         }
     }
@@ -301,7 +309,14 @@ impl Sandbox for ContainerSandbox {
         let kind = self.options.engine;
         let image = self.ensure_image().await?;
         let engine = self.engine().await.map_err(|e| e.into_sandbox(kind))?;
+        let seccomp = seccomp::security_option(kind, self.is_gvisor()).map_err(|e| {
+            SandboxError::start(
+                self.backend(),
+                StartFailure::because("writing the seccomp profile", e),
+            )
+        })?;
         let create_options = CreateOptions {
+            seccomp,
             // Podman gets the runtime as a flag of the service we start.
             oci_runtime: self
                 .options

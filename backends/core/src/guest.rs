@@ -13,6 +13,12 @@ pub const BOOTSTRAP_SOURCE: &str = include_str!("../guest/bootstrap.py");
 /// compiled: `<mcp-runtime>`).
 pub const RUNTIME_SOURCE: &str = include_str!(concat!(env!("OUT_DIR"), "/runtime.py"));
 
+/// Memory the bootstrap's `--init` (the interpreter's forked parent, PID 1 of a container)
+/// keeps beside the interpreter. Container backends set the per-process data limit this far
+/// below the memory cap, so a memory bomb in the interpreter gets a `MemoryError` before the
+/// cgroup's OOM killer ends the sandbox.
+pub const INIT_HEADROOM_BYTES: u64 = 12 << 20;
+
 /// Arguments after the interpreter's name: isolated mode, no `site`, then the bootstrap.
 pub fn interpreter_args() -> [&'static str; 4] {
     ["-I", "-S", "-c", BOOTSTRAP_SOURCE]

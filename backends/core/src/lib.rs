@@ -7,6 +7,7 @@
 //! - [`guest`]: the Python guest runtime every backend runs.
 //! - [`Session`]: one guest, many runs, deadlines, output caps.
 //! - [`atomic_file`]: replacing a file whole and durably, for every crate of the workspace.
+//! - [`seccomp`]: the syscalls every container backend refuses, rendered as a profile.
 #![forbid(unsafe_code)]
 
 pub mod atomic_file;
@@ -19,6 +20,7 @@ pub mod host_python;
 mod output;
 pub mod rpc;
 mod sandbox;
+pub mod seccomp;
 mod session;
 mod spec;
 

@@ -3,12 +3,14 @@
 //! Everything is denied unless listed: every namespace of its own (user namespace when
 //! rootless), a read-only root, size-capped tmpfs scratch, no capabilities,
 //! `no_new_privileges`, runc's masked and read-only `/proc` paths, rlimits, cgroup limits
-//! where they can be enforced, and a seccomp filter that refuses the syscalls a sandboxed
-//! interpreter never needs (see [`denied_syscalls`]).
+//! where they can be enforced, and the seccomp filter every container backend shares
+//! ([`sandbox_core::seccomp`]).
 
 use std::path::{Path, PathBuf};
 
 use sandbox_core::SandboxSpec;
+use sandbox_core::guest::INIT_HEADROOM_BYTES;
+use sandbox_core::seccomp::{self, Clone3};
 use sandbox_rootfs::GUEST_ENV;
 use serde_json::{Value, json};
 
@@ -49,82 +51,6 @@ const READONLY_PATHS: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 
-/// Namespace flags that `clone` may not be given (`CLONE_NEWNS`, `CLONE_NEWCGROUP`,
-/// `CLONE_NEWUTS`, `CLONE_NEWIPC`, `CLONE_NEWUSER`, `CLONE_NEWPID`, `CLONE_NEWNET`).
-const CLONE_NAMESPACE_FLAGS: [u64; 7] = [
-    0x0002_0000,
-    0x0200_0000,
-    0x0400_0000,
-    0x0800_0000,
-    0x1000_0000,
-    0x2000_0000,
-    0x4000_0000,
-];
-
-/// Syscalls the guest is refused with `EPERM`: mounting and changing root, tracing other
-/// processes, loading code into the kernel (modules, BPF, kexec), keyrings, new namespaces,
-/// perf events, clocks, swap, reboot, and the 32-bit and legacy entry points that bypass the
-/// rest. Python never needs any of them.
-pub(crate) fn denied_syscalls() -> &'static [&'static str] {
-    &[
-        "acct",
-        "add_key",
-        "adjtimex",
-        "bpf",
-        "chroot",
-        "clock_adjtime",
-        "clock_settime",
-        "create_module",
-        "delete_module",
-        "finit_module",
-        "fsconfig",
-        "fsmount",
-        "fsopen",
-        "fspick",
-        "get_kernel_syms",
-        "init_module",
-        "io_uring_enter",
-        "io_uring_register",
-        "io_uring_setup",
-        "ioperm",
-        "iopl",
-        "kcmp",
-        "kexec_file_load",
-        "kexec_load",
-        "keyctl",
-        "lookup_dcookie",
-        "mount",
-        "mount_setattr",
-        "move_mount",
-        "name_to_handle_at",
-        "nfsservctl",
-        "open_by_handle_at",
-        "open_tree",
-        "perf_event_open",
-        "personality",
-        "pivot_root",
-        "process_vm_readv",
-        "process_vm_writev",
-        "ptrace",
-        "query_module",
-        "quotactl",
-        "reboot",
-        "request_key",
-        "setns",
-        "settimeofday",
-        "swapoff",
-        "swapon",
-        "syslog",
-        "umount",
-        "umount2",
-        "unshare",
-        "uselib",
-        "userfaultfd",
-        "vm86",
-        "vm86old",
-    ]
-}
-
 /// Everything `config.json` depends on besides the [`SandboxSpec`].
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
@@ -162,7 +88,7 @@ pub(crate) fn config(spec: &SandboxSpec, plan: &Plan) -> Value {
     let mut linux = json!({
         "maskedPaths": MASKED_PATHS,
         "readonlyPaths": READONLY_PATHS,
-        "seccomp": seccomp(),
+        "seccomp": seccomp::profile(Clone3::NotImplemented),
     });
     if let Some(map) = &plan.id_map {
         namespaces.push(json!({"type": "user"}));
@@ -233,11 +159,6 @@ pub(crate) fn write(dir: &Path, config: &Value) -> std::io::Result<()> {
 /// the build host's).
 const IDENTITY_FILES: [(&str, &str); 1] = [("hostname", "sandbox\n")];
 
-/// Memory the init process (the interpreter's forked parent) keeps beside the interpreter;
-/// the per-process data limit leaves it room under the cap, so a memory bomb gets a
-/// `MemoryError` rather than the OOM killer.
-const INIT_HEADROOM: u64 = 12 << 20;
-
 /// Write the identity files into the bundle `dir`.
 pub(crate) fn write_identity(dir: &Path) -> std::io::Result<()> {
     for (name, text) in IDENTITY_FILES {
@@ -302,7 +223,7 @@ fn rlimits(spec: &SandboxSpec, limits: Limits) -> Vec<Value> {
         limit(
             "RLIMIT_DATA",
             spec.memory_bytes()
-                .saturating_sub(INIT_HEADROOM)
+                .saturating_sub(INIT_HEADROOM_BYTES)
                 .max(sandbox_core::MIN_MEMORY_BYTES),
         ),
     ];
@@ -340,27 +261,6 @@ pub(crate) fn cpu_quota(spec: &SandboxSpec) -> Option<i64> {
     )]
     spec.cpus()
         .map(|cpus| (cpus * CPU_PERIOD_US as f64).round() as i64)
-}
-
-fn seccomp() -> Value {
-    let mut rules = vec![json!({
-        "names": denied_syscalls(), "action": "SCMP_ACT_ERRNO", "errnoRet": libc_eperm(),
-    })];
-    for flag in CLONE_NAMESPACE_FLAGS {
-        rules.push(json!({
-            "names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc_eperm(),
-            "args": [{"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}],
-        }));
-    }
-    // clone3 passes its flags in memory a filter cannot read: answer "not implemented", and
-    // the C library falls back to clone, whose flags the rules above check.
-    rules.push(json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}));
-    json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules})
-}
-
-/// `EPERM`.
-const fn libc_eperm() -> u32 {
-    1
 }
 
 #[cfg(test)]

@@ -253,7 +253,7 @@ impl OciSandbox {
         Ok(format!(
             "libcontainer 0.7 ({who}), cgroup {}, seccomp denies {} syscalls, {limits}, {rootfs_state}",
             self.mode.cgroup_version,
-            bundle::denied_syscalls().len() + 2,
+            sandbox_core::seccomp::refused_count(),
         ))
     }
 }

@@ -38,6 +38,9 @@ except ImportError:  # pragma: no cover - not a POSIX platform
     DEVNULL = _os.devnull
 
 REAL_SLEEP = time.sleep  # `time.sleep` is replaced while a run keeps its output
+# Set by the bootstrap's `--init` when that init is PID 1: the PID namespace is a container's
+# of ours, so "every other process" means the sandbox's, never the host's.
+UNDER_OWN_INIT = globals().get("UNDER_OWN_INIT") is True
 PyCF_ALLOW_TOP_LEVEL_AWAIT = 0x2000  # ast.PyCF_ALLOW_TOP_LEVEL_AWAIT (3.8+); _ast is slow to load
 CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
 ModuleType = type(sys)  # types.ModuleType, without importing types

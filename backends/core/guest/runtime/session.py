@@ -61,6 +61,7 @@ class Session:
         self._writer: FrameWriter | None = None
         self._frame_cap = FRAME_CAP_SLACK
         self._interrupts = Interrupts()
+        self._pid = _os.getpid() if hasattr(_os, "getpid") else 0
         self.calls = HostCalls(self._reader, self._interrupts)
         self._loop = EventLoop(self._interrupts)
         self._stdout = Capture("<stdout>")
@@ -213,6 +214,8 @@ class Session:
         except BaseException as exc:  # SystemExit and KeyboardInterrupt end the run only
             failure = exc
         finally:
+            if isinstance(failure, KeyboardInterrupt):  # the host stopped it: stop it all
+                end_other_processes(self._pid)
             try:  # figures left open come back as images, as in a notebook
                 send_open_figures(everything=False)
             except BaseException as exc:  # drawing failed: the run's error, if it had none

@@ -1871,6 +1871,19 @@ class InterruptTest(GuestTestCase):
         )
         self.assertEqual(result["stdout"], "['MCP calls can only be made from the main thread']\n")
 
+    def test_an_interrupt_outside_a_sandbox_ends_no_other_process(self) -> None:
+        # Only under the bootstrap's own init as PID 1 does an interrupt end the sandbox's
+        # other processes; here (no `--init`, a host) nothing else may be touched.
+        bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            result = self.interrupt_during("import time\ntime.sleep(30)")
+            self.assertEqual(result["error"]["type"], "KeyboardInterrupt")
+            time.sleep(0.2)
+            self.assertIsNone(bystander.poll(), "a process outside the guest was ended")
+        finally:
+            bystander.kill()
+            bystander.wait()
+
     def test_sigint_between_runs_is_ignored(self) -> None:
         self.guest.proc.send_signal(signal.SIGINT)
         time.sleep(0.2)
