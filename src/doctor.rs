@@ -14,6 +14,7 @@ use anyhow::{Context as _, Result, ensure};
 use mcp_server_code_execution_mode::checkpoints::listing;
 use mcp_server_code_execution_mode::cli::DoctorArgs;
 use mcp_server_code_execution_mode::config::BackendKind;
+use mcp_server_code_execution_mode::egress::EgressPolicy;
 use mcp_server_code_execution_mode::proxy::catalogue::render_report;
 use mcp_server_code_execution_mode::proxy::dispatch::Proxy;
 use mcp_server_code_execution_mode::{backend, config, mounts};
@@ -195,6 +196,7 @@ pub(crate) async fn report(args: &DoctorArgs) -> Result<String> {
             "configuration": origins,
             "state_dir": config.state_dir,
             "mounts": mounts_json(&config),
+            "network": network_json(&config.egress),
             "sessions": serde_json::from_str::<Value>(&sessions(&config, true)?)?,
         });
         return Ok(serde_json::to_string_pretty(&doc)?);
@@ -231,13 +233,14 @@ pub(crate) async fn report(args: &DoctorArgs) -> Result<String> {
         }
     }
     out.push_str(&mounts_text(&config));
+    out.push_str(&network_text(&config.egress));
     let _ = write!(out, "\n{}", sessions(&config, false)?);
     let _ = writeln!(
         out,
         "\nMCP servers (state dir {}):",
         config.state_dir.display()
     );
-    for line in servers.lines() {
+    for line in servers.lines().chain(proxy.policy_report().lines()) {
         let _ = writeln!(out, "  {line}");
     }
     let _ = writeln!(
@@ -287,6 +290,65 @@ pub(crate) fn sessions(config: &config::Config, json: bool) -> Result<String> {
 }
 
 /// The granted host directories, each with whether it is still there.
+fn network_json(egress: &EgressPolicy) -> Value {
+    json!({
+        "allowed_hosts": egress.allow.to_string(),
+        "allowed_private": egress.addresses.opted_in().iter().map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        "secrets": egress.secrets.spec(),
+        "session_bytes": egress.limits.bytes,
+        "session_connections": egress.limits.connections,
+    })
+}
+
+/// The "Network" section: where sandboxes may go, with which secrets, and what cannot
+/// carry a secret.
+fn network_text(egress: &EgressPolicy) -> String {
+    let mut out = String::from("\nNetwork:\n");
+    if !egress.is_enabled() {
+        out.push_str("  none: sandboxes reach no host (MCP_BRIDGE_ALLOW_HOSTS is empty)\n");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "  allowed hosts      {} (HTTP and HTTPS, through the host: mcp.runtime.fetch and urllib)",
+        egress.allow
+    );
+    let private: Vec<String> = egress
+        .addresses
+        .opted_in()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let _ = writeln!(
+        out,
+        "  internal addresses {}",
+        if private.is_empty() {
+            "all refused (loopback, private, link-local, multicast, metadata)".to_string()
+        } else {
+            format!("refused but for {}", private.join(", "))
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  per session        {} in all, {} open connections",
+        mcp_server_code_execution_mode::units::format_bytes(egress.limits.bytes),
+        egress.limits.connections
+    );
+    if egress.secrets.is_empty() {
+        out.push_str("  secrets            none\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "  secrets            {} (placeholders in the sandbox; swapped into headers of \
+             requests the host makes to their hosts. HTTPS tunnelled through a proxy \
+             (CONNECT) is encrypted end to end and cannot carry them: use fetch)",
+            egress.secrets.spec()
+        );
+    }
+    out
+}
+
 fn mounts_json(config: &config::Config) -> Value {
     json!({
         "granted": config.mounts.iter().map(|m| json!({
