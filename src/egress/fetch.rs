@@ -7,7 +7,6 @@
 //! [`CheckedResolver`] so it connects only to checked addresses, and verifies TLS against
 //! the host's trust store.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,11 +17,10 @@ use super::EgressPolicy;
 use super::address::AddressPolicy;
 use super::allow::normalise_host;
 use super::ledger::{Connection, Ledger};
+use super::resolve::{FORBIDDEN_ADDRESS, resolve_checked};
 
 /// The most a response body may hold; larger bodies are cut and flagged.
 pub const MAX_BODY: usize = 32 << 20;
-/// What the resolver's refusal says, for telling it from other failures.
-const FORBIDDEN_ADDRESS: &str = "which the sandbox may not reach";
 /// How long one request may take, all told.
 const REQUEST_TIMEOUT: Duration = Duration::from_mins(1);
 
@@ -83,29 +81,8 @@ impl Resolve for CheckedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let addresses = self.addresses.clone();
         Box::pin(async move {
-            let host = name.as_str().to_string();
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut refused = None;
-            let allowed: Vec<SocketAddr> = found
-                .into_iter()
-                .filter(|a| match addresses.check(a.ip()) {
-                    Ok(()) => true,
-                    Err(why) => {
-                        refused.get_or_insert((a.ip(), why));
-                        false
-                    }
-                })
-                .collect();
-            if allowed.is_empty() {
-                let why = match refused {
-                    Some((address, why)) => {
-                        format!("{host} is {why} ({address}), {FORBIDDEN_ADDRESS}")
-                    }
-                    None => format!("{host} did not resolve"),
-                };
-                return Err(why.into());
-            }
+            // The port is the client's to set; only the addresses matter here.
+            let allowed = resolve_checked(name.as_str(), 0, &addresses).await?;
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
     }

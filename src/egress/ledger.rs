@@ -138,11 +138,6 @@ impl Ledger {
             .unwrap_or_default()
     }
 
-    /// Bytes the session has used.
-    pub fn bytes_used(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
-    }
-
     fn charge(&self, bytes: u64) -> bool {
         self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes <= self.limits.bytes
     }

@@ -12,6 +12,9 @@ use tokio::net::TcpStream;
 
 use super::address::{AddressPolicy, Forbidden};
 
+/// What a refused address's message ends with: how `fetch` tells a refusal from a failure
+/// in its HTTP client's error.
+pub const FORBIDDEN_ADDRESS: &str = "which the sandbox may not reach";
 /// How long a name lookup may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one connection attempt may take.
@@ -36,7 +39,7 @@ pub enum ConnectError {
         host: String,
     },
     /// Every address the name has is refused.
-    #[error("{host} is {why} ({address}), which the sandbox may not reach")]
+    #[error("{host} is {why} ({address}), {FORBIDDEN_ADDRESS}")]
     Forbidden {
         /// The name or literal the request gave.
         host: String,
@@ -58,13 +61,14 @@ pub enum ConnectError {
     },
 }
 
-/// Resolves `host` (a normalised name or address literal) and connects to the first
-/// address the policy allows. Returns the stream and the address it reached.
-pub async fn connect_checked(
+/// Resolves `host` (a normalised name or address literal) to the addresses at `port` that
+/// the policy allows, in the resolver's order. When it has none, the first refused one says
+/// why.
+pub async fn resolve_checked(
     host: &str,
     port: u16,
     policy: &AddressPolicy,
-) -> Result<(TcpStream, SocketAddr), ConnectError> {
+) -> Result<Vec<SocketAddr>, ConnectError> {
     let addresses: Vec<SocketAddr> = if let Ok(address) = host.parse::<IpAddr>() {
         vec![SocketAddr::new(address, port)]
     } else {
@@ -81,37 +85,53 @@ pub async fn connect_checked(
         }
     };
     let mut refused = None;
-    let mut last_error = None;
-    for address in addresses {
-        if let Err(why) = policy.check(address.ip()) {
-            refused.get_or_insert((address.ip(), why));
-            continue;
-        }
+    let allowed: Vec<SocketAddr> = addresses
+        .into_iter()
+        .filter(|address| match policy.check(address.ip()) {
+            Ok(()) => true,
+            Err(why) => {
+                refused.get_or_insert((address.ip(), why));
+                false
+            }
+        })
+        .collect();
+    match refused {
+        Some((address, why)) if allowed.is_empty() => Err(ConnectError::Forbidden {
+            host: host.into(),
+            address,
+            why,
+        }),
+        None if allowed.is_empty() => Err(ConnectError::Lookup {
+            host: host.into(),
+            source: std::io::ErrorKind::NotFound.into(),
+        }),
+        _ => Ok(allowed),
+    }
+}
+
+/// Connects to the first address of `host` the policy allows ([`resolve_checked`]).
+/// Returns the stream and the address it reached.
+pub async fn connect_checked(
+    host: &str,
+    port: u16,
+    policy: &AddressPolicy,
+) -> Result<(TcpStream, SocketAddr), ConnectError> {
+    let mut last_error = std::io::Error::from(std::io::ErrorKind::NotFound);
+    for address in resolve_checked(host, port, policy).await? {
         match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
                 return Ok((stream, address));
             }
-            Ok(Err(e)) => last_error = Some(e),
-            Err(_) => last_error = Some(std::io::ErrorKind::TimedOut.into()),
+            Ok(Err(e)) => last_error = e,
+            Err(_) => last_error = std::io::ErrorKind::TimedOut.into(),
         }
     }
-    match (last_error, refused) {
-        (Some(source), _) => Err(ConnectError::Connect {
-            host: host.into(),
-            port,
-            source,
-        }),
-        (None, Some((address, why))) => Err(ConnectError::Forbidden {
-            host: host.into(),
-            address,
-            why,
-        }),
-        (None, None) => Err(ConnectError::Lookup {
-            host: host.into(),
-            source: std::io::ErrorKind::NotFound.into(),
-        }),
-    }
+    Err(ConnectError::Connect {
+        host: host.into(),
+        port,
+        source: last_error,
+    })
 }
 
 #[cfg(test)]

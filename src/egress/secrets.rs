@@ -150,15 +150,6 @@ impl Secrets {
         Ok(())
     }
 
-    /// True when `text` holds any secret's placeholder: a body or URL that carries one is
-    /// sent as it is, never rewritten.
-    pub fn placeholder_in(&self, text: &str) -> Option<&str> {
-        self.secrets
-            .iter()
-            .find(|s| text.contains(&s.placeholder))
-            .map(|s| s.name.as_str())
-    }
-
     /// Hides every secret's value in `text` (for error messages that could echo one).
     pub fn redact(&self, text: &str) -> String {
         self.secrets.iter().fold(text.to_string(), |text, s| {
