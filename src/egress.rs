@@ -12,6 +12,7 @@
 //!   (`MCP_BRIDGE_ALLOW_PRIVATE` opts some in); [`resolve`] connects only to checked ones;
 //! - [`ledger`]: bytes and open connections are capped per session, and every connection,
 //!   allowed or not, is recorded for the reply (`network`) and the log;
+//! - [`sandbox`]: what each session gets: its ledger, and its proxy's socket mounted;
 //! - [`secrets`]: placeholders of host secrets are swapped for their values only in
 //!   requests to the hosts they are bound to.
 
@@ -21,6 +22,7 @@ pub mod fetch;
 pub mod ledger;
 pub mod proxy;
 pub mod resolve;
+pub mod sandbox;
 pub mod secrets;
 
 use std::sync::Arc;
@@ -28,7 +30,8 @@ use std::sync::Arc;
 use address::AddressPolicy;
 use allow::AllowList;
 use fetch::{FetchError, Fetcher};
-use ledger::{Ledger, Limits};
+use ledger::Limits;
+use sandbox::SessionNetwork;
 use secrets::Secrets;
 
 use crate::audit::Audit;
@@ -85,6 +88,7 @@ impl Egress {
         if !policy.is_enabled() {
             return Ok(None);
         }
+        sandbox::remove_orphaned_dirs();
         Ok(Some(Arc::new(Self {
             fetcher: Fetcher::new(Arc::clone(policy))?,
             policy: Arc::clone(policy),
@@ -102,9 +106,10 @@ impl Egress {
         &self.fetcher
     }
 
-    /// A new ledger for the session `session` of `scope`: its budget, and its record,
-    /// which also goes to the audit log.
-    pub fn ledger(&self, session: &str, scope: &str) -> Arc<Ledger> {
-        Ledger::new(self.policy.limits).audited(self.audit.clone(), session, scope)
+    /// The network of a new session: its budget and record (which also goes to the audit
+    /// log once the session is named), and with `proxied` (sandboxes with sockets) a proxy
+    /// of its own, for [`SessionNetwork::grant`] to mount.
+    pub fn open_session(&self, proxied: bool) -> std::io::Result<SessionNetwork> {
+        SessionNetwork::open(self, proxied)
     }
 }

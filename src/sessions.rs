@@ -36,7 +36,7 @@ use crate::checkpoints::listing::{self, LiveSession};
 use crate::checkpoints::store::Store;
 use crate::checkpoints::transfer::{CheckpointCalls, Target};
 use crate::egress::Egress;
-use crate::egress::ledger::Ledger;
+use crate::egress::sandbox::SessionNetwork;
 use crate::packages::{GUEST_DIR as PACKAGES_GUEST_DIR, InstallCalls, Packages, SessionPackages};
 use crate::proxy::dispatch::SessionServices;
 
@@ -115,6 +115,8 @@ pub struct Started {
     pub session: Session,
     /// Its packages directory, mounted read-only in its sandbox.
     pub packages: Option<Arc<SessionPackages>>,
+    /// Its network (when hosts are allowed): its record, and its proxy while it lives.
+    pub network: Option<SessionNetwork>,
 }
 
 struct Slot {
@@ -128,8 +130,8 @@ struct Slot {
     changed: AtomicBool,
     /// What resuming the current session found, for the next reply to say.
     resumed: Mutex<Option<Resume>>,
-    /// The current session's network budget and record, when hosts are allowed.
-    network: Mutex<Option<Arc<Ledger>>>,
+    /// The current session's network, when hosts are allowed (its proxy lives as long).
+    network: Mutex<Option<SessionNetwork>>,
 }
 
 impl Slot {
@@ -256,9 +258,10 @@ impl Sessions {
     pub fn services_of(&self, scope: Scope, name: &str, session: &Session) -> SessionServices {
         let network = {
             let named = self.named.lock().expect("sessions lock");
-            named
-                .get(&(scope, name.to_string()))
-                .and_then(|slot| slot.network.lock().expect("slot lock").clone())
+            named.get(&(scope, name.to_string())).and_then(|slot| {
+                let network = slot.network.lock().expect("slot lock");
+                network.as_ref().map(|network| Arc::clone(network.ledger()))
+            })
         };
         SessionServices {
             packages: self.packages_of(scope, name),
@@ -326,10 +329,10 @@ impl Sessions {
             let session = Arc::new(started.session);
             *current = Some(session.clone());
             *slot.packages.lock().expect("slot lock") = started.packages;
-            *slot.network.lock().expect("slot lock") = self
-                .egress
-                .get()
-                .map(|egress| egress.ledger(name, &scope.to_string()));
+            if let Some(network) = &started.network {
+                network.name(name, &scope.to_string());
+            }
+            *slot.network.lock().expect("slot lock") = started.network;
             *slot.saved_tools.lock().expect("slot lock") = None;
             slot.changed.store(false, Ordering::Release);
             *slot.resumed.lock().expect("slot lock") = resumed;
@@ -428,7 +431,7 @@ impl Sessions {
             .get(&scope)
             .cloned();
         match own_spec {
-            Some(spec) => Ok((self.start_with_packages(&spec).await?, Origin::Cold)),
+            Some(spec) => Ok((self.start_with_services(&spec).await?, Origin::Cold)),
             None => self.fresh().await,
         }
     }
@@ -699,19 +702,21 @@ impl Sessions {
         }
         match warm {
             Some(started) => Ok((started, Origin::Pool)),
-            None => Ok((self.start_with_packages(&self.spec).await?, Origin::Cold)),
+            None => Ok((self.start_with_services(&self.spec).await?, Origin::Cold)),
         }
     }
 
     /// Start a session now, bypassing the pool.
     pub async fn start_cold(&self) -> Result<Session, SandboxError> {
-        Ok(self.start_with_packages(&self.spec).await?.session)
+        Ok(self.start_with_services(&self.spec).await?.session)
     }
 
-    /// Make the backend ready now (`provision`) for sessions as this pool starts them: with
-    /// installs on, each has a packages directory mounted, so the spec prepared for has one.
+    /// Make the backend ready now (`provision`) for sessions as this pool starts them: each
+    /// has its packages directory and its network's socket mounted (when those are on), so
+    /// the spec prepared for has them too.
     pub async fn prepare(&self) -> Result<(), SandboxError> {
         let (spec, _dir) = self.with_packages_dir(&self.spec)?;
+        let (spec, _network) = self.with_network(&spec)?;
         self.sandbox.prepare(&spec).await
     }
 
@@ -732,19 +737,30 @@ impl Sessions {
         Ok((spec, Some(dir)))
     }
 
-    /// Start a session on `base` with a packages directory of its own (when installs are
-    /// on), and install the startup packages in it.
-    async fn start_with_packages(&self, base: &SandboxSpec) -> Result<Started, SandboxError> {
-        let (spec, dir) = self.with_packages_dir(base)?;
-        let (Some(packages), Some(dir)) = (&self.packages, dir) else {
-            let session = Session::start(self.sandbox.as_ref(), &spec, &self.config).await?;
-            return Ok(Started {
-                session,
-                packages: None,
-            });
+    /// `base` with a network of its own granted, when hosts are allowed: a proxy whose
+    /// socket is mounted, on backends whose sandboxes have sockets.
+    fn with_network(
+        &self,
+        base: &SandboxSpec,
+    ) -> Result<(SandboxSpec, Option<SessionNetwork>), SandboxError> {
+        let Some(egress) = self.egress.get() else {
+            return Ok((base.clone(), None));
         };
+        let network = egress
+            .open_session(self.sandbox.has_sockets())
+            .map_err(|e| SandboxError::Spec(format!("could not open the session's proxy: {e}")))?;
+        Ok((network.grant(base)?, Some(network)))
+    }
+
+    /// Start a session on `base` with a packages directory (when installs are on) and a
+    /// network (when hosts are allowed) of its own, and install the startup packages.
+    async fn start_with_services(&self, base: &SandboxSpec) -> Result<Started, SandboxError> {
+        let (spec, dir) = self.with_packages_dir(base)?;
+        let (spec, network) = self.with_network(&spec)?;
         let session = Session::start(self.sandbox.as_ref(), &spec, &self.config).await?;
-        if let Some(code) = packages.startup_code() {
+        if let (Some(packages), Some(dir)) = (&self.packages, &dir)
+            && let Some(code) = packages.startup_code()
+        {
             let outcome = session
                 .run(
                     &RunRequest::preparation(code, STARTUP_INSTALL_TIMEOUT),
@@ -763,7 +779,8 @@ impl Sessions {
         }
         Ok(Started {
             session,
-            packages: Some(dir),
+            packages: dir,
+            network,
         })
     }
 
@@ -805,7 +822,7 @@ impl Sessions {
     /// Start a session for the pool and load what most code needs first (`asyncio`, which
     /// top-level `await` and every MCP proxy use), without binding any name in its globals.
     async fn start_warm(&self) -> Result<Started, SandboxError> {
-        let started = self.start_with_packages(&self.spec).await?;
+        let started = self.start_with_services(&self.spec).await?;
         let session = &started.session;
         let outcome = session
             .run(

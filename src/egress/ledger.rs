@@ -3,8 +3,8 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -66,8 +66,9 @@ pub struct Ledger {
     open: AtomicUsize,
     bytes: AtomicU64,
     finished: Mutex<Vec<Connection>>,
-    /// Where each connection is also written, with the session and scope it belongs to.
-    audit: Option<(Audit, String, String)>,
+    /// Where each connection is also written, with the session and scope it belongs to
+    /// (set once the session has a name).
+    audit: OnceLock<(Audit, String, String)>,
 }
 
 impl Ledger {
@@ -78,15 +79,16 @@ impl Ledger {
             open: AtomicUsize::new(0),
             bytes: AtomicU64::new(0),
             finished: Mutex::new(Vec::new()),
-            audit: None,
+            audit: OnceLock::new(),
         })
     }
 
-    /// This new ledger, also writing every connection to `audit` as `session` of `scope`.
-    pub fn audited(self: Arc<Self>, audit: Audit, session: &str, scope: &str) -> Arc<Self> {
-        let mut ledger = Arc::try_unwrap(self).expect("a new ledger is not shared yet");
-        ledger.audit = Some((audit, session.to_string(), scope.to_string()));
-        Arc::new(ledger)
+    /// From now on, also writes every connection to `audit` as `session` of `scope`. A
+    /// ledger belongs to one session: only the first call counts.
+    pub fn audit_as(&self, audit: Audit, session: &str, scope: &str) {
+        let _ = self
+            .audit
+            .set((audit, session.to_string(), scope.to_string()));
     }
 
     /// Takes one connection slot, if the budget has one and bytes are left.
@@ -119,7 +121,7 @@ impl Ledger {
             bytes_down = connection.bytes_down,
             "sandbox network connection"
         );
-        if let Some((audit, session, scope)) = &self.audit {
+        if let Some((audit, session, scope)) = self.audit.get() {
             audit.record(session, scope, Event::Network(connection.clone()));
         }
         if let Ok(mut finished) = self.finished.lock() {

@@ -117,6 +117,12 @@ pub fn manual(facts: &ManualFacts) -> String {
              reply's `network` lists each connection.",
             facts.allowed_hosts
         );
+        if facts.backend != BackendKind::Wasi {
+            text.push_str(
+                " `pip install`, `requests` and other clients that honour `HTTPS_PROXY` \
+                 work too, through this session's proxy (HTTPS tunnels carry no secrets).",
+            );
+        }
         if !facts.secrets.is_empty() {
             let names: Vec<String> = facts.secrets.iter().map(|n| format!("`{n}`")).collect();
             let _ = write!(

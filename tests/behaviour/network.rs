@@ -19,6 +19,8 @@ const SECRET: &str = "real-secret-value-5f1c9a";
 struct EchoServer {
     child: Child,
     port: u16,
+    /// The plain HTTP twin's port.
+    plain: u16,
     /// The certificate authority the bridge must trust (its `SSL_CERT_FILE`).
     cert: PathBuf,
     log: PathBuf,
@@ -122,10 +124,14 @@ impl EchoServer {
             .context("starting the test's HTTPS server")?;
         let mut line = String::new();
         BufReader::new(child.stdout.take().context("its stdout")?).read_line(&mut line)?;
-        let port = line.trim().parse().context("the server's port")?;
+        let mut ports = line.split_whitespace().map(str::parse::<u16>);
+        let (Some(Ok(port)), Some(Ok(plain))) = (ports.next(), ports.next()) else {
+            bail!("the test's server printed no ports: {line:?}");
+        };
         Ok(Self {
             child,
             port,
+            plain,
             cert: ca,
             log,
             _dir: dir,
@@ -136,11 +142,17 @@ impl EchoServer {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// A bridge that may reach `localhost` and `127.0.0.1` at this server's port, with the
+    /// A bridge that may reach `localhost` and `127.0.0.1` at this server's ports, with the
     /// secret `TEST_TOKEN` bound to `localhost` only.
     async fn bridge(&self, b: &TestBackend) -> Result<TestBridge> {
-        let hosts = format!("localhost:{0},127.0.0.1:{0}", self.port);
-        let secrets = format!("TEST_TOKEN@localhost:{}", self.port);
+        let hosts = format!(
+            "localhost:{0},127.0.0.1:{0},localhost:{1},127.0.0.1:{1}",
+            self.port, self.plain
+        );
+        let secrets = format!(
+            "TEST_TOKEN@localhost:{},localhost:{}",
+            self.port, self.plain
+        );
         b.bridge_with(&[
             ("MCP_BRIDGE_ALLOW_HOSTS", hosts.as_str()),
             ("MCP_BRIDGE_ALLOW_PRIVATE", "127.0.0.1"),
@@ -326,6 +338,148 @@ pub(crate) async fn without_an_allow_list_there_is_no_network(b: &TestBackend) -
     ensure!(
         out.contains("urllib") && out.contains("no network"),
         "{out}"
+    );
+    Ok(())
+}
+
+pub(crate) async fn clients_that_honour_the_proxy_variables_reach_allowed_hosts_only(
+    b: &TestBackend,
+) -> Result<()> {
+    let server = EchoServer::start()?;
+    let bridge = server.bridge(b).await?;
+    if !b.is_container() {
+        // No sockets: `fetch` and `urllib` are the way out, and no proxy is named.
+        let reply = bridge
+            .run("import os\nprint(sorted(k for k in os.environ if 'proxy' in k.lower()))")
+            .await?;
+        ensure!(reply.stdout().trim() == "[]", "{}", reply.text);
+        return Ok(());
+    }
+    let ca = serde_json::to_string(&std::fs::read_to_string(&server.cert)?)?;
+    let (port, plain) = (server.port, server.plain);
+    let code = format!(
+        r#"
+import http.client, json, os, socket, ssl
+ca_file = "/tmp/test-ca.pem"
+with open(ca_file, "w") as f:
+    f.write({ca})
+context = ssl.create_default_context(cafile=ca_file)
+proxy = os.environ["HTTPS_PROXY"]
+assert proxy == os.environ["HTTP_PROXY"] == os.environ["https_proxy"], os.environ
+proxy_host, proxy_port = proxy.removeprefix("http://").rsplit(":", 1)
+proxy_port = int(proxy_port)
+
+def tunnel(label, host, port):
+    c = http.client.HTTPSConnection(proxy_host, proxy_port, context=context, timeout=10)
+    c.set_tunnel(host, port)
+    try:
+        c.request("GET", "/through-the-tunnel")
+        r = c.getresponse()
+        print(label, "REACHED", r.status, json.loads(r.read())["host"])
+    except OSError as e:
+        print(label, "refused", str(e).replace(chr(10), " "))
+    finally:
+        c.close()
+
+tunnel("tunnel", "localhost", {port})
+tunnel("elsewhere", "example.invalid", 443)
+tunnel("port", "127.0.0.1", {other})
+tunnel("metadata", "169.254.169.254", 80)
+
+def plain_http(label, url, token):
+    c = http.client.HTTPConnection(proxy_host, proxy_port, timeout=10)
+    try:
+        c.request("GET", url, headers={{"Authorization": "Bearer " + token}})
+        r = c.getresponse()
+        body = r.read()
+        print(label, r.status, r.reason, json.loads(body)["path"] if r.status == 200 else "")
+    finally:
+        c.close()
+
+plain_http("plain", "http://localhost:{plain}/plain-proxied", os.environ["TEST_TOKEN"])
+plain_http("misplaced", "http://127.0.0.1:{plain}/misplaced", os.environ["TEST_TOKEN"])
+
+# A header split by the sandbox's own bytes, sent raw to the proxy.
+with socket.create_connection((proxy_host, proxy_port), timeout=10) as s:
+    s.sendall(b"GET http://localhost:{plain}/split HTTP/1.1\r\nHost: localhost\r\n"
+              b"X-A: one\rX-Injected: two\r\n\r\n")
+    print("split", s.recv(200).split(b"\r\n")[0].decode())
+
+# Nothing leaves but through the proxy.
+for label, address in (("direct", ("1.1.1.1", 443)), ("host", ("127.0.0.1", {port}))):
+    try:
+        socket.create_connection(address, timeout=3).close()
+        print(label, "REACHED")
+    except OSError as e:
+        print(label, "refused", type(e).__name__)
+for label, family, kind, proto in (("raw", socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),
+                                   ("packet", socket.AF_PACKET, socket.SOCK_RAW, 0)):
+    try:
+        socket.socket(family, kind, proto).close()
+        print(label, "REACHED")
+    except OSError as e:
+        print(label, "refused", type(e).__name__)
+"#,
+        other = port + 1
+    );
+    let reply = bridge.run(&code).await?;
+    ensure!(!reply.is_error, "{}", reply.text);
+    let out = reply.stdout();
+    ensure!(
+        out.contains(&format!("tunnel REACHED 200 localhost:{port}")),
+        "{out}"
+    );
+    ensure!(out.contains("plain 200 OK /plain-proxied"), "{out}");
+    for (label, why) in [
+        ("elsewhere", "403"),
+        ("port", "403"),
+        ("metadata", "403"),
+        ("direct", ""),
+        ("host", ""),
+        ("raw", ""),
+        ("packet", ""),
+    ] {
+        ensure!(
+            out.lines()
+                .any(|line| line.starts_with(&format!("{label} refused")) && line.contains(why)),
+            "{label}: expected a refusal with {why:?} in {out}"
+        );
+    }
+    ensure!(
+        out.lines()
+            .any(|line| line.starts_with("misplaced 403") && line.contains("TEST_TOKEN")),
+        "{out}"
+    );
+    ensure!(
+        out.lines()
+            .any(|line| line.starts_with("split HTTP/1.1 400")),
+        "a split header was not refused: {out}"
+    );
+    let received = server.received();
+    ensure!(
+        received.contains("/plain-proxied") && received.contains(&format!("Bearer {SECRET}")),
+        "the proxied request or its secret never arrived: {received}"
+    );
+    for never in ["/misplaced", "/split", "X-Injected"] {
+        ensure!(
+            !received.contains(never),
+            "{never} reached the server: {received}"
+        );
+    }
+    ensure!(!reply.text.contains(SECRET), "{}", reply.text);
+    let connections = reply.structured["network"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let via = |kind: &str, allowed: bool| {
+        connections
+            .iter()
+            .any(|c| c["via"] == kind && c["allowed"] == Value::Bool(allowed))
+    };
+    ensure!(
+        via("connect", true) && via("connect", false) && via("http", true),
+        "{}",
+        reply.structured
     );
     Ok(())
 }

@@ -8,11 +8,10 @@
 //! them on its fds 0/1 and 2. Each socket accepts one connection, then its file is removed:
 //! nothing is left to connect to.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use sandbox_core::socket_dir::{self, SocketDir};
 use tokio::net::{UnixListener, UnixStream};
 
 /// Where the guest sees the socket directory.
@@ -27,43 +26,26 @@ const PROCESS_DIR_PREFIX: &str = "mcp-container-";
 
 /// The per-process directory holding every session's socket directory.
 pub(crate) fn process_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("{PROCESS_DIR_PREFIX}{}", std::process::id()))
+    socket_dir::process_dir(PROCESS_DIR_PREFIX)
 }
+
+/// The engine mounts as us: nobody else need pass through the per-process directory.
+const PROCESS_DIR_MODE: u32 = 0o700;
 
 /// [`process_dir`], made private (mode 0700) if it is not there yet.
 pub(crate) fn private_process_dir() -> std::io::Result<PathBuf> {
-    let dir = process_dir();
-    if !dir.exists() {
-        std::fs::create_dir_all(&dir)?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(dir)
+    socket_dir::private_process_dir(PROCESS_DIR_PREFIX, PROCESS_DIR_MODE)
 }
 
 /// Remove the socket directories of bridge processes that no longer run.
 pub(crate) fn remove_orphaned_dirs() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(PROCESS_DIR_PREFIX))
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
+    socket_dir::remove_orphaned(PROCESS_DIR_PREFIX);
 }
 
 /// One session's listening sockets.
 #[derive(Debug)]
 pub(crate) struct Channel {
-    dir: PathBuf,
+    dir: SocketDir,
     io: UnixListener,
     err: UnixListener,
 }
@@ -80,27 +62,15 @@ pub(crate) struct Connected {
 impl Channel {
     /// Make a fresh socket directory and listen on both sockets.
     pub(crate) fn open() -> std::io::Result<Self> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let parent = private_process_dir()?;
-        let dir = parent.join(format!("s{}", NEXT.fetch_add(1, Ordering::Relaxed)));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir)?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))?;
-        let listen = |name: &str| -> std::io::Result<UnixListener> {
-            let path = dir.join(name);
-            let listener = UnixListener::bind(&path)?;
-            // The sandbox user is not us: it may connect, nobody else can reach the dir.
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
-            Ok(listener)
-        };
-        let io = listen(IO_SOCKET)?;
-        let err = listen(ERR_SOCKET)?;
+        let dir = SocketDir::open(PROCESS_DIR_PREFIX, PROCESS_DIR_MODE)?;
+        let io = dir.listen(IO_SOCKET)?;
+        let err = dir.listen(ERR_SOCKET)?;
         Ok(Self { dir, io, err })
     }
 
     /// The host directory to bind-mount at [`GUEST_DIR`].
     pub(crate) fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 
     /// Wait for the guest to connect both sockets. The directory is removed when the
@@ -122,12 +92,6 @@ impl Channel {
     }
 }
 
-impl Drop for Channel {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// Arguments after the bootstrap that make it connect to the channel.
 pub(crate) fn bootstrap_args() -> [&'static str; 2] {
     ["--connect", GUEST_DIR]
@@ -136,6 +100,7 @@ pub(crate) fn bootstrap_args() -> [&'static str; 2] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]

@@ -281,6 +281,10 @@ impl Sandbox for ContainerSandbox {
         self.backend()
     }
 
+    fn has_sockets(&self) -> bool {
+        true // its own network namespace with loopback, and bind mounts
+    }
+
     async fn is_prepared(&self) -> bool {
         if self.image.get().is_some() {
             return true;

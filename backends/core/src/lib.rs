@@ -8,6 +8,7 @@
 //! - [`Session`]: one guest, many runs, deadlines, output caps.
 //! - [`atomic_file`]: replacing a file whole and durably, for every crate of the workspace.
 //! - [`seccomp`]: the syscalls every container backend refuses, rendered as a profile.
+//! - [`socket_dir`]: directories of unix sockets only one sandbox can reach.
 #![forbid(unsafe_code)]
 
 pub mod atomic_file;
@@ -22,6 +23,7 @@ pub mod rpc;
 mod sandbox;
 pub mod seccomp;
 mod session;
+pub mod socket_dir;
 mod spec;
 
 pub use error::{BoxError, SandboxError, StartFailure, chain as error_chain};

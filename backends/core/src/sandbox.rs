@@ -77,6 +77,14 @@ pub trait Sandbox: Send + Sync + fmt::Debug {
         Vec::new()
     }
 
+    /// True when the guest can open sockets: loopback ones, and unix sockets bind-mounted
+    /// into it (a read-only mount of the spec). Sessions of such backends reach the allowed
+    /// hosts through a proxy on a mounted socket; the others only through the host's
+    /// `fetch`. The default: false.
+    fn has_sockets(&self) -> bool {
+        false
+    }
+
     /// Release what the backend holds beyond its guests (helper services, leftover guests)
     /// before the process exits. Called once, after every session was shut down.
     async fn shutdown(&self) {}

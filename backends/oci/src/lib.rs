@@ -264,6 +264,10 @@ impl Sandbox for OciSandbox {
         BACKEND_NAME
     }
 
+    fn has_sockets(&self) -> bool {
+        true // its own network namespace with loopback, and bind mounts
+    }
+
     async fn is_prepared(&self) -> bool {
         self.options.rootfs.is_built()
     }

@@ -137,3 +137,93 @@ def enable_host_fetch(calls: object) -> None:
     loaded = sys.modules.get("urllib.request")
     if loaded is not None and not getattr(loaded.HTTPHandler, "_through_host", None):
         route_urllib_through_host(loaded)
+
+
+# The bridge's proxy, where a sandbox has sockets (container and OCI backends): the loopback
+# address the proxy variables name, passed on to the proxy's mounted unix socket.
+
+
+def start_egress_forwarder(environ: dict | None = None) -> object:
+    """Where the bridge mounted its proxy's socket (`MCP_BRIDGE_EGRESS_SOCKET`), listens on
+    the loopback address `MCP_BRIDGE_EGRESS_LISTEN` and passes each connection on to that
+    socket, from a thread of its own. The sandbox's `HTTP_PROXY` and `HTTPS_PROXY` name that
+    address, so pip and every client that honours them go through the bridge, which alone
+    decides what they reach. Returns the listening socket, or None where there is no proxy
+    (WASI, no hosts allowed) or it cannot listen (said on fd 2)."""
+    if environ is None:
+        if not any(k in _os.environ for k in (b"MCP_BRIDGE_EGRESS_SOCKET", "MCP_BRIDGE_EGRESS_SOCKET")):
+            return None
+        environ = {
+            (k.decode("utf-8", "replace") if isinstance(k, bytes) else k):
+            (v.decode("utf-8", "replace") if isinstance(v, bytes) else v)
+            for k, v in _os.environ.items()
+        }
+    socket_path = environ.get("MCP_BRIDGE_EGRESS_SOCKET")
+    listen = environ.get("MCP_BRIDGE_EGRESS_LISTEN")
+    if not socket_path or not listen:
+        return None
+    import _socket
+
+    host, _, port = listen.rpartition(":")
+    server = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+    try:
+        server.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        server.bind((host, int(port)))
+        server.listen(64)
+    except (OSError, ValueError) as exc:
+        server.close()
+        diagnose(f"the network proxy cannot listen on {listen}: {exc!r}")
+        return None
+    _thread.start_new_thread(_accept_for_proxy, (server, socket_path))
+    return server
+
+
+def _accept_for_proxy(server: object, socket_path: str) -> None:
+    """Accepts connections on `server` until it is closed; each is joined to a new
+    connection to the proxy's socket."""
+    import _socket
+
+    while True:
+        try:
+            fd, _address = server._accept()
+        except OSError:
+            if server.fileno() < 0:
+                return  # closed
+            continue
+        client = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM, 0, fd)
+        proxy = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            proxy.connect(socket_path)
+        except OSError as exc:
+            diagnose(f"the network proxy's socket cannot be reached: {exc!r}")
+            proxy.close()
+            client.close()
+            continue
+        ends = [2, _thread.allocate_lock()]
+        _thread.start_new_thread(_pass_on, (client, proxy, ends))
+        _thread.start_new_thread(_pass_on, (proxy, client, ends))
+
+
+def _pass_on(source: object, sink: object, ends: list) -> None:
+    """Copies `source` to `sink` until `source` ends, then ends `sink`'s writing; the
+    second of a pair to finish closes both sockets."""
+    import _socket
+
+    try:
+        while True:
+            data = source.recv(65536)
+            if not data:
+                break
+            sink.sendall(data)
+    except OSError:
+        pass
+    try:
+        sink.shutdown(_socket.SHUT_WR)
+    except OSError:
+        pass
+    with ends[1]:
+        ends[0] -= 1
+        last = ends[0] == 0
+    if last:
+        source.close()
+        sink.close()

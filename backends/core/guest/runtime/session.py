@@ -446,6 +446,7 @@ def flush_real_streams() -> None:
 
 def main() -> None:
     """Entry point called by the bootstrap: serve frames, exit 0 at end of input."""
+    start_egress_forwarder()
     Session().serve()
     flush_real_streams()
     _os._exit(0)

@@ -389,6 +389,7 @@ class Guest:
         catalogue: list | None = None,
         runtime: bytes = b"S" + RUNTIME,
         host: FakeHost | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.nonce = secrets.token_hex(16)
         self.marker = MARKER_PREFIX + self.nonce.encode() + b"\x1f"
@@ -399,6 +400,7 @@ class Guest:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            env=None if env is None else {**os.environ, **env},
         )
         self.frames: queue.Queue = queue.Queue()
         self.payload_sizes: list[int] = []
@@ -1163,6 +1165,89 @@ class CapTest(unittest.TestCase):
                 self.assertEqual(len(result["stdout"].encode()) + result["stdout_cut"], 12)
             finally:
                 guest.close()
+
+
+class EgressForwarderTest(unittest.TestCase):
+    """The loopback address the proxy variables name, passed on to the proxy's socket."""
+
+    def setUp(self) -> None:
+        import socket
+        import tempfile
+
+        self.dir = tempfile.mkdtemp()
+        self.socket_path = os.path.join(self.dir, "egress.sock")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+
+    def tearDown(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def guest(self) -> Guest:
+        return Guest(
+            env={
+                "MCP_BRIDGE_EGRESS_SOCKET": self.socket_path,
+                "MCP_BRIDGE_EGRESS_LISTEN": f"127.0.0.1:{self.port}",
+            }
+        )
+
+    def test_connections_reach_the_socket_both_ways_and_end_cleanly(self) -> None:
+        import socket
+
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(self.socket_path)
+        server.listen(8)
+
+        def answer() -> None:
+            for _ in range(2):
+                conn, _ = server.accept()
+                with conn:
+                    data = b""
+                    while not data.endswith(b"\n"):
+                        data += conn.recv(100)
+                    conn.sendall(b"upper:" + data.upper())
+                    conn.shutdown(socket.SHUT_WR)
+                    self.assertEqual(conn.recv(10), b"")  # the sandbox's side ended too
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        guest = self.guest()
+        try:
+            code = f"""
+import socket
+def ask(text):
+    with socket.create_connection(("127.0.0.1", {self.port}), timeout=5) as s:
+        s.sendall(text)
+        got = b""
+        while chunk := s.recv(100):
+            got += chunk
+        return got
+print(ask(b"first\\n"), ask(b"second" * 20000 + b"\\n")[:20])
+"""
+            result = guest.ok(code)
+            self.assertEqual(result["stdout"], "b'upper:FIRST\\n' b'upper:SECONDSECONDSE'\n")
+            thread.join(5)
+            self.assertFalse(thread.is_alive())
+        finally:
+            guest.close()
+            server.close()
+
+    def test_an_unreachable_socket_closes_the_connection_and_says_so(self) -> None:
+        guest = self.guest()
+        try:
+            code = f"""
+import socket
+with socket.create_connection(("127.0.0.1", {self.port}), timeout=5) as s:
+    s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+    print(repr(s.recv(100)))
+"""
+            self.assertEqual(guest.ok(code)["stdout"], "b''\n")
+            guest.close()
+            self.assertIn(b"network proxy's socket cannot be reached", bytes(guest._stderr))
+        finally:
+            guest.close()
 
 
 class McpModuleTest(GuestTestCase):
