@@ -6,6 +6,7 @@
 //! connection on to it, and the proxy variables (`HTTP_PROXY`, `HTTPS_PROXY` and their lower
 //! case twins) name that address, so `pip`, `urllib`'s own proxy support, `requests` and
 //! `curl` go through the bridge. Nothing else leaves the sandbox: it has no other route.
+//! `pip install` puts packages in [`PIP_TARGET`], which the runtime keeps on `sys.path`.
 
 use std::sync::Arc;
 
@@ -23,6 +24,10 @@ pub const GUEST_DIR: &str = "/run/egress";
 pub const SOCKET: &str = "egress.sock";
 /// The loopback address the guest runtime forwards to the socket from.
 pub const GUEST_LISTEN: &str = "127.0.0.1:3128";
+/// Where `pip install` in the sandbox puts packages (`PIP_TARGET`): writable scratch that
+/// the guest runtime keeps on `sys.path`. The tree's own site is read-only, and Debian marks
+/// it externally managed; installing with a target is what pip allows there.
+pub const PIP_TARGET: &str = "/tmp/pip-packages";
 /// Prefix of the per-process directory holding the sessions' socket directories.
 const PROCESS_DIR_PREFIX: &str = "mcp-egress-";
 /// Its mode: unlistable, but passable for libcontainer, which mounts as the sandbox's root.
@@ -74,7 +79,11 @@ impl SessionNetwork {
         for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
             builder = builder.env(name, proxy_url.clone());
         }
-        builder.build()
+        builder
+            .env("PIP_TARGET", PIP_TARGET)
+            .env("PIP_NO_CACHE_DIR", "1")
+            .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+            .build()
     }
 
     /// Names the session: from now on its connections also go to the audit log as

@@ -483,3 +483,186 @@ for label, family, kind, proto in (("raw", socket.AF_INET, socket.SOCK_RAW, sock
     );
     Ok(())
 }
+
+/// The package index the host's pip uses, as pip's own configuration names it: the index
+/// URL, the hosts it serves from (the default index keeps its files on a second host), and
+/// the certificate bundle pip is told to trust, if any.
+struct HostIndex {
+    url: String,
+    hosts: Vec<String>,
+    cert: Option<PathBuf>,
+}
+
+impl HostIndex {
+    /// Asks the host's pip; `None` when there is no pip to ask.
+    fn of_host_pip() -> Option<Self> {
+        let script = r#"
+import json, os, urllib.parse
+from pip._internal.configuration import Configuration
+from pip._internal.models.index import PyPI
+config = Configuration(isolated=False)
+config.load()
+items = dict(config.items())
+index = next((v for k, v in items.items() if k.endswith(".index-url")), None) or PyPI.simple_url
+cert = next((v for k, v in items.items() if k.endswith(".cert")), None)
+hosts = {urllib.parse.urlsplit(index).hostname}
+if index.rstrip("/") == PyPI.simple_url.rstrip("/"):
+    hosts.add(PyPI.file_storage_domain)
+print(json.dumps({"index": index, "hosts": sorted(hosts), "cert": cert}))
+"#;
+        let output = Command::new("python3")
+            .args(["-c", script])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        let found: Value = serde_json::from_slice(&output.stdout).ok()?;
+        Some(Self {
+            url: found["index"].as_str()?.to_string(),
+            hosts: found["hosts"]
+                .as_array()?
+                .iter()
+                .filter_map(|h| Some(h.as_str()?.to_string()))
+                .collect(),
+            cert: found["cert"].as_str().map(PathBuf::from),
+        })
+    }
+
+    /// Every address the hosts resolve to here, or why they do not resolve.
+    fn addresses(&self) -> Result<Vec<String>, String> {
+        use std::net::ToSocketAddrs;
+        let mut addresses = Vec::new();
+        for host in &self.hosts {
+            let resolved = (host.as_str(), 443)
+                .to_socket_addrs()
+                .map_err(|e| format!("{host} does not resolve: {e}"))?;
+            addresses.extend(resolved.map(|a| a.ip().to_string()));
+        }
+        addresses.sort();
+        addresses.dedup();
+        Ok(addresses)
+    }
+}
+
+fn skip(b: &TestBackend, why: &str) {
+    #[allow(clippy::print_stderr, reason = "the skip must be loud")]
+    {
+        eprintln!(
+            "SKIP pip_installs_from_the_index_alone on {}: {why}",
+            b.name
+        );
+    }
+}
+
+pub(crate) async fn pip_installs_from_the_index_alone(b: &TestBackend) -> Result<()> {
+    if !b.is_container() {
+        skip(
+            b,
+            "a WASI sandbox has no sockets, so no pip; packages come through \
+             mcp.runtime.install (the packages tests)",
+        );
+        return Ok(());
+    }
+    let Some(index) = HostIndex::of_host_pip() else {
+        skip(b, "the host has no pip to name its package index");
+        return Ok(());
+    };
+    let addresses = match index.addresses() {
+        Ok(addresses) => addresses,
+        Err(why) => {
+            skip(b, &format!("no package index is reachable: {why}"));
+            return Ok(());
+        }
+    };
+    // The index's certificate bundle, when the host's pip names one (a proxy of the
+    // machine's own may sign for the index), granted read-only at /data/certs.
+    let certs = tempfile::Builder::new().prefix("mcp-certs-").tempdir()?;
+    std::fs::set_permissions(
+        certs.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    let cert = index
+        .cert
+        .clone()
+        .or_else(|| std::env::var_os("SSL_CERT_FILE").map(PathBuf::from))
+        .filter(|path| path.is_file());
+    if let Some(cert) = &cert {
+        let copy = certs.path().join("ca.pem");
+        std::fs::copy(cert, &copy)?;
+        std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    }
+    let hosts = index.hosts.join(",");
+    // Opted in only in case the machine resolves the index to a range refused by default
+    // (a local mirror, say); the list still names the index's hosts alone.
+    let private = addresses.join(",");
+    let mounts = format!("certs={}", certs.path().display());
+    let mut settings = vec![
+        ("MCP_BRIDGE_ALLOW_HOSTS", hosts.as_str()),
+        ("MCP_BRIDGE_ALLOW_PRIVATE", private.as_str()),
+    ];
+    if cert.is_some() {
+        settings.push(("MCP_BRIDGE_MOUNTS", mounts.as_str()));
+    }
+    let bridge = b.bridge_with(&settings).await?;
+    let code = format!(
+        r#"
+import os, subprocess, sys
+env = dict(os.environ)
+if os.path.exists("/data/certs/ca.pem"):
+    env["PIP_CERT"] = "/data/certs/ca.pem"
+def pip(*args):
+    return subprocess.run(["pip", *args], capture_output=True, text=True, env=env,
+                          timeout=150)
+r = pip("install", "--no-deps", "--retries", "1", "--index-url", {index}, "iniconfig")
+print("install", r.returncode, r.stderr[-1500:].replace(chr(10), " "))
+import iniconfig
+print("imported", iniconfig.__file__)
+r = pip("install", "--no-deps", "--retries", "0", "--timeout", "5",
+        "--index-url", "https://example.invalid/simple", "anything")
+print("elsewhere", r.returncode)
+"#,
+        index = serde_json::to_string(&index.url)?
+    );
+    let reply = bridge
+        .call(serde_json::json!({ "code": code, "timeout": 240 }))
+        .await?;
+    ensure!(!reply.is_error, "{}", reply.text);
+    let out = reply.stdout();
+    ensure!(out.contains("install 0"), "{}", reply.text);
+    ensure!(
+        out.contains("imported /tmp/pip-packages/iniconfig"),
+        "{}",
+        reply.text
+    );
+    ensure!(
+        out.lines()
+            .any(|line| line.starts_with("elsewhere ") && !line.ends_with(" 0")),
+        "{out}"
+    );
+    let connections = reply.structured["network"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    ensure!(
+        connections.iter().any(|c| c["allowed"] == Value::Bool(true)
+            && c["via"] == "connect"
+            && index.hosts.iter().any(|h| c["host"] == h.as_str())),
+        "{}",
+        reply.structured
+    );
+    ensure!(
+        connections
+            .iter()
+            .filter(|c| c["allowed"] == Value::Bool(true))
+            .all(|c| index.hosts.iter().any(|h| c["host"] == h.as_str())),
+        "a connection went beyond the index: {}",
+        reply.structured
+    );
+    ensure!(
+        connections
+            .iter()
+            .any(|c| c["allowed"] == Value::Bool(false) && c["host"] == "example.invalid"),
+        "{}",
+        reply.structured
+    );
+    Ok(())
+}

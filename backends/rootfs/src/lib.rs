@@ -24,8 +24,8 @@ pub mod fonts;
 pub mod stack;
 
 /// Version of the tree's recipe; part of its directory and image names. 3: the scientific
-/// stack and matplotlib's font list.
-pub const ROOTFS_VERSION: &str = "3";
+/// stack and matplotlib's font list; 4: pip, for installs through the network proxy.
+pub const ROOTFS_VERSION: &str = "4";
 /// Debian release the tree is built from.
 pub const SUITE: &str = "bookworm";
 /// File inside a finished tree that names its recipe.
@@ -306,7 +306,7 @@ mod tests {
         let rootfs = Rootfs::in_cache(Path::new("/cache"));
         assert_eq!(
             rootfs.dir(),
-            Path::new("/cache/rootfs/debian-bookworm-python3-v3")
+            Path::new("/cache/rootfs/debian-bookworm-python3-v4")
         );
         assert!(!rootfs.is_built());
     }

@@ -20,6 +20,8 @@
 //!   `python3 -I -S`, whose path holds no site directory (as the WASI interpreter keeps its
 //!   stack in its standard library archive). A name that would shadow a file of the
 //!   standard library fails the build instead.
+//! - pip itself is in the stack, so code in a sandbox with the package index allowed can
+//!   install more through the bridge's proxy; `/usr/bin/pip` runs `python3 -m pip`.
 //! - Bytecode is then compiled by the tree's own interpreter (`chroot`; compiling does not
 //!   run the modules), so imports under the read-only root never recompile.
 
@@ -112,6 +114,7 @@ pub(crate) async fn install(tree: &Path, pip_python: &Path) -> Result<(), Rootfs
     .arg(&lock_path);
     run(pip, "pip install").await?;
     move_into(&staging, &stdlib).await?;
+    write_pip_commands(tree).await?;
     for leftover in [&staging, &lock_path] {
         let _ = tokio::fs::remove_dir_all(leftover).await;
         let _ = tokio::fs::remove_file(leftover).await;
@@ -160,6 +163,26 @@ async fn move_into(staging: &Path, stdlib: &Path) -> Result<(), RootfsError> {
         tokio::fs::rename(entry.path(), &destination)
             .await
             .map_err(io_error("cannot move into the tree", &destination))?;
+    }
+    Ok(())
+}
+
+/// `pip` and `pip3` in the tree's `/usr/bin`, running the tree's `python3 -m pip` (the
+/// console scripts pip's wheel brings name the host's Python, so they are left out).
+async fn write_pip_commands(tree: &Path) -> Result<(), RootfsError> {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = tree.join("usr/bin");
+    tokio::fs::create_dir_all(&bin)
+        .await
+        .map_err(io_error("cannot create", &bin))?;
+    for name in ["pip", "pip3"] {
+        let path = bin.join(name);
+        tokio::fs::write(&path, "#!/bin/sh\nexec /usr/bin/python3 -m pip \"$@\"\n")
+            .await
+            .map_err(io_error("cannot write", &path))?;
+        tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .await
+            .map_err(io_error("cannot make executable", &path))?;
     }
     Ok(())
 }

@@ -175,7 +175,22 @@ def start_egress_forwarder(environ: dict | None = None) -> object:
         diagnose(f"the network proxy cannot listen on {listen}: {exc!r}")
         return None
     _thread.start_new_thread(_accept_for_proxy, (server, socket_path))
+    keep_pip_target_on_path(environ.get("PIP_TARGET"))
     return server
+
+
+def keep_pip_target_on_path(target: str | None) -> None:
+    """Makes `target` (where `pip install` in this sandbox puts packages) and puts it on
+    `sys.path`, so what pip installs imports at once (a directory made later would have been
+    cached as missing by the first import that looked)."""
+    if not target:
+        return
+    try:
+        _os.mkdir(target, 0o755)
+    except OSError:
+        pass  # there already, or no room: pip will say
+    if target not in sys.path:
+        sys.path.append(target)
 
 
 def _accept_for_proxy(server: object, socket_path: str) -> None:

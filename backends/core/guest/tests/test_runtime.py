@@ -1241,7 +1241,11 @@ print(ask(b"first\\n"), ask(b"second" * 20000 + b"\\n")[:20])
 import socket
 with socket.create_connection(("127.0.0.1", {self.port}), timeout=5) as s:
     s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
-    print(repr(s.recv(100)))
+    try:
+        got = s.recv(100)
+    except ConnectionResetError:  # closed with the request unread
+        got = b""
+    print(repr(got))
 """
             self.assertEqual(guest.ok(code)["stdout"], "b''\n")
             guest.close()
