@@ -248,3 +248,48 @@ except OSError as e:
     }
     Ok(())
 }
+
+pub(crate) async fn attack_egress_to_host_services(b: &TestBackend) -> Result<()> {
+    // The allow list even names the host's own addresses and the metadata service; without
+    // MCP_BRIDGE_ALLOW_PRIVATE the bridge still refuses every one of them, however it is
+    // spelled, through the proxy (containers) and through `fetch` (every backend).
+    let trap = TcpTrap::open()?;
+    let port = trap.port()?;
+    let outward = host_address().map_or_else(|| "127.0.0.2".to_string(), |ip| ip.to_string());
+    let hosts = format!(
+        "127.0.0.1:{port},localhost:{port},{outward}:{port},[::1]:{port},2130706433:{port},\
+         127.1:{port},0x7f000001:{port},169.254.169.254,metadata.google.internal,localhost.:{port}"
+    );
+    let bridge = bridge(b, &[("MCP_BRIDGE_ALLOW_HOSTS", &hosts)]).await?;
+    let code = with_vars(
+        &[
+            ("PORT", port.to_string()),
+            ("OUTWARD", serde_json::to_string(&outward)?),
+        ],
+        r"
+import socket, mcp.runtime
+def ask(request):
+    with socket.create_connection(('127.0.0.1', 3128), timeout=3) as s:
+        s.sendall(request)
+        status = s.recv(4096).split(b'\r\n', 1)[0]
+    if b' 2' in status[:13] or b' 3' in status[:13]:
+        return status
+    raise OSError(status.decode(errors='replace'))
+targets = [f'127.0.0.1:{PORT}', f'localhost:{PORT}', f'[::1]:{PORT}', f'0.0.0.0:{PORT}',
+           f'2130706433:{PORT}', f'127.1:{PORT}', f'0x7f000001:{PORT}', f'localhost.:{PORT}',
+           f'[::ffff:127.0.0.1]:{PORT}', f'[::ffff:7f00:1]:{PORT}', f'{OUTWARD}:{PORT}',
+           '169.254.169.254:80', '[fd00:ec2::254]:80', 'metadata.google.internal:80']
+for target in targets:
+    attempt('connect ' + target, ask, f'CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n'.encode())
+    attempt('get ' + target, ask, f'GET http://{target}/ HTTP/1.1\r\nHost: {target}\r\n\r\n'.encode())
+    attempt('fetch ' + target, mcp.runtime.fetch_sync, f'http://{target}/')
+# The target is the request's URL, never its Host header; one message, read one way.
+attempt('origin form', ask, f'GET / HTTP/1.1\r\nHost: 127.0.0.1:{PORT}\r\n\r\n'.encode())
+attempt('smuggled', ask, (f'GET http://127.0.0.1:{PORT}/ HTTP/1.1\r\nHost: x\r\n'
+                          'Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n').encode())
+attempt('userinfo', ask, f'CONNECT user@127.0.0.1:{PORT} HTTP/1.1\r\n\r\n'.encode())
+",
+    );
+    blocked_on(&bridge, &code).await?;
+    trap.untouched()
+}
