@@ -196,7 +196,7 @@ pub(crate) async fn report(args: &DoctorArgs) -> Result<String> {
             "configuration": origins,
             "state_dir": config.state_dir,
             "mounts": mounts_json(&config),
-            "network": network_json(&config.egress),
+            "network": network_json(&config.egress, config.backend),
             "sessions": serde_json::from_str::<Value>(&sessions(&config, true)?)?,
         });
         return Ok(serde_json::to_string_pretty(&doc)?);
@@ -233,7 +233,7 @@ pub(crate) async fn report(args: &DoctorArgs) -> Result<String> {
         }
     }
     out.push_str(&mounts_text(&config));
-    out.push_str(&network_text(&config.egress));
+    out.push_str(&network_text(&config.egress, config.backend));
     let _ = write!(out, "\n{}", sessions(&config, false)?);
     let _ = writeln!(
         out,
@@ -289,10 +289,21 @@ pub(crate) fn sessions(config: &config::Config, json: bool) -> Result<String> {
     ))
 }
 
-/// The granted host directories, each with whether it is still there.
-fn network_json(egress: &EgressPolicy) -> Value {
+/// The ways a sandbox of `backend` reaches the allowed hosts: the host's `fetch` always,
+/// and a proxy of the session's own where the sandbox has sockets.
+fn ways_out(backend: BackendKind) -> &'static [&'static str] {
+    if backend == BackendKind::Wasi {
+        &["fetch"]
+    } else {
+        &["fetch", "proxy"]
+    }
+}
+
+/// Where sandboxes may go, and how.
+fn network_json(egress: &EgressPolicy, backend: BackendKind) -> Value {
     json!({
         "allowed_hosts": egress.allow.to_string(),
+        "ways": if egress.is_enabled() { ways_out(backend) } else { &[] },
         "allowed_private": egress.addresses.opted_in().iter().map(ToString::to_string)
             .collect::<Vec<_>>(),
         "secrets": egress.secrets.spec(),
@@ -303,7 +314,7 @@ fn network_json(egress: &EgressPolicy) -> Value {
 
 /// The "Network" section: where sandboxes may go, with which secrets, and what cannot
 /// carry a secret.
-fn network_text(egress: &EgressPolicy) -> String {
+fn network_text(egress: &EgressPolicy, backend: BackendKind) -> String {
     let mut out = String::from("\nNetwork:\n");
     if !egress.is_enabled() {
         out.push_str("  none: sandboxes reach no host (MCP_BRIDGE_ALLOW_HOSTS is empty)\n");
@@ -311,9 +322,16 @@ fn network_text(egress: &EgressPolicy) -> String {
     }
     let _ = writeln!(
         out,
-        "  allowed hosts      {} (HTTP and HTTPS, through the host: mcp.runtime.fetch and urllib)",
+        "  allowed hosts      {} (HTTP and HTTPS)",
         egress.allow
     );
+    let way = if ways_out(backend).contains(&"proxy") {
+        "mcp.runtime.fetch and urllib through the host; pip, requests and other clients \
+         through the session's proxy (HTTP_PROXY, HTTPS_PROXY)"
+    } else {
+        "mcp.runtime.fetch and urllib through the host (a WASI sandbox has no sockets)"
+    };
+    let _ = writeln!(out, "  way out            {way}");
     let private: Vec<String> = egress
         .addresses
         .opted_in()

@@ -29,6 +29,36 @@ class Doctor(unittest.TestCase):
         self.assertEqual(origins["MCP_BRIDGE_MEMORY"]["from"], "flag")
         self.assertEqual(origins["MCP_BRIDGE_OUTPUT_MODE"]["from"], "default")
 
+    def test_doctor_says_where_sandboxes_may_go_and_never_a_secret_value(self) -> None:
+        secret = "doctor-must-not-print-this-4c1d"
+        with tempfile.TemporaryDirectory() as state:
+            env = {
+                **os.environ,
+                "MCP_BRIDGE_STATE_DIR": state,
+                "MCP_BRIDGE_ALLOW_HOSTS": "api.example.com,*.example.org:8443",
+                "MCP_BRIDGE_ALLOW_PRIVATE": "10.1.2.3",
+                "MCP_BRIDGE_SECRETS": "DOCTOR_TOKEN@api.example.com",
+                "DOCTOR_TOKEN": secret,
+            }
+            text = subprocess.run(
+                [BRIDGE_BIN, "doctor"],
+                env=env, capture_output=True, text=True, timeout=120, check=True,
+            ).stdout
+            report = json.loads(subprocess.run(
+                [BRIDGE_BIN, "doctor", "--json", "--backend", "podman"],
+                env=env, capture_output=True, text=True, timeout=120, check=True,
+            ).stdout)
+        self.assertNotIn(secret, text)
+        self.assertIn("allowed hosts      api.example.com,*.example.org:8443", text)
+        self.assertIn("a WASI sandbox has no sockets", text)  # the default backend
+        self.assertIn("refused but for 10.1.2.3", text)
+        self.assertIn("DOCTOR_TOKEN@api.example.com", text)
+        self.assertIn("cannot carry them: use fetch", text)
+        network = report["network"]
+        self.assertEqual(network["ways"], ["fetch", "proxy"])
+        self.assertEqual(network["allowed_private"], ["10.1.2.3/32"])
+        self.assertNotIn(secret, json.dumps(report))
+
     def test_an_invalid_setting_stops_start_up_naming_it(self) -> None:
         done = subprocess.run(
             [BRIDGE_BIN, "run"],
