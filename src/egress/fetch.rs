@@ -225,13 +225,19 @@ impl Fetcher {
             .collect();
         let mut body = Vec::new();
         let mut truncated = false;
+        // A body the budget or the connection cut short is an error, never a short body:
+        // only the size cap (MAX_BODY) gives a partial body, and says so (`truncated`).
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
                     if !slot.count_down(chunk.len() as u64) {
-                        connection.reason = Some("the session's network budget ran out".into());
-                        truncated = true;
-                        break;
+                        let why = format!(
+                            "the body was cut: {}",
+                            super::ledger::OverBudget::Bytes(ledger.limits().bytes)
+                        );
+                        connection.reason = Some(why.clone());
+                        ledger.record(slot.finish(connection));
+                        return Err(FetchError::Refused(why));
                     }
                     let room = MAX_BODY - body.len();
                     body.extend_from_slice(&chunk[..chunk.len().min(room)]);
@@ -242,9 +248,13 @@ impl Fetcher {
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    connection.reason = Some(format!("the body was cut: {e}"));
-                    truncated = true;
-                    break;
+                    let reason = format!(
+                        "the body was cut: {}",
+                        self.policy.secrets.redact(&sandbox_core::error_chain(&e))
+                    );
+                    connection.reason = Some(reason.clone());
+                    ledger.record(slot.finish(connection));
+                    return Err(FetchError::Failed { host, reason });
                 }
             }
         }

@@ -91,6 +91,11 @@ impl Ledger {
             .set((audit, session.to_string(), scope.to_string()));
     }
 
+    /// The caps this ledger enforces.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// Takes one connection slot, if the budget has one and bytes are left.
     pub fn open(self: &Arc<Self>) -> Result<Slot, OverBudget> {
         if self.bytes.load(Ordering::Relaxed) >= self.limits.bytes {

@@ -91,5 +91,5 @@ for_each_backend! {
         allowed_names_of_loopback_reach_nothing_unless_opted_in,
         without_an_allow_list_there_is_no_network,
         clients_that_honour_the_proxy_variables_reach_allowed_hosts_only,
-        pip_installs_from_the_index_alone;
+        pip_installs_from_the_index_alone, each_session_is_capped_in_connections_and_bytes;
 }

@@ -666,3 +666,80 @@ print("elsewhere", r.returncode)
     );
     Ok(())
 }
+
+pub(crate) async fn each_session_is_capped_in_connections_and_bytes(b: &TestBackend) -> Result<()> {
+    let server = EchoServer::start()?;
+    let hosts = format!("localhost:{0},localhost:{1}", server.port, server.plain);
+    let bridge = b
+        .bridge_with(&[
+            ("MCP_BRIDGE_ALLOW_HOSTS", hosts.as_str()),
+            ("MCP_BRIDGE_ALLOW_PRIVATE", "127.0.0.1"),
+            ("MCP_BRIDGE_EGRESS_CONNECTIONS", "2"),
+            ("MCP_BRIDGE_EGRESS_BYTES", "200k"),
+            ("SSL_CERT_FILE", server.cert.to_str().context("cert path")?),
+        ])
+        .await?;
+    // Three requests at once, each held open by the server for a second: two go, one is
+    // refused for connections. Then 150 kB fits, and the next 150 kB runs out of bytes.
+    let (port, plain) = (server.port, server.plain);
+    let proxied = b.is_container();
+    let code = format!(
+        r#"
+import asyncio, http.client, mcp.runtime
+from mcp import MCPError
+PROXIED = {proxied}
+def through_proxy(path):
+    c = http.client.HTTPConnection("127.0.0.1", 3128, timeout=20)
+    try:
+        c.request("GET", "http://localhost:{plain}" + path)
+        r = c.getresponse()
+        body = r.read()
+        return f"{{r.status}} {{len(body)}}" if r.status == 200 else f"refused {{r.status}} {{r.reason}}"
+    except (OSError, http.client.HTTPException) as e:
+        return f"cut {{type(e).__name__}}"
+    finally:
+        c.close()
+async def by_fetch(path):
+    try:
+        r = await mcp.runtime.fetch("https://localhost:{port}" + path)
+        return f"{{r.status}} {{len(r.body)}}"
+    except MCPError as e:
+        return f"refused {{e}}"
+async def one(path):
+    if PROXIED:
+        return await asyncio.to_thread(through_proxy, path)
+    return await by_fetch(path)
+held = await asyncio.gather(*(one("/slow?s=1") for _ in range(3)))
+print("held", sorted(h.split()[0] for h in held))
+print("first", await one("/big?n=150000"))
+print("second", await one("/big?n=150000"))
+print("after", await one("/plain"))
+"#,
+        proxied = if proxied { "True" } else { "False" }
+    );
+    let reply = bridge
+        .call(serde_json::json!({ "code": code, "timeout": 60 }))
+        .await?;
+    ensure!(!reply.is_error, "{}", reply.text);
+    let out = reply.stdout();
+    ensure!(
+        out.contains("held ['200', '200', 'refused']"),
+        "three at once under a cap of two: {out}"
+    );
+    ensure!(out.contains("first 200 150000"), "{out}");
+    ensure!(
+        out.lines().any(|l| l.starts_with("second ")
+            && (l.contains("cut")
+                || l.contains("refused")
+                || l.contains("MCP_BRIDGE_EGRESS_BYTES"))),
+        "the second 150 kB went past a 200 kB budget: {out}"
+    );
+    ensure!(
+        out.lines()
+            .any(|l| l.starts_with("after refused") && !l.contains(" 200 ")),
+        "{out}"
+    );
+    let refusals = refusals(&reply);
+    ensure!(refusals.len() >= 2, "{}", reply.structured);
+    Ok(())
+}
