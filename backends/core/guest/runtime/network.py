@@ -194,17 +194,44 @@ def keep_pip_target_on_path(target: str | None) -> None:
 
 
 def _accept_for_proxy(server: object, socket_path: str) -> None:
-    """Accepts connections on `server` until it is closed; each is joined to a new
-    connection to the proxy's socket."""
+    """Serves `server` until it is closed, from one thread: each accepted connection is
+    joined to a new connection to the proxy's socket, and bytes pass both ways as they come
+    (one `epoll`, no thread per connection: a connection costs a few system calls)."""
+    import select
+
+    poller = select.epoll()
+    server.setblocking(False)
+    poller.register(server.fileno(), select.EPOLLIN)
+    ends: dict[int, _ProxyEnd] = {}
+    while True:
+        try:
+            events = poller.poll()
+        except InterruptedError:
+            continue
+        for fd, mask in events:
+            if fd == server.fileno():
+                _accept_pending(server, socket_path, poller, ends)
+                continue
+            end = ends.get(fd)
+            if end is None:
+                continue
+            if mask & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
+                end.read()
+            if fd in ends and mask & select.EPOLLOUT:
+                end.flush()
+
+
+def _accept_pending(server: object, socket_path: str, poller: object, ends: dict) -> None:
+    """Accepts every connection waiting on `server` and joins each to the proxy's socket."""
     import _socket
 
     while True:
         try:
             fd, _address = server._accept()
+        except BlockingIOError:
+            return
         except OSError:
-            if server.fileno() < 0:
-                return  # closed
-            continue
+            return
         client = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM, 0, fd)
         proxy = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
@@ -214,31 +241,110 @@ def _accept_for_proxy(server: object, socket_path: str) -> None:
             proxy.close()
             client.close()
             continue
-        ends = [2, _thread.allocate_lock()]
-        _thread.start_new_thread(_pass_on, (client, proxy, ends))
-        _thread.start_new_thread(_pass_on, (proxy, client, ends))
+        a, b = _ProxyEnd(client, poller, ends), _ProxyEnd(proxy, poller, ends)
+        a.peer, b.peer = b, a
 
 
-def _pass_on(source: object, sink: object, ends: list) -> None:
-    """Copies `source` to `sink` until `source` ends, then ends `sink`'s writing; the
-    second of a pair to finish closes both sockets."""
-    import _socket
+class _ProxyEnd:
+    """One socket of a joined pair: what it reads goes to its peer, in order; what the peer
+    could not take yet waits in the peer's `pending`, and this end stops reading until it
+    is taken. A hang-up (both directions shut) cannot be masked, so an end may still be
+    read while its peer holds bytes: those are queued behind them."""
 
-    try:
-        while True:
-            data = source.recv(65536)
-            if not data:
-                break
-            sink.sendall(data)
-    except OSError:
-        pass
-    try:
-        sink.shutdown(_socket.SHUT_WR)
-    except OSError:
-        pass
-    with ends[1]:
-        ends[0] -= 1
-        last = ends[0] == 0
-    if last:
-        source.close()
-        sink.close()
+    __slots__ = ("sock", "fd", "peer", "pending", "done_reading", "mask", "poller", "ends")
+
+    def __init__(self, sock: object, poller: object, ends: dict) -> None:
+        import select
+
+        sock.setblocking(False)
+        self.sock, self.fd, self.poller, self.ends = sock, sock.fileno(), poller, ends
+        self.peer: _ProxyEnd | None = None
+        self.pending = b""
+        self.done_reading = False
+        self.mask = select.EPOLLIN  # what the poller watches for; None: not registered
+        ends[self.fd] = self
+        poller.register(self.fd, self.mask)
+
+    def _watch(self) -> None:
+        """Asks for what this end waits for: input unless it ended or its peer is full,
+        room to write while bytes wait. Waiting for nothing, it leaves the poller (whose
+        hang-up reports would otherwise never stop)."""
+        import select
+
+        mask = 0 if self.done_reading or self.peer.pending else select.EPOLLIN
+        if self.pending:
+            mask |= select.EPOLLOUT
+        if mask == 0 and self.done_reading:
+            mask = None
+        if mask == self.mask:
+            return
+        if mask is None:
+            self.poller.unregister(self.fd)
+        elif self.mask is None:
+            self.poller.register(self.fd, mask)
+        else:
+            self.poller.modify(self.fd, mask)
+        self.mask = mask
+
+    def read(self) -> None:
+        try:
+            data = self.sock.recv(65536)  # larger reads cost an mmap each
+        except BlockingIOError:
+            return
+        except OSError:
+            self.close_pair()
+            return
+        if not data:
+            self.done_reading = True
+            if not self.peer.pending:
+                self.peer.end_writing()
+        else:
+            self.peer.send(data)
+        if self.fd in self.ends:
+            self._watch()
+
+    def send(self, data: bytes) -> None:
+        """Sends `data` after whatever already waits, keeping the rest."""
+        if self.pending:
+            self.pending += data
+            return
+        self._send_now(data)
+
+    def _send_now(self, data: bytes) -> None:
+        try:
+            sent = self.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.close_pair()
+            return
+        self.pending = data[sent:]
+        self._watch()
+
+    def flush(self) -> None:
+        """Writes what waits; once it is all out, the peer reads again (or, at its end,
+        this side's writing ends)."""
+        self._send_now(self.pending)
+        if self.fd in self.ends and not self.pending:
+            if self.peer.done_reading:
+                self.end_writing()
+            else:
+                self.peer._watch()
+
+    def end_writing(self) -> None:
+        try:
+            self.sock.shutdown(1)  # SHUT_WR
+        except OSError:
+            pass
+        if self.done_reading and self.peer.done_reading:
+            self.close_pair()
+
+    def close_pair(self) -> None:
+        for end in (self, self.peer):
+            if self.ends.pop(end.fd, None) is not None:
+                if end.mask is not None:
+                    try:
+                        self.poller.unregister(end.fd)
+                    except OSError:
+                        pass
+                end.sock.close()

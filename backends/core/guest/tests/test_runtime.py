@@ -1234,6 +1234,60 @@ print(ask(b"first\\n"), ask(b"second" * 20000 + b"\\n")[:20])
             guest.close()
             server.close()
 
+    def test_many_connections_carry_large_streams_both_ways_at_once(self) -> None:
+        import socket
+
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(self.socket_path)
+        server.listen(64)
+        size = 32 << 20
+
+        def echo(conn: socket.socket) -> None:
+            # Reads and writes at once, so both directions are full while the other runs.
+            with conn:
+                total = 0
+                while chunk := conn.recv(1 << 16):
+                    conn.sendall(chunk)
+                    total += len(chunk)
+                conn.shutdown(socket.SHUT_WR)
+
+        def serve() -> None:
+            for _ in range(8):
+                conn, _ = server.accept()
+                threading.Thread(target=echo, args=(conn,), daemon=True).start()
+
+        threading.Thread(target=serve, daemon=True).start()
+        guest = self.guest()
+        try:
+            code = f"""
+import socket, threading, hashlib, time
+def one(seed, results):
+    data = hashlib.sha256(bytes([seed])).digest() * ({size} // 32)
+    with socket.create_connection(("127.0.0.1", {self.port}), timeout=30) as s:
+        def send():
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+        t = threading.Thread(target=send)
+        t.start()
+        time.sleep(0.3)  # every buffer on the way fills: the forwarder must hold back
+        got = bytearray()
+        while chunk := s.recv(1 << 16):
+            got += chunk
+        t.join()
+    results[seed] = got == data
+results = {{}}
+threads = [threading.Thread(target=one, args=(i, results)) for i in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(sorted(results.items()))
+"""
+            result = guest.ok(code)
+            self.assertEqual(result["stdout"], str([(i, True) for i in range(8)]) + "\n")
+            guest.close(); print("FLUSHES", bytes(guest._stderr).count(b"FLUSH"))
+        finally:
+            guest.close()
+            server.close()
+
     def test_an_unreachable_socket_closes_the_connection_and_says_so(self) -> None:
         guest = self.guest()
         try:
