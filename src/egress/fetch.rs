@@ -16,7 +16,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use super::EgressPolicy;
 use super::address::AddressPolicy;
 use super::allow::normalise_host;
-use super::ledger::{Connection, Ledger};
+use super::ledger::{Connection, Ledger, head_bytes};
 use super::resolve::{FORBIDDEN_ADDRESS, resolve_checked};
 
 /// The most a response body may hold; larger bodies are cut and flagged.
@@ -135,17 +135,7 @@ impl Fetcher {
             .and_then(normalise_host)
             .ok_or_else(|| FetchError::Invalid(format!("`{}` names no host", request.url)))?;
         let port = url.port_or_known_default().unwrap_or(443);
-        let mut connection = Connection {
-            via: "fetch",
-            host: host.clone(),
-            port,
-            address: None,
-            allowed: false,
-            reason: None,
-            bytes_up: 0,
-            bytes_down: 0,
-            duration_ms: 0.0,
-        };
+        let mut connection = Connection::asked("fetch", host.clone(), port);
         let refuse = |mut connection: Connection, why: String| {
             connection.reason = Some(why.clone());
             ledger.record(connection);
@@ -180,12 +170,9 @@ impl Fetcher {
             Ok(slot) => slot,
             Err(over) => return Err(refuse(connection, over.to_string())),
         };
-        let up = request.body.len() as u64
-            + headers
-                .iter()
-                .map(|(n, v)| (n.as_str().len() + v.len() + 4) as u64)
-                .sum::<u64>();
-        slot.count_up(up);
+        slot.count_up(
+            request.body.len() as u64 + head_bytes(method.as_str(), &request.url, &headers),
+        );
         let started = Instant::now();
         let sent = self
             .client

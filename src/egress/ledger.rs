@@ -1,6 +1,7 @@
 //! What one session's network use has been: the connections it made or was refused, and
 //! the budget of bytes and open connections it draws on.
 
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -44,8 +45,70 @@ pub struct Connection {
     pub bytes_up: u64,
     /// Bytes from that host to the sandbox.
     pub bytes_down: u64,
-    /// How long it was open, in milliseconds.
+    /// How long it was open, in milliseconds (in all, for several alike).
     pub duration_ms: f64,
+    /// How many connections alike this stands for (a reply merges them; 1 in the log).
+    pub count: u64,
+}
+
+impl Connection {
+    /// A connection asked for `via` a way to `host:port`, not yet made or refused.
+    pub fn asked(via: &'static str, host: String, port: u16) -> Self {
+        Self {
+            via,
+            host,
+            port,
+            address: None,
+            allowed: false,
+            reason: None,
+            bytes_up: 0,
+            bytes_down: 0,
+            duration_ms: 0.0,
+            count: 1,
+        }
+    }
+
+    /// What connections alike share: all but their sizes and duration.
+    fn kind(&self) -> ConnectionKind {
+        (
+            self.via,
+            self.host.clone(),
+            self.port,
+            self.address.clone(),
+            self.allowed,
+            self.reason.clone(),
+        )
+    }
+}
+
+/// The bytes a request's head takes on the wire, near enough: its request line (`method`
+/// and `target`) and each header's name, value, separator and line end.
+pub fn head_bytes(method: &str, target: &str, headers: &http::HeaderMap) -> u64 {
+    let line = method.len() + target.len() + " HTTP/1.1\r\n ".len();
+    let fields: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    (line + fields + 2) as u64
+}
+
+/// What connections alike share (see [`Connection::kind`]).
+type ConnectionKind = (
+    &'static str,
+    String,
+    u16,
+    Option<String>,
+    bool,
+    Option<String>,
+);
+
+/// What a reply shows of a run's connections: those alike merged, at most a cap of them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    /// The connections, alike ones merged (`count`), in the order each first happened.
+    pub connections: Vec<Connection>,
+    /// Kinds of connection left out past the cap (the log and `audit.jsonl` have them).
+    pub omitted: usize,
 }
 
 /// Why the budget refused.
@@ -137,12 +200,34 @@ impl Ledger {
         }
     }
 
-    /// The connections recorded since the last call: what a run's reply lists.
-    pub fn take(&self) -> Vec<Connection> {
-        self.finished
+    /// The connections recorded since the last call, alike ones merged, at most `cap` of
+    /// them: what a run's reply lists.
+    pub fn take(&self, cap: usize) -> Summary {
+        let finished = self
+            .finished
             .lock()
             .map(|mut finished| std::mem::take(&mut *finished))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let mut summary = Summary::default();
+        let mut shown: HashMap<ConnectionKind, usize> = HashMap::new();
+        let mut left_out: HashSet<ConnectionKind> = HashSet::new();
+        for connection in finished {
+            let kind = connection.kind();
+            if let Some(&at) = shown.get(&kind) {
+                let same = &mut summary.connections[at];
+                same.count += connection.count;
+                same.bytes_up += connection.bytes_up;
+                same.bytes_down += connection.bytes_down;
+                same.duration_ms += connection.duration_ms;
+            } else if summary.connections.len() < cap {
+                shown.insert(kind, summary.connections.len());
+                summary.connections.push(connection);
+            } else {
+                left_out.insert(kind);
+            }
+        }
+        summary.omitted = left_out.len();
+        summary
     }
 
     fn charge(&self, bytes: u64) -> bool {
@@ -280,5 +365,45 @@ mod tests {
         );
         drop(slot);
         assert_eq!(ledger.open().unwrap_err(), OverBudget::Bytes(10));
+    }
+
+    #[test]
+    fn a_reply_merges_connections_alike_and_caps_the_kinds() {
+        let ledger = Ledger::new(Limits {
+            bytes: 1 << 30,
+            connections: 16,
+        });
+        for _ in 0..500 {
+            ledger.record(Connection {
+                allowed: true,
+                bytes_up: 10,
+                bytes_down: 100,
+                ..Connection::asked("http", "example.com".into(), 80)
+            });
+        }
+        for port in 1..=120 {
+            ledger.record(Connection {
+                reason: Some("not on the list".into()),
+                ..Connection::asked("connect", "10.0.0.1".into(), port)
+            });
+        }
+        let summary = ledger.take(50);
+        assert_eq!(summary.connections.len(), 50);
+        let first = &summary.connections[0];
+        assert_eq!(
+            (first.count, first.bytes_up, first.bytes_down),
+            (500, 5000, 50_000)
+        );
+        assert_eq!(summary.connections[1].port, 1);
+        assert_eq!(summary.omitted, 71);
+        assert_eq!(ledger.take(50), Summary::default(), "taken once");
+    }
+
+    #[test]
+    fn a_head_counts_its_line_and_fields() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("host", http::HeaderValue::from_static("example.com"));
+        // "GET / HTTP/1.1\r\n" (16) + "host: example.com\r\n" (19) + "\r\n" (2)
+        assert_eq!(head_bytes("GET", "/", &headers), 37);
     }
 }

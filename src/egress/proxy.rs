@@ -25,7 +25,7 @@ use tracing::debug;
 
 use super::EgressPolicy;
 use super::allow::normalise_host;
-use super::ledger::{Connection, Ledger, Slot};
+use super::ledger::{Connection, Ledger, Slot, head_bytes};
 use super::resolve::connect_checked;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -102,15 +102,9 @@ async fn handle(
         Err(why) => return refusal(StatusCode::BAD_REQUEST, &why),
     };
     let record = |allowed: bool, reason: Option<String>| Connection {
-        via,
-        host: target.host.clone(),
-        port: target.port,
-        address: None,
         allowed,
         reason,
-        bytes_up: 0,
-        bytes_down: 0,
-        duration_ms: 0.0,
+        ..Connection::asked(via, target.host.clone(), target.port)
     };
     if let Err(why) = policy.admits(&target.host, target.port) {
         ledger.record(record(false, Some(why.clone())));
@@ -234,6 +228,7 @@ async fn forward(
         Err(_) => return refusal(StatusCode::BAD_REQUEST, "the path is not a valid URI"),
     };
     let up = Arc::new(slot);
+    up.count_up(head_bytes(parts.method.as_str(), &path, &parts.headers));
     let counting = Arc::clone(&up);
     let body = body
         .map_frame(move |frame| {
@@ -478,7 +473,7 @@ mod tests {
             )),
             "{answer}"
         );
-        let log = f.ledger.take();
+        let log = f.ledger.take(usize::MAX).connections;
         assert_eq!(log.len(), 1, "{log:?}");
         assert!(
             log[0].allowed && log[0].via == "http" && log[0].bytes_down > 0,
@@ -540,7 +535,7 @@ mod tests {
         .await;
         assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
         assert!(answer.contains("loopback"), "{answer}");
-        let log = f.ledger.take();
+        let log = f.ledger.take(usize::MAX).connections;
         assert!(!log[0].allowed && log[0].reason.as_deref().unwrap().contains("loopback"));
     }
 

@@ -11,6 +11,17 @@ use crate::mcp::files::{FileReport, OUT_DIR};
 use crate::mcp::terminal;
 use crate::units::human_bytes;
 
+/// Kinds of connection a reply's `network` lists at most (alike ones are merged first).
+pub const NETWORK_KINDS: usize = 50;
+
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if"
+)]
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// The structured result of one `run_python` call (`structuredContent`).
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
@@ -49,9 +60,13 @@ pub struct RunReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unenforced: Vec<String>,
     /// The network connections the session asked for that ended (or were refused) during
-    /// this run: host, port, allowed or not and why, bytes. Absent when none.
+    /// this run: host, port, allowed or not and why, bytes; alike ones merged (`count`), at
+    /// most [`NETWORK_KINDS`] of them. Absent when none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub network: Vec<crate::egress::ledger::Connection>,
+    /// Kinds of connection left out of `network` past its cap. Absent when none.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub network_omitted: usize,
     /// The session was restored from its checkpoint before this run: when it was taken and
     /// what came back. Absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -258,6 +273,7 @@ impl RunReport {
             unenforced: Vec::new(),
             restored: None,
             network: Vec::new(),
+            network_omitted: 0,
             saved_output,
         }
     }
@@ -306,7 +322,10 @@ impl RunReport {
             section("error", &body);
         }
         if !self.network.is_empty() {
-            section("network", &network_lines(&self.network));
+            section(
+                "network",
+                &network_lines(&self.network, self.network_omitted),
+            );
         }
         if let Some(notice) = &self.notice {
             section("notice", notice);
@@ -320,13 +339,18 @@ impl RunReport {
 
 /// One line per connection: what was reached and how much moved, or what was refused and
 /// why.
-fn network_lines(connections: &[crate::egress::ledger::Connection]) -> String {
+fn network_lines(connections: &[crate::egress::ledger::Connection], omitted: usize) -> String {
     let mut out = String::new();
     for c in connections {
+        let times = if c.count > 1 {
+            format!(" ×{}", c.count)
+        } else {
+            String::new()
+        };
         let _ = if c.allowed {
             write!(
                 out,
-                "{} {}:{} sent {} received {}",
+                "{} {}:{}{times} sent {} received {}",
                 c.via,
                 c.host,
                 c.port,
@@ -334,12 +358,18 @@ fn network_lines(connections: &[crate::egress::ledger::Connection]) -> String {
                 human_bytes(c.bytes_down)
             )
         } else {
-            write!(out, "refused {} {}:{}", c.via, c.host, c.port)
+            write!(out, "refused {} {}:{}{times}", c.via, c.host, c.port)
         };
         if let Some(reason) = &c.reason {
             let _ = write!(out, ": {reason}");
         }
         out.push('\n');
+    }
+    if omitted > 0 {
+        let _ = writeln!(
+            out,
+            "… and {omitted} more kinds of connection (the log and audit.jsonl list them all)"
+        );
     }
     out
 }

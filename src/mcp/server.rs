@@ -24,7 +24,7 @@ use crate::checkpoints::durable::Resume;
 use crate::config::Config;
 use crate::mcp::capabilities::{CAPABILITIES_MIME, CAPABILITIES_URI, with_folders};
 use crate::mcp::elicit::PeerAsker;
-use crate::mcp::format::{RestoredReport, RunReport};
+use crate::mcp::format::{NETWORK_KINDS, RestoredReport, RunReport};
 use crate::mcp::progress::ProgressRelay;
 use crate::mcp::roots::ClientRoots;
 use crate::mcp::schema::check_arguments;
@@ -270,7 +270,11 @@ impl Bridge {
             )),
             Some(Resume::Nothing) | None => {}
         }
-        report.network = network.map(|ledger| ledger.take()).unwrap_or_default();
+        if let Some(ledger) = network {
+            let summary = ledger.take(NETWORK_KINDS);
+            report.network = summary.connections;
+            report.network_omitted = summary.omitted;
+        }
         let (file_blocks, file_reports) = files::content_blocks(&outcome.files);
         report.files = file_reports;
         report.unenforced = self.sessions.sandbox().unenforced_limits();

@@ -214,13 +214,26 @@ with urllib.request.urlopen("https://localhost:{port}/via-urllib") as u:
         .as_array()
         .cloned()
         .unwrap_or_default();
+    // Three requests, two of them alike (the same host and port): merged, with a count.
     ensure!(
-        connections.len() == 3
+        connections.len() == 2
+            && connections
+                .iter()
+                .filter_map(|c| c["count"].as_u64())
+                .sum::<u64>()
+                == 3
             && connections
                 .iter()
                 .all(|c| c["allowed"] == Value::Bool(true) && c["via"] == "fetch"),
         "{}",
         reply.structured
+    );
+    ensure!(
+        reply
+            .text
+            .contains(&format!("fetch localhost:{port} ×2 sent")),
+        "{}",
+        reply.text
     );
 
     // Refused: hosts not on the list, other loopback ports, the metadata address, an
