@@ -69,6 +69,10 @@ pub(crate) enum BenchFocus {
     /// Durable sessions only: save and resume times, checkpoint sizes, start-up with 1,000
     /// saved sessions, for the backends of `--backend`.
     Durable,
+    /// The way out to allowed hosts: a request through `fetch` and through the session's
+    /// proxy, against the host's Python reaching the same server directly, for the
+    /// backends of `--backend`.
+    Network,
 }
 
 /// Settings of `bench proxy`.

@@ -69,6 +69,16 @@ pub(crate) async fn run_python_ok(
     Ok(result)
 }
 
+/// The run's stdout, from a result's structured content (empty when it has none).
+pub(crate) fn stdout_of(result: &CallToolResult) -> String {
+    result
+        .structured_content
+        .as_ref()
+        .and_then(|s| s["stdout"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// The text content of a tool result, one block per line.
 pub(crate) fn text_of(result: &CallToolResult) -> String {
     result

@@ -161,12 +161,7 @@ async fn run(client: &Client, session: &str, code: &str) -> Result<Value> {
         json!({"session": session, "code": code, "timeout": 120}),
     )
     .await?;
-    let stdout = result
-        .structured_content
-        .as_ref()
-        .and_then(|s| s["stdout"].as_str())
-        .unwrap_or_default()
-        .to_string();
+    let stdout = client::stdout_of(&result);
     Ok(serde_json::from_str(&stdout).unwrap_or(Value::Null))
 }
 

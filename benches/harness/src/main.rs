@@ -14,6 +14,7 @@ mod durable;
 mod focus;
 mod measure;
 mod memory;
+mod network;
 mod report;
 mod stats;
 mod workloads;
@@ -81,6 +82,14 @@ async fn run(args: &BenchArgs) -> Result<()> {
             for backend in args.backend.split(',').map(str::trim) {
                 let durable = durable::measure(&server, backend, false).await;
                 out.push_str(&report::durable_markdown(backend, &durable));
+            }
+            return print_report(&out);
+        }
+        Some(BenchFocus::Network) => {
+            let mut out = network::markdown_header();
+            for backend in args.backend.split(',').map(str::trim) {
+                let report = network::measure(&server, backend, &args.host_python).await;
+                out.push_str(&network::markdown_rows(backend, &report));
             }
             return print_report(&out);
         }

@@ -114,12 +114,7 @@ fn timed(program: &str) -> String {
 pub(crate) async fn run(peer: &Peer<RoleClient>, code: &str, session: &str) -> Result<String> {
     let arguments = json!({"code": code, "session": session, "timeout": 120});
     let result = client::run_python_ok(peer, arguments).await?;
-    Ok(result
-        .structured_content
-        .as_ref()
-        .and_then(|s| s["stdout"].as_str())
-        .unwrap_or_default()
-        .to_string())
+    Ok(client::stdout_of(&result))
 }
 
 /// `sessions` sessions, each making `calls_each` `pass` calls, all at once.
