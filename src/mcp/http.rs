@@ -15,6 +15,8 @@
 //!   are shut down when the MCP session ends (`DELETE`, or rmcp's idle expiry) and on shutdown.
 //!   rmcp serves a request of the sessionless 2026-07-28 revision with a bridge of its own,
 //!   dropped after the reply: such a client's calls share no state at all.
+//! - **Health.** [`HEALTH`] answers without a token, and `503` from the moment shutdown
+//!   begins, so a load balancer stops sending new clients before the process goes.
 //! - **Shutdown.** When the shutdown future resolves, the listener stops accepting, rmcp's
 //!   cancellation token ends every MCP session and stream, and in-flight connections get
 //!   [`DRAIN_TIMEOUT`] to finish.
@@ -42,6 +44,10 @@ use crate::settings;
 
 /// Path of the MCP endpoint.
 pub const ENDPOINT: &str = "/mcp";
+
+/// Path of the health endpoint, for load balancers and orchestrators: `200 ok` while
+/// serving, `503` once shutdown has begun. It needs no token and says nothing else.
+pub const HEALTH: &str = "/healthz";
 
 /// Address served when `--listen` is not given.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8765";
@@ -242,8 +248,17 @@ async fn require_bearer(State(bearer): State<Bearer>, request: Request, next: Ne
         .into_response()
 }
 
+/// `GET` [`HEALTH`]: whether this server still takes new work.
+async fn health(State(cancel): State<CancellationToken>) -> Response {
+    if cancel.is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else {
+        (StatusCode::OK, "ok\n").into_response()
+    }
+}
+
 /// The axum app: the MCP endpoint at [`ENDPOINT`], behind the token check when a token is
-/// set. `bound` is the address actually listened on (it decides the Host allow-list);
+/// set, and [`HEALTH`] outside it. `bound` is the address actually listened on (it decides the Host allow-list);
 /// cancelling `cancel` ends every MCP session. `make_server` is called for each new MCP
 /// session (and by rmcp for short-lived lookups), so it must be cheap.
 pub fn router<S, F>(
@@ -259,16 +274,21 @@ where
     let service = StreamableHttpService::new(
         move || Ok(make_server()),
         Arc::new(LocalSessionManager::default()),
-        options.server_config(bound, cancel),
+        options.server_config(bound, cancel.clone()),
     );
     let router = Router::new().route_service(ENDPOINT, service);
-    match options.token.as_deref() {
+    let router = match options.token.as_deref() {
         Some(token) => router.layer(middleware::from_fn_with_state(
             Bearer::new(token),
             require_bearer,
         )),
         None => router,
-    }
+    };
+    router.merge(
+        Router::new()
+            .route(HEALTH, axum::routing::get(health))
+            .with_state(cancel),
+    )
 }
 
 /// Bind the listening socket (after [`HttpOptions::validate`]).
@@ -386,6 +406,29 @@ mod tests {
         assert_eq!(right.status(), 200);
         assert!(right.headers().contains_key("mcp-session-id"));
         stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn health_needs_no_token_and_turns_unavailable_at_shutdown() {
+        let options = HttpOptions {
+            token: Some("s3cret".into()),
+            ..HttpOptions::default()
+        };
+        let cancel = CancellationToken::new();
+        let app = router(
+            &options,
+            "127.0.0.1:0".parse().unwrap(),
+            || Nothing,
+            cancel.clone(),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}{HEALTH}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let up = reqwest::get(&url).await.unwrap();
+        assert_eq!(up.status(), 200);
+        assert_eq!(up.text().await.unwrap(), "ok\n");
+        cancel.cancel();
+        assert_eq!(reqwest::get(&url).await.unwrap().status(), 503);
     }
 
     #[tokio::test]
