@@ -52,7 +52,20 @@ pub enum Command {
 pub enum ImageCommand {
     /// Build the sandbox root filesystem (debootstrap, Debian with python3) if it is missing,
     /// and import it into the engine as the local image. Needs root for debootstrap.
-    Build(ConfigArgs),
+    Build(ImageBuildArgs),
+}
+
+/// Settings of `image build`.
+#[derive(Debug, Clone, Args)]
+pub struct ImageBuildArgs {
+    /// Build the bridge's own image instead (`localhost/mcp-server-code-execution-mode:
+    /// VERSION`): this binary and the provisioned WASI interpreter over the root filesystem,
+    /// serving streamable HTTP on port 8765 as `nobody` (docs/deploy.md).
+    #[arg(long)]
+    pub bridge: bool,
+    /// The settings.
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 /// Settings of the `install-client` subcommand.

@@ -6,6 +6,8 @@
 
 pub mod audit;
 pub mod backend;
+#[cfg(feature = "backend-container")]
+pub mod bridge_image;
 pub mod checkpoints;
 pub mod cli;
 pub mod clients;

@@ -14,8 +14,8 @@ use tracing::{error, info};
 
 use mcp_server_code_execution_mode::backend;
 use mcp_server_code_execution_mode::cli::{
-    BenchArgs, Cli, Command, ConfigArgs, DoctorArgs, ImageCommand, InstallClientArgs, RunArgs,
-    ServersArgs, Transport,
+    BenchArgs, Cli, Command, ConfigArgs, DoctorArgs, ImageBuildArgs, ImageCommand,
+    InstallClientArgs, RunArgs, ServersArgs, Transport,
 };
 use mcp_server_code_execution_mode::clients;
 use mcp_server_code_execution_mode::config::{self, Config};
@@ -320,7 +320,12 @@ fn run_oci_shim() -> ExitCode {
 
 /// `provision`: fetch, verify and precompile the interpreter, then prove a session starts.
 async fn provision(args: &ConfigArgs) -> Result<()> {
-    let config = configure(args)?;
+    provision_configured(&configure(args)?).await
+}
+
+/// Makes `config`'s backend ready and runs a first session on it.
+async fn provision_configured(config: &Arc<Config>) -> Result<()> {
+    let config = config.clone();
     let sessions = sessions_for(&config, Vec::new())?;
     sessions.prepare().await.context("preparing the backend")?;
     match sessions.sandbox().probe().await {
@@ -348,12 +353,16 @@ async fn provision(args: &ConfigArgs) -> Result<()> {
     Ok(())
 }
 
-/// `image build`: build the root filesystem and import it as the local image.
+/// `image build`: build the root filesystem and import it as the local image; with
+/// `--bridge`, the bridge's own image.
 #[cfg(feature = "backend-container")]
-async fn image_build(args: &ConfigArgs) -> Result<()> {
+async fn image_build(args: &ImageBuildArgs) -> Result<()> {
     use mcp_server_code_execution_mode::config::BackendKind;
     use sandbox_core::Sandbox as _;
-    let config = configure(args)?;
+    if args.bridge {
+        return bridge_image_build(&args.config).await;
+    }
+    let config = configure(&args.config)?;
     let kind = if config.backend.is_container_engine() {
         config.backend
     } else {
@@ -368,12 +377,63 @@ async fn image_build(args: &ConfigArgs) -> Result<()> {
     Ok(())
 }
 
+/// `image build --bridge`: provision the WASI interpreter (and its snapshot) in the cache,
+/// then import the root filesystem with this binary and that cache over it.
+#[cfg(all(feature = "backend-container", feature = "backend-wasi"))]
+async fn bridge_image_build(args: &ConfigArgs) -> Result<()> {
+    use mcp_server_code_execution_mode::bridge_image;
+    use mcp_server_code_execution_mode::config::BackendKind;
+    use sandbox_core::Sandbox as _;
+    let config = configure(args)?;
+    let engine = if config.backend.is_container_engine() {
+        config.backend
+    } else {
+        BackendKind::Podman
+    };
+    let wasi = Arc::new(Config {
+        backend: BackendKind::Wasi,
+        ..Config::clone(&config)
+    });
+    provision_configured(&wasi)
+        .await
+        .context("provisioning the WASI interpreter for the image")?;
+    let cache = config
+        .cache_dir
+        .clone()
+        .context("no cache directory (set MCP_BRIDGE_CACHE_DIR)")?;
+    let exe = std::env::current_exe().context("finding this executable's path")?;
+    let staging = tempfile::tempdir().context("making a staging directory")?;
+    bridge_image::stage(staging.path(), &exe, &cache)?;
+    let image = bridge_image::image_name();
+    let sandbox = mcp_server_code_execution_mode::backend::container::sandbox(&config, engine)?;
+    let built = sandbox
+        .import_over_rootfs(&image, staging.path(), &bridge_image::settings())
+        .await;
+    sandbox.shutdown().await;
+    built.context("importing the bridge image")?;
+    info!(%image, engine = engine.name(), "bridge image ready");
+    print_out(&format!("{image}\n"));
+    Ok(())
+}
+
+/// `image build --bridge` without the WASI backend.
+#[cfg(all(feature = "backend-container", not(feature = "backend-wasi")))]
+#[allow(
+    clippy::unused_async,
+    reason = "the same signature as the build with the WASI backend"
+)]
+async fn bridge_image_build(_args: &ConfigArgs) -> Result<()> {
+    anyhow::bail!(
+        "the bridge image runs the WASI backend, which this build lacks (feature backend-wasi)"
+    )
+}
+
 /// `image build` without the container backends.
 #[cfg(not(feature = "backend-container"))]
 #[allow(
     clippy::unused_async,
     reason = "the same signature as the build with container backends"
 )]
-async fn image_build(_args: &ConfigArgs) -> Result<()> {
+async fn image_build(_args: &ImageBuildArgs) -> Result<()> {
     anyhow::bail!("this build has no container backends (feature backend-container)")
 }

@@ -160,6 +160,12 @@ pub enum ImageError {
     /// `tar` could not be run to stream the root filesystem.
     #[error("cannot run tar")]
     SpawnTar(#[source] io::Error),
+    /// The engine refused to make the image's settings (a container of it, its commit).
+    #[error("cannot give the image its settings")]
+    Configure(#[source] bollard::errors::Error),
+    /// What goes over the root filesystem could not be listed, or clashes with it.
+    #[error("cannot lay the overlay over the root filesystem")]
+    Overlay(#[source] io::Error),
     /// The engine refused the import.
     #[error("the import failed")]
     Import(#[source] bollard::errors::Error),

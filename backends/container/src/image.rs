@@ -1,10 +1,16 @@
 //! The image sessions run: the configured one if the engine has it or can pull it, else a
 //! local image imported from the shared Debian root filesystem (built on first use).
 
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use bollard::Docker;
-use bollard::query_parameters::CreateImageOptionsBuilder;
+use bollard::models::{ContainerConfig, ContainerCreateBody};
+use bollard::query_parameters::{
+    CommitContainerOptionsBuilder, CreateContainerOptions, CreateImageOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use sandbox_rootfs::{ROOTFS_VERSION, Rootfs, SUITE};
@@ -19,6 +25,43 @@ pub const LOCAL_REPOSITORY: &str = "localhost/mcp-sandbox-python";
 /// The name (`repository:tag`) of the image we build from the root filesystem.
 pub fn local_image() -> String {
     format!("{LOCAL_REPOSITORY}:debian-{SUITE}-v{ROOTFS_VERSION}")
+}
+
+/// The paths under `overlay` (as `./relative`, parents before children) that `base` does
+/// not have. A file `base` has too is an error: the image would hold two.
+fn overlay_entries(base: &Path, overlay: &Path) -> std::io::Result<Vec<PathBuf>> {
+    fn walk(
+        base: &Path,
+        overlay: &Path,
+        relative: &Path,
+        out: &mut Vec<PathBuf>,
+    ) -> std::io::Result<()> {
+        let mut entries =
+            std::fs::read_dir(overlay.join(relative))?.collect::<Result<Vec<_>, _>>()?;
+        entries.sort_by_key(std::fs::DirEntry::file_name);
+        for entry in entries {
+            let path = relative.join(entry.file_name());
+            let in_base = std::fs::symlink_metadata(base.join(&path)).ok();
+            let is_dir = entry.file_type()?.is_dir();
+            match in_base {
+                Some(found) if is_dir && found.is_dir() => {}
+                Some(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        format!("{} is in the root filesystem already", path.display()),
+                    ));
+                }
+                None => out.push(Path::new(".").join(&path)),
+            }
+            if is_dir {
+                walk(base, overlay, &path, out)?;
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(base, overlay, Path::new(""), &mut out)?;
+    Ok(out)
 }
 
 /// True when the engine has `image` locally.
@@ -76,18 +119,156 @@ pub(crate) async fn build(client: &Docker, rootfs: &Rootfs) -> Result<(), Contai
         .ensure()
         .await
         .map_err(|e| fail(ImageError::Rootfs(e)))?;
-    info!(image = %image, from = %dir.display(), "importing the root filesystem as a local image");
+    import(client, &image, dir, None, None).await.map_err(fail)
+}
+
+/// Import `base` as one image named `image` (`repository:tag`), with `overlay`'s entries
+/// that `base` lacks added over it (an archive may not name a path twice, so directories
+/// both have keep `base`'s entry, and a file both have is refused), owners and modes as on
+/// disk, and `settings` (none: the engine's defaults).
+pub(crate) async fn import(
+    client: &Docker,
+    image: &str,
+    base: &Path,
+    overlay: Option<&Path>,
+    settings: Option<&ImageSettings>,
+) -> Result<(), ImageError> {
+    let Some(settings) = settings else {
+        return import_bare(client, image, base, overlay).await;
+    };
+    // The engines' import takes settings as Dockerfile lines, which podman's compatible API
+    // reads one per query parameter and bollard sends joined into one: so the tree goes in
+    // bare, under a name of its own, and a container made from it with the settings is
+    // committed as `image` (both engines keep a container's settings in what they commit).
+    let unconfigured = format!("{image}-unconfigured");
+    import_bare(client, &unconfigured, base, overlay).await?;
+    let configured = configure(client, &unconfigured, image, settings).await;
+    let remove = RemoveImageOptionsBuilder::default().force(true).build();
+    if let Err(e) = client.remove_image(&unconfigured, Some(remove), None).await {
+        warn!(image = %unconfigured, error = %e, "could not remove the unconfigured image");
+    }
+    configured
+}
+
+/// Commits a container of `unconfigured` made with `settings` as `image`.
+async fn configure(
+    client: &Docker,
+    unconfigured: &str,
+    image: &str,
+    settings: &ImageSettings,
+) -> Result<(), ImageError> {
+    let body = ContainerCreateBody {
+        image: Some(unconfigured.to_owned()),
+        user: Some(settings.user.clone()),
+        working_dir: Some(settings.working_dir.clone()),
+        env: Some(settings.env.clone()),
+        exposed_ports: Some(settings.exposed_ports.clone()),
+        entrypoint: Some(settings.entrypoint.clone()),
+        cmd: Some(settings.cmd.clone()),
+        ..ContainerCreateBody::default()
+    };
+    let created = client
+        .create_container(None::<CreateContainerOptions>, body)
+        .await
+        .map_err(ImageError::Configure)?;
+    let (repo, tag) = split_name(image);
+    let mut options = CommitContainerOptionsBuilder::default()
+        .container(&created.id)
+        .repo(repo);
+    if let Some(tag) = tag {
+        options = options.tag(tag);
+    }
+    let config = ContainerConfig {
+        user: Some(settings.user.clone()),
+        working_dir: Some(settings.working_dir.clone()),
+        env: Some(settings.env.clone()),
+        exposed_ports: Some(settings.exposed_ports.clone()),
+        entrypoint: Some(settings.entrypoint.clone()),
+        cmd: Some(settings.cmd.clone()),
+        ..ContainerConfig::default()
+    };
+    let committed = client.commit_container(options.build(), config).await;
+    let remove = RemoveContainerOptionsBuilder::default().force(true).build();
+    if let Err(e) = client.remove_container(&created.id, Some(remove)).await {
+        warn!(container = %created.id, error = %e, "could not remove the container an image was committed from");
+    }
+    committed.map_err(ImageError::Configure)?;
+    if !is_present(client, image).await {
+        return Err(ImageError::Missing);
+    }
+    Ok(())
+}
+
+/// `repository[:tag]`, the tag being what follows the last `:` after the last `/`.
+fn split_name(image: &str) -> (&str, Option<&str>) {
+    let name_start = image.rfind('/').map_or(0, |slash| slash + 1);
+    match image[name_start..].rfind(':') {
+        Some(colon) => (
+            &image[..name_start + colon],
+            Some(&image[name_start + colon + 1..]),
+        ),
+        None => (image, None),
+    }
+}
+
+/// What a Dockerfile's `USER`, `WORKDIR`, `ENV`, `EXPOSE`, `ENTRYPOINT` and `CMD` say of an
+/// image made here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageSettings {
+    /// `uid:gid` the image runs as.
+    pub user: String,
+    /// The working directory.
+    pub working_dir: String,
+    /// `NAME=value` variables.
+    pub env: Vec<String>,
+    /// Ports it listens on (`8765/tcp`).
+    pub exposed_ports: Vec<String>,
+    /// The program.
+    pub entrypoint: Vec<String>,
+    /// Its default arguments.
+    pub cmd: Vec<String>,
+}
+
+/// [`import`] without settings.
+async fn import_bare(
+    client: &Docker,
+    image: &str,
+    base: &Path,
+    overlay: Option<&Path>,
+) -> Result<(), ImageError> {
+    info!(image = %image, from = %base.display(), overlay = ?overlay, "importing a tree as a local image");
     let started = std::time::Instant::now();
-    let mut tar = tokio::process::Command::new("tar")
-        .args(["--numeric-owner", "-C"])
-        .arg(dir)
-        .args(["-c", "."])
+    let mut command = tokio::process::Command::new("tar");
+    command
+        .args(["--numeric-owner", "-c", "-C"])
+        .arg(base)
+        .arg(".");
+    // The overlay's new entries, one per line, from a file tar reads (`--no-recursion`:
+    // exactly those).
+    let list = match overlay {
+        Some(overlay) => {
+            let entries = overlay_entries(base, overlay).map_err(ImageError::Overlay)?;
+            let mut list = tempfile::NamedTempFile::new().map_err(ImageError::Overlay)?;
+            for entry in &entries {
+                writeln!(list, "{}", entry.display()).map_err(ImageError::Overlay)?;
+            }
+            list.flush().map_err(ImageError::Overlay)?;
+            command
+                .args(["--no-recursion", "-C"])
+                .arg(overlay)
+                .arg("-T")
+                .arg(list.path());
+            Some(list)
+        }
+        None => None,
+    };
+    let mut tar = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| fail(ImageError::SpawnTar(e)))?;
+        .map_err(ImageError::SpawnTar)?;
     let stdout = tar.stdout.take().expect("piped");
     let chunks = futures_util::stream::unfold(stdout, |mut stdout| async move {
         let mut buffer = vec![0_u8; 256 * 1024];
@@ -103,20 +284,61 @@ pub(crate) async fn build(client: &Docker, rootfs: &Rootfs) -> Result<(), Contai
     // The tag goes inside `repo`, which both engines honour (podman 4 ignores `tag`).
     let options = CreateImageOptionsBuilder::default()
         .from_src("-")
-        .repo(&image)
-        .build();
-    let mut progress =
-        client.create_image(Some(options), Some(bollard::body_try_stream(chunks)), None);
+        .repo(image);
+    let mut progress = client.create_image(
+        Some(options.build()),
+        Some(bollard::body_try_stream(chunks)),
+        None,
+    );
     while let Some(step) = progress.next().await {
-        step.map_err(|e| fail(ImageError::Import(e)))?;
+        step.map_err(ImageError::Import)?;
     }
-    let status = tar.wait().await.map_err(|e| fail(ImageError::WaitTar(e)))?;
+    let status = tar.wait().await.map_err(ImageError::WaitTar)?;
+    drop(list);
     if !status.success() {
-        return Err(fail(ImageError::TarStatus(status)));
+        return Err(ImageError::TarStatus(status));
     }
-    if !is_present(client, &image).await {
-        return Err(fail(ImageError::Missing));
+    if !is_present(client, image).await {
+        return Err(ImageError::Missing);
     }
     info!(image = %image, seconds = started.elapsed().as_secs_f64(), "local image ready");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_split_at_the_tag_not_at_a_registry_port() {
+        assert_eq!(split_name("localhost/a:1.0"), ("localhost/a", Some("1.0")));
+        assert_eq!(split_name("localhost:5000/a"), ("localhost:5000/a", None));
+        assert_eq!(split_name("a"), ("a", None));
+    }
+
+    #[test]
+    fn the_overlay_adds_only_what_the_base_lacks() {
+        let base = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(base.path().join("usr/local/bin")).unwrap();
+        std::fs::create_dir_all(base.path().join("opt")).unwrap();
+        let overlay = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(overlay.path().join("usr/local/bin")).unwrap();
+        std::fs::write(overlay.path().join("usr/local/bin/tool"), b"x").unwrap();
+        std::fs::create_dir_all(overlay.path().join("opt/app/cache")).unwrap();
+        std::fs::write(overlay.path().join("opt/app/cache/a"), b"a").unwrap();
+        let entries = overlay_entries(base.path(), overlay.path()).unwrap();
+        let shown: Vec<String> = entries.iter().map(|p| p.display().to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "./opt/app",
+                "./opt/app/cache",
+                "./opt/app/cache/a",
+                "./usr/local/bin/tool"
+            ]
+        );
+        std::fs::write(base.path().join("usr/local/bin/tool"), b"y").unwrap();
+        let error = overlay_entries(base.path(), overlay.path()).unwrap_err();
+        assert!(error.to_string().contains("usr/local/bin/tool"), "{error}");
+    }
 }

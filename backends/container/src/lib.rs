@@ -39,7 +39,7 @@ use tracing::{debug, info};
 pub use create::OWNER_LABEL;
 pub use engine_kind::{BACKEND_NAMES, EngineKind};
 pub use error::{ConnectError, ContainerError, ImageError};
-pub use image::{LOCAL_REPOSITORY, local_image};
+pub use image::{ImageSettings, LOCAL_REPOSITORY, local_image};
 
 use crate::channel::Channel;
 use crate::create::{CreateOptions, container_body};
@@ -151,6 +151,35 @@ impl ContainerSandbox {
             .await
             .map_err(|e| e.into_sandbox(kind))?;
         Ok(local_image())
+    }
+
+    /// Import an image of this project's own (the bridge's, say) named `image`: the root
+    /// filesystem (built first if missing) with what `extra` adds laid over it, and
+    /// `settings` (user, environment, program).
+    pub async fn import_over_rootfs(
+        &self,
+        image: &str,
+        extra: &std::path::Path,
+        settings: &ImageSettings,
+    ) -> Result<(), SandboxError> {
+        let kind = self.options.engine;
+        let fail = |source: ImageError| {
+            ContainerError::Image {
+                image: image.to_owned(),
+                source,
+            }
+            .into_sandbox(kind)
+        };
+        let engine = self.engine().await.map_err(|e| e.into_sandbox(kind))?;
+        let rootfs = self
+            .options
+            .rootfs
+            .ensure()
+            .await
+            .map_err(|e| fail(ImageError::Rootfs(e)))?;
+        image::import(&engine.client, image, rootfs, Some(extra), Some(settings))
+            .await
+            .map_err(fail)
     }
 
     async fn probe_inner(&self) -> Result<String, ContainerError> {
