@@ -127,19 +127,21 @@ step "build (release)"
 cargo build --release --locked --workspace --all-targets
 bin="$CARGO_TARGET_DIR/release/mcp-server-code-execution-mode"
 
-step "the wheel for uvx and pipx (maturin's metadata around the same release build)"
+step "packaging: the wheel for uvx and pipx (maturin's metadata around the same release build); kubernetes-validate"
 packaging="$cache/packaging-venv"
 [ -x "$packaging/bin/python" ] || python3 -m venv "$packaging"
-packaging_pins=('maturin==1.16.0' 'uv==0.13.9' 'pipx==1.18.4')
+# kubernetes-validate: the manifests under deploy/kubernetes/, checked offline.
+packaging_pins=('maturin==1.16.0' 'uv==0.13.9' 'pipx==1.18.4' 'kubernetes-validate==1.37.0')
 installed="$("$packaging/bin/pip" freeze 2>/dev/null || true)"
-if [ "$(printf '%s\n' "$installed" | grep -cxF "${packaging_pins[@]/#/-e}")" != 3 ]; then
+if [ "$(printf '%s\n' "$installed" | grep -cxF "${packaging_pins[@]/#/-e}")" != "${#packaging_pins[@]}" ]; then
     "$packaging/bin/pip" install --quiet --disable-pip-version-check "${packaging_pins[@]}"
 fi
 rm -rf "$cache/wheel"
 wheel="$("$packaging/bin/python" deploy/wheel.py --binary "$bin" --out "$cache/wheel" \
     --maturin "$packaging/bin/maturin")"
 echo "wheel: $(stat -c %s "$wheel") bytes; binary: $(stat -c %s "$bin") bytes" >&2
-export BRIDGE_WHEEL="$wheel" UVX="$packaging/bin/uvx" PIPX="$packaging/bin/pipx"
+export BRIDGE_WHEEL="$wheel" UVX="$packaging/bin/uvx" PIPX="$packaging/bin/pipx" \
+    KUBERNETES_VALIDATE="$packaging/bin/kubernetes-validate"
 
 step "provision the WASI interpreters (pip download, verify, precompile): full, then slim"
 MCP_BRIDGE_LOG_LEVEL=warn "$bin" provision
