@@ -39,7 +39,8 @@ for_each_backend! {
     network: attack_tcp_to_host_loopback, attack_tcp_to_host_address, attack_dns_resolution,
         attack_udp_to_host, attack_raw_sockets, attack_container_engine_sockets,
         attack_bridge_channel_sockets, attack_abstract_unix_socket,
-        attack_listen_for_inbound, attack_egress_to_host_services;
+        attack_listen_for_inbound, attack_egress_to_host_services,
+        attack_header_injection_around_a_placeholder;
     privilege: attack_capabilities, attack_setuid_root, attack_setgid_root, attack_mount,
         attack_ptrace, attack_unshare, attack_chroot, attack_kernel_modules, attack_keyctl,
         attack_bpf_and_perf, attack_host_wide_syscalls, attack_setuid_binaries;

@@ -293,3 +293,56 @@ attempt('userinfo', ask, f'CONNECT user@127.0.0.1:{PORT} HTTP/1.1\r\n\r\n'.encod
     blocked_on(&bridge, &code).await?;
     trap.untouched()
 }
+
+pub(crate) async fn attack_header_injection_around_a_placeholder(b: &TestBackend) -> Result<()> {
+    // A secret bound to an allowed host (a listener on the host, opted in): code tries to
+    // smuggle extra header lines, or the placeholder's value, through names and values with
+    // line breaks, by `fetch`, `urllib` and raw requests to the proxy. Every one is refused
+    // before a connection is made, so the listener sees nothing.
+    let trap = TcpTrap::open()?;
+    let port = trap.port()?;
+    let hosts = format!("127.0.0.1:{port}");
+    let secrets = format!("TRAP_TOKEN@127.0.0.1:{port}");
+    let bridge = bridge(
+        b,
+        &[
+            ("MCP_BRIDGE_ALLOW_HOSTS", &hosts),
+            ("MCP_BRIDGE_ALLOW_PRIVATE", "127.0.0.1"),
+            ("MCP_BRIDGE_SECRETS", &secrets),
+            ("TRAP_TOKEN", "trap-secret-value-91ab"),
+        ],
+    )
+    .await?;
+    let code = with_vars(
+        &[("PORT", port.to_string())],
+        r"
+import os, socket, urllib.request, mcp.runtime
+token = os.environ['TRAP_TOKEN']
+url = f'http://127.0.0.1:{PORT}/'
+for label, headers in (
+    ('value CRLF', {'Authorization': token + '\r\nX-Injected: 1'}),
+    ('value LF', {'Authorization': token + '\nX-Injected: 1'}),
+    ('value CR', {'Authorization': token + '\rX-Injected: 1'}),
+    ('value NUL', {'Authorization': token + '\x00'}),
+    ('name CRLF', {'X-A\r\nAuthorization': token}),
+    ('name colon', {'X-A: ' + token: 'x'}),
+):
+    attempt('fetch ' + label, mcp.runtime.fetch_sync, url, 'GET', headers)
+    attempt('urllib ' + label, lambda h=headers: urllib.request.urlopen(urllib.request.Request(url, headers=h), timeout=3).status)
+def raw(request):
+    with socket.create_connection(('127.0.0.1', 3128), timeout=3) as s:
+        s.sendall(request)
+        status = s.recv(4096).split(b'\r\n', 1)[0]
+    if b' 2' in status[:13]:
+        return status
+    raise OSError(status.decode(errors='replace'))
+# (A bare LF is a line end to the proxy's parser: the request is then two ordinary
+# headers, sent on with CRLF, and no value carries a line break; not an injection.)
+for label, extra in (('bare CR', '\r'), ('obs-fold', '\r\n ')):
+    request = (f'GET {url} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {token}{extra}X-Injected: 1\r\n\r\n')
+    attempt('proxy ' + label, raw, request.encode())
+",
+    );
+    blocked_on(&bridge, &code).await?;
+    trap.untouched()
+}
