@@ -73,6 +73,10 @@ pub(crate) enum BenchFocus {
     /// proxy, against the host's Python reaching the same server directly, for the
     /// backends of `--backend`.
     Network,
+    /// Replicas behind HAProxy (`deploy/haproxy/haproxy.cfg`) over streamable HTTP: the
+    /// load balancer's cost on a warm call, and three replicas' throughput against one's,
+    /// for the backends of `--backend`. Needs `haproxy` (Debian's package).
+    Replicas,
 }
 
 /// Settings of `bench proxy`.

@@ -15,6 +15,7 @@ mod focus;
 mod measure;
 mod memory;
 mod network;
+mod replicas;
 mod report;
 mod stats;
 mod workloads;
@@ -92,6 +93,16 @@ async fn run(args: &BenchArgs) -> Result<()> {
                 out.push_str(&network::markdown_rows(backend, &report));
             }
             return print_report(&out);
+        }
+        Some(BenchFocus::Replicas) => {
+            let mut rows = Vec::new();
+            for backend in args.backend.split(',').map(str::trim) {
+                rows.push((
+                    backend.to_owned(),
+                    replicas::measure(&server, backend).await,
+                ));
+            }
+            return print_report(&replicas::markdown(&rows));
         }
         Some(BenchFocus::CountTokens) | None => {}
     }
