@@ -15,7 +15,7 @@ use sandbox_core::{SandboxSpec, SessionConfig};
 use crate::mounts::{self, MountGrant};
 use crate::settings::{self, ConfigArgs, Setting};
 
-pub use crate::settings::kinds::{BackendKind, OutputMode, WasiPython};
+pub use crate::settings::kinds::{BackendKind, LogFormat, OutputMode, WasiPython};
 
 /// Everything the server needs to know, resolved and checked.
 #[derive(Debug, Clone)]
@@ -50,6 +50,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Log filter directive.
     pub log_level: String,
+    /// How log lines are written: text or one JSON object per line.
+    pub log_format: LogFormat,
     /// Which pinned interpreter the WASI backend runs.
     pub wasi_python: WasiPython,
     /// Local python.wasm, if the user gave one.
@@ -302,6 +304,7 @@ pub fn resolve_with(
     let allow_self_server = r.get(&s::ALLOW_SELF_SERVER);
     let http_token = r.get(&s::HTTP_TOKEN);
     let log_level = r.get(&s::LOG_LEVEL);
+    let log_format = r.get(&s::LOG_FORMAT);
     let wasi_python = r.get(&s::WASI_PYTHON);
     let python_wasm = r.get(&s::PYTHON_WASM);
     let cache_dir = r.get(&s::CACHE_DIR);
@@ -429,6 +432,7 @@ pub fn resolve_with(
         max_sessions: max_sessions as usize,
         state_dir,
         log_level,
+        log_format,
         wasi_python,
         python_wasm,
         cache_dir,

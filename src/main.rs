@@ -87,8 +87,16 @@ fn main() -> ExitCode {
     reason = "fatal errors before or after logging is set up"
 )]
 fn report_fatal(error: &anyhow::Error) {
-    eprintln!("mcp-server-code-execution-mode: {error:#}");
+    // With JSON logs, the last word is a log line too, so collectors can read it.
+    if JSON_LOGS.get() == Some(&true) {
+        error!("{error:#}");
+    } else {
+        eprintln!("mcp-server-code-execution-mode: {error:#}");
+    }
 }
+
+/// Whether the logs are JSON (set once, when logging starts).
+static JSON_LOGS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
 /// The bench binary, built beside this one (`cargo build --release -p` it).
 const BENCH_BINARY: &str = "mcp-server-code-execution-mode-bench";
@@ -122,22 +130,34 @@ fn bench(args: &BenchArgs) -> anyhow::Error {
 fn configure(args: &ConfigArgs) -> Result<Arc<Config>> {
     let config = config::resolve(args)
         .map_err(|e| anyhow::anyhow!("invalid configuration, not starting:\n{e}"))?;
-    init_logging(&config.log_level);
+    init_logging_as(&config.log_level, config.log_format);
     Ok(Arc::new(config))
 }
 
+/// Logs at `level` as text, for subcommands that print a report.
 fn init_logging(level: &str) {
+    init_logging_as(level, config::LogFormat::Text);
+}
+
+/// Logs to stderr at `level` (stdout belongs to MCP), as text or one JSON object per line.
+fn init_logging_as(level: &str, format: config::LogFormat) {
     // rmcp logs every peer handshake at info; keep that at warn unless asked for debug.
     let directives = match level {
         "info" => "info,rmcp=warn".to_string(),
         other => other.to_string(),
     };
     let filter = tracing_subscriber::EnvFilter::new(directives);
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
+        .with_ansi(false);
+    let started = match format {
+        config::LogFormat::Text => logs.try_init(),
+        config::LogFormat::Json => logs.json().flatten_event(true).try_init(),
+    };
+    if started.is_ok() {
+        let _ = JSON_LOGS.set(format == config::LogFormat::Json);
+    }
 }
 
 fn sessions_for(config: &Config, catalogue: Vec<CatalogueEntry>) -> Result<Arc<Sessions>> {

@@ -29,7 +29,7 @@ use crate::egress::address::AddressPolicy;
 use crate::egress::allow::AllowList;
 use crate::mounts::{LIST_SEPARATOR, MountRequest};
 use crate::units::{format_bytes, format_duration, parse_bytes, parse_duration};
-use kinds::{BackendKind, OutputMode, WasiPython};
+use kinds::{BackendKind, LogFormat, OutputMode, WasiPython};
 
 /// One setting: where its value can come from, and how its text becomes a value.
 #[derive(Debug)]
@@ -397,6 +397,11 @@ settings! {
         "Log level: error, warn, info, debug, trace, or directives like warn,sandbox_core=debug",
         || "info".to_string(), parse::log_level, String::clone,
     ).flag("log-level");
+    /// How log lines are written.
+    LOG_FORMAT: LogFormat = Setting::env(
+        "MCP_BRIDGE_LOG_FORMAT", "Log lines on stderr: text, or json (one object per line)",
+        || LogFormat::Text, LogFormat::parse, |f| f.name().to_string(),
+    ).flag("log-format").choices(&LogFormat::NAMES);
     /// Which pinned interpreter the WASI backend runs.
     WASI_PYTHON: WasiPython = Setting::env(
         "MCP_BRIDGE_WASI_PYTHON",

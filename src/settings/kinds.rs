@@ -91,6 +91,16 @@ choices! {
 }
 
 choices! {
+    /// How log lines are written (to stderr).
+    LogFormat, "log format" {
+        /// One line of text per event.
+        Text => "text",
+        /// One JSON object per line (timestamp, level, target, fields), for log collectors.
+        Json => "json",
+    }
+}
+
+choices! {
     /// Which pinned interpreter the WASI backend runs (the names of `python_wasm::Flavour`;
     /// a test keeps the two lists equal).
     WasiPython, "WASI interpreter" {

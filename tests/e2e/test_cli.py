@@ -59,6 +59,25 @@ class Doctor(unittest.TestCase):
         self.assertEqual(network["allowed_private"], ["10.1.2.3/32"])
         self.assertNotIn(secret, json.dumps(report))
 
+    def test_json_logs_are_one_object_per_line(self) -> None:
+        with tempfile.TemporaryDirectory() as state:
+            done = subprocess.run(
+                [BRIDGE_BIN, "run"],
+                env={**os.environ, "MCP_BRIDGE_LOG_FORMAT": "json", "MCP_BRIDGE_LOG_LEVEL": "info",
+                     "MCP_BRIDGE_STATE_DIR": state},
+                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, check=False,
+            )
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        self.assertTrue(lines, done.stderr)
+        events = [json.loads(line) for line in lines]  # every line is one JSON object
+        for event in events:
+            self.assertTrue({"timestamp", "level", "target"} <= event.keys(), event)
+        # No client on stdin: the fatal error that ends the run is a JSON line too.
+        self.assertNotEqual(done.returncode, 0)
+        self.assertTrue(any(e["level"] == "ERROR" and "MCP initialisation failed" in e.get("message", "")
+                            for e in events), events)
+        self.assertEqual(done.stdout, "")
+
     def test_an_invalid_setting_stops_start_up_naming_it(self) -> None:
         done = subprocess.run(
             [BRIDGE_BIN, "run"],
