@@ -178,16 +178,10 @@ async fn configure(
     if let Some(tag) = tag {
         options = options.tag(tag);
     }
-    let config = ContainerConfig {
-        user: Some(settings.user.clone()),
-        working_dir: Some(settings.working_dir.clone()),
-        env: Some(settings.env.clone()),
-        exposed_ports: Some(settings.exposed_ports.clone()),
-        entrypoint: Some(settings.entrypoint.clone()),
-        cmd: Some(settings.cmd.clone()),
-        ..ContainerConfig::default()
-    };
-    let committed = client.commit_container(options.build(), config).await;
+    // No settings in the commit's own body: both engines then take the container's.
+    let committed = client
+        .commit_container(options.build(), ContainerConfig::default())
+        .await;
     let remove = RemoveContainerOptionsBuilder::default().force(true).build();
     if let Err(e) = client.remove_container(&created.id, Some(remove)).await {
         warn!(container = %created.id, error = %e, "could not remove the container an image was committed from");
