@@ -73,6 +73,8 @@ pub struct Config {
     pub allow_self_server: bool,
     /// The bearer token the HTTP transport requires, if set (possibly empty: refused there).
     pub http_token: Option<String>,
+    /// The tokens file of the HTTP transport (tenants), if set.
+    pub http_tokens_file: Option<PathBuf>,
     /// Server config files to read first: the `--servers-config` flags, else
     /// `MCP_SERVERS_CONFIG`.
     pub servers_config: Vec<PathBuf>,
@@ -303,6 +305,7 @@ pub fn resolve_with(
     let discovery_tools = r.get(&s::DISCOVERY_TOOLS);
     let allow_self_server = r.get(&s::ALLOW_SELF_SERVER);
     let http_token = r.get(&s::HTTP_TOKEN);
+    let http_tokens_file = r.get(&s::HTTP_TOKENS_FILE);
     let log_level = r.get(&s::LOG_LEVEL);
     let log_format = r.get(&s::LOG_FORMAT);
     let wasi_python = r.get(&s::WASI_PYTHON);
@@ -443,6 +446,7 @@ pub fn resolve_with(
         debian_mirror,
         allow_self_server,
         http_token,
+        http_tokens_file,
         servers_config,
         tool_timeout,
         discovery_tools,

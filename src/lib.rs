@@ -22,4 +22,5 @@ pub mod proxy;
 pub mod sessions;
 pub mod settings;
 pub mod state;
+pub mod tenants;
 pub mod units;

@@ -242,9 +242,20 @@ async fn serve(args: &ConfigArgs) -> Result<()> {
 /// gets a bridge with sandbox sessions of its own.
 async fn serve_http(args: &RunArgs) -> Result<()> {
     let config = configure(&args.config)?;
+    let tenants = match &config.http_tokens_file {
+        Some(path) => Some(Arc::new(
+            mcp_server_code_execution_mode::tenants::read_file(path)
+                .context("not starting: the tokens file")?,
+        )),
+        None => None,
+    };
+    if let Some(tenants) = &tenants {
+        info!(tenants = ?tenants.names(), "tenants from the tokens file");
+    }
     let options = http::HttpOptions {
         listen: args.listen,
         token: config.http_token.clone(),
+        tenants,
         allow_origins: args.allow_origins.clone(),
         allow_hosts: args.allow_hosts.clone(),
     };

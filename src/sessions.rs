@@ -887,6 +887,12 @@ impl Sessions {
             .collect()
     }
 
+    /// Whether a session called `name` is alive (or starting) in `scope`.
+    pub fn has(&self, scope: Scope, name: &str) -> bool {
+        let named = self.named.lock().expect("sessions lock");
+        named.contains_key(&(scope, name.to_string()))
+    }
+
     /// Number of sessions alive (or starting) in `scope`.
     pub fn scope_len(&self, scope: Scope) -> usize {
         let named = self.named.lock().expect("sessions lock");

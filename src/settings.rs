@@ -391,6 +391,12 @@ settings! {
         "Bearer token every HTTP request must carry (unset: no token, loopback only)",
         || None, parse::token, show_text,
     ).secret().keep_blank();
+    /// The tokens file of a shared HTTP bridge: tenants, their tokens and limits.
+    HTTP_TOKENS_FILE: Option<PathBuf> = Setting::env(
+        "MCP_BRIDGE_HTTP_TOKENS_FILE",
+        "Tokens file of the HTTP transport: tenants, their tokens and limits (docs/tenants.md)",
+        || None, parse::path, show_path,
+    );
     /// Log level or filter directives.
     LOG_LEVEL: String = Setting::env(
         "MCP_BRIDGE_LOG_LEVEL",

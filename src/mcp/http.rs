@@ -41,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::settings;
+use crate::tenants::{Tenant, Tenants};
 
 /// Path of the MCP endpoint.
 pub const ENDPOINT: &str = "/mcp";
@@ -73,8 +74,10 @@ const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 pub struct HttpOptions {
     /// Address to listen on; port 0 picks a free port (the bound address is logged).
     pub listen: Option<SocketAddr>,
-    /// Bearer token every request must carry, if any.
+    /// Bearer token every request must carry, if any (its bearer is the default tenant).
     pub token: Option<String>,
+    /// Tenants whose tokens are also accepted, each request marked with its tenant.
+    pub tenants: Option<Arc<Tenants>>,
     /// Browser origins accepted besides loopback ones (`scheme://host[:port|:*]` or `null`).
     pub allow_origins: Vec<String>,
     /// `Host` values accepted besides loopback names (`host` or `host:port`).
@@ -86,6 +89,7 @@ impl std::fmt::Debug for HttpOptions {
         f.debug_struct("HttpOptions")
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("tenants", &self.tenants)
             .field("allow_origins", &self.allow_origins)
             .field("allow_hosts", &self.allow_hosts)
             .finish()
@@ -99,9 +103,10 @@ pub enum HttpError {
     /// A non-loopback address without a token.
     #[error(
         "refusing to listen on {0} without a token: anyone who reaches it could run code on \
-         this machine. Set {var} (clients then send `Authorization: Bearer <token>`), or \
-         listen on a loopback address such as 127.0.0.1",
-        var = settings::HTTP_TOKEN.about().env
+         this machine. Set {var} or {file} (clients then send `Authorization: Bearer \
+         <token>`), or listen on a loopback address such as 127.0.0.1",
+        var = settings::HTTP_TOKEN.about().env,
+        file = settings::HTTP_TOKENS_FILE.about().env
     )]
     PublicWithoutToken(SocketAddr),
     /// The token variable is set but empty.
@@ -140,7 +145,7 @@ impl HttpOptions {
             return Err(HttpError::EmptyToken);
         }
         let addr = self.listen_addr();
-        if !addr.ip().is_loopback() && self.token.is_none() {
+        if !addr.ip().is_loopback() && self.token.is_none() && self.tenants.is_none() {
             return Err(HttpError::PublicWithoutToken(addr));
         }
         for origin in &self.allow_origins {
@@ -216,23 +221,46 @@ impl Bearer {
         Self(Arc::new(Sha256::digest(token.as_bytes()).into()))
     }
 
-    /// Whether an `Authorization` header value carries this token.
-    fn admits(&self, header: Option<&HeaderValue>) -> bool {
-        let Some(given) = header
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-        else {
-            return false;
-        };
+    /// Whether `given` is this token.
+    fn admits(&self, given: &str) -> bool {
         let digest: [u8; 32] = Sha256::digest(given.as_bytes()).into();
         digest.ct_eq(self.0.as_ref()).into()
     }
 }
 
-async fn require_bearer(State(bearer): State<Bearer>, request: Request, next: Next) -> Response {
-    if bearer.admits(request.headers().get(header::AUTHORIZATION)) {
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer_token(header: Option<&HeaderValue>) -> Option<&str> {
+    header
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+}
+
+/// Who may call: the single token (the default tenant) and the tenants' tokens.
+#[derive(Clone)]
+struct Auth {
+    bearer: Option<Bearer>,
+    tenants: Option<Arc<Tenants>>,
+    default: Arc<Tenant>,
+}
+
+impl Auth {
+    /// The tenant a request's `Authorization` header names, if any token matches. Both
+    /// lists are always checked, so the time taken does not say which one matched.
+    fn tenant(&self, header: Option<&HeaderValue>) -> Option<Arc<Tenant>> {
+        let token = bearer_token(header)?;
+        let by_file = self.tenants.as_ref().and_then(|t| t.admit(token));
+        let by_token = self.bearer.as_ref().is_some_and(|b| b.admits(token));
+        by_file.or_else(|| by_token.then(|| self.default.clone()))
+    }
+}
+
+/// Lets a request through with its tenant in its extensions (where the bridge finds it,
+/// through rmcp's `http::request::Parts`), or answers `401`.
+async fn require_bearer(State(auth): State<Auth>, mut request: Request, next: Next) -> Response {
+    if let Some(tenant) = auth.tenant(request.headers().get(header::AUTHORIZATION)) {
+        request.extensions_mut().insert(tenant);
         return next.run(request).await;
     }
     let challenge = if request.headers().contains_key(header::AUTHORIZATION) {
@@ -277,12 +305,15 @@ where
         options.server_config(bound, cancel.clone()),
     );
     let router = Router::new().route_service(ENDPOINT, service);
-    let router = match options.token.as_deref() {
-        Some(token) => router.layer(middleware::from_fn_with_state(
-            Bearer::new(token),
-            require_bearer,
-        )),
-        None => router,
+    let router = if options.token.is_some() || options.tenants.is_some() {
+        let auth = Auth {
+            bearer: options.token.as_deref().map(Bearer::new),
+            tenants: options.tenants.clone(),
+            default: Arc::new(Tenant::unlimited()),
+        };
+        router.layer(middleware::from_fn_with_state(auth, require_bearer))
+    } else {
+        router
     };
     router.merge(
         Router::new()
@@ -536,11 +567,36 @@ mod tests {
     fn the_token_is_compared_whole() {
         let bearer = Bearer::new("abc");
         let value = |v: &'static str| HeaderValue::from_static(v);
-        assert!(bearer.admits(Some(&value("Bearer abc"))));
-        assert!(bearer.admits(Some(&value("bearer abc"))));
-        assert!(!bearer.admits(Some(&value("Bearer ab"))));
-        assert!(!bearer.admits(Some(&value("Bearer abcd"))));
-        assert!(!bearer.admits(Some(&value("abc"))));
-        assert!(!bearer.admits(None));
+        let admits =
+            |v: &'static str| bearer_token(Some(&value(v))).is_some_and(|t| bearer.admits(t));
+        assert!(admits("Bearer abc"));
+        assert!(admits("bearer abc"));
+        assert!(!admits("Bearer ab"));
+        assert!(!admits("Bearer abcd"));
+        assert!(!admits("abc"));
+        assert!(bearer_token(None).is_none());
+    }
+
+    #[test]
+    fn a_tenants_token_names_its_tenant_and_the_single_token_the_default() {
+        let tenants = crate::tenants::parse_for_tests(
+            r#"{"tenants": {"team-a": {"tokens": ["token-of-team-a-0123"]}}}"#,
+        );
+        let auth = Auth {
+            bearer: Some(Bearer::new("the-single-token-0123")),
+            tenants: Some(Arc::new(tenants)),
+            default: Arc::new(Tenant::unlimited()),
+        };
+        let header = |v: &'static str| HeaderValue::from_static(v);
+        let name = |v| auth.tenant(Some(&header(v))).map(|t| t.name().to_owned());
+        assert_eq!(
+            name("Bearer token-of-team-a-0123").as_deref(),
+            Some("team-a")
+        );
+        assert_eq!(
+            name("Bearer the-single-token-0123").as_deref(),
+            Some("default")
+        );
+        assert_eq!(name("Bearer nobody-s-token-000000"), None);
     }
 }

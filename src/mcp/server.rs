@@ -5,7 +5,7 @@
 //! the agent reads the message; only requests that cannot be routed (an unknown tool, an
 //! unknown resource) are protocol errors.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
 use rmcp::model::ProgressToken;
@@ -34,6 +34,8 @@ use crate::mcp::{discovery, files};
 use crate::proxy::dispatch::Proxy;
 use crate::proxy::guard::Caller;
 use crate::sessions::{Scope, Sessions};
+use crate::state::State;
+use crate::tenants::Tenant;
 
 /// The tools `tools/list` shows: `run_python`, and the discovery tools when they are on.
 fn published_tools(discovery_tools: bool, facts: SandboxFacts) -> Vec<Tool> {
@@ -60,21 +62,29 @@ pub struct Bridge {
     roots: Arc<ClientRoots>,
 }
 
-/// Ends an owned scope on drop.
+/// Ends an owned scope on drop, and takes it off its tenant's list.
 #[derive(Debug)]
 struct ScopeGuard {
     scope: Scope,
     sessions: Arc<Sessions>,
     owned: bool,
+    /// The tenant whose token opened this MCP session (bound by its first call).
+    tenant: OnceLock<Arc<Tenant>>,
 }
 
 impl Drop for ScopeGuard {
     fn drop(&mut self) {
+        if let Some(tenant) = self.tenant.get() {
+            tenant.remove_scope(self.scope);
+        }
         if self.owned {
             self.sessions.end_scope(self.scope);
         }
     }
 }
+
+/// The tenant of calls that carry none: stdio, and HTTP without tokens.
+static UNLIMITED: LazyLock<Arc<Tenant>> = LazyLock::new(|| Arc::new(Tenant::unlimited()));
 
 impl Bridge {
     /// A server running code on `sessions` in their shared scope, reaching MCP servers
@@ -100,6 +110,7 @@ impl Bridge {
             scope,
             sessions: sessions.clone(),
             owned,
+            tenant: OnceLock::new(),
         };
         Self {
             tools: published_tools(config.discovery_tools, SandboxFacts::of(&config)).into(),
@@ -130,27 +141,96 @@ impl Bridge {
         McpError::invalid_params(message, None)
     }
 
-    /// The identity this bridge's sessions are saved under: the transport and the client's
-    /// name from `initialize`, so two different clients never resume each other's sessions.
-    fn durable_identity(&self, peer: &Peer<RoleServer>) -> String {
+    /// The identity this bridge's sessions are saved under: the transport, the tenant (of a
+    /// tokens file) and the client's name from `initialize`, so two different clients, or
+    /// two tenants' clients of the same name, never resume each other's sessions.
+    fn durable_identity(&self, peer: &Peer<RoleServer>, tenant: &Tenant) -> String {
         let client = peer
             .peer_info()
             .map(|info| info.client_info.name.clone())
             .filter(|name| !name.is_empty())
             .unwrap_or_else(|| "unnamed client".to_string());
         let transport = if self.scope.owned { "http" } else { "stdio" };
-        format!("{transport}:{client}")
+        if tenant.is_default() {
+            format!("{transport}:{client}")
+        } else {
+            format!("{transport}:tenant={}:{client}", tenant.name())
+        }
+    }
+
+    /// The tenant of this call: the one whose token the request carried (the HTTP
+    /// transport's middleware marks it), bound to this MCP session by its first call; a
+    /// later call with another tenant's token is refused.
+    fn tenant_of(&self, context: &RequestContext<RoleServer>) -> Result<Arc<Tenant>, String> {
+        let presented = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Arc<Tenant>>())
+            .cloned()
+            .unwrap_or_else(|| UNLIMITED.clone());
+        let bound = self.scope.tenant.get_or_init(|| {
+            presented.add_scope(self.scope());
+            presented.clone()
+        });
+        if Arc::ptr_eq(bound, &presented) {
+            Ok(presented)
+        } else {
+            Err(
+                "this MCP session was opened with another tenant's token; initialise an MCP \
+                 session of your own"
+                    .to_owned(),
+            )
+        }
+    }
+
+    /// Whether `tenant` may have the session `name` of this scope: an existing one always,
+    /// a new one within its `max_sessions` (counted over all its MCP sessions).
+    fn tenant_admits_session(&self, tenant: &Tenant, name: &str) -> Result<(), String> {
+        if tenant.limits().max_sessions.is_none() || self.sessions.has(self.scope(), name) {
+            return Ok(());
+        }
+        let live = tenant
+            .scopes()
+            .into_iter()
+            .map(|scope| self.sessions.scope_len(scope))
+            .sum();
+        tenant
+            .admits_session(live)
+            .map_err(|refusal| refusal.to_string())
+    }
+
+    /// A tenant's own saved tools and memory (none of its own: the bridge's).
+    fn tenant_state(&self, tenant: &Tenant) -> Result<Option<Arc<State>>, String> {
+        if tenant.is_default() {
+            return Ok(None);
+        }
+        tenant
+            .state(&self.config.state_dir)
+            .map(Some)
+            .map_err(|why| {
+                format!(
+                    "tenant {}'s state directory is unusable: {why}",
+                    tenant.name()
+                )
+            })
     }
 
     /// Who a run of `session` with `timeout` is for: this client, asked through `peer` when
     /// a call needs approval. The deadline is counted from now, a little before the run's own
     /// (which starts once the session is free), so an approval never outlasts the run.
-    fn caller(&self, session: &str, timeout: Duration, peer: &Peer<RoleServer>) -> Caller {
+    fn caller(
+        &self,
+        session: &str,
+        timeout: Duration,
+        peer: &Peer<RoleServer>,
+        state: Option<Arc<State>>,
+    ) -> Caller {
         Caller {
             session: session.to_owned(),
             scope: self.scope().to_string(),
             asker: Some(Arc::new(PeerAsker::new(peer.clone()))),
             deadline: tokio::time::Instant::now() + timeout,
+            state,
         }
     }
 
@@ -167,9 +247,24 @@ impl Bridge {
         cancel: tokio_util::sync::CancellationToken,
         peer: &Peer<RoleServer>,
         progress: Option<(Peer<RoleServer>, ProgressToken)>,
+        tenant: Arc<Tenant>,
     ) -> CallToolResult {
         let args = match read_run_args(params.arguments.as_ref()) {
             Ok(args) => args,
+            Err(message) => return CallToolResult::error(vec![ContentBlock::text(message)]),
+        };
+        // The tenant's caps, before anything starts: runs at once and per minute, sessions.
+        let _permit = match tenant.start_run() {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                return CallToolResult::error(vec![ContentBlock::text(refusal.to_string())]);
+            }
+        };
+        if let Err(message) = self.tenant_admits_session(&tenant, &args.session) {
+            return CallToolResult::error(vec![ContentBlock::text(message)]);
+        }
+        let tenant_state = match self.tenant_state(&tenant) {
+            Ok(state) => state,
             Err(message) => return CallToolResult::error(vec![ContentBlock::text(message)]),
         };
         let servers = match self.proxy.server_refs(&args.servers) {
@@ -179,7 +274,7 @@ impl Bridge {
         let timeout = self.config.clamp_timeout(args.timeout_secs);
         let scope = self.scope();
         self.sessions
-            .set_identity(scope, self.durable_identity(peer));
+            .set_identity(scope, self.durable_identity(peer, &tenant));
         self.roots
             .refresh(&self.config, &self.sessions, scope, peer)
             .await;
@@ -191,14 +286,18 @@ impl Bridge {
                 ))]);
             }
         };
+        let saved_tools_source = match &tenant_state {
+            Some(state) => state.saved_tools_source(),
+            None => self.proxy.saved_tools(),
+        };
         let saved_tools =
             self.sessions
-                .saved_tools_update(scope, &args.session, self.proxy.saved_tools());
+                .saved_tools_update(scope, &args.session, saved_tools_source);
         let resumed = self.sessions.take_resumed(scope, &args.session);
         let services = self.sessions.services_of(scope, &args.session, &session);
         let mut network = services.network.as_ref().map(|(_, ledger)| ledger.clone());
         let calls = self.proxy.calls_of(
-            self.caller(&args.session, timeout, peer),
+            self.caller(&args.session, timeout, peer, tenant_state.clone()),
             &servers,
             services,
         );
@@ -229,7 +328,7 @@ impl Bridge {
                     let services = self.sessions.services_of(scope, &args.session, &fresh);
                     network = services.network.as_ref().map(|(_, ledger)| ledger.clone());
                     let calls = self.proxy.calls_of(
-                        self.caller(&args.session, timeout, peer),
+                        self.caller(&args.session, timeout, peer, tenant_state.clone()),
                         &request.servers,
                         services,
                     );
@@ -305,7 +404,11 @@ impl Bridge {
                 .await
                 .ok_or_else(|| self.unknown_tool(&request.name));
         }
-        let span = info_span!("request", tool = RUN_PYTHON);
+        let tenant = match self.tenant_of(&context) {
+            Ok(tenant) => tenant,
+            Err(message) => return Ok(CallToolResult::error(vec![ContentBlock::text(message)])),
+        };
+        let span = info_span!("request", tool = RUN_PYTHON, tenant = tenant.name());
         Ok(self
             .run_python(
                 request,
@@ -315,6 +418,7 @@ impl Bridge {
                     .meta
                     .get_progress_token()
                     .map(|token| (context.peer.clone(), token)),
+                tenant,
             )
             .instrument(span)
             .await)

@@ -464,6 +464,9 @@ impl RpcHandler for RunCalls {
 
 impl RunCalls {
     fn state(&self) -> Result<&State, RpcError> {
+        if let Some(state) = &self.caller.state {
+            return Ok(state);
+        }
         self.proxy.state.as_ref().map_err(|why| {
             RpcError::new(
                 "internal",

@@ -42,6 +42,9 @@ pub struct Caller {
     pub asker: Option<Arc<dyn Asker>>,
     /// When the run must be over.
     pub deadline: Instant,
+    /// The saved tools and memory this caller's runs use, when not the bridge's own (a
+    /// tenant's).
+    pub state: Option<Arc<crate::state::State>>,
 }
 
 impl Caller {
@@ -52,6 +55,7 @@ impl Caller {
             scope: String::new(),
             asker: None,
             deadline: Instant::now() + Duration::from_hours(24),
+            state: None,
         }
     }
 }

@@ -155,12 +155,14 @@ def post(url: str, body: dict, headers: dict[str, str] | None = None):
     return status, reply_headers, messages
 
 
-def open_session(url: str) -> dict[str, str]:
-    """Initialize an MCP session by hand; the headers later requests of it carry."""
-    status, headers, messages = post(url, INIT)
+def open_session(url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Initialize an MCP session by hand, with `extra` headers (a token) on every request;
+    the headers later requests of it carry."""
+    status, headers, messages = post(url, INIT, extra)
     assert status == 200, status
     assert messages[0]["result"]["serverInfo"]["name"] == "mcp-server-code-execution-mode"
     session = {
+        **(extra or {}),
         "Mcp-Session-Id": headers["Mcp-Session-Id"],
         "MCP-Protocol-Version": "2025-06-18",
     }
