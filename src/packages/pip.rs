@@ -242,6 +242,11 @@ impl Pip {
     }
 
     async fn run(&self, args: &[OsString]) -> Result<(), PipError> {
+        // One pip at a time in this process: sessions restored at once each ask for the same
+        // package, and concurrent pips share a cache, and through a version manager's shims
+        // (pyenv rehashes after every pip) fail each other.
+        static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _turn = ONE_AT_A_TIME.lock().await;
         let mut command = Command::new(&self.python);
         command
             .args([

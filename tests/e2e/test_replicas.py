@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -117,6 +118,11 @@ class Replicas(unittest.IsolatedAsyncioTestCase):
                     **os.environ,
                     "MCP_BRIDGE_STATE_DIR": state.name,
                     "MCP_BRIDGE_WASI_PYTHON": "slim",
+                    # The slim interpreter installs cloudpickle with the host's pip to save
+                    # and restore sessions. Three replicas run pip at once; a real Python, not
+                    # a version manager's shim (pyenv rehashes after each pip, and two
+                    # rehashes at once fail each other).
+                    "MCP_BRIDGE_PIP_PYTHON": sys.executable,
                     "MCP_BRIDGE_LOG_LEVEL": "warn",
                 },
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
@@ -204,7 +210,11 @@ class Replicas(unittest.IsolatedAsyncioTestCase):
             await asyncio.gather(*(clients[i].open() for i in lost))
             fresh = await asyncio.gather(*(clients[i].run("print('again')") for i in lost))
             self.assertEqual(fresh, ["again\n"] * len(lost))
-            resumed = await asyncio.gather(*(clients[i].run("print(kept)", "work") for i in lost))
+            async def resume(i: int) -> str:
+                async with few:
+                    return await clients[i].run("print(kept)", "work", timeout=120)
+
+            resumed = await asyncio.gather(*(resume(i) for i in lost))
             self.assertEqual(resumed, [f"{i * 10}\n" for i in lost])
             # The others never noticed.
             still = await asyncio.gather(*(clients[i].run("print(x)") for i in kept))
