@@ -30,6 +30,7 @@
 //! - Each refusal ([`QuotaRefusal`]) names the tenant, the limit and its value.
 
 mod file;
+mod identity;
 mod quota;
 
 use std::path::Path;
@@ -42,6 +43,7 @@ use crate::sessions::Scope;
 use crate::state::State;
 
 pub use file::{Limits, TenantsFileError, read as read_file};
+pub use identity::{durable_identity, tenant_of_identity};
 pub use quota::{QuotaRefusal, RunPermit};
 
 /// The shortest token accepted when written plainly.

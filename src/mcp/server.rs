@@ -35,7 +35,7 @@ use crate::proxy::dispatch::Proxy;
 use crate::proxy::guard::Caller;
 use crate::sessions::{Scope, Sessions};
 use crate::state::State;
-use crate::tenants::Tenant;
+use crate::tenants::{Tenant, durable_identity};
 
 /// The tools `tools/list` shows: `run_python`, and the discovery tools when they are on.
 fn published_tools(discovery_tools: bool, facts: SandboxFacts) -> Vec<Tool> {
@@ -151,11 +151,7 @@ impl Bridge {
             .filter(|name| !name.is_empty())
             .unwrap_or_else(|| "unnamed client".to_string());
         let transport = if self.scope.owned { "http" } else { "stdio" };
-        if tenant.is_default() {
-            format!("{transport}:{client}")
-        } else {
-            format!("{transport}:tenant={}:{client}", tenant.name())
-        }
+        durable_identity(transport, tenant.name(), &client)
     }
 
     /// The tenant of this call: the one whose token the request carried (the HTTP

@@ -21,6 +21,8 @@ TOKEN_A = "tenant-a-token-3f9c1e7d5b"
 TOKEN_B = "tenant-b-token-8a2d4c6e0f"
 TOKEN_RATE = "tenant-rate-token-11aa22bb"
 TOKEN_SESSIONS = "tenant-sessions-token-33cc44dd"
+# MCP_BRIDGE_HTTP_TOKEN: its bearer is the tenant `default`.
+TOKEN_DEFAULT = "the-single-default-token-55ee"
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -52,7 +54,7 @@ class Tenants(unittest.IsolatedAsyncioTestCase):
         self.state = os.path.join(folder.name, "state")
         os.environ["MCP_BRIDGE_STATE_DIR"] = self.state
         os.environ["MCP_BRIDGE_HTTP_TOKENS_FILE"] = tokens
-        self.bridge = http_bridge()
+        self.bridge = http_bridge(token=TOKEN_DEFAULT)
         self.server = self.bridge.__enter__()
         self.addCleanup(self.bridge.__exit__, None, None, None)
         self.url = self.server.url
@@ -84,6 +86,22 @@ class Tenants(unittest.IsolatedAsyncioTestCase):
         self.assertTrue(os.path.isdir(os.path.join(self.state, "tenants", "team-a")))
         self.assertNotIn(TOKEN_A, self.server.log())
         self.assertNotIn(TOKEN_B, self.server.log())
+
+    async def test_no_client_name_reaches_another_tenants_saved_session(self) -> None:
+        async with sdk_session(self.url, bearer(TOKEN_A), client="agent") as a:
+            stdout(await a.call_tool("run_python", {"code": (
+                "secret = 'of team-a'\nimport mcp.runtime\nmcp.runtime.checkpoint()"
+            ), "session": "work"}))
+        # The single token's client names itself as team-a's identity would read.
+        async with sdk_session(self.url, bearer(TOKEN_DEFAULT),
+                               client="tenant=team-a:agent") as forged:
+            seen = stdout(await forged.call_tool("run_python", {
+                "code": "print('secret' in globals())", "session": "work"}))
+            self.assertEqual(seen, "False\n")
+        async with sdk_session(self.url, bearer(TOKEN_A), client="agent") as a:
+            seen = stdout(await a.call_tool("run_python", {
+                "code": "print(secret)", "session": "work"}))
+            self.assertEqual(seen, "of team-a\n")
 
     async def test_concurrent_runs_are_capped_naming_the_limit(self) -> None:
         async with sdk_session(self.url, bearer(TOKEN_A)) as a:
