@@ -180,6 +180,31 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// clap checks this only in debug builds; the test command runs release ones.
+    #[test]
+    fn no_two_flags_of_a_subcommand_share_a_name() {
+        fn check(command: &clap::Command, path: &str) {
+            let mut seen = std::collections::HashMap::new();
+            for arg in command.get_arguments() {
+                if let Some(long) = arg.get_long() {
+                    let previous = seen.insert(long.to_string(), arg.get_id().to_string());
+                    assert!(
+                        previous.is_none(),
+                        "{path}: --{long} is both {} and {}",
+                        previous.unwrap_or_default(),
+                        arg.get_id()
+                    );
+                }
+            }
+            for sub in command.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        let mut command = Cli::command();
+        command.build();
+        check(&command, "mcp-server-code-execution-mode");
+    }
+
     #[test]
     fn bench_passes_every_argument_on_unchanged() {
         for words in [

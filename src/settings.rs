@@ -496,7 +496,7 @@ settings! {
         "Hosts code may reach over HTTP(S) through the bridge: names, *.domain, addresses, \
          each with an optional :port (else 80 and 443); empty: no network",
         AllowList::default, AllowList::parse, |list| none_if_empty(list.to_string()),
-    ).flag("allow-host");
+    ).flag("allow-network-host");
     /// Internal addresses opted in for allowed hosts.
     ALLOW_PRIVATE: AddressPolicy = Setting::env(
         "MCP_BRIDGE_ALLOW_PRIVATE",
