@@ -3,6 +3,7 @@
 //!
 //! - [`format`]: the file, a header the host reads and checks, and the payload the sandbox
 //!   serialised, which the host never interprets;
+//! - [`identity`]: the durable identity a client's sessions are filed under, and its tenant;
 //! - [`store`]: one file per session and durable scope, private, atomic, capped, pruned;
 //! - [`transfer`]: the host's side of the `checkpoint_*` and `restore_*` calls;
 //! - [`durable`]: saving a live session and resuming a fresh one (the runtime actions);
@@ -12,6 +13,7 @@
 
 pub mod durable;
 pub mod format;
+pub mod identity;
 pub mod listing;
 pub mod store;
 pub mod transfer;

@@ -75,6 +75,8 @@ pub struct Config {
     pub http_token: Option<String>,
     /// The tokens file of the HTTP transport (tenants), if set.
     pub http_tokens_file: Option<PathBuf>,
+    /// Where Prometheus metrics are served, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Server config files to read first: the `--servers-config` flags, else
     /// `MCP_SERVERS_CONFIG`.
     pub servers_config: Vec<PathBuf>,
@@ -306,6 +308,7 @@ pub fn resolve_with(
     let allow_self_server = r.get(&s::ALLOW_SELF_SERVER);
     let http_token = r.get(&s::HTTP_TOKEN);
     let http_tokens_file = r.get(&s::HTTP_TOKENS_FILE);
+    let metrics_listen = r.get(&s::METRICS_LISTEN);
     let log_level = r.get(&s::LOG_LEVEL);
     let log_format = r.get(&s::LOG_FORMAT);
     let wasi_python = r.get(&s::WASI_PYTHON);
@@ -447,6 +450,7 @@ pub fn resolve_with(
         allow_self_server,
         http_token,
         http_tokens_file,
+        metrics_listen,
         servers_config,
         tool_timeout,
         discovery_tools,

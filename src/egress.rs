@@ -35,6 +35,7 @@ use sandbox::SessionNetwork;
 use secrets::Secrets;
 
 use crate::audit::Audit;
+use crate::metrics::Metrics;
 
 /// Everything that decides where a sandbox's requests may go.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,19 +72,23 @@ impl EgressPolicy {
     }
 }
 
-/// The bridge's side of the network: the policy, the client `fetch` uses, the audit log.
+/// The bridge's side of the network: the policy, the client `fetch` uses, the audit log and
+/// the metrics.
 #[derive(Debug)]
 pub struct Egress {
     policy: Arc<EgressPolicy>,
     fetcher: Fetcher,
     audit: Audit,
+    metrics: Metrics,
 }
 
 impl Egress {
-    /// The way out under `policy`, or `None` when no host is allowed.
+    /// The way out under `policy`, or `None` when no host is allowed; every connection is
+    /// written to `audit` and counted in `metrics`.
     pub fn start(
         policy: &Arc<EgressPolicy>,
         audit: Audit,
+        metrics: Metrics,
     ) -> Result<Option<Arc<Self>>, FetchError> {
         if !policy.is_enabled() {
             return Ok(None);
@@ -93,6 +98,7 @@ impl Egress {
             fetcher: Fetcher::new(Arc::clone(policy))?,
             policy: Arc::clone(policy),
             audit,
+            metrics,
         })))
     }
 

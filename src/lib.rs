@@ -15,6 +15,7 @@ pub mod config;
 pub mod digest;
 pub mod egress;
 pub mod mcp;
+pub mod metrics;
 pub mod mounts;
 pub mod packages;
 pub mod policy;

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use rmcp::ServiceExt;
 use sandbox_core::RunRequest;
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use mcp_server_code_execution_mode::backend;
@@ -20,8 +21,10 @@ use mcp_server_code_execution_mode::cli::{
 use mcp_server_code_execution_mode::clients;
 use mcp_server_code_execution_mode::config::{self, Config};
 use mcp_server_code_execution_mode::mcp::{Bridge, http};
+use mcp_server_code_execution_mode::metrics::{self, BridgeFacts, Metrics};
 use mcp_server_code_execution_mode::proxy::dispatch::Proxy;
 use mcp_server_code_execution_mode::sessions::Sessions;
+use mcp_server_code_execution_mode::tenants::Tenants;
 use sandbox_core::SessionConfig;
 use sandbox_core::frame::CatalogueEntry;
 
@@ -184,14 +187,16 @@ fn sessions_for(config: &Config, catalogue: Vec<CatalogueEntry>) -> Result<Arc<S
     ))
 }
 
-/// Start the proxy and the sessions (with their reaper), and warm the backend up in the
-/// background so `initialize` is answered at once.
-fn start(config: &Arc<Config>) -> Result<(Arc<Proxy>, Arc<Sessions>)> {
+/// Start the proxy and the sessions (with their reaper), counting in `metrics`, and warm
+/// the backend up in the background so `initialize` is answered at once.
+fn start(config: &Arc<Config>, metrics: &Metrics) -> Result<(Arc<Proxy>, Arc<Sessions>)> {
     let proxy = Proxy::from_config(config);
+    proxy.set_metrics(metrics.clone());
     let sessions = sessions_for(config, proxy.hello_catalogue())?;
     let egress = mcp_server_code_execution_mode::egress::Egress::start(
         &config.egress,
         proxy.audit().clone(),
+        metrics.clone(),
     )
     .context("the network's HTTP client could not start")?;
     if let Some(egress) = egress {
@@ -216,10 +221,54 @@ fn start(config: &Arc<Config>) -> Result<(Arc<Proxy>, Arc<Sessions>)> {
     Ok((proxy, sessions))
 }
 
+/// The metrics of this bridge when `MCP_BRIDGE_METRICS_LISTEN` is set (off otherwise), and
+/// its listener, bound now so a taken port stops the start.
+async fn metrics_for(
+    config: &Config,
+    transport: &str,
+    tenants: Option<&Tenants>,
+) -> Result<(Metrics, Option<tokio::net::TcpListener>)> {
+    let Some(addr) = config.metrics_listen else {
+        return Ok((Metrics::off(), None));
+    };
+    let listener = metrics::bind(addr).await?;
+    let facts = BridgeFacts {
+        backend: config.backend.name(),
+        transport,
+    };
+    let names = tenants.map(Tenants::names).unwrap_or_default();
+    Ok((Metrics::new(facts, names), Some(listener)))
+}
+
+/// Serve `metrics` on `listener` (if any) in the background, the gauges read from
+/// `sessions`, until `stop` is cancelled.
+fn spawn_metrics(
+    listener: Option<tokio::net::TcpListener>,
+    metrics: &Metrics,
+    sessions: &Arc<Sessions>,
+    stop: &CancellationToken,
+) {
+    let Some(listener) = listener else { return };
+    let (metrics, sessions, stop) = (metrics.clone(), sessions.clone(), stop.clone());
+    tokio::spawn(async move {
+        let gauges = move || sessions.gauges();
+        let stopped = async move { stop.cancelled().await };
+        if let Err(e) = metrics::serve(listener, metrics, gauges, stopped).await {
+            error!(
+                "the metrics endpoint stopped: {}",
+                sandbox_core::error_chain(&e)
+            );
+        }
+    });
+}
+
 /// `run`: serve MCP over stdio until the client goes away or we are told to stop.
 async fn serve(args: &ConfigArgs) -> Result<()> {
     let config = configure(args)?;
-    let (proxy, sessions) = start(&config)?;
+    let (metrics, metrics_listener) = metrics_for(&config, "stdio", None).await?;
+    let (proxy, sessions) = start(&config, &metrics)?;
+    let stop_metrics = CancellationToken::new();
+    spawn_metrics(metrics_listener, &metrics, &sessions, &stop_metrics);
     let bridge = Bridge::new(config.clone(), sessions.clone(), proxy.clone());
     let (stdin, stdout) = rmcp::transport::stdio_pipes();
     let service = Box::pin(bridge.serve((stdin, stdout)))
@@ -232,6 +281,7 @@ async fn serve(args: &ConfigArgs) -> Result<()> {
             Ok(())
         }
     };
+    stop_metrics.cancel();
     sessions.shutdown_all().await;
     sessions.sandbox().shutdown().await;
     proxy.shutdown().await;
@@ -252,21 +302,26 @@ async fn serve_http(args: &RunArgs) -> Result<()> {
     if let Some(tenants) = &tenants {
         info!(tenants = ?tenants.names(), "tenants from the tokens file");
     }
+    let (metrics, metrics_listener) = metrics_for(&config, "http", tenants.as_deref()).await?;
     let options = http::HttpOptions {
         listen: args.listen,
         token: config.http_token.clone(),
         tenants,
         allow_origins: args.allow_origins.clone(),
         allow_hosts: args.allow_hosts.clone(),
+        metrics: metrics.clone(),
     };
     // Refuse a bad address or origin before any sandbox starts.
     let listener = http::bind(&options).await?;
-    let (proxy, sessions) = start(&config)?;
+    let (proxy, sessions) = start(&config, &metrics)?;
+    let stop_metrics = CancellationToken::new();
+    spawn_metrics(metrics_listener, &metrics, &sessions, &stop_metrics);
     let make_bridge = {
         let (config, sessions, proxy) = (config.clone(), sessions.clone(), proxy.clone());
         move || Bridge::scoped(config.clone(), sessions.clone(), proxy.clone())
     };
     let outcome = http::serve(listener, &options, make_bridge, shutdown_signal()).await;
+    stop_metrics.cancel();
     sessions.shutdown_all().await;
     sessions.sandbox().shutdown().await;
     proxy.shutdown().await;

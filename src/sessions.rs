@@ -32,11 +32,13 @@ use sandbox_core::{
 use tracing::{debug, info, warn};
 
 use crate::checkpoints::durable::{self, Resume};
+use crate::checkpoints::identity::tenant_of_identity;
 use crate::checkpoints::listing::{self, LiveSession};
 use crate::checkpoints::store::Store;
 use crate::checkpoints::transfer::{CheckpointCalls, Target};
 use crate::egress::Egress;
 use crate::egress::sandbox::SessionNetwork;
+use crate::metrics::SessionGauges;
 use crate::packages::{GUEST_DIR as PACKAGES_GUEST_DIR, InstallCalls, Packages, SessionPackages};
 use crate::proxy::dispatch::SessionServices;
 
@@ -330,7 +332,8 @@ impl Sessions {
             *current = Some(session.clone());
             *slot.packages.lock().expect("slot lock") = started.packages;
             if let Some(network) = &started.network {
-                network.name(name, &scope.to_string());
+                let identity = self.identity(scope).unwrap_or_default();
+                network.name(name, &scope.to_string(), tenant_of_identity(&identity));
             }
             *slot.network.lock().expect("slot lock") = started.network;
             *slot.saved_tools.lock().expect("slot lock") = None;
@@ -891,6 +894,55 @@ impl Sessions {
     pub fn has(&self, scope: Scope, name: &str) -> bool {
         let named = self.named.lock().expect("sessions lock");
         named.contains_key(&(scope, name.to_string()))
+    }
+
+    /// What a metrics scrape reads: the sessions alive (or starting) here by tenant, the
+    /// saved sessions that no running bridge on this state directory has live, by tenant,
+    /// and the warm pool. Blocking: it reads the checkpoint store's headers.
+    pub fn gauges(&self) -> SessionGauges {
+        let mut gauges = SessionGauges {
+            warm: i64::try_from(self.warm_count()).unwrap_or(i64::MAX),
+            ..SessionGauges::default()
+        };
+        let here: Vec<(String, String)> = {
+            let named = self.named.lock().expect("sessions lock");
+            let identities = self.identities.lock().expect("identities lock");
+            named
+                .keys()
+                .map(|(scope, name)| {
+                    let identity = identities.get(scope).cloned().unwrap_or_default();
+                    (identity, name.clone())
+                })
+                .collect()
+        };
+        for (identity, _) in &here {
+            *gauges
+                .live
+                .entry(tenant_of_identity(identity).to_string())
+                .or_default() += 1;
+        }
+        let Some(store) = &self.checkpoints else {
+            return gauges;
+        };
+        let mut live: std::collections::HashSet<(String, String)> = here.into_iter().collect();
+        for file in listing::live(store) {
+            live.extend(file.sessions.into_iter().map(|s| (s.scope, s.session)));
+        }
+        match store.list_all() {
+            Ok(saved) => {
+                for stored in saved {
+                    let key = (stored.header.scope, stored.session);
+                    if !live.contains(&key) {
+                        *gauges
+                            .suspended
+                            .entry(tenant_of_identity(&key.0).to_string())
+                            .or_default() += 1;
+                    }
+                }
+            }
+            Err(e) => debug!("metrics: the saved sessions could not be listed: {e}"),
+        }
+        gauges
     }
 
     /// Number of sessions alive (or starting) in `scope`.

@@ -20,6 +20,7 @@ mod args;
 pub mod kinds;
 mod parse;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -397,6 +398,12 @@ settings! {
         "Tokens file of the HTTP transport: tenants, their tokens and limits (docs/tenants.md)",
         || None, parse::path, show_path,
     );
+    /// Where Prometheus metrics are served.
+    METRICS_LISTEN: Option<SocketAddr> = Setting::env(
+        "MCP_BRIDGE_METRICS_LISTEN",
+        "Serve Prometheus metrics at http://ADDR/metrics, without a token (docs/metrics.md)",
+        || None, parse::socket_addr, |a| a.map_or_else(|| NONE.to_string(), |a| a.to_string()),
+    ).flag("metrics-listen");
     /// Log level or filter directives.
     LOG_LEVEL: String = Setting::env(
         "MCP_BRIDGE_LOG_LEVEL",

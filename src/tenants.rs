@@ -30,7 +30,6 @@
 //! - Each refusal ([`QuotaRefusal`]) names the tenant, the limit and its value.
 
 mod file;
-mod identity;
 mod quota;
 
 use std::path::Path;
@@ -42,16 +41,12 @@ use subtle::ConstantTimeEq;
 use crate::sessions::Scope;
 use crate::state::State;
 
+pub use crate::checkpoints::identity::{DEFAULT_TENANT, durable_identity, tenant_of_identity};
 pub use file::{Limits, TenantsFileError, read as read_file};
-pub use identity::{durable_identity, tenant_of_identity};
 pub use quota::{QuotaRefusal, RunPermit};
 
 /// The shortest token accepted when written plainly.
 pub const MIN_TOKEN_LEN: usize = 16;
-
-/// The tenant a bridge serves when there is no tokens file: every client of a single-token
-/// or loopback bridge.
-pub const DEFAULT_TENANT: &str = "default";
 
 /// One tenant: its name, limits, and what it uses now.
 #[derive(Debug)]

@@ -64,19 +64,23 @@ export TEST_MCP_NPM_PREFIX="$npm_prefix"
 step "containers: podman and docker engines, debootstrap for the sandbox image; HAProxy"
 # The podman and docker backends are tested for real. As root (CI), install the engines
 # from Debian's packages and start them; elsewhere their tests skip with a named reason.
-# HAProxy fronts three replicas in tests/e2e/test_replicas.py.
+# HAProxy fronts three replicas in tests/e2e/test_replicas.py; Prometheus scrapes the bridge
+# in tests/e2e/test_metrics.py.
 container_backends=""
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     if ! command -v podman >/dev/null || ! command -v dockerd >/dev/null \
         || ! command -v debootstrap >/dev/null || ! command -v runc >/dev/null \
         || ! command -v runsc >/dev/null || ! pkg-config --exists libseccomp 2>/dev/null \
         || [ ! -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] \
-        || ! python3 -m pip --version >/dev/null 2>&1 || ! command -v haproxy >/dev/null; then
+        || ! python3 -m pip --version >/dev/null 2>&1 || ! command -v haproxy >/dev/null \
+        || ! command -v prometheus >/dev/null; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
         apt-get install -y -qq podman runc uidmap slirp4netns fuse-overlayfs catatonit \
             docker.io debootstrap runsc fonts-dejavu-core libseccomp-dev pkg-config \
             python3-pip haproxy >/dev/null
+        # Without its recommends (exporters, each a service of its own).
+        apt-get install -y -qq --no-install-recommends prometheus >/dev/null
     fi
     # Debian 12's crun rejects the hybrid cgroup layout of these hosts; runc works. Engines
     # copy the host's process rlimit unless told, which fails without CAP_SYS_RESOURCE.

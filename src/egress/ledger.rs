@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::audit::{Audit, Event};
+use crate::metrics::Metrics;
 
 /// A session's caps (`MCP_BRIDGE_EGRESS_BYTES`, `MCP_BRIDGE_EGRESS_CONNECTIONS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,9 +130,24 @@ pub struct Ledger {
     open: AtomicUsize,
     bytes: AtomicU64,
     finished: Mutex<Vec<Connection>>,
-    /// Where each connection is also written, with the session and scope it belongs to
-    /// (set once the session has a name).
-    audit: OnceLock<(Audit, String, String)>,
+    /// Where each connection is also told (set once the session has a name).
+    witnesses: OnceLock<Witnesses>,
+}
+
+/// Where a session's connections are told besides its ledger: the audit log, as `session`
+/// of `scope`, and the metrics, under `tenant`.
+#[derive(Debug)]
+pub struct Witnesses {
+    /// The audit log.
+    pub audit: Audit,
+    /// The metrics.
+    pub metrics: Metrics,
+    /// The session's name.
+    pub session: String,
+    /// Its client's scope, as the audit log writes it.
+    pub scope: String,
+    /// Its client's tenant.
+    pub tenant: String,
 }
 
 impl Ledger {
@@ -142,16 +158,14 @@ impl Ledger {
             open: AtomicUsize::new(0),
             bytes: AtomicU64::new(0),
             finished: Mutex::new(Vec::new()),
-            audit: OnceLock::new(),
+            witnesses: OnceLock::new(),
         })
     }
 
-    /// From now on, also writes every connection to `audit` as `session` of `scope`. A
-    /// ledger belongs to one session: only the first call counts.
-    pub fn audit_as(&self, audit: Audit, session: &str, scope: &str) {
-        let _ = self
-            .audit
-            .set((audit, session.to_string(), scope.to_string()));
+    /// From now on, also tells every connection to `witnesses`. A ledger belongs to one
+    /// session: only the first call counts.
+    pub fn report_to(&self, witnesses: Witnesses) {
+        let _ = self.witnesses.set(witnesses);
     }
 
     /// The caps this ledger enforces.
@@ -189,8 +203,15 @@ impl Ledger {
             bytes_down = connection.bytes_down,
             "sandbox network connection"
         );
-        if let Some((audit, session, scope)) = self.audit.get() {
-            audit.record(session, scope, Event::Network(connection.clone()));
+        if let Some(w) = self.witnesses.get() {
+            w.metrics.network_connection(
+                &w.tenant,
+                connection.allowed,
+                connection.bytes_up,
+                connection.bytes_down,
+            );
+            w.audit
+                .record(&w.session, &w.scope, Event::Network(connection.clone()));
         }
         if let Ok(mut finished) = self.finished.lock() {
             // A session that never asks for its report keeps at most this many.

@@ -14,9 +14,10 @@ use sandbox_core::socket_dir::SocketDir;
 use sandbox_core::{SandboxError, SandboxSpec};
 
 use super::Egress;
-use super::ledger::Ledger;
+use super::ledger::{Ledger, Witnesses};
 use super::proxy::SessionProxy;
 use crate::audit::Audit;
+use crate::metrics::Metrics;
 
 /// Where the socket directory is mounted in the sandbox.
 pub const GUEST_DIR: &str = "/run/egress";
@@ -38,6 +39,7 @@ const PROCESS_DIR_MODE: u32 = 0o711;
 pub struct SessionNetwork {
     ledger: Arc<Ledger>,
     audit: Audit,
+    metrics: Metrics,
     /// The proxy and the directory of its socket, for sandboxes with sockets. The proxy
     /// stops and the directory goes when this is dropped.
     proxy: Option<(SessionProxy, SocketDir)>,
@@ -60,6 +62,7 @@ impl SessionNetwork {
         Ok(Self {
             ledger,
             audit: egress.audit.clone(),
+            metrics: egress.metrics.clone(),
             proxy,
         })
     }
@@ -87,9 +90,15 @@ impl SessionNetwork {
     }
 
     /// Names the session: from now on its connections also go to the audit log as
-    /// `session` of `scope`. Only the first name counts.
-    pub fn name(&self, session: &str, scope: &str) {
-        self.ledger.audit_as(self.audit.clone(), session, scope);
+    /// `session` of `scope`, and to the metrics under `tenant`. Only the first name counts.
+    pub fn name(&self, session: &str, scope: &str, tenant: &str) {
+        self.ledger.report_to(Witnesses {
+            audit: self.audit.clone(),
+            metrics: self.metrics.clone(),
+            session: session.to_string(),
+            scope: scope.to_string(),
+            tenant: tenant.to_string(),
+        });
     }
 
     /// The session's record and budget.

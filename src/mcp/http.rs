@@ -40,6 +40,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::metrics::{Metrics, Refusal};
 use crate::settings;
 use crate::tenants::{Tenant, Tenants};
 
@@ -82,6 +83,8 @@ pub struct HttpOptions {
     pub allow_origins: Vec<String>,
     /// `Host` values accepted besides loopback names (`host` or `host:port`).
     pub allow_hosts: Vec<String>,
+    /// Where requests refused for want of a known token are counted.
+    pub metrics: Metrics,
 }
 
 impl std::fmt::Debug for HttpOptions {
@@ -92,6 +95,7 @@ impl std::fmt::Debug for HttpOptions {
             .field("tenants", &self.tenants)
             .field("allow_origins", &self.allow_origins)
             .field("allow_hosts", &self.allow_hosts)
+            .field("metrics", &self.metrics.is_on())
             .finish()
     }
 }
@@ -243,6 +247,7 @@ struct Auth {
     bearer: Option<Bearer>,
     tenants: Option<Arc<Tenants>>,
     default: Arc<Tenant>,
+    metrics: Metrics,
 }
 
 impl Auth {
@@ -263,6 +268,8 @@ async fn require_bearer(State(auth): State<Auth>, mut request: Request, next: Ne
         request.extensions_mut().insert(tenant);
         return next.run(request).await;
     }
+    // Whose request it was is unknown: the refusal is counted under no tenant.
+    auth.metrics.refused("", Refusal::Unauthorized);
     let challenge = if request.headers().contains_key(header::AUTHORIZATION) {
         "Bearer error=\"invalid_token\""
     } else {
@@ -310,6 +317,7 @@ where
             bearer: options.token.as_deref().map(Bearer::new),
             tenants: options.tenants.clone(),
             default: Arc::new(Tenant::unlimited()),
+            metrics: options.metrics.clone(),
         };
         router.layer(middleware::from_fn_with_state(auth, require_bearer))
     } else {
@@ -586,6 +594,7 @@ mod tests {
             bearer: Some(Bearer::new("the-single-token-0123")),
             tenants: Some(Arc::new(tenants)),
             default: Arc::new(Tenant::unlimited()),
+            metrics: Metrics::off(),
         };
         let header = |v: &'static str| HeaderValue::from_static(v);
         let name = |v| auth.tenant(Some(&header(v))).map(|t| t.name().to_owned());

@@ -31,11 +31,12 @@ use crate::mcp::schema::check_arguments;
 use crate::mcp::terminal;
 use crate::mcp::tools::{RUN_PYTHON, SandboxFacts, read_run_args, run_python_tool};
 use crate::mcp::{discovery, files};
+use crate::metrics::{Refusal, RunEnd};
 use crate::proxy::dispatch::Proxy;
 use crate::proxy::guard::Caller;
-use crate::sessions::{Scope, Sessions};
+use crate::sessions::{Scope, SessionError, Sessions};
 use crate::state::State;
-use crate::tenants::{Tenant, durable_identity};
+use crate::tenants::{QuotaRefusal, Tenant, durable_identity};
 
 /// The tools `tools/list` shows: `run_python`, and the discovery tools when they are on.
 fn published_tools(discovery_tools: bool, facts: SandboxFacts) -> Vec<Tool> {
@@ -157,7 +158,10 @@ impl Bridge {
     /// The tenant of this call: the one whose token the request carried (the HTTP
     /// transport's middleware marks it), bound to this MCP session by its first call; a
     /// later call with another tenant's token is refused.
-    fn tenant_of(&self, context: &RequestContext<RoleServer>) -> Result<Arc<Tenant>, String> {
+    fn tenant_of(
+        &self,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<Arc<Tenant>, (Arc<Tenant>, String)> {
         let presented = context
             .extensions
             .get::<http::request::Parts>()
@@ -171,17 +175,18 @@ impl Bridge {
         if Arc::ptr_eq(bound, &presented) {
             Ok(presented)
         } else {
-            Err(
+            Err((
+                presented,
                 "this MCP session was opened with another tenant's token; initialise an MCP \
                  session of your own"
                     .to_owned(),
-            )
+            ))
         }
     }
 
     /// Whether `tenant` may have the session `name` of this scope: an existing one always,
     /// a new one within its `max_sessions` (counted over all its MCP sessions).
-    fn tenant_admits_session(&self, tenant: &Tenant, name: &str) -> Result<(), String> {
+    fn tenant_admits_session(&self, tenant: &Tenant, name: &str) -> Result<(), QuotaRefusal> {
         if tenant.limits().max_sessions.is_none() || self.sessions.has(self.scope(), name) {
             return Ok(());
         }
@@ -190,9 +195,7 @@ impl Bridge {
             .into_iter()
             .map(|scope| self.sessions.scope_len(scope))
             .sum();
-        tenant
-            .admits_session(live)
-            .map_err(|refusal| refusal.to_string())
+        tenant.admits_session(live)
     }
 
     /// A tenant's own saved tools and memory (none of its own: the bridge's).
@@ -219,11 +222,12 @@ impl Bridge {
         session: &str,
         timeout: Duration,
         peer: &Peer<RoleServer>,
-        state: Option<Arc<State>>,
+        (tenant, state): (&Tenant, Option<Arc<State>>),
     ) -> Caller {
         Caller {
             session: session.to_owned(),
             scope: self.scope().to_string(),
+            tenant: tenant.name().to_owned(),
             asker: Some(Arc::new(PeerAsker::new(peer.clone()))),
             deadline: tokio::time::Instant::now() + timeout,
             state,
@@ -236,7 +240,7 @@ impl Bridge {
     }
 
     /// Run code, with arguments already checked against the tool's input schema; `cancel`
-    /// fires when the client cancels the request.
+    /// fires when the client cancels the request. Counted in the metrics by how it ended.
     async fn run_python(
         &self,
         params: &CallToolRequestParams,
@@ -245,42 +249,66 @@ impl Bridge {
         progress: Option<(Peer<RoleServer>, ProgressToken)>,
         tenant: Arc<Tenant>,
     ) -> CallToolResult {
+        let started = std::time::Instant::now();
+        let (result, end) = self
+            .run_python_once(params, cancel, peer, progress, &tenant)
+            .await;
+        self.proxy
+            .metrics()
+            .run_finished(tenant.name(), end, started.elapsed());
+        result
+    }
+
+    /// A refusal by one of `tenant`'s limits: counted, and told to the client.
+    fn quota_refused(&self, tenant: &Tenant, refusal: &QuotaRefusal) -> (CallToolResult, RunEnd) {
+        let reason = match refusal {
+            QuotaRefusal::ConcurrentRuns { .. } => Refusal::MaxConcurrentRuns,
+            QuotaRefusal::RunsPerMinute { .. } => Refusal::RunsPerMinute,
+            QuotaRefusal::Sessions { .. } => Refusal::MaxSessions,
+        };
+        self.proxy.metrics().refused(tenant.name(), reason);
+        (error_result(refusal.to_string()), RunEnd::Refused)
+    }
+
+    /// [`Bridge::run_python`], saying how the call ended.
+    async fn run_python_once(
+        &self,
+        params: &CallToolRequestParams,
+        cancel: tokio_util::sync::CancellationToken,
+        peer: &Peer<RoleServer>,
+        progress: Option<(Peer<RoleServer>, ProgressToken)>,
+        tenant: &Arc<Tenant>,
+    ) -> (CallToolResult, RunEnd) {
         let args = match read_run_args(params.arguments.as_ref()) {
             Ok(args) => args,
-            Err(message) => return CallToolResult::error(vec![ContentBlock::text(message)]),
+            Err(message) => return (error_result(message), RunEnd::Rejected),
         };
         // The tenant's caps, before anything starts: runs at once and per minute, sessions.
         let _permit = match tenant.start_run() {
             Ok(permit) => permit,
-            Err(refusal) => {
-                return CallToolResult::error(vec![ContentBlock::text(refusal.to_string())]);
-            }
+            Err(refusal) => return self.quota_refused(tenant, &refusal),
         };
-        if let Err(message) = self.tenant_admits_session(&tenant, &args.session) {
-            return CallToolResult::error(vec![ContentBlock::text(message)]);
+        if let Err(refusal) = self.tenant_admits_session(tenant, &args.session) {
+            return self.quota_refused(tenant, &refusal);
         }
-        let tenant_state = match self.tenant_state(&tenant) {
+        let tenant_state = match self.tenant_state(tenant) {
             Ok(state) => state,
-            Err(message) => return CallToolResult::error(vec![ContentBlock::text(message)]),
+            Err(message) => return (error_result(message), RunEnd::NotStarted),
         };
         let servers = match self.proxy.server_refs(&args.servers) {
             Ok(servers) => servers,
-            Err(message) => return CallToolResult::error(vec![ContentBlock::text(message)]),
+            Err(message) => return (error_result(message), RunEnd::Rejected),
         };
         let timeout = self.config.clamp_timeout(args.timeout_secs);
         let scope = self.scope();
         self.sessions
-            .set_identity(scope, self.durable_identity(peer, &tenant));
+            .set_identity(scope, self.durable_identity(peer, tenant));
         self.roots
             .refresh(&self.config, &self.sessions, scope, peer)
             .await;
         let (session, _origin) = match self.sessions.get(scope, &args.session, args.reset).await {
             Ok(found) => found,
-            Err(e) => {
-                return CallToolResult::error(vec![ContentBlock::text(sandbox_core::error_chain(
-                    &e,
-                ))]);
-            }
+            Err(e) => return self.session_unavailable(tenant, &e),
         };
         let saved_tools_source = match &tenant_state {
             Some(state) => state.saved_tools_source(),
@@ -293,7 +321,7 @@ impl Bridge {
         let services = self.sessions.services_of(scope, &args.session, &session);
         let mut network = services.network.as_ref().map(|(_, ledger)| ledger.clone());
         let calls = self.proxy.calls_of(
-            self.caller(&args.session, timeout, peer, tenant_state.clone()),
+            self.caller(&args.session, timeout, peer, (tenant, tenant_state.clone())),
             &servers,
             services,
         );
@@ -324,18 +352,14 @@ impl Bridge {
                     let services = self.sessions.services_of(scope, &args.session, &fresh);
                     network = services.network.as_ref().map(|(_, ledger)| ledger.clone());
                     let calls = self.proxy.calls_of(
-                        self.caller(&args.session, timeout, peer, tenant_state.clone()),
+                        self.caller(&args.session, timeout, peer, (tenant, tenant_state.clone())),
                         &request.servers,
                         services,
                     );
                     outcome = fresh.try_run(&request, calls).await;
                     sandbox_notice = fresh.notice().map(str::to_owned);
                 }
-                Err(e) => {
-                    return CallToolResult::error(vec![ContentBlock::text(
-                        sandbox_core::error_chain(&e),
-                    )]);
-                }
+                Err(e) => return self.session_unavailable(tenant, &e),
             }
         }
         drop(request);
@@ -343,9 +367,12 @@ impl Bridge {
             relay.finish().await;
         }
         let Some(outcome) = outcome else {
-            return CallToolResult::error(vec![ContentBlock::text(
-                "the session's sandbox stopped before the code could run; try again",
-            )]);
+            return (
+                error_result(
+                    "the session's sandbox stopped before the code could run; try again".into(),
+                ),
+                RunEnd::NotStarted,
+            );
         };
         self.sessions.touch(scope, &args.session);
         // Replace what this call took from the warm pool, now that it no longer needs the CPU.
@@ -377,8 +404,33 @@ impl Bridge {
         result.content = vec![ContentBlock::text(report.text(self.config.output_mode))];
         result.content.extend(file_blocks);
         result.is_error = Some(!report.ok);
-        result
+        (result, RunEnd::of(&outcome.status))
     }
+
+    /// A session that could not be had: the bridge's session cap (counted as a refusal), a
+    /// bad name, or a sandbox that did not start.
+    fn session_unavailable(
+        &self,
+        tenant: &Tenant,
+        error: &SessionError,
+    ) -> (CallToolResult, RunEnd) {
+        let end = match error {
+            SessionError::TooMany(_) => {
+                self.proxy
+                    .metrics()
+                    .refused(tenant.name(), Refusal::BridgeSessions);
+                RunEnd::Refused
+            }
+            SessionError::InvalidName(_) => RunEnd::Rejected,
+            SessionError::Sandbox(_) => RunEnd::NotStarted,
+        };
+        (error_result(sandbox_core::error_chain(error)), end)
+    }
+}
+
+/// A tool result with `isError` and one text.
+fn error_result(message: String) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(message)])
 }
 
 impl Bridge {
@@ -402,7 +454,12 @@ impl Bridge {
         }
         let tenant = match self.tenant_of(&context) {
             Ok(tenant) => tenant,
-            Err(message) => return Ok(CallToolResult::error(vec![ContentBlock::text(message)])),
+            Err((presented, message)) => {
+                self.proxy
+                    .metrics()
+                    .refused(presented.name(), Refusal::OtherTenantsSession);
+                return Ok(error_result(message));
+            }
         };
         let span = info_span!("request", tool = RUN_PYTHON, tenant = tenant.name());
         Ok(self

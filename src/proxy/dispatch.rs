@@ -25,6 +25,7 @@ use crate::audit::{Audit, Outcome};
 use crate::checkpoints::transfer::CheckpointCalls;
 use crate::egress::Egress;
 use crate::egress::ledger::Ledger;
+use crate::metrics::Metrics;
 use crate::packages::{PackageError, SessionPackages};
 use crate::policy::Policy;
 use crate::proxy::alias::assign_tool_aliases;
@@ -50,6 +51,8 @@ pub struct Proxy {
     policy: Policy,
     /// Where each tool call is recorded.
     audit: Audit,
+    /// Where each tool call is counted (set once, by [`Proxy::set_metrics`]).
+    metrics: std::sync::OnceLock<Metrics>,
 }
 
 impl Proxy {
@@ -77,7 +80,19 @@ impl Proxy {
             state,
             policy,
             audit,
+            metrics: std::sync::OnceLock::new(),
         })
+    }
+
+    /// From now on, counts every tool call in `metrics`. Only the first call counts.
+    pub fn set_metrics(&self, metrics: Metrics) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    /// Where tool calls are counted.
+    pub fn metrics(&self) -> &Metrics {
+        static OFF: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(Metrics::off);
+        self.metrics.get().unwrap_or(&OFF)
     }
 
     /// The policy tool calls are under.
@@ -544,7 +559,7 @@ impl RunCalls {
         };
         let proxy = &self.proxy;
         let mut record = CallRecord::new(
-            &proxy.audit,
+            (&proxy.audit, proxy.metrics()),
             &self.caller,
             &server,
             &tool,

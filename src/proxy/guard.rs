@@ -12,7 +12,8 @@
 //!   guest still gets its answer before the run is interrupted): the deadline keeps running
 //!   while the user thinks.
 //! - Every call is one audit line, even one whose run ended while it was being decided or
-//!   made (decision `cancelled`, or outcome `abandoned`).
+//!   made (decision `cancelled`, or outcome `abandoned`), and one count in the metrics
+//!   (`mcp_bridge_proxied_calls_total`, by tenant, server and outcome).
 //! - With no policy and the audit off, a call costs one check of an empty table.
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use crate::audit::{self, Audit, Outcome, ToolCall};
+use crate::metrics::{CallEnd, Metrics};
 use crate::policy::ask::{Answer, Asker, question};
 use crate::policy::{Decision, Policy, Why};
 use crate::proxy::upstream::{UpstreamError, Upstreams};
@@ -38,6 +40,8 @@ pub struct Caller {
     pub session: String,
     /// The client's scope, as the audit log writes it.
     pub scope: String,
+    /// The client's tenant, as the metrics label it.
+    pub tenant: String,
     /// How to ask the client's user (`None`: there is no client to ask, `ask` is refused).
     pub asker: Option<Arc<dyn Asker>>,
     /// When the run must be over.
@@ -53,6 +57,7 @@ impl Caller {
         Self {
             session: String::new(),
             scope: String::new(),
+            tenant: crate::tenants::DEFAULT_TENANT.to_string(),
             asker: None,
             deadline: Instant::now() + Duration::from_hours(24),
             state: None,
@@ -214,11 +219,12 @@ async fn ask(
     }
 }
 
-/// The audit line of one call, written when it is finished, or when it is dropped (the run
-/// ended first).
+/// The audit line and the metrics count of one call, written when it is finished, or when
+/// it is dropped (the run ended first).
 #[derive(Debug)]
 pub struct CallRecord<'a> {
     audit: &'a Audit,
+    metrics: &'a Metrics,
     caller: &'a Caller,
     server: &'a str,
     tool: &'a str,
@@ -232,7 +238,7 @@ impl<'a> CallRecord<'a> {
     /// The record of a call that arrived at `started`; its arguments are measured only when
     /// the audit is on.
     pub fn new(
-        audit: &'a Audit,
+        (audit, metrics): (&'a Audit, &'a Metrics),
         caller: &'a Caller,
         server: &'a str,
         tool: &'a str,
@@ -241,6 +247,7 @@ impl<'a> CallRecord<'a> {
     ) -> Self {
         Self {
             audit,
+            metrics,
             caller,
             server,
             tool,
@@ -251,7 +258,7 @@ impl<'a> CallRecord<'a> {
                 0
             },
             decided: None,
-            written: !audit.is_on(),
+            written: false,
         }
     }
 
@@ -268,8 +275,8 @@ impl<'a> CallRecord<'a> {
 
     /// The call was made: write its line.
     pub fn finished(mut self, outcome: Outcome, result: Option<&Value>) {
-        let bytes = match (result, self.written) {
-            (Some(result), false) => audit::json_size(result),
+        let bytes = match result {
+            Some(result) if self.audit.is_on() => audit::json_size(result),
             _ => 0,
         };
         self.write(outcome, bytes);
@@ -284,18 +291,41 @@ impl<'a> CallRecord<'a> {
             .decided
             .take()
             .unwrap_or((audit::Decision::Cancelled, None));
+        let took = self.started.elapsed();
+        self.metrics.proxied_call(
+            &self.caller.tenant,
+            self.server,
+            call_end(decision, outcome),
+            took,
+        );
+        if !self.audit.is_on() {
+            return;
+        }
         let event = audit::Event::ToolCall(ToolCall {
             server: self.server.to_owned(),
             tool: self.tool.to_owned(),
             decision,
             reason,
             outcome,
-            duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms: took.as_secs_f64() * 1000.0,
             argument_bytes: self.argument_bytes,
             result_bytes,
         });
         self.audit
             .record(&self.caller.session, &self.caller.scope, event);
+    }
+}
+
+/// How the metrics count a call: refused when the policy or the user said no, else what
+/// became of it (a call whose run ended before it was decided is abandoned).
+fn call_end(decision: audit::Decision, outcome: Outcome) -> CallEnd {
+    use audit::Decision as D;
+    match (decision, outcome) {
+        (D::Denied | D::Declined | D::Timeout | D::Error, _) => CallEnd::Refused,
+        (_, Outcome::Ok) => CallEnd::Ok,
+        (_, Outcome::ToolError) => CallEnd::ToolError,
+        (_, Outcome::Failed) => CallEnd::Failed,
+        (_, Outcome::Abandoned | Outcome::NotRun) => CallEnd::Abandoned,
     }
 }
 

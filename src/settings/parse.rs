@@ -1,6 +1,7 @@
 //! The parsers and computed defaults of the settings table: text in, a value or a sentence
 //! saying what is accepted out.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::kinds::BackendKind;
@@ -177,6 +178,14 @@ pub(super) fn size_cap(text: &str) -> Result<u64, String> {
 )]
 pub(super) fn token(text: &str) -> Result<Option<String>, String> {
     Ok(Some(text.to_string()))
+}
+
+/// An address to listen on: `IP:PORT` (`[::1]:9464` for IPv6; port 0 picks a free one).
+pub(super) fn socket_addr(text: &str) -> Result<Option<SocketAddr>, String> {
+    text.trim()
+        .parse()
+        .map(Some)
+        .map_err(|_| format!("expected an address such as 127.0.0.1:9464, got {text:?}"))
 }
 
 /// `~/MCPs`, the reference's state directory.

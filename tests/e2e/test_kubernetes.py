@@ -81,7 +81,9 @@ class Manifests(unittest.TestCase):
         for needed in ("containerPort: 8765", "path: /healthz", "runAsNonRoot: true",
                        "runAsUser: 65534", "readOnlyRootFilesystem: true", 'drop: ["ALL"]',
                        "allowPrivilegeEscalation: false", "mountPath: /var/lib/mcp-bridge",
-                       "mountPath: /tmp", "name: MCP_BRIDGE_HTTP_TOKEN"):
+                       "mountPath: /tmp", "name: MCP_BRIDGE_HTTP_TOKEN",
+                       "name: MCP_BRIDGE_METRICS_LISTEN", "containerPort: 9464",
+                       'prometheus.io/port: "9464"'):
             self.assertIn(needed, text)
         self.assertTrue(re.search(r"#\s*runtimeClassName: gvisor", text), "the gVisor option is offered")
 
