@@ -237,6 +237,9 @@ printf '{"mcpServers": {"time": {"command": "%s"}}}\n' "$TEST_MCP_SERVER_TIME" >
     --proxy-arguments '{"timezone": "UTC"}' >/dev/null
 grep -q "One proxied tool call" "$cache/bench-smoke/bench.md" \
     || { echo "bench smoke: the proxied call was not timed" >&2; exit 1; }
+"$bin" bench --backend wasi --iterations 20 floor >"$cache/bench-smoke/floor.md"
+grep -Eq '^\| wasi \| [0-9.]+ \| [0-9.]+ ' "$cache/bench-smoke/floor.md" \
+    || { echo "bench smoke: the floor was not measured:" >&2; cat "$cache/bench-smoke/floor.md" >&2; exit 1; }
 if [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
     for chart in latency.svg latency.png throughput.svg throughput.png; do
         [ -s "$cache/bench-smoke/$chart" ] || { echo "bench smoke: no $chart" >&2; exit 1; }

@@ -77,6 +77,17 @@ pub(crate) enum BenchFocus {
     /// load balancer's cost on a warm call, and three replicas' throughput against one's,
     /// for the backends of `--backend`. Needs `haproxy` (Debian's package).
     Replicas,
+    /// Where a warm call's time goes, against the protocol's own floor (an rmcp server
+    /// answering the same bytes at once) and `exec("pass")` inside the guest, for the
+    /// backends of `--backend`.
+    Floor,
+    /// Serve MCP over stdio, answering every `tools/call` with this `CallToolResult` (JSON)
+    /// at once: the floor `bench floor` measures against.
+    #[command(hide = true)]
+    FloorServer {
+        /// The answer.
+        answer: String,
+    },
 }
 
 /// Settings of `bench proxy`.

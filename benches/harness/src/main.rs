@@ -11,6 +11,7 @@ mod cli;
 mod client;
 mod data;
 mod durable;
+mod floor;
 mod focus;
 mod measure;
 mod memory;
@@ -70,6 +71,9 @@ async fn run(args: &BenchArgs) -> Result<()> {
     if let Some(BenchFocus::CountTokens) = &args.focus {
         return print_report(&focus::count_stdin_tokens()?.to_string());
     }
+    if let Some(BenchFocus::FloorServer { answer }) = &args.focus {
+        return floor::serve_floor(answer).await;
+    }
     let server = server_binary(args.server.as_deref())?;
     match &args.focus {
         Some(BenchFocus::Tokens(config)) => {
@@ -104,7 +108,16 @@ async fn run(args: &BenchArgs) -> Result<()> {
             }
             return print_report(&replicas::markdown(&rows));
         }
-        Some(BenchFocus::CountTokens) | None => {}
+        Some(BenchFocus::Floor) => {
+            let this = std::env::current_exe().context("finding this bench binary")?;
+            let mut rows = Vec::new();
+            for backend in args.backend.split(',').map(str::trim) {
+                let report = floor::measure(&server, &this, backend, args.iterations).await;
+                rows.push((backend.to_owned(), report));
+            }
+            return print_report(&floor::markdown(&rows));
+        }
+        Some(BenchFocus::CountTokens | BenchFocus::FloorServer { .. }) | None => {}
     }
     let wanted: Vec<String> = if args.backend == "all" {
         BackendKind::ALL
