@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use sandbox_rootfs::{ROOTFS_VERSION, Rootfs, SUITE};
 use tokio::io::AsyncReadExt;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::error::{ContainerError, ImageError};
 
@@ -142,12 +142,39 @@ pub(crate) async fn import(
     // committed as `image` (both engines keep a container's settings in what they commit).
     let unconfigured = format!("{image}-unconfigured");
     import_bare(client, &unconfigured, base, overlay).await?;
+    // The image this one replaces, if any: left without a name, it would keep its space.
+    let replaced = client.inspect_image(image).await.ok().and_then(|i| i.id);
     let configured = configure(client, &unconfigured, image, settings).await;
     let remove = RemoveImageOptionsBuilder::default().force(true).build();
     if let Err(e) = client.remove_image(&unconfigured, Some(remove), None).await {
         warn!(image = %unconfigured, error = %e, "could not remove the unconfigured image");
     }
+    if configured.is_ok()
+        && let Some(old) = replaced
+    {
+        remove_if_unnamed(client, &old).await;
+    }
     configured
+}
+
+/// Removes the image `id` when no name points at it any more (a rebuilt image's former
+/// self); one a container still uses, or that still has a name, stays.
+async fn remove_if_unnamed(client: &Docker, id: &str) {
+    let Ok(old) = client.inspect_image(id).await else {
+        return;
+    };
+    let named = old
+        .repo_tags
+        .iter()
+        .flatten()
+        .any(|tag| tag != "<none>:<none>");
+    if named {
+        return;
+    }
+    let remove = RemoveImageOptionsBuilder::default().build();
+    if let Err(e) = client.remove_image(id, Some(remove), None).await {
+        debug!(image = %id, error = %e, "the replaced image stays");
+    }
 }
 
 /// Commits a container of `unconfigured` made with `settings` as `image`.
