@@ -85,7 +85,8 @@ async fn compile(loaded: Compiler<'_>) -> Result<Vec<u8>, CompileError> {
     wasi.stdin(MemoryInputPipe::new(RUNTIME_SOURCE.as_bytes().to_vec()))
         .stdout(stdout.clone())
         .stderr(stderr.clone())
-        .args(&loaded.entry.args(COMPILE_RUNTIME_SOURCE));
+        .args(&loaded.entry.args(COMPILE_RUNTIME_SOURCE))
+        .allow_blocking_current_thread(true);
     for dir in &loaded.wasm.read_only_dirs {
         wasi.preopened_dir(&dir.host, &dir.guest, FsPerms::ReadOnly)
             .map_err(|e| CompileError::Instantiate(e.into()))?;

@@ -196,7 +196,9 @@ pub(crate) fn build(
             .args(&entry::SNAPSHOT_ARGS)
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false);
+            .allow_ip_name_lookup(false)
+            // The imports stat and open thousands of files: on this thread, not the pool.
+            .allow_blocking_current_thread(true);
         for (key, value) in &layout.env {
             context.env(key, value);
         }

@@ -128,11 +128,14 @@ def send_open_figures(everything: bool) -> None:
     pyplot = sys.modules.get("matplotlib.pyplot")
     if pyplot is None:
         return
+    numbers = pyplot.get_fignums()
+    if not numbers:  # the usual end of a run: no file system call at all
+        return
     try:
         _os.stat(OUT_DIR)
     except OSError:  # no /workspace: nowhere to put them
         return
-    for number in pyplot.get_fignums():
+    for number in numbers:
         figure = pyplot.figure(number)
         if everything or not getattr(figure, "_mcp_saved_to_out", False):
             figure.savefig(FigureNames.next_path(), format="png", dpi=FIGURE_DPI)
