@@ -133,6 +133,37 @@ fn bridge_program(backend: &TestBackend) -> std::process::Command {
     }
 }
 
+/// How the worlds' folders begin; the test process's id follows.
+const WORLD_PREFIX: &str = "bridge-suite-";
+
+/// Removes the worlds left by test processes that are gone. A world lives in a static, which
+/// is never dropped, so each process leaves its worlds behind (hundreds of MB each: caches,
+/// checkpoints, packages); the next run clears them. Folders of the older naming, without a
+/// process id, go too.
+fn remove_worlds_of_gone_processes() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(WORLD_PREFIX)) else {
+                continue;
+            };
+            let owner = rest
+                .split_once('-')
+                .and_then(|(pid, _)| pid.parse::<u32>().ok());
+            let alive = owner.is_some_and(|pid| {
+                pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists()
+            });
+            if !alive {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    });
+}
+
 /// The folder holding the home, state, working and cache directories of the bridges this
 /// test process starts on `backend` (the rootless users get their own).
 fn suite_world(backend: &TestBackend) -> &'static std::path::Path {
@@ -146,8 +177,9 @@ fn suite_world(backend: &TestBackend) -> &'static std::path::Path {
         _ => &ROOTLESS_WORLD,
     };
     let world = cell.get_or_init(|| {
+        remove_worlds_of_gone_processes();
         let world = tempfile::Builder::new()
-            .prefix("bridge-suite-")
+            .prefix(&format!("{WORLD_PREFIX}{}-", std::process::id()))
             .tempdir()
             .expect("tempdir");
         for dir in ["home", "state", "cwd", "cache"] {
