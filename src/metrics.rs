@@ -313,14 +313,13 @@ impl Metrics {
             .proxied_calls
             .get_or_create(&CallLabels::new(tenant, server, end))
             .inc();
-        if end != CallEnd::Refused {
+        if end == CallEnd::Refused {
+            self.refused(tenant, Refusal::Policy);
+        } else {
             families
                 .proxied_call_seconds
                 .get_or_create(&ServerLabel::new(server))
                 .observe(took.as_secs_f64());
-        }
-        if end == CallEnd::Refused {
-            self.refused(tenant, Refusal::Policy);
         }
     }
 
