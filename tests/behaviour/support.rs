@@ -727,7 +727,8 @@ pub(crate) fn leftovers(backend: &TestBackend, pid: u32) -> Result<Vec<String>> 
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .filter(|name| {
             name.starts_with(&format!("mcp-wasi-{pid}-"))
-                || *name == format!("mcp-podman-{pid}")
+                // Pids are reused: another backend's bridge may have this pid's number.
+                || (backend.backend() == "podman" && *name == format!("mcp-podman-{pid}"))
                 || *name == format!("mcp-container-{pid}")
         })
         .collect();
