@@ -8,6 +8,7 @@ use criterion::{Criterion, criterion_main};
 use mcp_server_code_execution_mode::metrics::{
     BridgeFacts, CallEnd, Metrics, RunEnd, SessionGauges,
 };
+use sandbox_core::RunKind;
 
 /// Metrics for a shared bridge of `tenants` tenants.
 fn metrics(tenants: usize) -> (Metrics, Vec<String>) {
@@ -25,10 +26,10 @@ fn recording(c: &mut Criterion) {
     let took = Duration::from_micros(420);
     let mut group = c.benchmark_group("metrics/record");
     group.bench_function("run, on", |b| {
-        b.iter(|| on.run_finished(black_box("team-7"), RunEnd::Completed, took));
+        b.iter(|| on.run_finished(black_box("team-7"), RunEnd::Ran(RunKind::Completed), took));
     });
     group.bench_function("run, off", |b| {
-        b.iter(|| off.run_finished(black_box("team-7"), RunEnd::Completed, took));
+        b.iter(|| off.run_finished(black_box("team-7"), RunEnd::Ran(RunKind::Completed), took));
     });
     group.bench_function("proxied call, on", |b| {
         b.iter(|| on.proxied_call(black_box("team-7"), "github", CallEnd::Ok, took));
@@ -40,7 +41,11 @@ fn scraping(c: &mut Criterion) {
     // 50 tenants, each with runs, calls to 10 servers and sessions.
     let (metrics, names) = metrics(50);
     for tenant in &names {
-        metrics.run_finished(tenant, RunEnd::Completed, Duration::from_millis(3));
+        metrics.run_finished(
+            tenant,
+            RunEnd::Ran(RunKind::Completed),
+            Duration::from_millis(3),
+        );
         for server in 0..10 {
             let server = format!("server-{server}");
             metrics.proxied_call(tenant, &server, CallEnd::Ok, Duration::from_millis(8));

@@ -25,6 +25,7 @@ use std::time::Duration;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+use sandbox_core::RunKind;
 
 use self::families::{
     CallLabels, Families, NetworkLabels, RefusalLabels, RunLabels, ServerLabel, TenantLabel,
@@ -39,16 +40,8 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// How a `run_python` call ended, as `mcp_bridge_runs_total{status}` counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RunEnd {
-    /// The code ran to the end.
-    Completed,
-    /// The code raised an exception.
-    Raised,
-    /// The deadline passed.
-    TimedOut,
-    /// The client cancelled it.
-    Cancelled,
-    /// The sandbox died or broke the protocol mid-run.
-    SandboxFailed,
+    /// The run reached its sandbox and ended this way.
+    Ran(RunKind),
     /// The session could not be started or resumed, or the tenant's state was unusable.
     NotStarted,
     /// The arguments were wrong (an unknown server, a bad session name).
@@ -60,11 +53,11 @@ pub enum RunEnd {
 impl RunEnd {
     /// Every status, in the order the docs list them.
     pub const ALL: [RunEnd; 8] = [
-        RunEnd::Completed,
-        RunEnd::Raised,
-        RunEnd::TimedOut,
-        RunEnd::Cancelled,
-        RunEnd::SandboxFailed,
+        RunEnd::Ran(RunKind::Completed),
+        RunEnd::Ran(RunKind::Raised),
+        RunEnd::Ran(RunKind::TimedOut),
+        RunEnd::Ran(RunKind::Cancelled),
+        RunEnd::Ran(RunKind::SandboxFailed),
         RunEnd::NotStarted,
         RunEnd::Rejected,
         RunEnd::Refused,
@@ -73,11 +66,7 @@ impl RunEnd {
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
-            RunEnd::Completed => "completed",
-            RunEnd::Raised => "raised",
-            RunEnd::TimedOut => "timed_out",
-            RunEnd::Cancelled => "cancelled",
-            RunEnd::SandboxFailed => "sandbox_failed",
+            RunEnd::Ran(kind) => kind.name(),
             RunEnd::NotStarted => "not_started",
             RunEnd::Rejected => "rejected",
             RunEnd::Refused => "refused",
@@ -86,14 +75,7 @@ impl RunEnd {
 
     /// How a run that reached its sandbox ended.
     pub fn of(status: &sandbox_core::RunStatus) -> Self {
-        use sandbox_core::RunStatus;
-        match status {
-            RunStatus::Completed => RunEnd::Completed,
-            RunStatus::Raised => RunEnd::Raised,
-            RunStatus::TimedOut { .. } => RunEnd::TimedOut,
-            RunStatus::Cancelled { .. } => RunEnd::Cancelled,
-            RunStatus::SandboxFailed { .. } => RunEnd::SandboxFailed,
-        }
+        RunEnd::Ran(status.kind())
     }
 
     /// Whether the run's time goes into the duration histogram: not for calls turned away

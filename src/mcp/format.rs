@@ -166,45 +166,35 @@ impl RunReport {
         servers: Vec<String>,
         timeout_secs: f64,
     ) -> Self {
-        let (status, notice) = match &outcome.status {
-            RunStatus::Completed => ("completed", None),
-            RunStatus::Raised => ("raised", None),
-            RunStatus::TimedOut { state_lost: false } => (
-                "timed_out",
-                Some(format!(
-                    "Timed out after {timeout_secs} s; the code was interrupted \
-                     (KeyboardInterrupt) and the session kept its state."
-                )),
-            ),
-            RunStatus::TimedOut { state_lost: true } => (
-                "timed_out",
-                Some(format!(
-                    "Timed out after {timeout_secs} s; the sandbox was stopped and this \
+        let status = outcome.status.kind().name();
+        let notice = match &outcome.status {
+            RunStatus::Completed | RunStatus::Raised => None,
+            RunStatus::TimedOut { state_lost: false } => Some(format!(
+                "Timed out after {timeout_secs} s; the code was interrupted \
+                 (KeyboardInterrupt) and the session kept its state."
+            )),
+            RunStatus::TimedOut { state_lost: true } => Some(format!(
+                "Timed out after {timeout_secs} s; the sandbox was stopped and this \
                      session's state (variables, imports, files) was lost{}. Saved tools \
                      and memory (save_tool, save_memory) survive; the next call starts a \
                      fresh session.",
-                    kept_before_stop(outcome)
-                )),
-            ),
-            RunStatus::Cancelled { state_lost } => (
-                "cancelled",
-                Some(if *state_lost {
-                    format!(
-                        "Cancelled by the client; the sandbox was stopped and this session's \
+                kept_before_stop(outcome)
+            )),
+            RunStatus::Cancelled { state_lost } => Some(if *state_lost {
+                format!(
+                    "Cancelled by the client; the sandbox was stopped and this session's \
                          state was lost{}. Saved tools and memory survive; the next call \
                          starts a fresh session.",
-                        kept_before_stop(outcome)
-                    )
-                } else {
-                    "Cancelled by the client; the code was interrupted and the session kept \
+                    kept_before_stop(outcome)
+                )
+            } else {
+                "Cancelled by the client; the code was interrupted and the session kept \
                      its state."
-                        .to_string()
-                }),
-            ),
-            RunStatus::SandboxFailed { reason } => (
-                "sandbox_failed",
-                Some(format!("{reason}. The next call starts a fresh session.")),
-            ),
+                    .to_string()
+            }),
+            RunStatus::SandboxFailed { reason } => {
+                Some(format!("{reason}. The next call starts a fresh session."))
+            }
         };
         // Saved output lives in the session: say where only while the session lives.
         let saved_output = if outcome.state_lost() {

@@ -102,6 +102,7 @@ async fn scrape(State(scrape): State<Scrape>) -> Response {
 mod tests {
     use super::*;
     use crate::metrics::{BridgeFacts, RunEnd};
+    use sandbox_core::RunKind;
 
     #[tokio::test]
     async fn a_scrape_answers_openmetrics_with_the_gauges_read_then() {
@@ -114,7 +115,7 @@ mod tests {
         );
         metrics.run_finished(
             "team-a",
-            RunEnd::Completed,
+            RunEnd::Ran(RunKind::Completed),
             std::time::Duration::from_millis(3),
         );
         let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();

@@ -55,8 +55,16 @@ fn every_known_tenant_has_every_status_and_reason_from_the_start() {
 #[test]
 fn runs_are_counted_by_status_and_timed_once_they_reach_a_session() {
     let metrics = metrics();
-    metrics.run_finished("team-a", RunEnd::Completed, Duration::from_millis(2));
-    metrics.run_finished("team-a", RunEnd::Completed, Duration::from_secs(7));
+    metrics.run_finished(
+        "team-a",
+        RunEnd::Ran(RunKind::Completed),
+        Duration::from_millis(2),
+    );
+    metrics.run_finished(
+        "team-a",
+        RunEnd::Ran(RunKind::Completed),
+        Duration::from_secs(7),
+    );
     metrics.run_finished("team-a", RunEnd::Refused, Duration::ZERO);
     let text = metrics.render(&SessionGauges::default());
     let runs = |status| {
@@ -200,7 +208,7 @@ fn label_values_cannot_break_the_text() {
 #[test]
 fn metrics_that_are_off_record_and_render_nothing() {
     let off = Metrics::off();
-    off.run_finished("default", RunEnd::Completed, Duration::ZERO);
+    off.run_finished("default", RunEnd::Ran(RunKind::Completed), Duration::ZERO);
     off.refused("default", Refusal::Policy);
     assert!(!off.is_on());
     assert_eq!(off.render(&SessionGauges::default()), "");

@@ -32,5 +32,5 @@ pub use rpc::{NoCalls, RpcError, RpcHandler};
 pub use sandbox::{
     GuestControl, GuestExit, GuestReader, GuestWriter, Probe, ResourceUsage, Sandbox, StartedGuest,
 };
-pub use session::{RunAction, RunOutcome, RunRequest, RunStatus, Session, SessionConfig};
+pub use session::{RunAction, RunKind, RunOutcome, RunRequest, RunStatus, Session, SessionConfig};
 pub use spec::{MIN_MEMORY_BYTES, ReadOnlyMount, SandboxSpec, SandboxSpecBuilder};

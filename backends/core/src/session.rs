@@ -171,6 +171,57 @@ pub enum RunStatus {
     },
 }
 
+impl RunStatus {
+    /// How the run ended, without the details.
+    pub fn kind(&self) -> RunKind {
+        match self {
+            RunStatus::Completed => RunKind::Completed,
+            RunStatus::Raised => RunKind::Raised,
+            RunStatus::TimedOut { .. } => RunKind::TimedOut,
+            RunStatus::Cancelled { .. } => RunKind::Cancelled,
+            RunStatus::SandboxFailed { .. } => RunKind::SandboxFailed,
+        }
+    }
+}
+
+/// How a run ended, as one word: the `status` a run's report gives and the label its
+/// metrics carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunKind {
+    /// [`RunStatus::Completed`].
+    Completed,
+    /// [`RunStatus::Raised`].
+    Raised,
+    /// [`RunStatus::TimedOut`].
+    TimedOut,
+    /// [`RunStatus::Cancelled`].
+    Cancelled,
+    /// [`RunStatus::SandboxFailed`].
+    SandboxFailed,
+}
+
+impl RunKind {
+    /// Every kind, in the order the docs list them.
+    pub const ALL: [RunKind; 5] = [
+        RunKind::Completed,
+        RunKind::Raised,
+        RunKind::TimedOut,
+        RunKind::Cancelled,
+        RunKind::SandboxFailed,
+    ];
+
+    /// The word for it: `completed`, `raised`, `timed_out`, `cancelled`, `sandbox_failed`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunKind::Completed => "completed",
+            RunKind::Raised => "raised",
+            RunKind::TimedOut => "timed_out",
+            RunKind::Cancelled => "cancelled",
+            RunKind::SandboxFailed => "sandbox_failed",
+        }
+    }
+}
+
 /// Everything a run produced.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
