@@ -14,6 +14,7 @@
 pub mod atomic_file;
 pub mod error;
 pub mod frame;
+mod frame_sender;
 pub mod guest;
 pub mod host;
 #[cfg(feature = "host-python")]

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{Mutex, mpsc};
+use tokio::io::AsyncReadExt;
+use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 use tokio::time::timeout_at;
 use tokio_util::sync::CancellationToken;
@@ -31,10 +31,11 @@ use crate::frame::{
     OutFile, OutputFrame, ReadyFrame, ResultFrame, RpcFrame, ScanEvent, ServerRef,
     encode_host_frame, encode_raw,
 };
+use crate::frame_sender::FrameSender;
 use crate::guest::runtime_payload;
 use crate::output::{CappedBytes, Captured, KeptOutput};
 use crate::rpc::{MAX_CALLS_IN_FLIGHT, RpcError, RpcHandler};
-use crate::sandbox::{GuestControl, GuestReader, GuestWriter, ResourceUsage, Sandbox};
+use crate::sandbox::{GuestControl, GuestReader, ResourceUsage, Sandbox};
 use crate::spec::SandboxSpec;
 
 /// Settings shared by every session of a process.
@@ -854,38 +855,4 @@ fn encode_answer(id: u64, answer: &Result<serde_json::Value, RpcError>) -> Vec<u
             error: Some(error),
         },
     })
-}
-
-/// Writes host frames to the guest's stdin from a task of its own, so the session never
-/// blocks on a guest that is not reading while it itself waits to be read (a deadlock
-/// between two full pipes). Dropping it stops the task.
-struct FrameSender {
-    frames: mpsc::UnboundedSender<Vec<u8>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl FrameSender {
-    fn spawn(mut stdin: GuestWriter) -> Self {
-        let (frames, mut queue) = mpsc::unbounded_channel::<Vec<u8>>();
-        let task = tokio::spawn(async move {
-            while let Some(frame) = queue.recv().await {
-                if stdin.write_all(&frame).await.is_err() || stdin.flush().await.is_err() {
-                    break;
-                }
-            }
-        });
-        Self { frames, task }
-    }
-
-    fn send(&self, frame: Vec<u8>) -> Result<(), SandboxError> {
-        self.frames
-            .send(frame)
-            .map_err(|_| SandboxError::GuestGone("the sandbox stopped reading its input".into()))
-    }
-}
-
-impl Drop for FrameSender {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
