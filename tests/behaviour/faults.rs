@@ -236,7 +236,10 @@ pub(crate) async fn upstream_hang_ends_at_the_timeout(b: &TestBackend) -> Result
     // The server stays up (the call was cancelled, not the server), and serves.
     ensure!(ping(&bridge).await? == server, "the server was restarted");
 
-    // A run deadline shorter than the tool's ends the run itself.
+    // A run deadline shorter than the tool's ends the run itself; where the sandbox can be
+    // interrupted, the interrupt reaches code waiting for the call and the session keeps
+    // its state.
+    bridge.ok("kept = 41").await?;
     let reply = bridge
         .call(
             json!({"code": "await mcp_faulty.nap(seconds=600)", "servers": ["faulty"],
@@ -245,6 +248,14 @@ pub(crate) async fn upstream_hang_ends_at_the_timeout(b: &TestBackend) -> Result
         .await?;
     ensure!(reply.status() == "timed_out", "{}", reply.structured);
     ensure!(reply.text.contains("Timed out"), "{}", reply.text);
+    if b.is_container() {
+        ensure!(
+            reply.structured["state_lost"] == json!(false),
+            "the interrupt did not reach code waiting for a proxied call: {}",
+            reply.structured
+        );
+        ensure!(bridge.ok("print(kept + 1)").await? == "42\n", "the state was lost");
+    }
     ensure!(ping(&bridge).await? == server, "the server was restarted");
     next_call_works(&bridge).await
 }

@@ -6,14 +6,17 @@ _socketpair_ok: bool | None = None
 
 def loop_is_idle(loop: object) -> bool:
     """True when `loop` (a selector loop) has nothing to do but wait: no ready callbacks, no
-    timers, no descriptors watched. False when that cannot be told."""
+    timers, no descriptors watched but its own self-pipe (which only wakes it for signals
+    and other threads). False when that cannot be told."""
     try:
-        return (
-            not loop._ready  # type: ignore[attr-defined]
-            and not loop._scheduled  # type: ignore[attr-defined]
-            and not loop._selector.get_map()  # type: ignore[attr-defined]
-        )
-    except AttributeError:
+        if loop._ready or loop._scheduled:  # type: ignore[attr-defined]
+            return False
+        watched = loop._selector.get_map()  # type: ignore[attr-defined]
+        if not watched:
+            return True
+        self_pipe = loop._ssock  # type: ignore[attr-defined]
+        return len(watched) == 1 and self_pipe is not None and self_pipe.fileno() in watched
+    except (AttributeError, OSError, ValueError):
         return False
 
 
@@ -155,31 +158,44 @@ class PatchingLoader:
 class EventLoop:
     """The session's one event loop, made on first use and kept across runs.
 
-    Tasks, queues and other loop-bound objects made in one run keep working in the next.
+    Tasks, queues and other loop-bound objects made in one run keep working in the next, and
+    so do context variables (one context for every run's main task). It runs a coroutine as
+    `asyncio.Runner.run` does, SIGINT included (see `Interrupts`), without swapping signal
+    handlers on every run.
     """
 
     def __init__(self, interrupts: Interrupts) -> None:
         self._interrupts = interrupts
-        self._runner: object | None = None
+        self._loop: object | None = None
+        self._context: object | None = None
 
     def run(self, coroutine: object) -> object:
-        runner = self._get_runner()
-        lent = self._interrupts.lend_to_asyncio()
-        try:
-            return runner.run(coroutine)
-        finally:
-            if lent:
-                self._interrupts.take_back()
-
-    def _get_runner(self) -> object:
         import asyncio
 
-        runner = self._runner
-        if runner is not None and not runner.get_loop().is_closed():
-            return runner
-        factory = None if socketpair_works() else pipeless_loop_class(asyncio)
-        runner = asyncio.Runner(loop_factory=factory)
-        if factory is not None:  # asyncio.Runner sets the current loop only for its default
-            asyncio.set_event_loop(runner.get_loop())
-        self._runner = runner
-        return runner
+        loop = self._get_loop(asyncio)
+        task = loop.create_task(coroutine, context=self._context)
+        self._interrupts.cancel_on_sigint(loop, task)
+        interrupted = False
+        try:
+            return loop.run_until_complete(task)
+        except asyncio.CancelledError:
+            interrupted = self._interrupts.main_task_done()
+            uncancel = getattr(task, "uncancel", None)
+            if interrupted and uncancel is not None and uncancel() == 0:
+                raise KeyboardInterrupt() from None
+            raise
+        finally:
+            if not interrupted:
+                self._interrupts.main_task_done()
+
+    def _get_loop(self, asyncio: ModuleType) -> object:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            return loop
+        import contextvars
+
+        factory = asyncio.new_event_loop if socketpair_works() else pipeless_loop_class(asyncio)
+        loop = factory()
+        asyncio.set_event_loop(loop)
+        self._loop, self._context = loop, contextvars.copy_context()
+        return loop

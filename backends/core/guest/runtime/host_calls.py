@@ -81,7 +81,14 @@ class HostCalls:
             # callbacks, no timers, no watched descriptors, no other call pending. Waiting
             # in the loop would only add polling (a third of a millisecond under WASI), so
             # wait synchronously; no other task is kept from anything it could have done.
-            return self.call(method, params)
+            # Cancelling the task would not reach a blocking wait: SIGINT interrupts the
+            # wait itself (KeyboardInterrupt ends the run, as the cancellation would).
+            interrupts = self._interrupts
+            interrupts.blocking = True
+            try:
+                return self.call(method, params)
+            finally:
+                interrupts.blocking = False
         while len(self._outstanding) >= MAX_IN_FLIGHT and not self.closed:
             slot = loop.create_future()
             self._slot_waiters.append(slot)

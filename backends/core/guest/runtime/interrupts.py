@@ -4,14 +4,19 @@
 class Interrupts:
     """SIGINT (the host's soft interrupt) raises KeyboardInterrupt only in user code.
 
-    Between runs it is ignored, so it can never tear a frame in half. While a coroutine
-    runs, `asyncio.Runner`'s own handler takes over (it cancels the main task).
+    Between runs it is ignored, so it can never tear a frame in half. While the session's
+    loop runs a run's coroutine, it cancels that task instead, as `asyncio.run` would (a
+    second one raises): the run then ends with KeyboardInterrupt. Code that waits for the
+    host synchronously inside the coroutine (`blocking`) is interrupted where it waits.
     """
 
     def __init__(self) -> None:
         self.in_user_code = False
         self.shielded = False  # reading protocol bytes for user code: hold SIGINT back
         self.missed = False  # a SIGINT came while shielded
+        self.blocking = False  # a coroutine waits for the host synchronously
+        self._main: tuple[object, object] | None = None  # (loop, task) of the run
+        self._cancelled_main = False
         self._signal: ModuleType | None = None
         if NO_SIGNALS_OR_SOCKETS:  # nothing to guard
             return
@@ -26,30 +31,42 @@ class Interrupts:
     def _on_sigint(self, signum: int, frame: object) -> None:
         if self.shielded:
             self.missed = True
-        elif self.in_user_code:
+        elif not self.in_user_code:
+            return
+        elif self._main is not None and not self.blocking and not self._cancelled_main:
+            loop, task = self._main
+            if task.done():  # type: ignore[attr-defined]
+                raise KeyboardInterrupt
+            self._cancelled_main = True
+            task.cancel()  # type: ignore[attr-defined]
+            loop.call_soon_threadsafe(_nothing)  # type: ignore[attr-defined]
+        else:
             raise KeyboardInterrupt
 
+    def cancel_on_sigint(self, loop: object, task: object) -> None:
+        """While `task` runs as the run's main task, SIGINT cancels it."""
+        self._main = (loop, task)
+        self._cancelled_main = False
+
+    def main_task_done(self) -> bool:
+        """Ends `cancel_on_sigint`; True when a SIGINT cancelled the task."""
+        cancelled, self._main, self._cancelled_main = self._cancelled_main, None, False
+        return cancelled
+
     def armed(self) -> bool:
-        """Whether a SIGINT now raises KeyboardInterrupt (our handler, in user code)."""
+        """Whether a SIGINT now raises KeyboardInterrupt (our handler, in user code, outside
+        a coroutine or blocking in one)."""
         signal = self._signal
         return (
             signal is not None
             and self.in_user_code
+            and (self._main is None or self.blocking)
             and signal.getsignal(signal.SIGINT) == self._on_sigint
         )
 
-    def lend_to_asyncio(self) -> bool:
-        """Installs Python's default SIGINT handler (asyncio.Runner replaces only that one)."""
-        signal = self._signal
-        if signal is None or signal.getsignal(signal.SIGINT) != self._on_sigint:
-            return False
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        return True
 
-    def take_back(self) -> None:
-        signal = self._signal
-        if signal is not None and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            signal.signal(signal.SIGINT, self._on_sigint)
+def _nothing() -> None:
+    """A callback that only wakes the event loop."""
 
 
 def end_other_processes(interpreter_pid: int) -> None:

@@ -793,6 +793,16 @@ class AsyncTest(GuestTestCase):
         )
         self.assertEqual(result["stdout"], "timed out\ncancelled\ntimeout block\n")
 
+    def test_context_variables_last_across_runs(self) -> None:
+        self.guest.ok(
+            "import asyncio, contextvars\n"
+            "var = contextvars.ContextVar('var', default='unset')\n"
+            "await asyncio.sleep(0)\n"
+            "var.set('set in the first run')"
+        )
+        result = self.guest.ok("await asyncio.sleep(0)\nprint(var.get())")
+        self.assertEqual(result["stdout"], "set in the first run\n")
+
     def test_asyncio_run_in_synchronous_code(self) -> None:
         result = self.guest.ok(
             "import asyncio\n"
@@ -1971,6 +1981,29 @@ class InterruptTest(GuestTestCase):
     def test_sigint_cancels_a_coroutine(self) -> None:
         result = self.interrupt_during("import asyncio\nawait asyncio.sleep(30)")
         self.assertEqual(result["error"]["type"], "KeyboardInterrupt")
+        self.assertEqual(self.guest.ok("await asyncio.sleep(0.01); print('ok')")["stdout"], "ok\n")
+
+    def test_a_second_sigint_ends_a_coroutine_that_ignores_its_cancellation(self) -> None:
+        run_id = self.guest.next_id
+        self.guest.next_id += 1
+        code = (
+            "import asyncio\n"
+            "try:\n"
+            "    await asyncio.sleep(30)\n"
+            "except asyncio.CancelledError:\n"
+            "    print('cancelled; spinning', flush=True)\n"
+            "    while True:\n"
+            "        pass"
+        )
+        self.guest.send({"type": "run", "id": run_id, "code": code, "servers": [], "timeout_ms": 1})
+        time.sleep(0.3)
+        self.guest.proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        self.guest.proc.send_signal(signal.SIGINT)
+        result = self.guest.next_frame()
+        self.assertEqual(result["id"], run_id)
+        self.assertEqual(result["error"]["type"], "KeyboardInterrupt")
+        self.assertEqual(result["stdout"], "cancelled; spinning\n")
         self.assertEqual(self.guest.ok("await asyncio.sleep(0.01); print('ok')")["stdout"], "ok\n")
 
     def test_sigint_while_a_call_waits_for_the_host(self) -> None:
