@@ -254,7 +254,10 @@ pub(crate) async fn upstream_hang_ends_at_the_timeout(b: &TestBackend) -> Result
             "the interrupt did not reach code waiting for a proxied call: {}",
             reply.structured
         );
-        ensure!(bridge.ok("print(kept + 1)").await? == "42\n", "the state was lost");
+        ensure!(
+            bridge.ok("print(kept + 1)").await? == "42\n",
+            "the state was lost"
+        );
     }
     ensure!(ping(&bridge).await? == server, "the server was restarted");
     next_call_works(&bridge).await

@@ -14,13 +14,17 @@
 //!   half-works.
 
 use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt as _;
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Mutex;
-use tokio::task::JoinSet;
 use tokio::time::timeout_at;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, instrument, warn};
@@ -483,8 +487,9 @@ impl Session {
         if let Err(e) = live.stdin.send(frame) {
             return Verdict::Failed(self.gone_reason(live, &crate::error::chain(&e)).await);
         }
-        // Calls to the host run concurrently; dropping the set (the run ended) aborts them.
-        let mut in_flight: JoinSet<(u64, Result<serde_json::Value, RpcError>)> = JoinSet::new();
+        // Calls to the host run concurrently, polled by this task (no task hop to answer
+        // one); dropping the set (the run ended) abandons them.
+        let mut in_flight: FuturesUnordered<CallFuture> = FuturesUnordered::new();
         let sent_at = Instant::now();
         tracing::trace!(run = id, "run frame sent");
         let mut out_buf = vec![0u8; READ_CHUNK];
@@ -543,10 +548,7 @@ impl Session {
                         Ok(n) => run.stray_err.push(&err_buf[..n]),
                     }
                 }
-                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                    let (call_id, answer) = done.unwrap_or_else(|e| {
-                        (0, Err(RpcError::new("internal", format!("the call failed: {e}"))))
-                    });
+                Some((call_id, answer)) = in_flight.next(), if !in_flight.is_empty() => {
                     if let Err(e) = live.stdin.send(encode_answer(call_id, &answer)) {
                         return Verdict::Failed(self.gone_reason(live, &crate::error::chain(&e)).await);
                     }
@@ -823,11 +825,14 @@ fn protocol_reason(error: &FrameError) -> String {
     format!("the sandbox broke the frame protocol ({error}); the session was ended")
 }
 
+/// A call to the host being served: its id and, once done, its answer.
+type CallFuture = Pin<Box<dyn Future<Output = (u64, Result<serde_json::Value, RpcError>)> + Send>>;
+
 /// Start serving one call, or refuse it at once when too many are in flight.
 fn accept_call(
     live: &Live,
     calls: &Arc<dyn RpcHandler>,
-    in_flight: &mut JoinSet<(u64, Result<serde_json::Value, RpcError>)>,
+    in_flight: &mut FuturesUnordered<CallFuture>,
     call: RpcFrame,
 ) -> Result<(), SandboxError> {
     if in_flight.len() >= MAX_CALLS_IN_FLIGHT {
@@ -838,7 +843,18 @@ fn accept_call(
         return live.stdin.send(encode_answer(call.id, &Err(busy)));
     }
     let calls = calls.clone();
-    in_flight.spawn(async move { (call.id, calls.call(&call.method, call.params).await) });
+    in_flight.push(Box::pin(async move {
+        let answer = AssertUnwindSafe(calls.call(&call.method, call.params))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                Err(RpcError::new(
+                    "internal",
+                    "the call failed: the bridge's handler panicked",
+                ))
+            });
+        (call.id, answer)
+    }));
     Ok(())
 }
 

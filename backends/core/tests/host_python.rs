@@ -192,3 +192,39 @@ async fn a_cancelled_run_is_interrupted_and_the_session_kept() {
         .await;
     assert_eq!(after.stdout.text, "7\n");
 }
+
+/// A host that panics on every call.
+#[derive(Debug)]
+struct PanickingHost;
+
+#[async_trait::async_trait]
+impl sandbox_core::RpcHandler for PanickingHost {
+    async fn call(
+        &self,
+        method: &str,
+        _params: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<serde_json::Value, sandbox_core::RpcError> {
+        panic!("a bug in the handler of `{method}`");
+    }
+}
+
+#[tokio::test]
+async fn a_handler_that_panics_fails_only_its_call() {
+    let Some(session) = session().await else {
+        return;
+    };
+    let code = "try:\n    save_memory('k', 1)\nexcept Exception as e:\n    print(type(e).__name__, e)";
+    let outcome = session
+        .run(&run(code, 5000), Arc::new(PanickingHost))
+        .await;
+    assert!(!outcome.is_error(), "{outcome:?}");
+    assert!(
+        outcome.stdout.text.starts_with("MCPError") && outcome.stdout.text.contains("panicked"),
+        "{:?}",
+        outcome.stdout.text
+    );
+    let after = session
+        .run(&run("print('alive')", 5000), Arc::new(NoCalls))
+        .await;
+    assert_eq!(after.stdout.text, "alive\n");
+}
