@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::cli::ProxyBenchArgs;
 use crate::client;
-use crate::stats::{median, ms};
+use crate::stats::{Summary, median};
 
 /// The flags of `args` as command-line words, so the bridge under test sees the same config.
 fn config_flags(args: &ConfigArgs) -> Vec<String> {
@@ -103,69 +103,88 @@ pub(crate) async fn tokens_report(server: &Path, args: &ConfigArgs) -> Result<St
     Ok(out)
 }
 
-/// Medians of one proxied call, each way.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ProxyMedians {
+/// How many proxied calls one `asyncio.gather` makes in `bench proxy`.
+pub(crate) const GATHERED: u32 = 50;
+
+/// Times of one proxied call, each way.
+#[derive(Debug, Clone)]
+pub(crate) struct ProxyTimes {
     /// The upstream called by the host's own rmcp client.
-    pub(crate) direct: Duration,
+    pub(crate) direct: Summary,
     /// `run_python("pass")` through MCP.
-    pub(crate) pass: Duration,
-    /// `run_python` making the one proxied call.
-    pub(crate) proxied: Duration,
+    pub(crate) pass: Summary,
+    /// `run_python` awaiting the one proxied call.
+    pub(crate) proxied: Summary,
+    /// `run_python` gathering [`GATHERED`] proxied calls, the run's time less `pass`'s median,
+    /// per call.
+    pub(crate) gathered_per_call: Summary,
 }
 
-impl ProxyMedians {
-    /// What the proxy path adds over the upstream's own time and an empty run.
-    pub(crate) fn overhead(&self) -> Duration {
-        self.proxied
-            .saturating_sub(self.pass)
-            .saturating_sub(self.direct)
+impl ProxyTimes {
+    /// What the proxy path adds over the upstream's own time and an empty run (medians).
+    pub(crate) fn overhead_ms(&self) -> f64 {
+        (self.proxied.median_ms - self.pass.median_ms - self.direct.median_ms).max(0.0)
+    }
+
+    /// One awaited call: the run's median less an empty run's.
+    pub(crate) fn one_call_ms(&self) -> f64 {
+        (self.proxied.median_ms - self.pass.median_ms).max(0.0)
     }
 }
 
 /// `bench proxy`, through the server binary `server`.
 pub(crate) async fn proxy_report(server: &Path, args: &ProxyBenchArgs) -> Result<String> {
-    let medians = proxy_medians(server, args).await?;
+    let times = proxy_times(server, args).await?;
     let iterations = args.iterations.max(5);
-    let (direct, pass, proxied, overhead) = (
-        medians.direct,
-        medians.pass,
-        medians.proxied,
-        medians.overhead(),
-    );
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "## One proxied call: `{}.{}` ({iterations} iterations, medians)\n",
+        "## Proxied calls: `{}.{}` ({iterations} iterations)\n",
         args.server, args.tool
     );
-    let _ = writeln!(out, "| measurement | ms |\n|---|---|");
     let _ = writeln!(
         out,
-        "| upstream alone (host rmcp client, stdio) | {:.3} |",
-        ms(direct)
+        "| measurement | min | median | p95 | p99 |\n|---|---|---|---|---|"
+    );
+    let rows = [
+        ("upstream alone (host rmcp client, stdio)", &times.direct),
+        ("`run_python(\"pass\")` through MCP", &times.pass),
+        ("`run_python` awaiting one proxied call", &times.proxied),
+    ];
+    for (what, summary) in rows {
+        let _ = writeln!(
+            out,
+            "| {what} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            summary.min_ms, summary.median_ms, summary.p95_ms, summary.p99_ms
+        );
+    }
+    let gathered = &times.gathered_per_call;
+    let _ = writeln!(
+        out,
+        "| `gather` of {GATHERED} proxied calls, per call (less `pass`) | {:.3} | {:.3} | {:.3} \
+         | {:.3} |",
+        gathered.min_ms, gathered.median_ms, gathered.p95_ms, gathered.p99_ms
     );
     let _ = writeln!(
         out,
-        "| `run_python(\"pass\")` through MCP | {:.3} |",
-        ms(pass)
+        "\n- **Overhead of the proxy path** (one call, less `pass` and the upstream alone): \
+         **{:.3} ms** (target ≤ 0.3).",
+        times.overhead_ms()
     );
     let _ = writeln!(
         out,
-        "| `run_python` with one proxied call | {:.3} |",
-        ms(proxied)
-    );
-    let _ = writeln!(
-        out,
-        "| **overhead of the proxy path** | **{:.3}** |",
-        ms(overhead)
+        "- One awaited call takes {:.3} ms of a run; in a `gather` of {GATHERED}, {:.3} ms \
+         each ({:.2}× of one).",
+        times.one_call_ms(),
+        gathered.median_ms,
+        gathered.median_ms / times.one_call_ms().max(f64::MIN_POSITIVE)
     );
     Ok(out)
 }
 
-/// Time one proxied call each way: the upstream alone, an empty run, a run making the call
-/// through the server binary `server`.
-pub(crate) async fn proxy_medians(server: &Path, args: &ProxyBenchArgs) -> Result<ProxyMedians> {
+/// Time proxied calls each way: the upstream alone, an empty run, a run awaiting the call,
+/// a run gathering [`GATHERED`] of them, through the server binary `server`.
+pub(crate) async fn proxy_times(server: &Path, args: &ProxyBenchArgs) -> Result<ProxyTimes> {
     let config = config::resolve(&args.config).map_err(anyhow::Error::msg)?;
     let Value::Object(arguments) = serde_json::from_str::<Value>(&args.arguments)? else {
         bail!("--arguments must be a JSON object");
@@ -188,11 +207,15 @@ pub(crate) async fn proxy_medians(server: &Path, args: &ProxyBenchArgs) -> Resul
     proxy.shutdown().await;
 
     let (bridge, _) = client::start(server, &config_flags(&args.config), &[]).await?;
-    let call_code = format!(
-        "import mcp.runtime as r\nawait r.call_tool({}, {}, {})",
+    let call = format!(
+        "r.call_tool({}, {}, {})",
         json!(args.server),
         json!(args.tool),
         json!(arguments)
+    );
+    let call_code = format!("import mcp.runtime as r\nawait {call}");
+    let gather_code = format!(
+        "import asyncio, mcp.runtime as r\nawait asyncio.gather(*({call} for _ in range({GATHERED})))"
     );
     let run = |code: String| {
         let bridge = &bridge;
@@ -204,17 +227,28 @@ pub(crate) async fn proxy_medians(server: &Path, args: &ProxyBenchArgs) -> Resul
         }
     };
     run(call_code.clone()).await?;
+    run(gather_code.clone()).await?;
     let mut pass = Vec::new();
     let mut proxied = Vec::new();
-    for _ in 0..iterations {
+    let mut gathered = Vec::new();
+    for round in 0..iterations {
         pass.push(run("pass".into()).await?);
         proxied.push(run(call_code.clone()).await?);
+        if round % 5 == 0 {
+            gathered.push(run(gather_code.clone()).await?);
+        }
     }
     bridge.cancel().await.ok();
-    Ok(ProxyMedians {
-        direct: median(direct),
-        pass: median(pass),
-        proxied: median(proxied),
+    let pass_median = median(pass.clone());
+    let gathered_per_call = gathered
+        .into_iter()
+        .map(|took| took.saturating_sub(pass_median) / GATHERED)
+        .collect();
+    Ok(ProxyTimes {
+        direct: Summary::of(direct),
+        pass: Summary::of(pass),
+        proxied: Summary::of(proxied),
+        gathered_per_call: Summary::of(gathered_per_call),
     })
 }
 

@@ -32,7 +32,6 @@ use mcp_server_code_execution_mode::settings;
 
 use crate::cli::{BenchArgs, BenchFocus, ProxyBenchArgs, SERVER_BINARY};
 use crate::report::Report;
-use crate::stats::ms;
 
 fn main() -> ExitCode {
     let args = BenchArgs::parse();
@@ -139,9 +138,11 @@ async fn run(args: &BenchArgs) -> Result<()> {
             && let Some(target) = &args.proxy
         {
             match proxied_call(&server, args, target, backend, iterations).await {
-                Ok(medians) => {
-                    report.proxy_upstream_ms = Some(ms(medians.direct));
-                    report.proxy_overhead_ms = Some(ms(medians.overhead()));
+                Ok(times) => {
+                    report.proxy_upstream_ms = Some(times.direct.median_ms);
+                    report.proxy_overhead_ms = Some(times.overhead_ms());
+                    report.proxy_gather_per_call_ms =
+                        Some((times.gathered_per_call.median_ms, times.one_call_ms()));
                 }
                 Err(e) => {
                     tracing::warn!(backend, error = %e, "the proxied call could not be timed");
@@ -211,7 +212,7 @@ async fn proxied_call(
     target: &str,
     backend: &str,
     iterations: usize,
-) -> Result<focus::ProxyMedians> {
+) -> Result<focus::ProxyTimes> {
     let (upstream, tool) = target
         .split_once('.')
         .context("--proxy takes SERVER.TOOL, e.g. time.get_current_time")?;
@@ -225,5 +226,5 @@ async fn proxied_call(
             |config, file| config.with(&settings::SERVERS_CONFIG, file.display().to_string()),
         ),
     };
-    focus::proxy_medians(server, &proxy_args).await
+    focus::proxy_times(server, &proxy_args).await
 }

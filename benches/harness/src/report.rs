@@ -51,6 +51,9 @@ pub(crate) struct BackendReport {
     pub(crate) proxy_upstream_ms: Option<f64>,
     /// One proxied call (with `--proxy`): median in ms of what the proxy path adds to it.
     pub(crate) proxy_overhead_ms: Option<f64>,
+    /// With `--proxy`: median in ms per call of a run gathering 50 proxied calls (less an
+    /// empty run), against one awaited call's share of a run.
+    pub(crate) proxy_gather_per_call_ms: Option<(f64, f64)>,
     /// Durable sessions: saving, resuming, checkpoint sizes, start-up with saved sessions.
     pub(crate) durable: crate::durable::DurableReport,
 }
@@ -76,6 +79,7 @@ impl BackendReport {
             data: crate::data::DataReport::default(),
             proxy_upstream_ms: None,
             proxy_overhead_ms: None,
+            proxy_gather_per_call_ms: None,
             durable: crate::durable::DurableReport::default(),
         }
     }
@@ -216,6 +220,20 @@ pub(crate) fn markdown(report: &Report) -> String {
             "\nOne proxied tool call: the upstream alone takes {upstream:.2} ms (median, host \
              client); the proxy path (sandbox, host, upstream and back) adds {}.",
             proxied.join(", ")
+        );
+        let gathered: Vec<String> = report
+            .backends
+            .iter()
+            .filter_map(|b| {
+                let (each, one) = b.proxy_gather_per_call_ms?;
+                Some(format!("{} {each:.2} ms (one alone: {one:.2})", b.backend))
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "In an `asyncio.gather` of {}, each call takes {}.",
+            crate::focus::GATHERED,
+            gathered.join(", ")
         );
     }
     workload_tables(report, &mut out);
