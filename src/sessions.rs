@@ -21,6 +21,8 @@
 //! scope with its own spec never gets a pooled session: its new sessions start cold with its
 //! spec. A new spec applies to the scope's next new session; running ones keep theirs.
 
+mod activity;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -41,9 +43,18 @@ use crate::egress::sandbox::SessionNetwork;
 use crate::metrics::SessionGauges;
 use crate::packages::{GUEST_DIR as PACKAGES_GUEST_DIR, InstallCalls, Packages, SessionPackages};
 use crate::proxy::dispatch::SessionServices;
+use activity::Activity;
+pub use activity::Running;
 
 /// Code a pooled session runs before it is handed out: import and start the event loop.
 const WARM_UP: &str = "await __import__('asyncio').sleep(0)";
+
+/// How long the bridge must have run nothing before the warm pool refills, so a refill
+/// does not take CPU from a live call or its reply.
+const REFILL_QUIET: Duration = Duration::from_millis(20);
+
+/// Longest a refill waits for a quiet moment: a busy bridge still gets its pool back.
+const REFILL_MAX_DEFER: Duration = Duration::from_secs(2);
 
 /// Longest the startup packages (`MCP_BRIDGE_PACKAGES`) may take to install in a session.
 const STARTUP_INSTALL_TIMEOUT: Duration = Duration::from_mins(5);
@@ -182,6 +193,8 @@ pub struct Sessions {
     /// Sessions being saved now, each with a lock held until it is saved.
     saving: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>,
     refilling: AtomicBool,
+    /// Runs in flight, for refills to wait for a quiet moment.
+    activity: Activity,
     closed: AtomicBool,
     /// The way out to the network, when hosts are allowed.
     egress: OnceLock<Arc<Egress>>,
@@ -245,6 +258,7 @@ impl Sessions {
             identities: Mutex::new(HashMap::new()),
             saving: Mutex::new(HashMap::new()),
             refilling: AtomicBool::new(false),
+            activity: Activity::new(),
             closed: AtomicBool::new(false),
             egress: OnceLock::new(),
         })
@@ -787,7 +801,14 @@ impl Sessions {
         })
     }
 
-    /// Top the warm pool up in the background (one refill at a time). Cheap when it is full.
+    /// Counts a run as in flight until the guard is dropped: the warm pool refills only
+    /// once no run has been in flight for a moment.
+    pub fn running(&self) -> Running<'_> {
+        self.activity.start()
+    }
+
+    /// Top the warm pool up in the background (one refill at a time, each once the bridge
+    /// is quiet: see [`Sessions::running`]). Cheap when it is full.
     pub fn refill(self: &Arc<Self>) {
         if self.pool_size == 0 || self.pool.lock().expect("pool lock").len() >= self.pool_size {
             return;
@@ -798,8 +819,11 @@ impl Sessions {
         let this = self.clone();
         tokio::spawn(async move {
             loop {
+                this.activity
+                    .until_quiet(REFILL_QUIET, REFILL_MAX_DEFER)
+                    .await;
                 let have = this.pool.lock().expect("pool lock").len();
-                if have >= this.pool_size {
+                if have >= this.pool_size || this.closed.load(Ordering::Acquire) {
                     break;
                 }
                 match this.start_warm().await {

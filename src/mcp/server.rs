@@ -342,6 +342,7 @@ impl Bridge {
             preparation: false,
             action: None,
         };
+        let running = self.sessions.running();
         let mut outcome = session.try_run(&request, calls).await;
         let mut sandbox_notice = session.notice().map(str::to_owned);
         if outcome.is_none() {
@@ -362,7 +363,7 @@ impl Bridge {
                 Err(e) => return self.session_unavailable(tenant, &e),
             }
         }
-        drop(request);
+        drop((request, running));
         if let Some(relay) = relay {
             relay.finish().await;
         }

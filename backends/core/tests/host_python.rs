@@ -213,10 +213,9 @@ async fn a_handler_that_panics_fails_only_its_call() {
     let Some(session) = session().await else {
         return;
     };
-    let code = "try:\n    save_memory('k', 1)\nexcept Exception as e:\n    print(type(e).__name__, e)";
-    let outcome = session
-        .run(&run(code, 5000), Arc::new(PanickingHost))
-        .await;
+    let code =
+        "try:\n    save_memory('k', 1)\nexcept Exception as e:\n    print(type(e).__name__, e)";
+    let outcome = session.run(&run(code, 5000), Arc::new(PanickingHost)).await;
     assert!(!outcome.is_error(), "{outcome:?}");
     assert!(
         outcome.stdout.text.starts_with("MCPError") && outcome.stdout.text.contains("panicked"),
