@@ -32,6 +32,9 @@ pub(crate) struct BackendReport {
     pub(crate) pool_session: Option<Summary>,
     /// A `pass` on a session that is already running.
     pub(crate) warm_pass: Option<Summary>,
+    /// A `pass` on a running session after the same idle gap as each pool call: what the
+    /// pool is measured against.
+    pub(crate) warm_after_idle: Option<Summary>,
     /// Growth of the bridge process's RSS per idle session.
     pub(crate) idle_session_rss_mib: Option<f64>,
     /// Growth of the host's memory (PSS summed over every process: the bridge, guests,
@@ -69,6 +72,7 @@ impl BackendReport {
             start_to_initialize: None,
             cold_session: None,
             pool_session: None,
+            warm_after_idle: None,
             warm_pass: None,
             idle_session_rss_mib: None,
             idle_session_host_mib: None,
@@ -208,6 +212,29 @@ pub(crate) fn markdown(report: &Report) -> String {
         .collect();
     if !details.is_empty() {
         let _ = writeln!(out, "\nVersions:\n{}", details.join("\n"));
+    }
+    let pooled: Vec<String> = report
+        .backends
+        .iter()
+        .filter_map(|b| {
+            let (pool, warm) = (b.pool_session.as_ref()?, b.warm_after_idle.as_ref()?);
+            Some(format!(
+                "{} {:.2} against {:.2} ms ({:.2}×)",
+                b.backend,
+                pool.median_ms,
+                warm.median_ms,
+                pool.median_ms / warm.median_ms.max(f64::MIN_POSITIVE)
+            ))
+        })
+        .collect();
+    if !pooled.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nA session from the pool comes after {} ms idle; a call to a running session \
+             after the same idle takes (medians) {}.",
+            crate::measure::POOL_GAP.as_millis(),
+            pooled.join(", ")
+        );
     }
     let proxied: Vec<String> = report
         .backends
