@@ -222,7 +222,9 @@ pub(crate) async fn a_long_soak_keeps_memory_flat(b: &TestBackend) -> Result<()>
     const TOTAL: usize = 5000;
     const SESSIONS: usize = 4;
     const SAMPLES: usize = 50;
-    let bridge = b.bridge().await?;
+    // No warm pool: its refill waits for a quiet moment (up to 2 s under load) and would land
+    // a whole new sandbox in the middle of the samples.
+    let bridge = b.bridge_with(&[("MCP_BRIDGE_POOL_SIZE", "0")]).await?;
     // Start the sessions, so that their sandboxes can be found and watched.
     let warm = AtomicUsize::new(0);
     drive(&bridge, "soak", SESSIONS, (SESSIONS, 0), &warm).await?;
@@ -230,7 +232,6 @@ pub(crate) async fn a_long_soak_keeps_memory_flat(b: &TestBackend) -> Result<()>
     // bridge's own memory only.
     let cgroups = if b.is_container() && bridge.unenforced("memory").await?.is_none() {
         let dirs = container_cgroups(b, bridge.pid, "memory")?;
-        // The sessions', and the warm one the pool keeps ready.
         ensure!(dirs.len() >= SESSIONS, "{} sandboxes: {dirs:?}", dirs.len());
         dirs
     } else {
