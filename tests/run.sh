@@ -26,6 +26,14 @@ if ! "$venv/bin/python" -c 'import mcp, cloudpickle' 2>/dev/null; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check 'mcp==2.3.0' 'cloudpickle==3.1.1'
 fi
 
+# SDK 1.x, which many installed clients still run: `bench clients` times warm calls through
+# both (it validates every result against the tool's output schema its own way).
+sdk1="$cache/sdk1-venv"
+[ -x "$sdk1/bin/python" ] || python3 -m venv "$sdk1"
+if ! "$sdk1/bin/python" -c 'import mcp' 2>/dev/null; then
+    "$sdk1/bin/pip" install --quiet --disable-pip-version-check 'mcp==1.30.0'
+fi
+
 step "python: real upstream MCP servers (mcp-server-time, mcp-server-git)"
 upstreams="$cache/upstreams-venv"
 if [ ! -x "$upstreams/bin/python" ]; then
@@ -240,6 +248,12 @@ grep -q "One proxied tool call" "$cache/bench-smoke/bench.md" \
 "$bin" bench --backend wasi --iterations 20 floor >"$cache/bench-smoke/floor.md"
 grep -Eq '^\| wasi \| [0-9.]+ \| [0-9.]+ ' "$cache/bench-smoke/floor.md" \
     || { echo "bench smoke: the floor was not measured:" >&2; cat "$cache/bench-smoke/floor.md" >&2; exit 1; }
+"$bin" bench --backend wasi --iterations 10 clients --python "$venv/bin/python" --python "$sdk1/bin/python" \
+    >"$cache/bench-smoke/clients.md"
+for sdk in "SDK 2.3.0" "SDK 1.30.0"; do
+    grep -q "^| $sdk | the bridge (wasi), validated | [0-9.]" "$cache/bench-smoke/clients.md" \
+        || { echo "bench smoke: no warm calls through $sdk:" >&2; cat "$cache/bench-smoke/clients.md" >&2; exit 1; }
+done
 if [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
     for chart in latency.svg latency.png throughput.svg throughput.png; do
         [ -s "$cache/bench-smoke/$chart" ] || { echo "bench smoke: no $chart" >&2; exit 1; }

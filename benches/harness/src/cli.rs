@@ -81,6 +81,15 @@ pub(crate) enum BenchFocus {
     /// answering the same bytes at once) and `exec("pass")` inside the guest, for the
     /// backends of `--backend`.
     Floor,
+    /// Warm calls as clients built on the official Python MCP SDK see them, for the
+    /// backends of `--backend`: through the bridge with and without the SDK's validation
+    /// of `structuredContent`, and through an unsandboxed in-process Python server, for
+    /// each `--python`; the bench's own rmcp client beside them.
+    Clients {
+        /// A Python interpreter with the SDK (`pip install mcp`, 1.x or 2.x); repeatable.
+        #[arg(long, required = true)]
+        python: Vec<PathBuf>,
+    },
     /// Serve MCP over stdio, answering every `tools/call` with this `CallToolResult` (JSON)
     /// at once: the floor `bench floor` measures against.
     #[command(hide = true)]

@@ -18,6 +18,7 @@ mod memory;
 mod network;
 mod replicas;
 mod report;
+mod sdk_clients;
 mod stats;
 mod workloads;
 
@@ -115,6 +116,11 @@ async fn run(args: &BenchArgs) -> Result<()> {
                 rows.push((backend.to_owned(), report));
             }
             return print_report(&floor::markdown(&rows));
+        }
+        Some(BenchFocus::Clients { python }) => {
+            let backends: Vec<&str> = args.backend.split(',').map(str::trim).collect();
+            let report = sdk_clients::report(&server, &backends, python, args.iterations).await?;
+            return print_report(&report);
         }
         Some(BenchFocus::CountTokens | BenchFocus::FloorServer { .. }) | None => {}
     }

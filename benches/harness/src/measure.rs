@@ -20,7 +20,6 @@ use crate::report::BackendReport;
 use crate::stats::Summary;
 use crate::workloads::{self, CONCURRENCY, SMOKE_CONCURRENCY};
 
-
 /// The idle gap before each call naming a new session (the pool refills meanwhile).
 pub(crate) const POOL_GAP: Duration = Duration::from_millis(400);
 
