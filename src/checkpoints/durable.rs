@@ -139,6 +139,9 @@ pub async fn resume(
     timeout: Duration,
     install: Option<Arc<dyn RpcHandler>>,
 ) -> Resume {
+    if !store.may_have(scope, name) {
+        return Resume::Nothing; // the common case, a new name: no hop to the blocking pool
+    }
     let loaded = {
         let (store, scope, name) = (store.clone(), scope.to_string(), name.to_string());
         tokio::task::spawn_blocking(move || store.load(&scope, &name)).await

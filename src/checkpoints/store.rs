@@ -116,6 +116,19 @@ impl Store {
         Ok(self.scope_dir(scope).join(format!("{session}.{EXTENSION}")))
     }
 
+    /// Whether `session` in `scope` may have a checkpoint: false only when its file surely
+    /// does not exist. One `stat`, cheap enough to ask on an async task before paying for
+    /// a [`Store::load`] on the blocking pool.
+    pub fn may_have(&self, scope: &str, session: &str) -> bool {
+        match self.file(scope, session) {
+            Ok(path) => !matches!(
+                fs::symlink_metadata(&path),
+                Err(e) if e.kind() == io::ErrorKind::NotFound
+            ),
+            Err(_) => true, // `load` says why
+        }
+    }
+
     /// Store the checkpoint of `session` in `scope`, replacing any older one.
     pub fn save(
         &self,
@@ -336,6 +349,9 @@ mod tests {
             (vec!["x".to_string()], &b"state"[..])
         );
         assert!(store.load("client-b", "work").expect("read").is_none());
+        assert!(store.may_have("client-a", "work"));
+        assert!(!store.may_have("client-b", "work"), "another scope's checkpoint");
+        assert!(store.may_have("client-a", "../x"), "a bad name is for `load` to refuse");
         let path = store.file("client-a", "work").expect("a file");
         let mode = |p: &Path| fs::metadata(p).expect("there").permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o600);
