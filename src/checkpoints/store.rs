@@ -350,8 +350,14 @@ mod tests {
         );
         assert!(store.load("client-b", "work").expect("read").is_none());
         assert!(store.may_have("client-a", "work"));
-        assert!(!store.may_have("client-b", "work"), "another scope's checkpoint");
-        assert!(store.may_have("client-a", "../x"), "a bad name is for `load` to refuse");
+        assert!(
+            !store.may_have("client-b", "work"),
+            "another scope's checkpoint"
+        );
+        assert!(
+            store.may_have("client-a", "../x"),
+            "a bad name is for `load` to refuse"
+        );
         let path = store.file("client-a", "work").expect("a file");
         let mode = |p: &Path| fs::metadata(p).expect("there").permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o600);
