@@ -14,7 +14,7 @@ use bollard::{ClientVersion, Docker};
 use tokio::process::{Child, Command};
 use tracing::{debug, info, warn};
 
-use sandbox_core::host::{HostEnvironment, is_root, process_start_time};
+use sandbox_core::host::{HostEnvironment, is_root};
 
 use crate::engine_kind::EngineKind;
 use crate::error::{ConnectError, ContainerError};
@@ -195,7 +195,8 @@ async fn start_podman_service(
         .clone()
         .filter(|_| !is_root())
         .unwrap_or_else(std::env::temp_dir);
-    sweep_dead_service_dirs(&base);
+    // A bridge killed with SIGKILL leaves its directory (its service died with it).
+    sandbox_core::socket_dir::remove_orphaned_in(&base, SERVICE_DIR_PREFIX);
     let dir = base.join(format!("{SERVICE_DIR_PREFIX}{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir(&dir).map_err(|source| ConnectError::ServiceDir {
@@ -254,34 +255,6 @@ async fn start_podman_service(
 /// Names the private service's directory: the prefix, then the bridge's pid.
 const SERVICE_DIR_PREFIX: &str = "mcp-podman-";
 
-/// Removes the service directories of bridges that no longer run. A bridge killed with
-/// SIGKILL cannot remove its own; its service dies with it (pdeathsig), so a directory
-/// whose pid runs no process holds nothing live. Only this user's directories are touched.
-fn sweep_dead_service_dirs(base: &Path) {
-    use std::os::unix::fs::MetadataExt as _;
-    let Ok(entries) = std::fs::read_dir(base) else {
-        return;
-    };
-    let uid = std::fs::metadata("/proc/self").map(|meta| meta.uid()).ok();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|name| name.strip_prefix(SERVICE_DIR_PREFIX))
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let ours = entry
-            .metadata()
-            .is_ok_and(|meta| meta.is_dir() && Some(meta.uid()) == uid);
-        if ours && process_start_time(pid).is_none() {
-            debug!(dir = %entry.path().display(), "removing a dead bridge's podman service directory");
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
 fn set_private(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
@@ -290,25 +263,6 @@ fn set_private(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_the_service_dirs_of_dead_bridges_are_swept() {
-        let base = tempfile::tempdir().unwrap();
-        let live = base
-            .path()
-            .join(format!("{SERVICE_DIR_PREFIX}{}", std::process::id()));
-        // Above the kernel's largest pid_max (2^22): no process can have it.
-        let dead = base.path().join(format!("{SERVICE_DIR_PREFIX}4194305"));
-        let other = base.path().join("mcp-podman-notapid");
-        for dir in [&live, &dead, &other] {
-            std::fs::create_dir(dir).unwrap();
-        }
-        std::fs::write(dead.join("podman.sock"), b"").unwrap();
-        sweep_dead_service_dirs(base.path());
-        assert!(live.exists(), "a running bridge's directory was removed");
-        assert!(!dead.exists(), "a dead bridge's directory is still there");
-        assert!(other.exists(), "a directory that names no pid was removed");
-    }
 
     #[test]
     fn a_named_socket_is_the_only_one_tried() {

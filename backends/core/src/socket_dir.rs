@@ -32,9 +32,18 @@ pub fn private_process_dir(prefix: &str, mode: u32) -> std::io::Result<PathBuf> 
 
 /// Removes the per-process directories of `prefix` whose bridge process no longer runs.
 pub fn remove_orphaned(prefix: &str) {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+    remove_orphaned_in(&std::env::temp_dir(), prefix);
+}
+
+/// Removes the directories `<base>/<prefix><pid>` whose process no longer runs (a bridge
+/// killed with SIGKILL cannot remove its own). Only this user's directories are touched;
+/// names that carry no pid are left alone.
+pub fn remove_orphaned_in(base: &Path, prefix: &str) {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(entries) = std::fs::read_dir(base) else {
         return;
     };
+    let uid = std::fs::metadata("/proc/self").map(|meta| meta.uid()).ok();
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(pid) = name
@@ -44,7 +53,10 @@ pub fn remove_orphaned(prefix: &str) {
         else {
             continue;
         };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
+        let ours = entry
+            .metadata()
+            .is_ok_and(|meta| meta.is_dir() && Some(meta.uid()) == uid);
+        if ours && !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
@@ -128,5 +140,21 @@ mod tests {
         remove_orphaned(PREFIX);
         assert!(!dead.exists());
         assert!(ours.exists());
+    }
+
+    #[test]
+    fn any_directory_can_be_swept_and_names_without_a_pid_are_kept() {
+        let base = tempfile::tempdir().unwrap();
+        let live = base.path().join(format!("{PREFIX}{}", std::process::id()));
+        let dead = base.path().join(format!("{PREFIX}4294967295"));
+        let other = base.path().join(format!("{PREFIX}notapid"));
+        for dir in [&live, &dead, &other] {
+            std::fs::create_dir(dir).unwrap();
+        }
+        std::fs::write(dead.join("podman.sock"), b"").unwrap();
+        remove_orphaned_in(base.path(), PREFIX);
+        assert!(live.exists(), "a running process's directory was removed");
+        assert!(!dead.exists(), "a dead process's directory is still there");
+        assert!(other.exists(), "a directory that names no pid was removed");
     }
 }

@@ -175,18 +175,15 @@ class EventLoop:
         loop = self._get_loop(asyncio)
         task = loop.create_task(coroutine, context=self._context)
         self._interrupts.cancel_on_sigint(loop, task)
-        interrupted = False
         try:
             return loop.run_until_complete(task)
         except asyncio.CancelledError:
-            interrupted = self._interrupts.main_task_done()
             uncancel = getattr(task, "uncancel", None)
-            if interrupted and uncancel is not None and uncancel() == 0:
+            if self._interrupts.main_task_done() and uncancel is not None and uncancel() == 0:
                 raise KeyboardInterrupt() from None
             raise
         finally:
-            if not interrupted:
-                self._interrupts.main_task_done()
+            self._interrupts.main_task_done()  # (again, after a cancellation: harmless)
 
     def _get_loop(self, asyncio: ModuleType) -> object:
         loop = self._loop
