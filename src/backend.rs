@@ -157,7 +157,7 @@ pub mod oci {
 #[cfg(feature = "backend-wasi")]
 mod wasi {
     use python_wasm::{Flavour, Provisioner, WasmSource};
-    use sandbox_wasi::WasiSandbox;
+    use sandbox_wasi::{EngineTuning, WasiSandbox};
 
     use super::BackendError;
     use crate::config::{BackendKind, Config, WasiPython};
@@ -183,7 +183,12 @@ mod wasi {
         let source =
             WasmSource::local_or_pinned(config.python_wasm.clone(), flavour(config.wasi_python));
         let full = source == WasmSource::Pinned(Flavour::Full);
-        let sandbox = WasiSandbox::new(provisioner(source));
+        // The settings table accepted only text that parses.
+        let tuning = config.wasi_engine.parse().unwrap_or_else(|error| {
+            tracing::warn!(%error, "ignoring the WASI engine settings");
+            EngineTuning::default()
+        });
+        let sandbox = WasiSandbox::new(provisioner(source)).with_engine(tuning);
         Ok(if full {
             sandbox.with_stand_in(provisioner(WasmSource::Pinned(Flavour::Slim)))
         } else {

@@ -54,6 +54,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Which pinned interpreter the WASI backend runs.
     pub wasi_python: WasiPython,
+    /// The WASI engine's settings, written out (`opt=speed,bounds=guard,tick=10ms`).
+    pub wasi_engine: String,
     /// Local python.wasm, if the user gave one.
     pub python_wasm: Option<PathBuf>,
     /// The bridge's cache (interpreter, compiled modules, root filesystem); `None` when
@@ -312,6 +314,7 @@ pub fn resolve_with(
     let log_level = r.get(&s::LOG_LEVEL);
     let log_format = r.get(&s::LOG_FORMAT);
     let wasi_python = r.get(&s::WASI_PYTHON);
+    let wasi_engine = r.get(&s::WASI_ENGINE);
     let python_wasm = r.get(&s::PYTHON_WASM);
     let cache_dir = r.get(&s::CACHE_DIR);
     let pip_python = r.get(&s::PIP_PYTHON);
@@ -440,6 +443,7 @@ pub fn resolve_with(
         log_level,
         log_format,
         wasi_python,
+        wasi_engine,
         python_wasm,
         cache_dir,
         pip_python,

@@ -421,6 +421,13 @@ settings! {
         "WASI interpreter: full (the scientific stack) or slim (standard library only)",
         || WasiPython::Full, WasiPython::parse, |w| w.name().to_string(),
     ).flag("wasi-python").choices(&WasiPython::NAMES);
+    /// How wasmtime compiles and runs the WASI interpreter.
+    WASI_ENGINE: String = Setting::env(
+        "MCP_BRIDGE_WASI_ENGINE",
+        "WASI engine settings: opt=none|speed|speed_and_size, bounds=guard|checked, \
+         tick=1ms..1000ms (the defaults are the measured best)",
+        parse::default_wasi_engine, parse::wasi_engine, String::clone,
+    ).flag("wasi-engine");
     /// A local python.wasm instead of the pinned download.
     PYTHON_WASM: Option<PathBuf> = Setting::env(
         "MCP_BRIDGE_PYTHON_WASM", "Local python.wasm instead of the pinned download",

@@ -254,6 +254,14 @@ for sdk in "SDK 2.3.0" "SDK 1.30.0"; do
     grep -q "^| $sdk | the bridge (wasi), validated | [0-9.]" "$cache/bench-smoke/clients.md" \
         || { echo "bench smoke: no warm calls through $sdk:" >&2; cat "$cache/bench-smoke/clients.md" >&2; exit 1; }
 done
+# Engine settings: the slim interpreter (seconds to compile), two settings, in a cache of
+# the bench's own that it removes.
+"$bin" bench --iterations 5 engine --wasi-python slim --repeats 1 --tuning "" --tuning opt=none \
+    >"$cache/bench-smoke/engine.md"
+for tuning in "" "opt=none"; do
+    grep -Eq "^\| \`$tuning\` \| [0-9.]+ \| [0-9.]+ \| [0-9]+ \(" "$cache/bench-smoke/engine.md" \
+        || { echo "bench smoke: engine setting '$tuning' not measured:" >&2; cat "$cache/bench-smoke/engine.md" >&2; exit 1; }
+done
 if [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
     for chart in latency.svg latency.png throughput.svg throughput.png; do
         [ -s "$cache/bench-smoke/$chart" ] || { echo "bench smoke: no $chart" >&2; exit 1; }

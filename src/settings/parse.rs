@@ -29,6 +29,23 @@ pub(super) fn count(text: &str) -> Result<u32, String> {
         .map_err(|_| format!("expected a whole number, got {text:?}"))
 }
 
+/// WASI engine settings (`opt=speed,bounds=guard,tick=10ms`, any key left out for its
+/// default), in their canonical form. A build without the WASI backend keeps the text.
+pub(super) fn wasi_engine(text: &str) -> Result<String, String> {
+    #[cfg(feature = "backend-wasi")]
+    return text
+        .parse::<sandbox_wasi::EngineTuning>()
+        .map(|tuning| tuning.to_string())
+        .map_err(|error| error.to_string());
+    #[cfg(not(feature = "backend-wasi"))]
+    Ok(text.trim().to_string())
+}
+
+/// The WASI engine's default settings, written out.
+pub(super) fn default_wasi_engine() -> String {
+    wasi_engine("").unwrap_or_default()
+}
+
 /// Warm sessions: at most 16.
 pub(super) fn pool_size(text: &str) -> Result<u32, String> {
     match count(text)? {

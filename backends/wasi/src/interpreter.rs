@@ -19,9 +19,8 @@ use crate::GuestState;
 use crate::compiled;
 use crate::entry::{self, Entry};
 use crate::error::LoadError;
+use crate::tuning::EngineTuning;
 
-/// How often the epoch advances; also the granularity of the guest's yields.
-pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// The deepest the guest's wasm stack may grow. CPython's own recursion limit stops Python
 /// code well before; the scientific build's C extensions (numpy, scipy) need more than
 /// wasmtime's default of 512 KiB.
@@ -33,6 +32,7 @@ const ASYNC_STACK: usize = MAX_WASM_STACK + (1 << 20);
 #[derive(Debug)]
 pub(crate) struct Interpreter {
     provisioner: Provisioner,
+    tuning: EngineTuning,
     loaded: OnceCell<Arc<Loaded>>,
 }
 
@@ -67,10 +67,12 @@ impl Loaded {
 }
 
 impl Interpreter {
-    /// An interpreter that `provisioner` fetches; nothing happens until first use.
-    pub(crate) fn new(provisioner: Provisioner) -> Self {
+    /// An interpreter that `provisioner` fetches, run with `tuning`; nothing happens until
+    /// first use.
+    pub(crate) fn new(provisioner: Provisioner, tuning: EngineTuning) -> Self {
         Self {
             provisioner,
+            tuning,
             loaded: OnceCell::new(),
         }
     }
@@ -78,6 +80,16 @@ impl Interpreter {
     /// The provisioner this interpreter comes from.
     pub(crate) fn provisioner(&self) -> &Provisioner {
         &self.provisioner
+    }
+
+    /// The same interpreter, not yet loaded, run with `tuning`.
+    pub(crate) fn with_tuning(&self, tuning: EngineTuning) -> Self {
+        Self::new(self.provisioner.clone(), tuning)
+    }
+
+    /// The engine settings this interpreter runs with.
+    pub(crate) fn tuning(&self) -> EngineTuning {
+        self.tuning
     }
 
     /// The interpreter, if it has been loaded.
@@ -89,7 +101,8 @@ impl Interpreter {
     /// cache and compiled for this build's engine configuration.
     pub(crate) fn is_ready(&self) -> bool {
         self.loaded.initialized()
-            || Engine::new(&engine_config()).is_ok_and(|engine| self.provisioner.is_ready(&engine))
+            || Engine::new(&engine_config(&self.tuning))
+                .is_ok_and(|engine| self.provisioner.is_ready(&engine))
     }
 
     /// The interpreter, loaded now if it is not yet (blocking work runs off the runtime).
@@ -97,8 +110,9 @@ impl Interpreter {
         self.loaded
             .get_or_try_init(|| async {
                 let provisioner = self.provisioner.clone();
+                let tuning = self.tuning;
                 let cache_dir = provisioner.cache_dir().to_path_buf();
-                let mut loaded = tokio::task::spawn_blocking(move || load(&provisioner))
+                let mut loaded = tokio::task::spawn_blocking(move || load(&provisioner, tuning))
                     .await
                     .unwrap_or_else(|e| Err(LoadError::Panicked(e)))?;
                 let compiler = compiled::Compiler {
@@ -114,10 +128,10 @@ impl Interpreter {
     }
 }
 
-fn load(provisioner: &Provisioner) -> Result<Loaded, LoadError> {
+fn load(provisioner: &Provisioner, tuning: EngineTuning) -> Result<Loaded, LoadError> {
     let started = Instant::now();
     let wasm = provisioner.provision()?;
-    let engine = Engine::new(&engine_config()).map_err(|e| LoadError::Engine(e.into()))?;
+    let engine = Engine::new(&engine_config(&tuning)).map_err(|e| LoadError::Engine(e.into()))?;
     let compiling = !provisioner.is_ready(&engine);
     if compiling {
         info!(
@@ -132,8 +146,8 @@ fn load(provisioner: &Provisioner) -> Result<Loaded, LoadError> {
     let pre = linker
         .instantiate_pre(&module)
         .map_err(|e| LoadError::Instantiate(e.into()))?;
-    spawn_epoch_ticker(&engine);
-    info!(elapsed = ?started.elapsed(), interpreter = %wasm.description, "WASI interpreter loaded");
+    spawn_epoch_ticker(&engine, tuning.epoch_tick);
+    info!(elapsed = ?started.elapsed(), interpreter = %wasm.description, engine = %tuning, "WASI interpreter loaded");
     Ok(Loaded {
         engine,
         pre,
@@ -165,10 +179,11 @@ pub(crate) fn compile_estimate(path: &Path) -> String {
     }
 }
 
-/// The engine configuration. It is part of the precompiled-module cache key, so any change
-/// here invalidates cached modules (which is what we want).
-pub(crate) fn engine_config() -> Config {
+/// The engine configuration with `tuning`. It is part of the precompiled-module cache key,
+/// so any change here invalidates cached modules (which is what we want).
+pub(crate) fn engine_config(tuning: &EngineTuning) -> Config {
     let mut config = Config::new();
+    tuning.apply(&mut config);
     config.epoch_interruption(true);
     // The scientific build uses wasm exception handling (C++ exceptions in its extensions).
     config.wasm_exceptions(true);
@@ -177,8 +192,8 @@ pub(crate) fn engine_config() -> Config {
     config
 }
 
-/// Advance the engine's epoch every tick until the engine is dropped.
-fn spawn_epoch_ticker(engine: &Engine) {
+/// Advance the engine's epoch every `tick` until the engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
     let engine = engine.weak();
     std::thread::Builder::new()
         .name("wasi-epoch".into())
@@ -186,7 +201,7 @@ fn spawn_epoch_ticker(engine: &Engine) {
             while let Some(engine) = engine.upgrade() {
                 engine.increment_epoch();
                 drop(engine);
-                std::thread::sleep(EPOCH_TICK);
+                std::thread::sleep(tick);
             }
         })
         .expect("spawning the epoch thread");

@@ -25,6 +25,7 @@ mod interpreter;
 mod scratch;
 mod snapshot;
 mod snapshots;
+mod tuning;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -52,6 +53,7 @@ use crate::interpreter::{Interpreter, Loaded};
 use crate::scratch::Scratch;
 use crate::snapshot::{Grant, Layout};
 use crate::snapshots::Snapshots;
+pub use crate::tuning::{Bounds, EngineTuning, OptLevel, TuningError};
 
 const BACKEND: &str = "wasi";
 /// Size of the in-memory pipes between host and guest.
@@ -119,7 +121,7 @@ impl WasiSandbox {
     pub fn new(provisioner: Provisioner) -> Self {
         scratch::remove_orphans(&std::env::temp_dir());
         Self {
-            configured: Arc::new(Interpreter::new(provisioner)),
+            configured: Arc::new(Interpreter::new(provisioner, EngineTuning::default())),
             stand_in: None,
             preparing: Arc::new(AtomicBool::new(false)),
             snapshots: Some(Arc::new(Snapshots::default())),
@@ -130,7 +132,19 @@ impl WasiSandbox {
     /// configured one is not yet ready on this machine.
     #[must_use]
     pub fn with_stand_in(mut self, provisioner: Provisioner) -> Self {
-        self.stand_in = Some(Arc::new(Interpreter::new(provisioner)));
+        let tuning = self.configured.tuning();
+        self.stand_in = Some(Arc::new(Interpreter::new(provisioner, tuning)));
+        self
+    }
+
+    /// Run the interpreters with the engine settings `tuning` instead of the default ones.
+    #[must_use]
+    pub fn with_engine(mut self, tuning: EngineTuning) -> Self {
+        self.configured = Arc::new(self.configured.with_tuning(tuning));
+        self.stand_in = self
+            .stand_in
+            .as_deref()
+            .map(|stand_in| Arc::new(stand_in.with_tuning(tuning)));
         self
     }
 

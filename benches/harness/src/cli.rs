@@ -90,6 +90,11 @@ pub(crate) enum BenchFocus {
         #[arg(long, required = true)]
         python: Vec<PathBuf>,
     },
+    /// The WASI backend under each engine setting (`MCP_BRIDGE_WASI_ENGINE`): time to
+    /// prepare the interpreter, a warm `pass` (`--iterations` of them) and the CPU-bound
+    /// programs against `--host-python`. Each setting recompiles the interpreter (the full
+    /// one: minutes) in a cache of the bench's own.
+    Engine(EngineBenchArgs),
     /// Serve MCP over stdio, answering every `tools/call` with this `CallToolResult` (JSON)
     /// at once: the floor `bench floor` measures against.
     #[command(hide = true)]
@@ -97,6 +102,25 @@ pub(crate) enum BenchFocus {
         /// The answer.
         answer: String,
     },
+}
+
+/// Settings of `bench engine`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct EngineBenchArgs {
+    /// An engine setting to measure, as `MCP_BRIDGE_WASI_ENGINE` takes it; repeatable
+    /// [default: wasmtime's defaults, then each setting changed alone].
+    #[arg(long)]
+    pub(crate) tuning: Vec<String>,
+    /// The WASI interpreter: `full` or `slim`.
+    #[arg(long, default_value = "full")]
+    pub(crate) wasi_python: String,
+    /// Times each CPU-bound program runs per setting (the median counts).
+    #[arg(long, default_value_t = 3)]
+    pub(crate) repeats: usize,
+    /// The cache directory the settings are compiled into [default: a temporary one,
+    /// removed at the end].
+    #[arg(long)]
+    pub(crate) cache_dir: Option<PathBuf>,
 }
 
 /// Settings of `bench proxy`.

@@ -11,6 +11,7 @@ mod cli;
 mod client;
 mod data;
 mod durable;
+mod engine;
 mod floor;
 mod focus;
 mod measure;
@@ -120,6 +121,11 @@ async fn run(args: &BenchArgs) -> Result<()> {
         Some(BenchFocus::Clients { python }) => {
             let backends: Vec<&str> = args.backend.split(',').map(str::trim).collect();
             let report = sdk_clients::report(&server, &backends, python, args.iterations).await?;
+            return print_report(&report);
+        }
+        Some(BenchFocus::Engine(engine)) => {
+            let report =
+                engine::report(&server, engine, args.iterations, &args.host_python).await?;
             return print_report(&report);
         }
         Some(BenchFocus::CountTokens | BenchFocus::FloorServer { .. }) | None => {}

@@ -103,7 +103,7 @@ assert len(emails) == len(phones) == len(dates) == 15000
 ";
 
 /// The program wrapped so it prints its own run time in milliseconds.
-fn timed(program: &str) -> String {
+pub(crate) fn timed(program: &str) -> String {
     format!(
         "import time as _bench_time\n_bench_t0 = _bench_time.perf_counter()\n{program}\n\
          print((_bench_time.perf_counter() - _bench_t0) * 1000)"
