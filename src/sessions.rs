@@ -22,6 +22,7 @@
 //! spec. A new spec applies to the scope's next new session; running ones keep theirs.
 
 mod activity;
+mod demand;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -45,6 +46,7 @@ use crate::packages::{GUEST_DIR as PACKAGES_GUEST_DIR, InstallCalls, Packages, S
 use crate::proxy::dispatch::SessionServices;
 use activity::Activity;
 pub use activity::Running;
+use demand::Demand;
 
 /// Code a pooled session runs before it is handed out: import and start the event loop.
 const WARM_UP: &str = "await __import__('asyncio').sleep(0)";
@@ -178,7 +180,8 @@ pub struct Sessions {
     sandbox: Arc<dyn Sandbox>,
     spec: SandboxSpec,
     config: SessionConfig,
-    pool_size: usize,
+    /// How many warm sessions the pool should hold: the configured floor, raised by demand.
+    demand: Demand,
     session_cap: usize,
     idle_timeout: Duration,
     named: Mutex<HashMap<Key, Arc<Slot>>>,
@@ -247,7 +250,7 @@ impl Sessions {
             sandbox,
             spec,
             config,
-            pool_size,
+            demand: Demand::new(pool_size, Instant::now()),
             session_cap: max_sessions,
             idle_timeout,
             named: Mutex::new(HashMap::new()),
@@ -717,10 +720,11 @@ impl Sessions {
                 tokio::spawn(async move { started.session.shutdown().await });
             }
         }
-        match warm {
-            Some(started) => Ok((started, Origin::Pool)),
-            None => Ok((self.start_with_services(&self.spec).await?, Origin::Cold)),
+        if let Some(started) = warm {
+            return Ok((started, Origin::Pool));
         }
+        self.demand.missed(Instant::now());
+        Ok((self.start_with_services(&self.spec).await?, Origin::Cold))
     }
 
     /// Start a session now, bypassing the pool.
@@ -807,10 +811,10 @@ impl Sessions {
         self.activity.start()
     }
 
-    /// Top the warm pool up in the background (one refill at a time, each once the bridge
-    /// is quiet: see [`Sessions::running`]). Cheap when it is full.
+    /// Top the warm pool up to its target in the background (one refill at a time, each
+    /// once the bridge is quiet: see [`Sessions::running`]). Cheap when it is full.
     pub fn refill(self: &Arc<Self>) {
-        if self.pool_size == 0 || self.pool.lock().expect("pool lock").len() >= self.pool_size {
+        if self.pool.lock().expect("pool lock").len() >= self.pool_target() {
             return;
         }
         if self.closed.load(Ordering::Acquire) || self.refilling.swap(true, Ordering::AcqRel) {
@@ -823,7 +827,7 @@ impl Sessions {
                     .until_quiet(REFILL_QUIET, REFILL_MAX_DEFER)
                     .await;
                 let have = this.pool.lock().expect("pool lock").len();
-                if have >= this.pool_size || this.closed.load(Ordering::Acquire) {
+                if have >= this.pool_target() || this.closed.load(Ordering::Acquire) {
                     break;
                 }
                 match this.start_warm().await {
@@ -867,6 +871,31 @@ impl Sessions {
         Ok(started)
     }
 
+    /// How many warm sessions the pool holds when it is full: `MCP_BRIDGE_POOL_SIZE`, plus
+    /// one for each recent new session that found the pool empty (`sessions/demand.rs`).
+    pub fn pool_target(&self) -> usize {
+        self.demand.target(Instant::now())
+    }
+
+    /// Shut down warm sessions beyond the pool's target (the oldest first), once the demand
+    /// that raised it has passed.
+    async fn trim_pool(&self) {
+        let surplus: Vec<Started> = {
+            let mut pool = self.pool.lock().expect("pool lock");
+            let excess = pool.len().saturating_sub(self.pool_target());
+            pool.drain(..excess).collect()
+        };
+        if !surplus.is_empty() {
+            debug!(
+                sessions = surplus.len(),
+                "shutting down warm sessions beyond the pool's target"
+            );
+        }
+        for started in surplus {
+            started.session.shutdown().await;
+        }
+    }
+
     /// Number of warm sessions ready now.
     pub fn warm_count(&self) -> usize {
         self.pool.lock().expect("pool lock").len()
@@ -875,6 +904,7 @@ impl Sessions {
     /// Save (when checkpoints are on), shut down and forget sessions idle for longer than
     /// the idle timeout.
     pub async fn reap_idle(&self) {
+        self.trim_pool().await;
         let now = Instant::now();
         let idle: Vec<(SaveTicket, Arc<Slot>)> = {
             let mut named = self.named.lock().expect("sessions lock");
@@ -1133,14 +1163,58 @@ mod tests {
     }
 
     async fn warmed(sessions: &Arc<Sessions>) {
+        warmed_to(sessions, 1).await;
+    }
+
+    async fn warmed_to(sessions: &Arc<Sessions>, count: usize) {
         sessions.refill();
-        for _ in 0..300 {
-            if sessions.warm_count() == 1 {
+        for _ in 0..600 {
+            if sessions.warm_count() == count {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("the pool never warmed a session");
+        panic!(
+            "the pool warmed {} sessions, not {count}",
+            sessions.warm_count()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_burst_that_finds_the_pool_empty_finds_it_warm_the_next_time() {
+        let sessions = Sessions::new(
+            Arc::new(HostPython),
+            SandboxSpec::default(),
+            SessionConfig::default(),
+            1,
+            16,
+            Duration::from_mins(5),
+            None,
+            None,
+        );
+        assert_eq!(sessions.pool_target(), 1);
+        let burst = |sessions: Arc<Sessions>| async move {
+            let mut starting = tokio::task::JoinSet::new();
+            for _ in 0..3 {
+                let sessions = sessions.clone();
+                starting.spawn(async move { sessions.fresh().await.unwrap() });
+            }
+            let mut origins = Vec::new();
+            while let Some(done) = starting.join_next().await {
+                let (started, origin) = done.unwrap();
+                started.session.shutdown().await;
+                origins.push(origin);
+            }
+            origins
+        };
+        let first = burst(sessions.clone()).await;
+        assert_eq!(first, [Origin::Cold; 3], "the pool had not been filled");
+        assert_eq!(sessions.pool_target(), 4, "the floor and one per miss");
+        warmed_to(&sessions, 4).await;
+        let second = burst(sessions.clone()).await;
+        assert_eq!(second, [Origin::Pool; 3]);
+        assert_eq!(sessions.pool_target(), 4, "no miss, no growth");
+        sessions.shutdown_all().await;
     }
 
     #[tokio::test]

@@ -352,7 +352,7 @@ settings! {
     ).flag("output-limit");
     /// Warm sessions kept ready.
     POOL_SIZE: u32 = Setting::env(
-        "MCP_BRIDGE_POOL_SIZE", "Warm sessions kept ready, 0 to 16",
+        "MCP_BRIDGE_POOL_SIZE", "Warm sessions kept ready, 0 to 16 (the floor: bursts of new sessions raise it for a while)",
         || 1, parse::pool_size, show_count,
     ).flag("pool-size");
     /// Most sessions alive at once.
