@@ -174,7 +174,12 @@ class CaptureSink(io.BufferedIOBase):
         """Saves the exact bytes of a stream the host will show with control characters
         escaped (see `has_terminal_controls`), so that they stay reachable on purpose. A stream
         the cap cut is saved whole already."""
-        if self.saved is not None or self._spool_path is None or self._total > self._limit:
+        if (
+            self.saved is not None
+            or self._spool_path is None
+            or self._total > self._limit
+            or self._total == 0
+        ):
             return
         kept = bytes(self._head) + bytes(self._tail)
         if not has_terminal_controls(kept):
@@ -193,6 +198,8 @@ class CaptureSink(io.BufferedIOBase):
         When the cap cut something and a spool path was given, the whole stream is in the
         file named by `saved`; when nothing was cut, that file is removed.
         """
+        if self._total == 0 and self._spool is None and self.saved is None:
+            return Output("", "", 0)  # most runs print nothing: skip the decoding below
         self._close_spool()
         if self.saved is not None and self._total <= self._limit:
             try:

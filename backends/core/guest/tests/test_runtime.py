@@ -1021,6 +1021,16 @@ class OutputTest(GuestTestCase):
             self.assertEqual(len(result[stream]) + result[f"{stream}_cut"], size, stream)
             self.assertLessEqual(result[f"{stream}_cut_at"], limit // 2, stream)
 
+    def test_a_silent_run_after_a_cut_one_comes_back_empty_and_saves_nothing(self) -> None:
+        cut = self.guest.ok(f"print('x' * {2 * self.output_limit})")
+        self.assertGreater(cut["stdout_cut"], 0)
+        silent = self.guest.ok("pass")
+        for stream in ("stdout", "stderr"):
+            self.assertEqual(silent[stream], "", stream)
+            self.assertEqual(silent[f"{stream}_cut"], 0, stream)
+            self.assertIsNone(silent[f"{stream}_cut_at"], stream)
+            self.assertIsNone(silent.get(f"{stream}_saved"), stream)
+
     def test_print_of_five_megabytes(self) -> None:
         result = self.guest.ok("print('a' * (5 * 1024 * 1024 - 1) + 'Z')")
         self.assertEqual(result["stdout_cut"], 5 * 1024 * 1024 + 1 - self.output_limit)
