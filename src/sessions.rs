@@ -901,8 +901,8 @@ impl Sessions {
         self.pool.lock().expect("pool lock").len()
     }
 
-    /// Save (when checkpoints are on), shut down and forget sessions idle for longer than
-    /// the idle timeout.
+    /// Shut down warm sessions above the pool's target; then save (when checkpoints are
+    /// on), shut down and forget sessions idle for longer than the idle timeout.
     pub async fn reap_idle(&self) {
         self.trim_pool().await;
         let now = Instant::now();

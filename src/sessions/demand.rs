@@ -2,10 +2,12 @@
 //! shown the floor is too small for.
 //!
 //! Each new session the pool could not serve warm (a miss) raises the target by one, up to
-//! [`POOL_MAX`]; each [`DECAY`] without a miss lowers it by one, back to the floor. A
+//! [`POOL_MAX`]; each [`DECAY`] without a miss halves what it holds above the floor. A
 //! bridge whose calls come one at a time stays at the floor (the refill keeps up); an agent
 //! that starts eight sessions at once finds eight warm the next time, and the extra
-//! sessions are shut down once such bursts stop. A floor of 0 turns the pool off.
+//! sessions are shut down within minutes once such bursts stop (8 extra: 4, 2, 1, 0 at 2,
+//! 4, 6 and 8 minutes), so their memory is not held for long. A floor of 0 turns the pool
+//! off.
 //!
 //! Time is passed in, so the rule is tested without waiting.
 
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 /// The most warm sessions the pool ever holds, whatever the demand (the floor's own limit).
 pub(crate) const POOL_MAX: usize = 16;
 
-/// How long without a miss lowers the target by one.
+/// How long without a miss halves the target's part above the floor.
 pub(crate) const DECAY: Duration = Duration::from_mins(2);
 
 /// The pool's target size, from the floor and the misses seen.
@@ -33,18 +35,18 @@ struct Extra {
 }
 
 impl Extra {
-    /// Lower the count by one for each whole [`DECAY`] since it last changed.
+    /// Halve the count for each whole [`DECAY`] since it last changed.
     fn settle(&mut self, now: Instant) {
         let steps = now.saturating_duration_since(self.since).as_secs() / DECAY.as_secs();
         if steps == 0 {
             return;
         }
-        let steps = usize::try_from(steps).unwrap_or(usize::MAX);
-        self.sessions = self.sessions.saturating_sub(steps);
+        let steps = u32::try_from(steps).unwrap_or(u32::MAX);
+        self.sessions = self.sessions.checked_shr(steps).unwrap_or(0);
         self.since = if self.sessions == 0 {
             now
         } else {
-            self.since + DECAY * u32::try_from(steps).unwrap_or(u32::MAX)
+            self.since + DECAY * steps
         };
     }
 }
@@ -113,16 +115,29 @@ mod tests {
     }
 
     #[test]
-    fn each_quiet_decay_period_lowers_it_by_one_down_to_the_floor() {
+    fn each_quiet_decay_period_halves_what_is_above_the_floor() {
         let start = Instant::now();
         let demand = Demand::new(2, start);
-        for _ in 0..3 {
+        for _ in 0..8 {
             demand.missed(start);
         }
-        assert_eq!(demand.target(start + JUST_BEFORE), 5);
-        assert_eq!(demand.target(start + DECAY), 4);
-        assert_eq!(demand.target(start + DECAY * 2 + Duration::from_secs(1)), 3);
-        assert_eq!(demand.target(start + DECAY * 10), 2);
+        assert_eq!(demand.target(start + JUST_BEFORE), 10);
+        assert_eq!(demand.target(start + DECAY), 6);
+        assert_eq!(demand.target(start + DECAY * 2 + Duration::from_secs(1)), 4);
+        assert_eq!(demand.target(start + DECAY * 3), 3);
+        assert_eq!(demand.target(start + DECAY * 4), 2);
+        assert_eq!(demand.target(start + DECAY * 100), 2);
+    }
+
+    #[test]
+    fn a_long_quiet_settles_in_one_step() {
+        let start = Instant::now();
+        let demand = Demand::new(1, start);
+        for _ in 0..15 {
+            demand.missed(start);
+        }
+        assert_eq!(demand.target(start + DECAY * 2), 1 + 3);
+        assert_eq!(demand.target(start + DECAY * 1000), 1);
     }
 
     #[test]
@@ -132,7 +147,7 @@ mod tests {
         demand.missed(start);
         demand.missed(start);
         let later = start + DECAY + DECAY / 2;
-        assert_eq!(demand.target(later), 2, "one period passed");
+        assert_eq!(demand.target(later), 2, "one period passed: 2 extra halved");
         demand.missed(later);
         assert_eq!(demand.target(later + JUST_BEFORE), 3);
         assert_eq!(demand.target(later + DECAY), 2);
