@@ -19,7 +19,9 @@ use serde_json::Value;
 pub(crate) type Client = RunningService<RoleClient, ()>;
 
 /// Start `server run FLAGS` with `env` added to its environment, and initialise MCP; returns
-/// the client and the time from spawning to the end of `initialize`.
+/// the client and the time from spawning to the end of `initialize`. Unless `env` names
+/// one, the server gets a new, empty state directory: no server resumes a session another
+/// one saved, and the user's own state directory is neither read nor written.
 pub(crate) async fn start(
     server: &Path,
     flags: &[String],
@@ -30,6 +32,9 @@ pub(crate) async fn start(
         .arg("run")
         .args(flags)
         .env("MCP_BRIDGE_LOG_LEVEL", "warn");
+    if !env.iter().any(|(key, _)| *key == STATE_DIR_VARIABLE) {
+        command.env(STATE_DIR_VARIABLE, fresh_state_dir()?);
+    }
     for (key, value) in env {
         command.env(key, value);
     }
@@ -40,6 +45,39 @@ pub(crate) async fn start(
         .with_context(|| format!("starting the server {}", server.display()))?;
     let client = ().serve(transport).await.context("initialising the server")?;
     Ok((client, started.elapsed()))
+}
+
+/// The variable naming the server's state directory (saved sessions, memory, configs).
+const STATE_DIR_VARIABLE: &str = "MCP_BRIDGE_STATE_DIR";
+
+/// The folder holding the servers' state directories; removed by [`remove_state_dirs`].
+static STATE_DIRS: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// A new, empty state directory.
+pub(crate) fn fresh_state_dir() -> Result<std::path::PathBuf> {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let base = if let Some(base) = STATE_DIRS.get() {
+        base.clone()
+    } else {
+        let made = tempfile::Builder::new()
+            .prefix("bench-state-")
+            .tempdir()?
+            .keep();
+        STATE_DIRS.get_or_init(|| made).clone()
+    };
+    let dir = base.join(
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .to_string(),
+    );
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Remove the servers' state directories (once every server has stopped).
+pub(crate) fn remove_state_dirs() {
+    if let Some(base) = STATE_DIRS.get() {
+        let _ = std::fs::remove_dir_all(base);
+    }
 }
 
 /// Call `run_python` with `arguments` (a JSON object: `code`, and optionally `session`,

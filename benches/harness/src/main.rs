@@ -50,6 +50,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(run(&args));
     // Do not wait for blocked stdin readers or epoch threads on the way out.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    client::remove_state_dirs();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -163,7 +164,6 @@ async fn run(args: &BenchArgs) -> Result<()> {
         }
         backends.push(report);
     }
-    measure::remove_state_dirs();
     let report = Report::new(iterations, backends);
     let markdown = report::markdown(&report);
     let json = serde_json::to_string_pretty(&report)?;

@@ -206,48 +206,10 @@ async fn time_calls(client: &Client, iterations: usize, session: Option<&str>) -
     Ok(Summary::of(samples))
 }
 
-/// Start the server on `backend`, with `env` added to its environment and a state directory
-/// of its own (so no server resumes a session another one saved).
+/// Start the server on `backend`, with `env` added to its environment (and, as every server
+/// the bench starts, a state directory of its own).
 async fn connect(server: &Path, backend: &str, env: &[(&str, &str)]) -> Result<(Client, Duration)> {
-    let state = fresh_state_dir()?.display().to_string();
-    let mut env = env.to_vec();
-    env.push(("MCP_BRIDGE_STATE_DIR", state.as_str()));
-    client::start(
-        server,
-        &["--backend".to_string(), backend.to_string()],
-        &env,
-    )
-    .await
-}
-
-/// The folder holding the servers' state directories; removed by [`remove_state_dirs`].
-static STATE_DIRS: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-
-/// A new, empty state directory.
-fn fresh_state_dir() -> Result<std::path::PathBuf> {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let base = if let Some(base) = STATE_DIRS.get() {
-        base.clone()
-    } else {
-        let made = tempfile::Builder::new()
-            .prefix("bench-state-")
-            .tempdir()?
-            .keep();
-        STATE_DIRS.get_or_init(|| made).clone()
-    };
-    let dir = base.join(
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            .to_string(),
-    );
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
-}
-
-/// Remove the servers' state directories (once every server has stopped).
-pub(crate) fn remove_state_dirs() {
-    if let Some(base) = STATE_DIRS.get() {
-        let _ = std::fs::remove_dir_all(base);
-    }
+    client::start(server, &["--backend".to_string(), backend.to_string()], env).await
 }
 
 /// Run `code`, on `session` if named; a failed `pass` is an error, other failures are results.

@@ -97,6 +97,8 @@ async fn sdk_rows(
         .arg(server)
         .arg(backend)
         .arg(calls.to_string())
+        // The bridges the script starts keep their sessions away from the user's.
+        .env("MCP_BRIDGE_STATE_DIR", client::fresh_state_dir()?)
         .kill_on_drop(true)
         .output()
         .await
