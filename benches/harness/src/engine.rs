@@ -61,7 +61,7 @@ pub(crate) struct EnginePlan<'a> {
     pub(crate) repeats: usize,
 }
 
-/// The server's flags for one setting.
+/// The flags `provision` and `run` both take for one setting.
 fn flags(plan: &EnginePlan<'_>, tuning: &str) -> Vec<String> {
     vec![
         "--backend".into(),
@@ -72,20 +72,23 @@ fn flags(plan: &EnginePlan<'_>, tuning: &str) -> Vec<String> {
         plan.wasi_python.into(),
         "--wasi-engine".into(),
         tuning.into(),
-        // No warm session filling in the background while the figures are taken.
-        "--pool-size".into(),
-        "0".into(),
     ]
+}
+
+/// The server's flags for one setting: without a warm session filling in the background
+/// while the figures are taken.
+fn run_flags(plan: &EnginePlan<'_>, tuning: &str) -> Vec<String> {
+    let mut flags = flags(plan, tuning);
+    flags.extend(["--pool-size".into(), "0".into()]);
+    flags
 }
 
 /// Prepare the interpreter for `tuning` with the server's `provision`; how long it took.
 async fn provision(plan: &EnginePlan<'_>, tuning: &str) -> Result<Duration> {
-    let mut flags = flags(plan, tuning);
-    flags.truncate(flags.len() - 2); // `provision` keeps no pool
     let started = Instant::now();
     let output = tokio::process::Command::new(plan.server)
         .arg("provision")
-        .args(&flags)
+        .args(flags(plan, tuning))
         .env("MCP_BRIDGE_LOG_LEVEL", "warn")
         .stdin(Stdio::null())
         .output()
@@ -103,7 +106,7 @@ async fn provision(plan: &EnginePlan<'_>, tuning: &str) -> Result<Duration> {
 /// Measure the WASI backend with the engine setting `tuning`.
 pub(crate) async fn measure(plan: &EnginePlan<'_>, tuning: &str) -> Result<EngineRun> {
     let prepare = provision(plan, tuning).await?;
-    let (client, _) = client::start(plan.server, &flags(plan, tuning), &[]).await?;
+    let (client, _) = client::start(plan.server, &run_flags(plan, tuning), &[]).await?;
     let peer = client.peer().clone();
     workloads::run(&peer, "pass", "engine").await?;
     let mut passes = Vec::with_capacity(plan.iterations);
@@ -254,11 +257,17 @@ mod tests {
             iterations: 1,
             repeats: 1,
         };
-        let run = flags(&plan, "tick=1ms");
+        let run = run_flags(&plan, "tick=1ms");
         assert!(run.ends_with(&["--pool-size".to_string(), "0".to_string()]));
         assert!(
             run.windows(2)
                 .any(|pair| pair == ["--wasi-engine", "tick=1ms"])
         );
+        let provision = flags(&plan, "tick=1ms");
+        assert!(
+            run.starts_with(&provision),
+            "provision and run share the settings"
+        );
+        assert!(!provision.contains(&"--pool-size".to_string()));
     }
 }
