@@ -195,6 +195,10 @@ macro_rules! settings {
 }
 
 /// How an absent optional value is shown.
+/// The most warm sessions the pool may hold: the limit of `MCP_BRIDGE_POOL_SIZE`, and of
+/// what demand may raise the pool to.
+pub const MAX_POOL_SIZE: u32 = 16;
+
 const NONE: &str = "(none)";
 
 // The `show` functions take `&T`, as the table's `show` field does.

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The most warm sessions the pool ever holds, whatever the demand (the floor's own limit).
-pub(crate) const POOL_MAX: usize = 16;
+pub(crate) const POOL_MAX: usize = crate::settings::MAX_POOL_SIZE as usize;
 
 /// How long without a miss halves the target's part above the floor.
 pub(crate) const DECAY: Duration = Duration::from_mins(2);

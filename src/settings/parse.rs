@@ -53,11 +53,14 @@ pub(super) fn default_wasi_engine() -> String {
     wasi_engine("").unwrap_or_default()
 }
 
-/// Warm sessions: at most 16.
+/// Warm sessions: at most [`MAX_POOL_SIZE`](super::MAX_POOL_SIZE).
 pub(super) fn pool_size(text: &str) -> Result<u32, String> {
     match count(text)? {
-        n if n <= 16 => Ok(n),
-        n => Err(format!("{n} is more than the 16 warm sessions we allow")),
+        n if n <= super::MAX_POOL_SIZE => Ok(n),
+        n => Err(format!(
+            "{n} is more than the {} warm sessions we allow",
+            super::MAX_POOL_SIZE
+        )),
     }
 }
 
