@@ -9,7 +9,12 @@
 //!   frame sent to the guest to its result frame read), so `warm − floor − engine` is the
 //!   bridge's handling around the sandbox (arguments, sessions, the reply);
 //! - **exec**: `exec("pass")` timed inside the guest (compile included), so
-//!   `engine − exec` is the hop to the guest and back and the guest runtime's loop.
+//!   `engine − exec` is the hop to the guest and back and the guest runtime's loop;
+//! - **bare guest**: the same warm calls once the session's run handler is swapped for a
+//!   bare one that only compiles and execs the code and sends a fixed quiet result (no
+//!   capture, no result assembly, no output directory check). That is what any guest
+//!   runtime would cost on the same transport and interpreter, so `warm − bare` is our
+//!   runtime's own share of a call.
 //!
 //! Every figure is a median of the same number of calls, measured in one run, so the
 //! ratios hold on a noisy machine even where the absolute numbers drift.
@@ -36,6 +41,31 @@ const WARM_UP: usize = 30;
 /// `exec("pass")` calls timed in the guest.
 const GUEST_EXECS: usize = 2000;
 
+/// Swaps the session's run handler for a bare one (see the module docs). It takes only a
+/// run of `pass` that is nothing else (no action, no saved tools: its output flags change
+/// nothing for a run that writes nothing) and counts them in `_bare_runs`; every other run,
+/// and every run after `_bare_off()`, goes to the real handler. It reaches the runtime's
+/// `Session` the way `benches/guest_profile.py` does.
+const BARE_HANDLER: &str = r#"
+import gc
+_bare_session = next(o for o in gc.get_objects() if type(o).__name__ == "Session" and hasattr(o, "_on_run"))
+_bare_full = _bare_session._on_run
+_bare_runs = [0]
+_bare_quiet = ('{"type":"result","id":%d,"stdout":"","stderr":"","stdout_cut":0,"stderr_cut":0,'
+               '"stdout_cut_at":null,"stderr_cut_at":null,"error":null,"duration_ms":0.0,'
+               '"files":[],"stdout_saved":null,"stderr_saved":null}')
+def _bare(frame, _send=_bare_session._send, _globals={}, _full=_bare_full, _runs=_bare_runs):
+    if frame.get("code") != "pass" or "action" in frame or "saved_tools" in frame:
+        return _full(frame)
+    exec(compile(frame["code"], "<bare>", "exec"), _globals)
+    _send((_bare_quiet % frame["id"]).encode())
+    _runs[0] += 1
+def _bare_off():
+    _bare_session._on_run = _bare_full
+    return _bare_runs[0]
+_bare_session._on_run = _bare
+"#;
+
 /// The floor server's tool name.
 const NOOP: &str = "noop";
 
@@ -50,6 +80,10 @@ pub(crate) struct FloorReport {
     pub(crate) engine: Option<Summary>,
     /// One `exec("pass")` in the guest, in milliseconds (a mean over many).
     pub(crate) exec_ms: Option<f64>,
+    /// `run_python("pass")` with the bare run handler.
+    pub(crate) bare: Option<Summary>,
+    /// The bridge's own `duration_ms` of those calls.
+    pub(crate) bare_engine: Option<Summary>,
     /// Why figures are missing.
     pub(crate) reason: Option<String>,
 }
@@ -96,6 +130,7 @@ async fn try_measure(
     let answer = answer.context("no warm-up call")?;
     let (warm, engine) = time_bridge(&bridge, iterations).await?;
     let exec_ms = guest_exec_ms(&bridge).await?;
+    let (bare, bare_engine) = time_bare(&bridge, iterations).await?;
     bridge.cancel().await.ok();
     let floor = time_floor(floor_server, &answer, iterations).await?;
     Ok(FloorReport {
@@ -103,6 +138,8 @@ async fn try_measure(
         warm: Some(warm),
         engine: Some(engine),
         exec_ms: Some(exec_ms),
+        bare: Some(bare),
+        bare_engine: Some(bare_engine),
         reason: None,
     })
 }
@@ -137,6 +174,29 @@ async fn guest_exec_ms(bridge: &Client) -> Result<f64> {
         .trim()
         .parse()
         .with_context(|| format!("the guest printed {stdout:?}"))
+}
+
+/// `iterations` warm `pass` calls with the bare run handler in place, as in
+/// [`time_bridge`]; the real handler is back afterwards.
+async fn time_bare(bridge: &Client, iterations: usize) -> Result<(Summary, Summary)> {
+    client::run_python_ok(bridge, json!({"code": BARE_HANDLER})).await?;
+    for _ in 0..WARM_UP {
+        client::run_python_ok(bridge, json!({"code": "pass"})).await?;
+    }
+    let timed = time_bridge(bridge, iterations).await?;
+    let result = client::run_python_ok(bridge, json!({"code": "print(_bare_off())"})).await?;
+    let stdout = client::stdout_of(&result);
+    let taken: usize = stdout
+        .trim()
+        .parse()
+        .with_context(|| format!("the bare handler's count: the guest printed {stdout:?}"))?;
+    if taken < WARM_UP + iterations {
+        bail!(
+            "the bare run handler took {taken} of {} runs: a run of `pass` carries more now",
+            WARM_UP + iterations
+        );
+    }
+    Ok(timed)
 }
 
 /// `iterations` warm calls of the floor server answering with `answer`.
@@ -229,22 +289,29 @@ pub(crate) fn markdown(rows: &[(String, FloorReport)]) -> String {
          Medians in ms of the same number of calls, one run. floor: an rmcp server answering \
          the same bytes at once (the protocol's own cost). engine: the bridge's own \
          `duration_ms` (run frame out, result frame in). exec: `exec(\"pass\")` inside the \
-         guest.\n\n\
-         | backend | floor | warm `pass` (p95, p99) | warm / floor | above floor | around the sandbox | engine | of it, exec | hop and guest loop |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+         guest. bare guest: the same calls with the guest's run handler swapped for one that \
+         only compiles, execs and sends a fixed result (any guest runtime's cost on this \
+         transport); runtime's share: warm − bare.\n\n\
+         | backend | floor | warm `pass` (p95, p99) | warm / floor | above floor | around the sandbox | engine | of it, exec | hop and guest loop | bare guest (engine) | bare / floor | runtime's share |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (backend, report) in rows {
-        let (Some(floor), Some(warm), Some(engine), Some(exec)) =
-            (&report.floor, &report.warm, &report.engine, report.exec_ms)
-        else {
+        let (Some(floor), Some(warm), Some(engine), Some(exec), Some(bare), Some(bare_engine)) = (
+            &report.floor,
+            &report.warm,
+            &report.engine,
+            report.exec_ms,
+            &report.bare,
+            &report.bare_engine,
+        ) else {
             let why = report.reason.as_deref().unwrap_or("not measured");
-            let _ = writeln!(out, "| {backend} | {} |||||||", why.replace('|', "/"));
+            let _ = writeln!(out, "| {backend} | {} ||||||||||", why.replace('|', "/"));
             continue;
         };
         let around = warm.median_ms - floor.median_ms - engine.median_ms;
         let _ = writeln!(
             out,
-            "| {backend} | {:.3} | {:.3} ({:.3}, {:.3}) | {:.1}× | {:.3} | {around:.3} | {:.3} | {exec:.3} | {:.3} |",
+            "| {backend} | {:.3} | {:.3} ({:.3}, {:.3}) | {:.1}× | {:.3} | {around:.3} | {:.3} | {exec:.3} | {:.3} | {:.3} ({:.3}) | {:.1}× | {:.3} |",
             floor.median_ms,
             warm.median_ms,
             warm.p95_ms,
@@ -253,6 +320,10 @@ pub(crate) fn markdown(rows: &[(String, FloorReport)]) -> String {
             warm.median_ms - floor.median_ms,
             engine.median_ms,
             engine.median_ms - exec,
+            bare.median_ms,
+            bare_engine.median_ms,
+            bare.median_ms / floor.median_ms,
+            warm.median_ms - bare.median_ms,
         );
     }
     out
