@@ -221,3 +221,19 @@ pub(crate) async fn unicode_round_trips(b: &TestBackend) -> Result<()> {
     ensure!(out == "héllo wörld ✓ 日本 🐍 18\n", "{out:?}");
     Ok(())
 }
+
+/// The runtime encodes and decodes frames with `_json`, the C accelerator, on every
+/// interpreter: when a setting `_json` reads is missing (CPython 3.15 added one), it falls
+/// back to the `json` module, a few times slower on every frame.
+pub(crate) async fn frames_use_the_json_accelerator(b: &TestBackend) -> Result<()> {
+    let bridge = b.bridge().await?;
+    let out = bridge
+        .ok("import sys\nrt = sys.modules['__mcp_runtime__']\n\
+             print(type(rt.encode_json).__name__, type(rt.decode_json).__name__)")
+        .await?;
+    ensure!(
+        out == "function function\n",
+        "the runtime's frame codec fell back to the json module: {out:?}"
+    );
+    Ok(())
+}

@@ -33,6 +33,7 @@ try:
         strict = True
         object_hook = None
         object_pairs_hook = None
+        array_hook = None  # read since CPython 3.15: without it, the fallback below is used
         parse_float = float
         parse_int = int
         parse_constant = {
