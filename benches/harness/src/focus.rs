@@ -118,7 +118,44 @@ pub(crate) struct ProxyTimes {
     /// `run_python` gathering [`GATHERED`] proxied calls, the run's time less `pass`'s median,
     /// per call.
     pub(crate) gathered_per_call: Summary,
+    /// As the guest's own clock has them, in a run of their own.
+    pub(crate) in_guest: InGuest,
 }
+
+/// What a proxied call costs inside the guest (medians in ms, the guest's clock, the calls
+/// and compiles made back to back in one run, so with warm caches).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct InGuest {
+    /// One awaited call, from the guest's `await` to its value.
+    pub(crate) round_trip_ms: f64,
+    /// `compile` of the code a run awaiting the call sends (top-level `await` allowed).
+    pub(crate) compile_ms: f64,
+    /// `compile` of `pass`, as every run does.
+    pub(crate) compile_pass_ms: f64,
+}
+
+/// Times, inside the guest, [`IN_GUEST_CALLS`] awaited calls and as many compiles of the
+/// call's code and of `pass`; prints the three medians in ms. `{call}` and `{code}` are
+/// filled in.
+const IN_GUEST_TIMING: &str = r#"
+import ast, time, mcp.runtime as r
+def _median(xs):
+    return sorted(xs)[len(xs) // 2] * 1000
+_calls, _compiles, _passes = [], [], []
+for _ in range({n}):
+    _t = time.perf_counter()
+    await {call}
+    _calls.append(time.perf_counter() - _t)
+for _source, _into in (({code}, _compiles), ("pass", _passes)):
+    for _ in range({n}):
+        _t = time.perf_counter()
+        compile(_source, "<timed>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
+        _into.append(time.perf_counter() - _t)
+print(_median(_calls), _median(_compiles), _median(_passes))
+"#;
+
+/// Calls (and compiles of each kind) timed inside the guest.
+const IN_GUEST_CALLS: usize = 200;
 
 impl ProxyTimes {
     /// What the proxy path adds over the upstream's own time and an empty run (medians).
@@ -170,6 +207,21 @@ pub(crate) async fn proxy_report(server: &Path, args: &ProxyBenchArgs) -> Result
         "\n- **Overhead of the proxy path** (one call, less `pass` and the upstream alone): \
          **{:.3} ms** (target ≤ 0.3).",
         times.overhead_ms()
+    );
+    let in_guest = times.in_guest;
+    let _ = writeln!(
+        out,
+        "- Inside the guest (its own clock, {IN_GUEST_CALLS} of each back to back in one run): \
+         an awaited call round-trips in **{:.3} ms** ({:.3} ms over the upstream alone); \
+         `compile` of the run's code takes {:.3} ms, of `pass` {:.3} ms. Those two excesses \
+         (the round trip's over the upstream, the compile's over `pass`'s) make {:.3} ms of \
+         the overhead, warm; inside a run of one call, caches are colder.",
+        in_guest.round_trip_ms,
+        in_guest.round_trip_ms - times.direct.median_ms,
+        in_guest.compile_ms,
+        in_guest.compile_pass_ms,
+        in_guest.round_trip_ms - times.direct.median_ms + in_guest.compile_ms
+            - in_guest.compile_pass_ms,
     );
     let _ = writeln!(
         out,
@@ -238,6 +290,7 @@ pub(crate) async fn proxy_times(server: &Path, args: &ProxyBenchArgs) -> Result<
             gathered.push(run(gather_code.clone()).await?);
         }
     }
+    let in_guest = in_guest_times(&bridge, &args.server, &call, &call_code).await?;
     bridge.cancel().await.ok();
     let pass_median = median(pass.clone());
     let gathered_per_call = gathered
@@ -249,6 +302,39 @@ pub(crate) async fn proxy_times(server: &Path, args: &ProxyBenchArgs) -> Result<
         pass: Summary::of(pass),
         proxied: Summary::of(proxied),
         gathered_per_call: Summary::of(gathered_per_call),
+        in_guest,
+    })
+}
+
+/// [`IN_GUEST_TIMING`] of `call` (whose run sends `call_code`) on `server`, through `bridge`.
+async fn in_guest_times(
+    bridge: &client::Client,
+    server: &str,
+    call: &str,
+    call_code: &str,
+) -> Result<InGuest> {
+    let code = IN_GUEST_TIMING
+        .replace("{n}", &IN_GUEST_CALLS.to_string())
+        .replace("{call}", call)
+        .replace("{code}", &json!(call_code).to_string());
+    let result = client::run_python_ok(
+        bridge,
+        json!({"code": code, "servers": [server], "timeout": 120}),
+    )
+    .await?;
+    let stdout = client::stdout_of(&result);
+    let figures: Vec<f64> = stdout
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("the in-guest timing printed {stdout:?}"))?;
+    let [round_trip_ms, compile_ms, compile_pass_ms] = figures[..] else {
+        bail!("the in-guest timing printed {stdout:?}");
+    };
+    Ok(InGuest {
+        round_trip_ms,
+        compile_ms,
+        compile_pass_ms,
     })
 }
 
