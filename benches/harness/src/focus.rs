@@ -122,16 +122,16 @@ pub(crate) struct ProxyTimes {
     pub(crate) in_guest: InGuest,
 }
 
-/// What a proxied call costs inside the guest (medians in ms, the guest's clock, the calls
-/// and compiles made back to back in one run, so with warm caches).
+/// What a proxied call costs inside the guest, in ms (medians of the guest's clock, the
+/// calls and compiles made back to back in one run, so with warm caches).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct InGuest {
     /// One awaited call, from the guest's `await` to its value.
-    pub(crate) round_trip_ms: f64,
+    pub(crate) round_trip: f64,
     /// `compile` of the code a run awaiting the call sends (top-level `await` allowed).
-    pub(crate) compile_ms: f64,
+    pub(crate) compile: f64,
     /// `compile` of `pass`, as every run does.
-    pub(crate) compile_pass_ms: f64,
+    pub(crate) compile_pass: f64,
 }
 
 /// Times, inside the guest, [`IN_GUEST_CALLS`] awaited calls and as many compiles of the
@@ -216,12 +216,11 @@ pub(crate) async fn proxy_report(server: &Path, args: &ProxyBenchArgs) -> Result
          `compile` of the run's code takes {:.3} ms, of `pass` {:.3} ms. Those two excesses \
          (the round trip's over the upstream, the compile's over `pass`'s) make {:.3} ms of \
          the overhead, warm; inside a run of one call, caches are colder.",
-        in_guest.round_trip_ms,
-        in_guest.round_trip_ms - times.direct.median_ms,
-        in_guest.compile_ms,
-        in_guest.compile_pass_ms,
-        in_guest.round_trip_ms - times.direct.median_ms + in_guest.compile_ms
-            - in_guest.compile_pass_ms,
+        in_guest.round_trip,
+        in_guest.round_trip - times.direct.median_ms,
+        in_guest.compile,
+        in_guest.compile_pass,
+        in_guest.round_trip - times.direct.median_ms + in_guest.compile - in_guest.compile_pass,
     );
     let _ = writeln!(
         out,
@@ -328,13 +327,13 @@ async fn in_guest_times(
         .map(str::parse)
         .collect::<Result<_, _>>()
         .with_context(|| format!("the in-guest timing printed {stdout:?}"))?;
-    let [round_trip_ms, compile_ms, compile_pass_ms] = figures[..] else {
+    let [round_trip, compile, compile_pass] = figures[..] else {
         bail!("the in-guest timing printed {stdout:?}");
     };
     Ok(InGuest {
-        round_trip_ms,
-        compile_ms,
-        compile_pass_ms,
+        round_trip,
+        compile,
+        compile_pass,
     })
 }
 
