@@ -33,6 +33,7 @@ use rmcp::transport::TokioChildProcess;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
 use serde_json::{Value, json};
 
+use crate::bare;
 use crate::client::{self, Client};
 use crate::stats::Summary;
 
@@ -40,31 +41,6 @@ use crate::stats::Summary;
 const WARM_UP: usize = 30;
 /// `exec("pass")` calls timed in the guest.
 const GUEST_EXECS: usize = 2000;
-
-/// Swaps the session's run handler for a bare one (see the module docs). It takes only a
-/// run of `pass` that is nothing else (no action, no saved tools: its output flags change
-/// nothing for a run that writes nothing) and counts them in `_bare_runs`; every other run,
-/// and every run after `_bare_off()`, goes to the real handler. It reaches the runtime's
-/// `Session` the way `benches/guest_profile.py` does.
-const BARE_HANDLER: &str = r#"
-import gc
-_bare_session = next(o for o in gc.get_objects() if type(o).__name__ == "Session" and hasattr(o, "_on_run"))
-_bare_full = _bare_session._on_run
-_bare_runs = [0]
-_bare_quiet = ('{"type":"result","id":%d,"stdout":"","stderr":"","stdout_cut":0,"stderr_cut":0,'
-               '"stdout_cut_at":null,"stderr_cut_at":null,"error":null,"duration_ms":0.0,'
-               '"files":[],"stdout_saved":null,"stderr_saved":null}')
-def _bare(frame, _send=_bare_session._send, _globals={}, _full=_bare_full, _runs=_bare_runs):
-    if frame.get("code") != "pass" or "action" in frame or "saved_tools" in frame:
-        return _full(frame)
-    exec(compile(frame["code"], "<bare>", "exec"), _globals)
-    _send((_bare_quiet % frame["id"]).encode())
-    _runs[0] += 1
-def _bare_off():
-    _bare_session._on_run = _bare_full
-    return _bare_runs[0]
-_bare_session._on_run = _bare
-"#;
 
 /// The floor server's tool name.
 const NOOP: &str = "noop";
@@ -179,23 +155,12 @@ async fn guest_exec_ms(bridge: &Client) -> Result<f64> {
 /// `iterations` warm `pass` calls with the bare run handler in place, as in
 /// [`time_bridge`]; the real handler is back afterwards.
 async fn time_bare(bridge: &Client, iterations: usize) -> Result<(Summary, Summary)> {
-    client::run_python_ok(bridge, json!({"code": BARE_HANDLER})).await?;
+    bare::install(bridge, None).await?;
     for _ in 0..WARM_UP {
         client::run_python_ok(bridge, json!({"code": "pass"})).await?;
     }
     let timed = time_bridge(bridge, iterations).await?;
-    let result = client::run_python_ok(bridge, json!({"code": "print(_bare_off())"})).await?;
-    let stdout = client::stdout_of(&result);
-    let taken: usize = stdout
-        .trim()
-        .parse()
-        .with_context(|| format!("the bare handler's count: the guest printed {stdout:?}"))?;
-    if taken < WARM_UP + iterations {
-        bail!(
-            "the bare run handler took {taken} of {} runs: a run of `pass` carries more now",
-            WARM_UP + iterations
-        );
-    }
+    bare::remove(bridge, WARM_UP + iterations).await?;
     Ok(timed)
 }
 

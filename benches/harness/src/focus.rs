@@ -15,6 +15,7 @@ use mcp_server_code_execution_mode::proxy::dispatch::Proxy;
 use rmcp::model::ListToolsResult;
 use serde_json::{Value, json};
 
+use crate::bare;
 use crate::cli::ProxyBenchArgs;
 use crate::client;
 use crate::stats::{Summary, median};
@@ -120,6 +121,10 @@ pub(crate) struct ProxyTimes {
     pub(crate) gathered_per_call: Summary,
     /// As the guest's own clock has them, in a run of their own.
     pub(crate) in_guest: InGuest,
+    /// `run_python("pass")` with the bare run handler (see `bare.rs`).
+    pub(crate) bare_pass: Summary,
+    /// A run of the bare handler making the one call.
+    pub(crate) bare_call: Summary,
 }
 
 /// What a proxied call costs inside the guest, in ms (medians of the guest's clock, the
@@ -163,6 +168,12 @@ impl ProxyTimes {
         (self.proxied.median_ms - self.pass.median_ms - self.direct.median_ms).max(0.0)
     }
 
+    /// What the proxy path adds for a bare guest, as [`Self::overhead_ms`] does for ours:
+    /// the transport's and the host's share, whatever runtime the guest runs.
+    pub(crate) fn bare_overhead_ms(&self) -> f64 {
+        (self.bare_call.median_ms - self.bare_pass.median_ms - self.direct.median_ms).max(0.0)
+    }
+
     /// One awaited call: the run's median less an empty run's.
     pub(crate) fn one_call_ms(&self) -> f64 {
         (self.proxied.median_ms - self.pass.median_ms).max(0.0)
@@ -187,6 +198,8 @@ pub(crate) async fn proxy_report(server: &Path, args: &ProxyBenchArgs) -> Result
         ("upstream alone (host rmcp client, stdio)", &times.direct),
         ("`run_python(\"pass\")` through MCP", &times.pass),
         ("`run_python` awaiting one proxied call", &times.proxied),
+        ("bare guest: `pass`", &times.bare_pass),
+        ("bare guest: one call", &times.bare_call),
     ];
     for (what, summary) in rows {
         let _ = writeln!(
@@ -207,6 +220,15 @@ pub(crate) async fn proxy_report(server: &Path, args: &ProxyBenchArgs) -> Result
         "\n- **Overhead of the proxy path** (one call, less `pass` and the upstream alone): \
          **{:.3} ms** (target ≤ 0.3).",
         times.overhead_ms()
+    );
+    let _ = writeln!(
+        out,
+        "- **A bare guest's overhead** (the run handler swapped for one that only sends the \
+         rpc frame and reads its answer, the same way less `pass` and the upstream): \
+         **{:.3} ms**, what the transport and the host's dispatch cost whatever runtime the \
+         guest runs; our runtime adds {:.3} ms to it.",
+        times.bare_overhead_ms(),
+        times.overhead_ms() - times.bare_overhead_ms()
     );
     let in_guest = times.in_guest;
     let _ = writeln!(
@@ -290,6 +312,8 @@ pub(crate) async fn proxy_times(server: &Path, args: &ProxyBenchArgs) -> Result<
         }
     }
     let in_guest = in_guest_times(&bridge, &args.server, &call, &call_code).await?;
+    let params = json!({"server": args.server, "tool": args.tool, "arguments": arguments});
+    let (bare_pass, bare_call) = bare_times(&bridge, &args.server, &params, iterations).await?;
     bridge.cancel().await.ok();
     let pass_median = median(pass.clone());
     let gathered_per_call = gathered
@@ -302,7 +326,39 @@ pub(crate) async fn proxy_times(server: &Path, args: &ProxyBenchArgs) -> Result<
         proxied: Summary::of(proxied),
         gathered_per_call: Summary::of(gathered_per_call),
         in_guest,
+        bare_pass,
+        bare_call,
     })
+}
+
+/// Runs of `pass` and of one call on `server` (`params`: the call's), alternated,
+/// `iterations` of each, with the bare run handler in place; then the real one is back.
+async fn bare_times(
+    bridge: &client::Client,
+    server: &str,
+    params: &Value,
+    iterations: usize,
+) -> Result<(Summary, Summary)> {
+    const WARM_UP: usize = 10;
+    bare::install(bridge, Some(params)).await?;
+    let run = |code: &str| {
+        let arguments = json!({"code": code, "servers": [server]});
+        async move {
+            let started = Instant::now();
+            client::run_python_ok(bridge, arguments).await?;
+            Ok::<Duration, anyhow::Error>(started.elapsed())
+        }
+    };
+    let (mut pass, mut call) = (Vec::new(), Vec::new());
+    for round in 0..WARM_UP + iterations {
+        let times = (run("pass").await?, run(bare::BARE_CALL).await?);
+        if round >= WARM_UP {
+            pass.push(times.0);
+            call.push(times.1);
+        }
+    }
+    bare::remove(bridge, 2 * (WARM_UP + iterations)).await?;
+    Ok((Summary::of(pass), Summary::of(call)))
 }
 
 /// [`IN_GUEST_TIMING`] of `call` (whose run sends `call_code`) on `server`, through `bridge`.

@@ -6,6 +6,7 @@
 //! runs this binary with `--server` naming itself; the server never links this crate, so the
 //! charting and tokenizer crates stay out of it.
 
+mod bare;
 mod charts;
 mod cli;
 mod client;
