@@ -237,3 +237,24 @@ pub(crate) async fn frames_use_the_json_accelerator(b: &TestBackend) -> Result<(
     );
     Ok(())
 }
+
+/// Top-level `await` runs in a real task whatever finishes when: code that completes without
+/// ever waiting (which the runtime may run without a loop turn) still sees its task, and
+/// what it scheduled still runs within the same run.
+pub(crate) async fn code_that_never_waits_still_runs_in_a_task(b: &TestBackend) -> Result<()> {
+    let bridge = b.bridge().await?;
+    let out = bridge
+        .ok("import asyncio\n\
+             async def at_once():\n    return 41\n\
+             task = asyncio.current_task()\n\
+             async with asyncio.timeout(5):\n    value = await at_once()\n\
+             asyncio.get_running_loop().call_soon(print, 'scheduled ran')\n\
+             print(type(task).__name__, task is asyncio.current_task(), value + 1)")
+        .await?;
+    ensure!(out == "Task True 42\nscheduled ran\n", "{out:?}");
+    let out = bridge
+        .ok("print(asyncio.current_task() is task, task.done())\nawait at_once()")
+        .await?;
+    ensure!(out == "False True\n", "{out:?}");
+    Ok(())
+}

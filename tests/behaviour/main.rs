@@ -38,7 +38,8 @@ for_each_backend! {
         stderr_is_captured_separately,
         system_exit_ends_the_run_not_the_session, named_sessions_are_separate,
         reset_starts_afresh, stdin_reads_see_end_of_file, runtime_helpers_are_importable,
-        large_code_runs, unicode_round_trips, frames_use_the_json_accelerator;
+        large_code_runs, unicode_round_trips, frames_use_the_json_accelerator,
+        code_that_never_waits_still_runs_in_a_task;
     limits: runaway_loop_is_stopped_and_next_call_works, blocking_sleep_is_stopped,
         output_before_a_deadline_is_kept,
         memory_cap_gives_memory_error, huge_stdout_is_capped_honestly,

@@ -20,6 +20,28 @@ def loop_is_idle(loop: object) -> bool:
         return False
 
 
+def first_step_now(loop: object) -> bool:
+    """Runs the main task's first step at once, as the loop's first turn would have.
+
+    Called when the loop had nothing else to do (`loop_is_idle`: no callbacks, timers or
+    watched descriptors) before the task was made, so that step is the only ready callback
+    and a turn would run just it. The loop counts as running during the step, as in a turn
+    (`_run_forever_setup`, CPython 3.13+). Code that then finishes without waiting for
+    anything and leaves the loop idle (an awaited proxied call answered synchronously does)
+    needs no loop turn at all: 60-90 µs a run on WASI. False when the step was not taken.
+    """
+    ready = loop._ready  # type: ignore[attr-defined]
+    if len(ready) != 1:  # a task factory scheduled more, or ran the step itself
+        return False
+    handle = ready.popleft()
+    loop._run_forever_setup()  # type: ignore[attr-defined]
+    try:
+        handle._run()
+    finally:
+        loop._run_forever_cleanup()  # type: ignore[attr-defined]
+    return True
+
+
 def socketpair_works() -> bool:
     """False where asyncio's self-pipe cannot be made (CPython on WASI)."""
     global _socketpair_ok
@@ -173,9 +195,12 @@ class EventLoop:
         import asyncio
 
         loop = self._get_loop(asyncio)
+        step_now = loop_is_idle(loop) and hasattr(loop, "_run_forever_setup")
         task = loop.create_task(coroutine, context=self._context)
         self._interrupts.cancel_on_sigint(loop, task)
         try:
+            if step_now and first_step_now(loop) and task.done() and loop_is_idle(loop):
+                return task.result()
             return loop.run_until_complete(task)
         except asyncio.CancelledError:
             uncancel = getattr(task, "uncancel", None)
