@@ -5,8 +5,10 @@
 //! The bare handler takes two runs and leaves every other to the real one:
 //! - `pass`: it compiles and execs the code and sends a fixed quiet result (no output
 //!   capture, no result assembly, no check of the output directory, no event loop);
-//! - [`BARE_CALL`]: it sends one `call_tool` rpc frame, reads frames until its answer, and
-//!   sends the same fixed result (no proxy object, no top-level `await`, no event loop).
+//! - code that starts with [`BARE_CALL`]: it compiles the code (top-level `await` allowed,
+//!   as any runtime must before it can run it), then, instead of running it, sends one
+//!   `call_tool` rpc frame, reads frames until its answer, and sends the same fixed result
+//!   (no proxy object, no coroutine, no event loop).
 //!
 //! It counts the runs it took, so a bench can tell when a change in the run frame made the
 //! real handler take them instead. It reaches the runtime's `Session` the way
@@ -17,11 +19,11 @@ use serde_json::{Value, json};
 
 use crate::client::{self, Client};
 
-/// The code of a run the bare handler answers with one proxied call.
-pub(crate) const BARE_CALL: &str = "_bare_call";
+/// The first line of a run's code that the bare handler answers with one proxied call.
+pub(crate) const BARE_CALL: &str = "# bare call\n";
 
 /// The bare handler; `{call}` is the `call_tool` rpc's params as JSON (`null`: no calls).
-const HANDLER: &str = r#"
+const HANDLER: &str = r##"
 import gc
 _bare_session = next(o for o in gc.get_objects() if type(o).__name__ == "Session" and hasattr(o, "_on_run"))
 _bare_full = _bare_session._on_run
@@ -38,7 +40,8 @@ def _bare(frame, _session=_bare_session, _globals={}, _full=_bare_full, _runs=_b
         return _full(frame)
     if code == "pass":
         exec(compile(code, "<bare>", "exec"), _globals)
-    elif code == "_bare_call" and _bare_call_params is not None:
+    elif code.startswith("# bare call\n") and _bare_call_params is not None:
+        compile(code, "<bare>", "exec", flags=0x2000, dont_inherit=True)  # PyCF_ALLOW_TOP_LEVEL_AWAIT
         calls = _session.calls
         call_id = calls.last_id = calls.last_id + 1
         _session._send(_encode({"type": "rpc", "id": call_id, "run": frame["id"],
@@ -58,7 +61,7 @@ def _bare_off():
     _bare_session._on_run = _bare_full
     return _bare_runs[0]
 _bare_session._on_run = _bare
-"#;
+"##;
 
 /// Installs the bare handler in the session `bridge` talks to; `call` is the `call_tool`
 /// params its [`BARE_CALL`] runs send (`{"server", "tool", "arguments"}`), if any.
@@ -100,7 +103,7 @@ mod tests {
         let params = r#"{"server":"time","tool":"now","arguments":{"tz":"UTC","on":true}}"#;
         let code = HANDLER.replace("{call!r}", &python_string(params));
         assert!(code.contains(
-            r#"decode_json("{\"server\":\"time\",\"tool\":\"now\",\"arguments\":{\"tz\":\"UTC\",\"on\":true}}")"#
+            r#"["decode_json"]("{\"server\":\"time\",\"tool\":\"now\",\"arguments\":{\"tz\":\"UTC\",\"on\":true}}")"#
         ));
     }
 }

@@ -223,8 +223,9 @@ pub(crate) async fn proxy_report(server: &Path, args: &ProxyBenchArgs) -> Result
     );
     let _ = writeln!(
         out,
-        "- **A bare guest's overhead** (the run handler swapped for one that only sends the \
-         rpc frame and reads its answer, the same way less `pass` and the upstream): \
+        "- **A bare guest's overhead** (the run handler swapped for one that compiles the same \
+         code, then only sends the rpc frame and reads its answer; the same way less `pass` \
+         and the upstream): \
          **{:.3} ms**, what the transport and the host's dispatch cost whatever runtime the \
          guest runs; our runtime adds {:.3} ms to it.",
         times.bare_overhead_ms(),
@@ -313,7 +314,9 @@ pub(crate) async fn proxy_times(server: &Path, args: &ProxyBenchArgs) -> Result<
     }
     let in_guest = in_guest_times(&bridge, &args.server, &call, &call_code).await?;
     let params = json!({"server": args.server, "tool": args.tool, "arguments": arguments});
-    let (bare_pass, bare_call) = bare_times(&bridge, &args.server, &params, iterations).await?;
+    let bare_code = format!("{}{call_code}", bare::BARE_CALL);
+    let (bare_pass, bare_call) =
+        bare_times(&bridge, &args.server, &params, &bare_code, iterations).await?;
     bridge.cancel().await.ok();
     let pass_median = median(pass.clone());
     let gathered_per_call = gathered
@@ -331,12 +334,14 @@ pub(crate) async fn proxy_times(server: &Path, args: &ProxyBenchArgs) -> Result<
     })
 }
 
-/// Runs of `pass` and of one call on `server` (`params`: the call's), alternated,
-/// `iterations` of each, with the bare run handler in place; then the real one is back.
+/// Runs of `pass` and of `call_code` (which the bare handler compiles, then answers with
+/// one call on `server` with `params`), alternated, `iterations` of each, with the bare run
+/// handler in place; then the real one is back.
 async fn bare_times(
     bridge: &client::Client,
     server: &str,
     params: &Value,
+    call_code: &str,
     iterations: usize,
 ) -> Result<(Summary, Summary)> {
     const WARM_UP: usize = 10;
@@ -351,7 +356,7 @@ async fn bare_times(
     };
     let (mut pass, mut call) = (Vec::new(), Vec::new());
     for round in 0..WARM_UP + iterations {
-        let times = (run("pass").await?, run(bare::BARE_CALL).await?);
+        let times = (run("pass").await?, run(call_code).await?);
         if round >= WARM_UP {
             pass.push(times.0);
             call.push(times.1);
