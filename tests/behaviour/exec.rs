@@ -256,5 +256,21 @@ pub(crate) async fn code_that_never_waits_still_runs_in_a_task(b: &TestBackend) 
         .ok("print(asyncio.current_task() is task, task.done())\nawait at_once()")
         .await?;
     ensure!(out == "False True\n", "{out:?}");
+    // SystemExit ends a run even from inside its task, and leaves nothing for later runs
+    // (no "Task exception was never retrieved" in their stderr once the task is collected).
+    let reply = bridge
+        .run("import sys\nasync def leave():\n    sys.exit(3)\nawait leave()")
+        .await?;
+    ensure!(reply.status() == "raised", "{}", reply.text);
+    ensure!(
+        reply.structured["error"]["type"] == "SystemExit",
+        "{}",
+        reply.text
+    );
+    let reply = bridge
+        .run("import gc\ngc.collect()\nprint('after')")
+        .await?;
+    ensure!(reply.stdout() == "after\n", "{}", reply.text);
+    ensure!(reply.structured["stderr"] == "", "{}", reply.text);
     Ok(())
 }

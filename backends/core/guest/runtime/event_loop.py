@@ -209,6 +209,11 @@ class EventLoop:
             raise
         finally:
             self._interrupts.main_task_done()  # (again, after a cancellation: harmless)
+            if task.done() and not task.cancelled():
+                # The run reports what the task raised (SystemExit and KeyboardInterrupt
+                # leave a step past the task): asyncio must not log it as never retrieved
+                # when the task is collected, into a later run's stderr.
+                task.exception()
 
     def _get_loop(self, asyncio: ModuleType) -> object:
         loop = self._loop
