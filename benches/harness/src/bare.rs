@@ -107,7 +107,7 @@ pub(crate) async fn remove(bridge: &Client, expected: usize) -> Result<()> {
 }
 
 /// `text` as a Python string literal (JSON's escapes are Python's, for the text JSON makes).
-fn python_string(text: &str) -> String {
+pub(crate) fn python_string(text: &str) -> String {
     Value::String(text.to_string()).to_string()
 }
 

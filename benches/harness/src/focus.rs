@@ -293,12 +293,7 @@ pub(crate) async fn proxy_times(server: &Path, args: &ProxyBenchArgs) -> Result<
     );
     let run = |code: String| {
         let bridge = &bridge;
-        let arguments = json!({"code": code, "servers": [args.server]});
-        async move {
-            let started = Instant::now();
-            client::run_python_ok(bridge, arguments).await?;
-            Ok::<Duration, anyhow::Error>(started.elapsed())
-        }
+        async move { timed_run(bridge, &args.server, &code).await }
     };
     run(call_code.clone()).await?;
     run(gather_code.clone()).await?;
@@ -346,17 +341,12 @@ async fn bare_times(
 ) -> Result<(Summary, Summary)> {
     const WARM_UP: usize = 10;
     bare::install(bridge, Some(params)).await?;
-    let run = |code: &str| {
-        let arguments = json!({"code": code, "servers": [server]});
-        async move {
-            let started = Instant::now();
-            client::run_python_ok(bridge, arguments).await?;
-            Ok::<Duration, anyhow::Error>(started.elapsed())
-        }
-    };
     let (mut pass, mut call) = (Vec::new(), Vec::new());
     for round in 0..WARM_UP + iterations {
-        let times = (run("pass").await?, run(call_code).await?);
+        let times = (
+            timed_run(bridge, server, "pass").await?,
+            timed_run(bridge, server, call_code).await?,
+        );
         if round >= WARM_UP {
             pass.push(times.0);
             call.push(times.1);
@@ -364,6 +354,13 @@ async fn bare_times(
     }
     bare::remove(bridge, 2 * (WARM_UP + iterations)).await?;
     Ok((Summary::of(pass), Summary::of(call)))
+}
+
+/// How long `run_python` of `code`, with `server` loaded, takes as the client sees it.
+async fn timed_run(bridge: &client::Client, server: &str, code: &str) -> Result<Duration> {
+    let started = Instant::now();
+    client::run_python_ok(bridge, json!({"code": code, "servers": [server]})).await?;
+    Ok(started.elapsed())
 }
 
 /// [`IN_GUEST_TIMING`] of `call` (whose run sends `call_code`) on `server`, through `bridge`.
@@ -376,7 +373,7 @@ async fn in_guest_times(
     let code = IN_GUEST_TIMING
         .replace("{n}", &IN_GUEST_CALLS.to_string())
         .replace("{call}", call)
-        .replace("{code}", &json!(call_code).to_string());
+        .replace("{code}", &bare::python_string(call_code));
     let result = client::run_python_ok(
         bridge,
         json!({"code": code, "servers": [server], "timeout": 120}),
